@@ -119,32 +119,20 @@ def sample_completions(
     """Sample ``n_per_prompt`` completions per prompt, keeping the exact token ids drawn.
 
     ``temperature == 1`` and ``top_p == 1`` (the defaults) sample from π itself, which KL estimation
-    needs; top-k truncation is always off. Reproducible by ``seed``.
+    needs; top-k truncation is always off. Reproducible by ``seed``. Decoding is
+    :func:`preflab.generation.sample` (``bf16`` True = its bf16 decoding where supported: bf16 weights
+    on a bf16-capable CPU, autocast on a GPU).
     """
-    import torch
+    from ..generation import SamplingParams, sample
 
-    stops = _stop_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(stops), 0)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=0,
+                            seed=seed, n=n_per_prompt, batch_size=batch_size, bf16=None if bf16 else False,
+                            stop_token_ids=tuple(sorted(_stop_ids(model, tokenizer))))
+    rows = sample(model, tokenizer, list(prompts), params)
     p_ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
-    flat = [(i, p_ids[i]) for i in range(len(prompts)) for _ in range(n_per_prompt)]
-    sample = temperature > 0
-    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sample, pad_token_id=pad_id,
-                  eos_token_id=sorted(stops) or None)
-    kwargs.update(temperature=temperature, top_p=top_p, top_k=0) if sample else kwargs.update(
-        temperature=None, top_p=None, top_k=None)
-    comps: list[list[int]] = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for start in range(0, len(flat), batch_size):
-            chunk = [ids for _, ids in flat[start:start + batch_size]]
-            ids, mask = _left_pad(chunk, pad_id, model.device)
-            with torch.no_grad(), _autocast(model, bf16):
-                gen = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-            for row in gen[:, ids.shape[1]:].tolist():
-                cut = next((j + 1 for j, t in enumerate(row) if t in stops), len(row))
-                comps.append(row[:cut])
-    texts = [tokenizer.decode(c, skip_special_tokens=True).strip() for c in comps]
-    return Samples([ids for _, ids in flat], comps, texts, [i for i, _ in flat])
+    flat = [(i, c) for i, row in enumerate(rows) for c in row]
+    return Samples([p_ids[i] for i, _ in flat], [list(c.token_ids) for _, c in flat], [c.text for _, c in flat],
+                   [i for i, _ in flat])
 
 
 def sample_kl(

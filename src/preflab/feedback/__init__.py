@@ -3,6 +3,7 @@
 from .annotators import AnnotatorPool, BTAnnotator, Candidate, IntransitiveAnnotator, load_pool
 from .builders import (
     annotate_pairs,
+    annotator_pairs,
     annotate_rankings,
     rso_pairs,
     rso_select,
@@ -42,6 +43,7 @@ __all__ = [
     "Task",
     "TaskSuite",
     "annotate_pairs",
+    "annotator_pairs",
     "annotate_rankings",
     "get_suite",
     "make_judge",

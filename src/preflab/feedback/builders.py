@@ -20,6 +20,7 @@ import random
 from collections import Counter
 
 from ..data import PreferencePair, Ranking, Unpaired, ranking_to_pairs
+from ..data.convert import RULES
 from ..errors import DataError
 from .annotators import AnnotatorPool, Candidate
 from .samples import PromptSamples
@@ -110,6 +111,12 @@ def rso_pairs(samples: list[PromptSamples], rewards: list[list[float]], *, beta:
     return out
 
 
+PAIR_STRATEGIES = ("random", "all", *RULES)
+"""``random``/``all``: annotators vote on those pairs directly. A ranking rule (``best-vs-worst``, ...):
+one annotator per prompt ranks every completion (a vote on each pair, Borda count), and the rule picks
+the pairs from that ranking (UltraFeedback-style binarisation; still the annotators' noisy judgement)."""
+
+
 def candidate_pairs(n: int, strategy: str, pairs_per_prompt: int, rng: random.Random) -> list[tuple[int, int]]:
     """Index pairs to show annotators: ``all`` (every pair) or ``random`` (distinct pairs, drawn)."""
     every = list(itertools.combinations(range(n), 2))
@@ -117,7 +124,12 @@ def candidate_pairs(n: int, strategy: str, pairs_per_prompt: int, rng: random.Ra
         return every
     if strategy == "random":
         return rng.sample(every, min(pairs_per_prompt, len(every)))
-    raise DataError(f"unknown pair strategy '{strategy}' (use random or all)", field="pairs")
+    raise DataError(f"unknown pair strategy '{strategy}' (use {', '.join(PAIR_STRATEGIES)})", field="pairs")
+
+
+def _gold_agreement(counts: Counter, g_chosen: float, g_rejected: float) -> None:
+    counts["agrees_with_gold" if g_chosen > g_rejected else "against_gold" if g_chosen < g_rejected
+           else "gold_tie"] += 1
 
 
 def annotate_pairs(samples: list[PromptSamples], pool: AnnotatorPool, *, strategy: str = "random",
@@ -133,12 +145,32 @@ def annotate_pairs(samples: list[PromptSamples], pool: AnnotatorPool, *, strateg
             vote = pool.vote(s.prompt, Candidate(s.completions[first], g[first]),
                              Candidate(s.completions[second], g[second]))
             c, d = (first, second) if vote.a_wins else (second, first)
-            counts["agrees_with_gold" if g[c] > g[d] else "against_gold" if g[c] < g[d] else "gold_tie"] += 1
+            _gold_agreement(counts, g[c], g[d])
             meta = {**_meta(s), "gold_chosen": g[c], "gold_rejected": g[d], "shown_first": "chosen" if c == first
                     else "rejected", "annotator_prob": vote.prob if vote.a_wins else 1.0 - vote.prob,
                     "flipped": vote.flipped}
             out.append(PreferencePair(s.prompt, s.completions[c], s.completions[d], id=f"{s.id}:{c}>{d}",
                                       annotator=vote.annotator, group=vote.group, metadata=meta))
+    return out
+
+
+def annotator_pairs(samples: list[PromptSamples], pool: AnnotatorPool, *, strategy: str = "random",
+                    pairs_per_prompt: int = 1, seed: int = 0, counts: Counter | None = None) -> list[PreferencePair]:
+    """Preference pairs labelled by ``pool`` with any of :data:`PAIR_STRATEGIES`."""
+    if strategy not in PAIR_STRATEGIES:
+        raise DataError(f"unknown pair strategy '{strategy}' (use {', '.join(PAIR_STRATEGIES)})", field="pairs")
+    counts = Counter() if counts is None else counts
+    if strategy in ("random", "all"):
+        return annotate_pairs(samples, pool, strategy=strategy, pairs_per_prompt=pairs_per_prompt, seed=seed,
+                              counts=counts)
+    out = []
+    for r in annotate_rankings(samples, pool, seed=seed):
+        gold = r.metadata.pop("gold_scores")
+        for p in ranking_to_pairs(r, strategy, seed, counts):
+            i, j = r.responses.index(p.chosen), r.responses.index(p.rejected)  # same text, same gold score
+            p.metadata.update(gold_chosen=gold[i], gold_rejected=gold[j])
+            _gold_agreement(counts, gold[i], gold[j])
+            out.append(p)
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ..config import Section
@@ -19,7 +21,8 @@ class QuickstartSection(Section):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus mass of the training completions.")
     sample_batch_size: int = Field(32, ge=1, description="Sequences per generate call.")
     pool: str = Field("noisy", description="Annotator pool (a preset name or a YAML file): it labels the pairs.")
-    pair_strategy: str = Field("all", description="Which completion pairs annotators see: all or random.")
+    pair_strategy: Literal["random", "all", "best-vs-worst", "best-vs-random", "all-pairs", "adjacent"] = Field(
+        "best-vs-worst", description="How annotators make pairs: random/all (a vote on those pairs) or a ranking rule, best-vs-worst/best-vs-random/all-pairs/adjacent (one annotator ranks a prompt's completions; the rule picks pairs).")
     pairs_per_prompt: int = Field(6, ge=1, description="Pairs per prompt with pair_strategy: random.")
     eval_temperature: float = Field(0.0, ge=0, description="Evaluation sampling temperature (0 = greedy).")
     kl_samples_per_prompt: int = Field(1, ge=1, description="Temperature-1 samples per held-out prompt for KL.")

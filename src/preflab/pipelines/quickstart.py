@@ -176,13 +176,13 @@ class Quickstart:
 
     def pairs(self) -> dict:
         from ..data import save_records
-        from ..feedback import annotate_pairs, load_pool, read_samples
+        from ..feedback import annotator_pairs, load_pool, read_samples
 
         q = self.q
         samples = read_samples(self.dir / "samples.jsonl")
         pool = load_pool(q.pool, seed=self.cfg.seed)
         counts: Counter = Counter()
-        pairs = annotate_pairs(samples, pool, strategy=q.pair_strategy, pairs_per_prompt=q.pairs_per_prompt,
+        pairs = annotator_pairs(samples, pool, strategy=q.pair_strategy, pairs_per_prompt=q.pairs_per_prompt,
                                seed=self.cfg.seed, counts=counts)
         kept = []
         for p in pairs:  # identical texts carry no preference (and the data layer rejects them)

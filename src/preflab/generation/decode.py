@@ -1,0 +1,115 @@
+"""The sampler's decoding loop: KV-cached, left-padded batches that shrink as rows finish.
+
+Hugging Face ``generate`` keeps every row of a batch until the last one ends and draws each token with
+``torch.multinomial``, whose CPU kernel fills one exponential variate per vocabulary entry (49,152 per
+row and step for SmolLM2: ~60 ms a step at batch 64 on this project's CPU, a fifth of the step). This
+loop instead
+
+* drops finished rows from the batch (and from the KV cache, ``Cache.batch_select_indices``), so a batch
+  costs what its *unfinished* rows cost: completions that stop at EOS free their compute at once;
+* samples by inversion, ``searchsorted(cumsum(p), u)`` with one uniform per row, which is an exact
+  draw from the same categorical distribution;
+* applies temperature, top-k and top-p with Hugging Face's semantics (``TopKLogitsWarper``,
+  ``TopPLogitsWarper``: the smallest set of most likely tokens whose mass reaches ``top_p``, at least one
+  token); ``temperature == 0`` is greedy decoding (argmax; the tests check it against ``generate``).
+
+Position ids follow the attention mask (``cumsum(mask) - 1``), as ``generate`` computes them for left
+padding. Any decoder-only model whose forward takes ``attention_mask``, ``position_ids`` and
+``past_key_values`` works; :func:`supports_decode` says whether a model qualifies (others fall back to
+``generate``).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+
+def supports_decode(model) -> bool:
+    """Decoder-only models whose forward takes position ids and a cache (every HF causal LM does)."""
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return False
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    has_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return has_kwargs or {"position_ids", "past_key_values", "attention_mask"} <= set(params)
+
+
+def filter_logits(logits, temperature: float, top_k: int = 0, top_p: float = 1.0):
+    """Scaled, top-k- and top-p-filtered logits (float32; removed tokens are ``-inf``)."""
+    import torch
+
+    logits = logits.float() / temperature
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        mass_before = probs.cumsum(-1) - probs  # mass of the strictly more likely tokens
+        drop_sorted = mass_before >= top_p
+        drop_sorted[:, 0] = False
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def draw(logits, temperature: float, top_k: int = 0, top_p: float = 1.0, generator=None):
+    """One token per row: argmax when ``temperature == 0``, else an exact draw by CDF inversion."""
+    import torch
+
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = filter_logits(logits, temperature, top_k, top_p).softmax(-1)
+    cdf = probs.cumsum(-1)
+    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
+def _forward(model, ids, mask, pos, cache, last_only: bool):
+    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+    if last_only:
+        kwargs["logits_to_keep"] = 1
+    try:
+        out = model(**kwargs)
+    except TypeError:  # a forward without logits_to_keep
+        kwargs.pop("logits_to_keep", None)
+        out = model(**kwargs)
+    return out.logits[:, -1], out.past_key_values
+
+
+def decode(model, input_ids, attention_mask, *, max_new_tokens: int, stop_ids: list[int], pad_id: int,
+           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator=None, compact: bool = True):
+    """Generated tokens ``[batch, max_new_tokens]``: each row up to and including its first stop token,
+    ``pad_id`` after it. ``input_ids`` are left-padded prompts with their ``attention_mask``."""
+    import torch
+
+    from transformers import DynamicCache
+
+    dev = input_ids.device
+    batch = input_ids.shape[0]
+    out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=dev)
+    stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=dev)
+    alive = torch.arange(batch, device=dev)  # original row of every row still decoding
+    mask = attention_mask.long()
+    pos = (mask.cumsum(-1) - 1).clamp_(min=0)
+    logits, cache = _forward(model, input_ids, mask, pos, DynamicCache(), True)
+    next_pos = pos[:, -1] + 1
+    done = torch.zeros(batch, dtype=torch.bool, device=dev)
+    for t in range(max_new_tokens):
+        tok = draw(logits, temperature, top_k, top_p, generator)
+        if not compact:
+            tok = tok.masked_fill(done, pad_id)
+        out[alive, t] = tok
+        done = done | torch.isin(tok, stops)
+        if t == max_new_tokens - 1 or bool(done.all()):
+            break
+        if compact and bool(done.any()):
+            keep = (~done).nonzero().squeeze(-1)
+            cache.batch_select_indices(keep)
+            alive, tok, mask, next_pos, done = alive[keep], tok[keep], mask[keep], next_pos[keep], done[keep]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+        logits, cache = _forward(model, tok[:, None], mask, next_pos[:, None], cache, True)
+        next_pos = next_pos + 1
+    return out

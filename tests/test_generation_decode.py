@@ -1,0 +1,85 @@
+"""The sampler's own decoding loop against Hugging Face's references: greedy tokens equal ``generate``'s,
+top-k / top-p filtering equals the logits warpers, and CDF-inversion draws follow the distribution."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+from preflab.generation.decode import decode, draw, filter_logits, supports_decode
+from preflab.generation.sampler import _encode_left, bf16_weights, eos_ids, render_prompts
+
+PROMPTS = ["hi", "tell me a story about a cat", "2+2?", "a much longer prompt with many more words in it"]
+
+
+def test_greedy_decode_equals_hf_generate_with_compaction(tiny):
+    model, tok = tiny
+    enc = _encode_left(tok, render_prompts(tok, PROMPTS), model.device)
+    first = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=8, stop_ids=[0], pad_id=0,
+                   temperature=0)
+    # make an early greedy token of two rows a stop token, so those rows leave the batch mid-way
+    stop = [int(first[0, 2]), int(first[2, 4])]
+    pad = tok.pad_token_id
+    ref = model.generate(**enc, max_new_tokens=12, do_sample=False, eos_token_id=stop, pad_token_id=pad,
+                         temperature=None, top_p=None, top_k=None)[:, enc["input_ids"].shape[1]:]
+    for compact in (True, False):
+        ours = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=12, stop_ids=stop,
+                      pad_id=pad, temperature=0, compact=compact)
+        width = ref.shape[1]  # generate stops when every row has ended
+        assert torch.equal(ours[:, :width], ref)
+        assert (ours[:, width:] == pad).all()
+    assert any(int(t) in stop for t in ref[0]), "the test must exercise rows that finish early"
+
+
+@pytest.mark.parametrize("top_k,top_p", [(0, 0.9), (5, 1.0), (20, 0.5), (0, 0.05)])
+def test_filtering_matches_hf_warpers(top_k, top_p):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 300, generator=g) * 3
+    logits[0, :10] = 5.0  # exact ties at the cut-off
+    ours = filter_logits(logits, 0.7, top_k, top_p)
+    ref = logits / 0.7
+    if top_k:
+        ref = TopKLogitsWarper(top_k)(None, ref)
+    if top_p < 1:
+        ref = TopPLogitsWarper(top_p)(None, ref)
+    assert torch.equal(torch.isinf(ours), torch.isinf(ref))
+    assert torch.allclose(ours[~torch.isinf(ours)], ref[~torch.isinf(ref)])
+
+
+def test_inversion_draws_follow_the_distribution():
+    probs = torch.tensor([0.5, 0.0, 0.2, 0.25, 0.05])
+    logits = probs.log().expand(40_000, -1).clone()
+    g = torch.Generator().manual_seed(1)
+    counts = torch.bincount(draw(logits, 1.0, generator=g), minlength=5).double()
+    n = counts.sum()
+    assert counts[1] == 0  # a zero-probability token is never drawn
+    chi2 = sum(((counts[i] - n * p) ** 2 / (n * p)).item() for i, p in enumerate(probs.tolist()) if p > 0)
+    assert chi2 < 16.3  # 3 degrees of freedom, p = 0.001
+    # temperature sharpens: at T=0.5 the distribution is probs^2 renormalised
+    sharp = probs**2 / (probs**2).sum()
+    c2 = torch.bincount(draw(logits, 0.5, generator=g), minlength=5).double() / n
+    assert math.isclose(c2[0].item(), sharp[0].item(), abs_tol=0.01)
+    assert torch.equal(draw(logits[:3], 0.0), torch.zeros(3, dtype=torch.long))
+
+
+def test_bf16_weights_restores_the_same_tensors(tiny):
+    model, _ = tiny
+    before = {n: p.data_ptr() for n, p in model.named_parameters()}
+    buffers = {n: b.dtype for n, b in model.named_buffers()}
+    with bf16_weights(model, None):
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+        assert {n: b.dtype for n, b in model.named_buffers()} == buffers
+    assert all(p.data_ptr() == before[n] and p.dtype == torch.float32 for n, p in model.named_parameters())
+    with bf16_weights(model, False):
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_supports_decode(tiny):
+    model, tok = tiny
+    assert supports_decode(model)
+    assert eos_ids(model, tok)
+    assert not supports_decode(torch.nn.Linear(2, 2))
