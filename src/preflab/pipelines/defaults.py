@@ -16,13 +16,13 @@ QUICKSTART_DEFAULTS: dict[str, Any] = {
         "max_new_tokens": 64,
         "temperature": 0.8,
         "pool": "noisy",
-        "pair_strategy": "random",
-        "pairs_per_prompt": 2,
+        "pair_strategy": "best-vs-worst",
     },
     "objective": {"name": "dpo", "params": {"beta": 0.1}},
     "lora": {"enabled": True, "r": 16, "alpha": 32.0, "dropout": 0.0},
-    "train": {"lr": 2.0e-4, "batch_size": 8, "epochs": 1.0, "warmup_ratio": 0.1, "scheduler": "cosine",
-              "max_length": 384, "save_every": 25, "keep_last": 2, "bf16": "auto"},
+    "reference": {"mode": "cached"},
+    "train": {"lr": 5.0e-4, "batch_size": 8, "epochs": 2.0, "warmup_ratio": 0.1, "scheduler": "cosine",
+              "max_length": 384, "layout": "prefix_shared", "save_every": 25, "keep_last": 2, "bf16": "auto"},
 }
 
 
