@@ -9,7 +9,7 @@ from typing import Any
 
 from .base import TaskFamily, register_family
 from .text import cased_letters
-from .vocab import CATEGORIES, ENTITIES, QUESTIONS
+from .vocab import BULLET_TEMPLATES, CATEGORIES, ENTITIES, JSON_TEMPLATES, QUESTIONS
 
 _BULLET = re.compile(r"^\s*[-*•]\s+\S")
 _NUMBERED = re.compile(r"^\s*\d+[.)]\s+\S")
@@ -34,7 +34,7 @@ class BulletList(TaskFamily):
     def build(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
         k = rng.randint(3, 6)
         what = rng.choice(CATEGORIES)
-        prompt = (f"List {k} {what} as a bulleted list. Start every line with '- ' and write nothing else.")
+        prompt = rng.choice(BULLET_TEMPLATES).format(k=k, what=what)
         return prompt, {"count": k}
 
     def score(self, params: dict[str, Any], response: str) -> float:
@@ -80,7 +80,8 @@ def _parse_object(text: str) -> tuple[dict | None, bool]:
 
 @register_family
 class JsonObject(TaskFamily):
-    """"Give a JSON object describing <entity> with the keys a, b, c. Reply with JSON only."
+    """"Give a JSON object describing <entity> with the keys a, b, c. Reply with JSON only." (three of the
+    entity's candidate keys in a drawn order, one of :data:`~preflab.feedback.tasks.vocab.JSON_TEMPLATES`' phrasings)
 
     Gold score: if a JSON object parses, 0.2 (found inside other text) or 0.4 (the whole answer, code
     fences allowed) plus 0.6 × the fraction of required keys in it; if nothing parses, 0.2 × the fraction
@@ -92,9 +93,9 @@ class JsonObject(TaskFamily):
 
     def build(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
         entity = rng.choice(sorted(ENTITIES))
-        keys = ENTITIES[entity]
+        keys = rng.sample(ENTITIES[entity], 3)
         listed = ", ".join(f'"{k}"' for k in keys)
-        prompt = f"Give a JSON object describing {entity} with the keys {listed}. Reply with JSON only."
+        prompt = rng.choice(JSON_TEMPLATES).format(entity=entity, keys=listed)
         return prompt, {"keys": keys}
 
     def score(self, params: dict[str, Any], response: str) -> float:

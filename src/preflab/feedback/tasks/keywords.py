@@ -7,7 +7,7 @@ from typing import Any
 
 from .base import TaskFamily, register_family
 from .text import contains_word, word_count
-from .vocab import KEYWORDS, TOPICS
+from .vocab import EXCLUDE_TEMPLATES, KEYWORDS, TOPICS
 
 
 @register_family
@@ -37,7 +37,8 @@ class IncludeKeywords(TaskFamily):
 
 @register_family
 class ExcludeKeyword(TaskFamily):
-    """"Describe <topic> in two sentences without using the word 'w'" (w: the topic's own noun).
+    """"Describe <topic> in two sentences without using the word 'w'" (w: the topic's own noun; one of
+    :data:`~preflab.feedback.tasks.vocab.EXCLUDE_TEMPLATES`' phrasings).
 
     Gold score = 1 / (1 + c) · min(1, n / 8), with c the occurrences of w (plurals too) and n the word
     count: avoiding the word fully earns 1, each use halves, thirds … the score, and answers shorter
@@ -51,7 +52,7 @@ class ExcludeKeyword(TaskFamily):
     def build(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
         topic = rng.choice(sorted(TOPICS))
         word = TOPICS[topic]
-        prompt = f"Describe {topic} in two sentences without using the word '{word}'."
+        prompt = rng.choice(EXCLUDE_TEMPLATES).format(topic=topic, word=word)
         return prompt, {"forbidden": word}
 
     def score(self, params: dict[str, Any], response: str) -> float:

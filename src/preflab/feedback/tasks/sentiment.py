@@ -12,7 +12,7 @@ from typing import Any
 
 from .base import TaskFamily, register_family
 from .text import words
-from .vocab import PRODUCTS
+from .vocab import PRODUCTS, REVIEW_TEMPLATES
 
 
 @lru_cache(maxsize=1)
@@ -41,7 +41,7 @@ class Sentiment(TaskFamily):
     def build(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
         target = rng.choice(["positive", "negative"])
         product = rng.choice(PRODUCTS)
-        prompt = f"Write a short {target} review of {product}."
+        prompt = rng.choice(REVIEW_TEMPLATES).format(target=target, product=product)
         return prompt, {"target": target}
 
     def score(self, params: dict[str, Any], response: str) -> float:

@@ -41,18 +41,56 @@ PRODUCTS = [
     "a coffee maker", "a pair of running shoes", "a laptop", "a hotel stay", "a new phone",
     "a pizza restaurant", "a science fiction novel", "a vacuum cleaner", "a rain jacket",
     "a video game", "a desk chair", "a pair of headphones", "a bakery", "a camping tent",
+    "a blender", "a museum visit", "a train journey", "a wool sweater", "an electric kettle",
+    "a board game", "a yoga class", "a sushi bar", "a city bus tour", "a pair of sunglasses",
+    "a houseplant shop", "a mobile banking app", "a backpack", "a concert",
 ]
 
+# How a review is asked for ({target}: positive / negative, {product}: one of PRODUCTS)
+REVIEW_TEMPLATES = [
+    "Write a short {target} review of {product}.",
+    "Write a {target} customer comment about {product}.",
+    "In a few sentences, give a {target} opinion of {product}.",
+]
+
+# entity -> candidate keys (a task asks for three of them, in a drawn order)
 ENTITIES: dict[str, list[str]] = {
-    "a fictional person": ["name", "age", "city"],
-    "a book": ["title", "author", "year"],
-    "a movie": ["title", "director", "year"],
-    "a city": ["name", "country", "population"],
-    "a pet": ["name", "species", "age"],
-    "a car": ["make", "model", "year"],
-    "a recipe": ["name", "servings", "time"],
-    "a song": ["title", "artist", "year"],
+    "a fictional person": ["name", "age", "city", "job", "hobby"],
+    "a book": ["title", "author", "year", "genre", "pages"],
+    "a movie": ["title", "director", "year", "genre", "rating"],
+    "a city": ["name", "country", "population", "language", "river"],
+    "a pet": ["name", "species", "age", "color", "owner"],
+    "a car": ["make", "model", "year", "color", "price"],
+    "a recipe": ["name", "servings", "time", "cuisine", "difficulty"],
+    "a song": ["title", "artist", "year", "album", "length"],
+    "a planet": ["name", "moons", "diameter", "distance", "type"],
+    "a restaurant": ["name", "cuisine", "city", "rating", "price"],
+    "a company": ["name", "industry", "founded", "employees", "country"],
+    "a sports team": ["name", "sport", "city", "coach", "founded"],
+    "a laptop": ["brand", "model", "price", "memory", "weight"],
+    "a student": ["name", "grade", "school", "subject", "age"],
+    "a flight": ["airline", "origin", "destination", "departure", "duration"],
+    "an animal": ["species", "habitat", "diet", "lifespan", "weight"],
 }
+
+JSON_TEMPLATES = [
+    "Give a JSON object describing {entity} with the keys {keys}. Reply with JSON only.",
+    "Describe {entity} as a JSON object with exactly the keys {keys}. Output only the JSON.",
+    "Return only a JSON object for {entity}, using the keys {keys}.",
+]
+
+# How a bulleted list is asked for ({k}: how many, {what}: one of CATEGORIES)
+BULLET_TEMPLATES = [
+    "List {k} {what} as a bulleted list. Start every line with '- ' and write nothing else.",
+    "Name {k} {what}. Answer only with a bulleted list, one item per line, each line starting with '- '.",
+]
+
+# How an answer that must avoid a word is asked for ({topic}, {word})
+EXCLUDE_TEMPLATES = [
+    "Describe {topic} in two sentences without using the word '{word}'.",
+    "Write three sentences about {topic}, but never use the word '{word}'.",
+    "Explain what is special about {topic} without ever saying '{word}'.",
+]
 
 QUESTIONS = [
     "What is your favorite season and why?",
