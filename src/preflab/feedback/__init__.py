@@ -3,8 +3,8 @@
 from .annotators import AnnotatorPool, BTAnnotator, Candidate, IntransitiveAnnotator, load_pool
 from .builders import (
     annotate_pairs,
-    annotator_pairs,
     annotate_rankings,
+    annotator_pairs,
     rso_pairs,
     rso_select,
     rule_pairs,

@@ -84,7 +84,6 @@ def decode(model, input_ids, attention_mask, *, max_new_tokens: int, stop_ids: l
     """Generated tokens ``[batch, max_new_tokens]``: each row up to and including its first stop token,
     ``pad_id`` after it. ``input_ids`` are left-padded prompts with their ``attention_mask``."""
     import torch
-
     from transformers import DynamicCache
 
     dev = input_ids.device
