@@ -131,3 +131,27 @@ def test_cli_sample_then_annotate(tiny_dir, tmp_path):
                               "-o", str(comp)])
     assert res.exit_code == 0, res.output
     assert [r.prompt for r in read_samples(comp)] == ["hello", "say hi"]
+
+
+def test_annotator_pairs_by_ranking_rule():
+    samples = make_samples()
+    counts = Counter()
+    gold = builders.annotator_pairs(samples, load_pool("gold"), strategy="best-vs-worst", counts=counts)
+    # a noiseless annotator's Borda ranking puts the gold best first and the gold worst last
+    assert gold[0].chosen in ("a b", "c d e")  # both score 1: the tie's vote decides
+    assert [(p.chosen, p.rejected) for p in gold][0][1] == " ".join(["w"] * 40) and gold[1].chosen == "y"
+    assert [(p.metadata["gold_chosen"], p.metadata["gold_rejected"]) for p in gold] == [
+        (1.0, TASK.score(" ".join(["w"] * 40))), (0.9, 0.2)]
+    assert counts["agrees_with_gold"] == 2 and gold[0].annotator == "gold"
+    # label noise: flips make some best-vs-worst pairs wrong, but far fewer than a single noisy vote does
+    many = [PromptSamples(prompt=f"p{i}", completions=["a", "b", "c", "d"], id=f"p{i}",
+                          gold_scores=[0.1, 0.4, 0.6, 0.9]) for i in range(400)]
+    ranked, single = Counter(), Counter()
+    builders.annotator_pairs(many, load_pool("noisy", seed=3), strategy="best-vs-worst", seed=3, counts=ranked)
+    builders.annotator_pairs(many, load_pool("noisy", seed=3), strategy="random", seed=3, counts=single)
+    assert ranked["against_gold"] / ranked.total() < single["against_gold"] / single.total()
+    assert 0 < ranked["against_gold"]
+    assert builders.annotator_pairs(samples, load_pool("gold"), strategy="all") == builders.annotate_pairs(
+        samples, load_pool("gold"), strategy="all")
+    with pytest.raises(DataError, match="best-vs-worst"):
+        builders.annotator_pairs(samples, load_pool("gold"), strategy="best-of-all")
