@@ -200,7 +200,7 @@ def evaluate_policies(
         kl_samples = a if reuse else sample_completions(
             policy, tokenizer, texts, n_per_prompt=kl_samples_per_prompt, max_new_tokens=sampling.max_new_tokens,
             temperature=1.0, top_p=1.0, seed=sampling.seed + 1, batch_size=sampling.batch_size, bf16=bf16)
-        bs = sampling.batch_size
+        bs = min(sampling.batch_size, 16)  # scoring holds [rows, completion, vocab] logits: keep it small
         lp = sequence_logprobs(policy, kl_samples.prompt_ids, kl_samples.completion_ids, batch_size=bs, bf16=bf16)
         with _as_reference(policy, reference) as ref:  # after the policy: PEFT disables adapters in place
             lr = sequence_logprobs(ref, kl_samples.prompt_ids, kl_samples.completion_ids, batch_size=bs, bf16=bf16)
