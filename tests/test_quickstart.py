@@ -1,4 +1,5 @@
 import json
+import math
 from collections import Counter
 
 import pytest
@@ -57,16 +58,23 @@ def test_reduced_quickstart_end_to_end_on_tiny_model(tmp_path, tiny_dir):
     # samples: 12 prompts x 3 completions, each gold-scored
     samples = read_samples(run / "samples.jsonl")
     assert len(samples) == 12 and all(len(s.completions) == 3 == len(s.gold_scores) for s in samples)
-    # pairs: `pairs_per_prompt` distinct random pairs of the 3 completions (3 possible), minus identical-text
-    # pairs (counted in the stage info)
-    per_prompt = min(cfg.quickstart.pairs_per_prompt, 3) if cfg.quickstart.pair_strategy == "random" else 3
+    # pairs: with `random`, `pairs_per_prompt` distinct random pairs of the 3 completions (3 possible); with a
+    # ranking strategy (best-vs-worst), one pair per prompt whose annotator ranking is not all tied. Pairs of
+    # identical texts are skipped; every dropped candidate is counted in the stage info.
     stages = json.loads((run / "stages.json").read_text())
     pairs = load_preferences(run / "pairs.jsonl").records
     info = stages["pairs"]["info"]
-    assert len(pairs) == info["pairs"] == 12 * per_prompt - info.get("identical_completions_skipped", 0)
+    skipped = info.get("identical_completions_skipped", 0)
+    if cfg.quickstart.pair_strategy == "random":
+        expected = 12 * min(cfg.quickstart.pairs_per_prompt, 3) - skipped
+    else:
+        expected = 12 - info.get("all_tied", 0) - skipped
+    assert len(pairs) == info["pairs"] == expected > 0
+    if cfg.quickstart.pair_strategy != "random":
+        assert len({p.prompt for p in pairs}) == len(pairs)  # one pair per prompt
     assert all(p.annotator and "gold_chosen" in p.metadata for p in pairs)
-    # training: one epoch of batch 8, metrics logged, checkpoint + final HF model written
-    steps = -(-len(pairs) // 8)
+    # training: `epochs` passes of batch 8, metrics logged, checkpoint + final HF model written
+    steps = max(1, math.ceil(cfg.train.epochs * len(pairs) / cfg.train.batch_size))
     assert stages["train"]["info"]["steps"] == steps
     assert [m["step"] for m in read_metrics(run / "metrics.jsonl", split="train")][-1] == steps
     assert (run / "final" / "config.json").is_file()

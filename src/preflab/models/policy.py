@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy as _copy
 import hashlib
+import warnings
 from collections.abc import Iterable
 from contextlib import nullcontext
 from typing import Any
@@ -36,7 +37,9 @@ def apply_lora(model: nn.Module, r: int = 16, alpha: float = 32.0, dropout: floa
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
                         bias=bias, modules_to_save=modules_to_save, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft reads a transformers attribute that is deprecated (v5 -> v6)
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def is_peft(model: nn.Module) -> bool:
