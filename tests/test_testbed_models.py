@@ -117,4 +117,6 @@ def test_hl_gauss_regresses_win_rates():
     from preflab.objectives.hl_gauss import hl_gauss_decode, hl_gauss_support
 
     decoded = hl_gauss_decode(logits, hl_gauss_support(-1.05, 2.05, 31, torch.float64))
-    assert decoded.numpy() == pytest.approx(win.numpy(), abs=1e-6)
+    # L-BFGS stalls near grad 2e-7 (the far-tail bins' target mass is ~1e-30, so their logits head to −∞);
+    # the decoded mean is then within ~2e-6 of the win rate, and a wrong target shape would miss by >1e-3
+    assert decoded.numpy() == pytest.approx(win.numpy(), abs=1e-5)
