@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .attention import attention_configs, training_attention
+
 DEFAULT_CHUNK = 1024
 
 
@@ -200,8 +202,13 @@ class SequenceScorer(nn.Module):
         elif chunked_head and not supports_chunked_head(model):
             raise ValueError(f"{type(model).__name__} transforms its logits; the chunked lm-head cannot be used")
         self.chunked_head = bool(chunked_head)
+        self._attn_configs = attention_configs(model)
 
     def forward(self, batch: Any) -> Tensor:
+        with training_attention(self._attn_configs, batch.input_ids):  # eager on CPU for short rows
+            return self._forward(batch)
+
+    def _forward(self, batch: Any) -> Tensor:
         inputs = {"input_ids": batch.input_ids, "attention_mask": attention_mask_for(self.model, batch.attention_mask),
                   "position_ids": batch.position_ids}
         if self.chunked_head:
