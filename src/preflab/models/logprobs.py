@@ -76,13 +76,20 @@ class _GatherLogprob(torch.autograd.Function):
         return grad, None, None
 
 
+# Rows per slice of the fp32 softmax work inside a chunk: a (64, 49152) fp32 slice is 12 MiB, so the
+# elementwise passes run on a slice that stays in cache instead of a (chunk, vocab) fp32 temporary.
+SOFTMAX_ROWS = 64
+
+
 class _LinearLogprob(torch.autograd.Function):
     """``log softmax(h Wᵀ + b)[t]`` chunk by chunk; backward recomputes each chunk's logits.
 
     d/dz log softmax(z)[t] = onehot(t) − softmax(z), so with upstream gradient g (one per row):
     dh = (g·(onehot − p)) W,  dW = (g·(onehot − p))ᵀ h,  db = Σ_rows g·(onehot − p).
-    Per chunk of c rows the transient memory is one fp32 and one compute-dtype (c, V) tensor: the
-    softmax is formed in place in the fp32 logits, and dW is accumulated into one fp32 buffer.
+    Per chunk of c rows the only (c, V) tensor is the compute-dtype logits; the fp32 logsumexp and
+    softmax work runs on slices of :data:`SOFTMAX_ROWS` rows, and in backward the gradient dz is written
+    back into the logits buffer before the two matmuls. dW is accumulated in one fp32 buffer. The
+    compute-dtype copy of W made in forward is kept for backward (one cast per step, not two).
     """
 
     @staticmethod
@@ -93,45 +100,52 @@ class _LinearLogprob(torch.autograd.Function):
         w = weight.to(dtype)
         b = bias.to(dtype) if bias is not None else None
         for start in range(0, hidden.shape[0], chunk_size):
-            stop = start + chunk_size
-            logits = torch.nn.functional.linear(hidden[start:stop].to(dtype), w, b).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            lses[start:stop] = lse
-            out[start:stop] = logits.gather(-1, targets[start:stop].unsqueeze(-1)).squeeze(-1) - lse
+            stop = min(start + chunk_size, hidden.shape[0])
+            logits = torch.nn.functional.linear(hidden[start:stop].to(dtype), w, b)
+            for s in range(0, stop - start, SOFTMAX_ROWS):
+                rows = slice(start + s, min(start + s + SOFTMAX_ROWS, stop))
+                z = logits[s:s + SOFTMAX_ROWS].float()
+                lse = torch.logsumexp(z, dim=-1)
+                lses[rows] = lse
+                out[rows] = z.gather(-1, targets[rows].unsqueeze(-1)).squeeze(-1) - lse
             del logits
-        ctx.save_for_backward(hidden, weight, bias, targets, lses)
+        ctx.save_for_backward(hidden, w, b, targets, lses)
         ctx.chunk_size, ctx.dtype = chunk_size, dtype
+        ctx.weight_dtype = weight.dtype
+        ctx.bias_dtype = bias.dtype if bias is not None else None
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor):
-        hidden, weight, bias, targets, lses = ctx.saved_tensors
+        hidden, w, b, targets, lses = ctx.saved_tensors
         chunk, dtype = ctx.chunk_size, ctx.dtype
         need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        w = weight.to(dtype)
-        b = bias.to(dtype) if bias is not None else None
         grad_h = torch.empty_like(hidden) if need_h else None  # every row is written below
         grad_w: Tensor | None = None
         grad_b: Tensor | None = None
         g_all = grad_out.float()
         for start in range(0, hidden.shape[0], chunk):
-            stop = start + chunk
+            stop = min(start + chunk, hidden.shape[0])
             h = hidden[start:stop].to(dtype)
-            g = g_all[start:stop].unsqueeze(-1)
-            dz = torch.nn.functional.linear(h, w, b).float()
-            dz.sub_(lses[start:stop].unsqueeze(-1)).exp_().mul_(-g)  # −g·softmax, in place
-            dz.scatter_add_(-1, targets[start:stop].unsqueeze(-1), g)  # + g·onehot(t)
-            if need_b:
-                grad_b = dz.sum(0) if grad_b is None else grad_b.add_(dz.sum(0))
-            dz = dz.to(dtype)
+            dz = torch.nn.functional.linear(h, w, b)  # recomputed logits; overwritten by the gradient below
+            for s in range(0, stop - start, SOFTMAX_ROWS):
+                rows = slice(start + s, min(start + s + SOFTMAX_ROWS, stop))
+                g = g_all[rows].unsqueeze(-1)
+                part = dz[s:s + SOFTMAX_ROWS]
+                z = part.float()
+                z.sub_(lses[rows].unsqueeze(-1)).exp_().mul_(-g)  # −g·softmax, in place
+                z.scatter_add_(-1, targets[rows].unsqueeze(-1), g)  # + g·onehot(t)
+                if need_b:
+                    grad_b = z.sum(0) if grad_b is None else grad_b.add_(z.sum(0))
+                part.copy_(z)
             if need_h:
                 grad_h[start:stop] = (dz @ w).to(hidden.dtype)
             if need_w:
-                part = dz.t() @ h
-                grad_w = part.float() if grad_w is None else grad_w.add_(part)
+                prod = dz.t() @ h
+                grad_w = prod.float() if grad_w is None else grad_w.add_(prod)
             del dz
-        return (grad_h, grad_w.to(weight.dtype) if need_w else None,
-                grad_b.to(bias.dtype) if need_b else None, None, None, None)
+        return (grad_h, grad_w.to(ctx.weight_dtype) if need_w else None,
+                grad_b.to(ctx.bias_dtype) if need_b else None, None, None, None)
 
 
 def linear_token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, bias: Tensor | None = None,
