@@ -1,72 +1,53 @@
-"""Which attention kernel a training forward uses on a CPU.
+"""Which scaled-dot-product-attention kernel a scoring forward uses on a CPU.
 
-PyTorch's CPU flash-attention kernel (what ``sdpa`` dispatches to) has a slow backward for the short rows
-of preference training: on SmolLM2-135M, 8 prefix-shared pairs of ~160 tokens, bf16 autocast, the
-decoder's backward took 2.6–3.3 s with ``sdpa`` and 1.9 s with transformers' ``eager`` attention (the
-forward is the same speed), i.e. one optimizer step 3.6–4.6 s → 3.1 s
-(``bench/dpo_throughput.py``; the note in the README's Performance section). Eager attention stores
-the (rows, heads, T, T) probabilities for backward, so it is only chosen while those stay small;
-long rows keep ``sdpa``, whose memory is linear in T.
+PyTorch's CPU flash-attention kernel (what ``sdpa`` dispatches to by default) has a slow backward for
+the short rows of preference training. Its math kernel computes the same thing (in fp32 for bf16
+inputs, so it is as accurate: on (8, 9, 162, 64) bf16 inputs both are 0.047 from the float64 answer,
+where an eager softmax over bf16 scores is 0.071) and its backward is about twice as fast:
+21 vs 44 ms forward + backward for that attention (``bench/`` numbers in the README's Performance
+section). It materialises the (rows, heads, T, T) probabilities, so it is only chosen while those stay
+small; long rows keep the flash kernel, whose memory is linear in T.
 
-:func:`training_attention` switches a model's ``config._attn_implementation`` (transformers reads it
-at every forward, and every model's own eager function handles its quirks: soft-capping, sinks) for
-the duration of one forward, and only when: the forward builds a graph (no-grad passes keep ``sdpa``,
-whose forward is as fast), the inputs are on a CPU, the model is set to ``sdpa``, and the eager
-probabilities of all layers fit :data:`EAGER_BUDGET_BYTES`.
+:func:`scoring_attention` applies the choice to one forward of
+:class:`preflab.models.logprobs.SequenceScorer`, in grad and no-grad mode alike, so that a policy
+forward and the reference log-probs cached for it use the same kernel (at the first step of a cached
+DPO run the policy equals the reference: the loss is exactly log 2). Models whose attention is not
+``sdpa`` (eager, flash-attention packages) are unaffected, and so are models trained with gradient
+checkpointing (their backward recomputes the blocks outside the context, with the default kernel).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
-from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-# Eager attention keeps an fp32 softmax output and its bf16 copy per layer: ~6 bytes per score.
-EAGER_BYTES_PER_SCORE = 6
-EAGER_BUDGET_BYTES = 1 << 30
-
-
-def attention_configs(model: nn.Module) -> list[Any]:
-    """The distinct config objects whose ``_attn_implementation`` the model's modules read."""
-    seen: dict[int, Any] = {}
-    for module in model.modules():
-        cfg = getattr(module, "config", None)
-        if cfg is not None and hasattr(cfg, "_attn_implementation") and id(cfg) not in seen:
-            seen[id(cfg)] = cfg
-    return list(seen.values())
+# The math kernel keeps fp32 scores and probabilities of every layer for backward: ~8 bytes per score.
+MATH_BYTES_PER_SCORE = 8
+MATH_BUDGET_BYTES = 1 << 30
 
 
-def eager_score_bytes(config: Any, rows: int, length: int) -> int:
-    """Bytes that eager attention keeps for backward over all layers, for ``rows`` rows of ``length``."""
+def math_score_bytes(config: Any, rows: int, length: int) -> int:
+    """Bytes the math kernel keeps for backward over all layers, for ``rows`` rows of ``length`` tokens."""
     heads = getattr(config, "num_attention_heads", None) or 1
     layers = getattr(config, "num_hidden_layers", None) or 1
-    return EAGER_BYTES_PER_SCORE * rows * heads * length * length * layers
+    return MATH_BYTES_PER_SCORE * rows * heads * length * length * layers
 
 
-def prefers_eager(configs: list[Any], input_ids: torch.Tensor) -> bool:
-    """True when this forward should run eager attention instead of ``sdpa`` (see the module docstring)."""
-    if not configs or input_ids.device.type != "cpu" or not torch.is_grad_enabled():
-        return False
-    if any(getattr(c, "_attn_implementation", None) != "sdpa" for c in configs):
+def prefers_math(config: Any, input_ids: torch.Tensor) -> bool:
+    """True when a CPU forward over ``input_ids`` should use the math kernel (see the module docstring)."""
+    if config is None or input_ids.device.type != "cpu" or input_ids.dim() != 2:
         return False
     rows, length = input_ids.shape
-    return eager_score_bytes(configs[0], rows, length) <= EAGER_BUDGET_BYTES
+    return math_score_bytes(config, rows, length) <= MATH_BUDGET_BYTES
 
 
 @contextmanager
-def training_attention(configs: list[Any], input_ids: torch.Tensor) -> Iterator[str | None]:
-    """Run the enclosed forward with eager attention when :func:`prefers_eager`; yields the implementation."""
-    if not prefers_eager(configs, input_ids):
-        yield configs[0]._attn_implementation if configs else None
-        return
-    saved = [c._attn_implementation for c in configs]
-    try:
-        for c in configs:
-            c._attn_implementation = "eager"
-        yield "eager"
-    finally:
-        for c, impl in zip(configs, saved, strict=True):
-            c._attn_implementation = impl
+def scoring_attention(config: Any, input_ids: torch.Tensor) -> Iterator[bool]:
+    """Run the enclosed forward with the math SDPA kernel when :func:`prefers_math`; yields whether it does."""
+    use = prefers_math(config, input_ids)
+    with sdpa_kernel(SDPBackend.MATH) if use else nullcontext():
+        yield use

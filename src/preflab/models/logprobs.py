@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attention import attention_configs, training_attention
+from .attention import scoring_attention
 
 DEFAULT_CHUNK = 1024
 
@@ -216,10 +216,14 @@ class SequenceScorer(nn.Module):
         elif chunked_head and not supports_chunked_head(model):
             raise ValueError(f"{type(model).__name__} transforms its logits; the chunked lm-head cannot be used")
         self.chunked_head = bool(chunked_head)
-        self._attn_configs = attention_configs(model)
 
     def forward(self, batch: Any) -> Tensor:
-        with training_attention(self._attn_configs, batch.input_ids):  # eager on CPU for short rows
+        # CPU, short rows: SDPA's math kernel. Not under gradient checkpointing, whose backward recomputes the
+        # blocks outside this context (with the default kernel, whose saved tensors differ).
+        checkpointing = bool(getattr(self.model.get_decoder(), "gradient_checkpointing", False)) if hasattr(
+            self.model, "get_decoder") else True
+        config = None if checkpointing else getattr(self.model, "config", None)
+        with scoring_attention(config, batch.input_ids):
             return self._forward(batch)
 
     def _forward(self, batch: Any) -> Tensor:
