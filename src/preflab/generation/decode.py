@@ -67,8 +67,20 @@ def draw(logits, temperature: float, top_k: int = 0, top_p: float = 1.0, generat
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
 
 
+def cache_argument(model) -> str:
+    """The forward's name for the KV cache: ``cache`` (transformers ≥ 5.24; ``past_key_values`` is deprecated
+    there and warns) or ``past_key_values`` (earlier releases). A PEFT wrapper is looked through."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        params = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def _forward(model, ids, mask, pos, cache, last_only: bool):
-    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+    kwargs[cache_argument(model)] = cache
     if last_only:
         kwargs["logits_to_keep"] = 1
     try:
@@ -76,7 +88,7 @@ def _forward(model, ids, mask, pos, cache, last_only: bool):
     except TypeError:  # a forward without logits_to_keep
         kwargs.pop("logits_to_keep", None)
         out = model(**kwargs)
-    return out.logits[:, -1], out.past_key_values
+    return out.logits[:, -1], cache  # the Cache object is updated in place
 
 
 def decode(model, input_ids, attention_mask, *, max_new_tokens: int, stop_ids: list[int], pad_id: int,
