@@ -19,7 +19,7 @@ QUICKSTART_DEFAULTS: dict[str, Any] = {
         "pool": "noisy",
         "pair_strategy": "best-vs-worst",
     },
-    "objective": {"name": "dpo", "params": {"beta": 0.25}},
+    "objective": {"name": "dpo", "params": {"beta": 0.5}},
     "lora": {"enabled": True, "r": 16, "alpha": 32.0, "dropout": 0.0},
     "reference": {"mode": "cached"},
     "train": {"lr": 5.0e-4, "batch_size": 8, "epochs": 2.0, "warmup_ratio": 0.1, "scheduler": "cosine",
