@@ -78,9 +78,10 @@ def cache_argument(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _forward(model, ids, mask, pos, cache, last_only: bool):
+def _forward(model, ids, mask, pos, cache, cache_kw: str, last_only: bool):
+    """Last-position logits; ``cache`` (a transformers ``Cache``) is updated in place."""
     kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-    kwargs[cache_argument(model)] = cache
+    kwargs[cache_kw] = cache
     if last_only:
         kwargs["logits_to_keep"] = 1
     try:
@@ -88,7 +89,7 @@ def _forward(model, ids, mask, pos, cache, last_only: bool):
     except TypeError:  # a forward without logits_to_keep
         kwargs.pop("logits_to_keep", None)
         out = model(**kwargs)
-    return out.logits[:, -1], cache  # the Cache object is updated in place
+    return out.logits[:, -1]
 
 
 def decode(model, input_ids, attention_mask, *, max_new_tokens: int, stop_ids: list[int], pad_id: int,
@@ -105,7 +106,8 @@ def decode(model, input_ids, attention_mask, *, max_new_tokens: int, stop_ids: l
     alive = torch.arange(batch, device=dev)  # original row of every row still decoding
     mask = attention_mask.long()
     pos = (mask.cumsum(-1) - 1).clamp_(min=0)
-    logits, cache = _forward(model, input_ids, mask, pos, DynamicCache(), True)
+    cache, cache_kw = DynamicCache(), cache_argument(model)  # the signature is read once, not per token
+    logits = _forward(model, input_ids, mask, pos, cache, cache_kw, True)
     next_pos = pos[:, -1] + 1
     done = torch.zeros(batch, dtype=torch.bool, device=dev)
     for t in range(max_new_tokens):
@@ -121,6 +123,6 @@ def decode(model, input_ids, attention_mask, *, max_new_tokens: int, stop_ids: l
             cache.batch_select_indices(keep)
             alive, tok, mask, next_pos, done = alive[keep], tok[keep], mask[keep], next_pos[keep], done[keep]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-        logits, cache = _forward(model, tok[:, None], mask, next_pos[:, None], cache, True)
+        logits = _forward(model, tok[:, None], mask, next_pos[:, None], cache, cache_kw, True)
         next_pos = next_pos + 1
     return out

@@ -220,8 +220,8 @@ class SequenceScorer(nn.Module):
     def forward(self, batch: Any) -> Tensor:
         # CPU, short rows: SDPA's math kernel. Not under gradient checkpointing, whose backward recomputes the
         # blocks outside this context (with the default kernel, whose saved tensors differ).
-        checkpointing = bool(getattr(self.model.get_decoder(), "gradient_checkpointing", False)) if hasattr(
-            self.model, "get_decoder") else True
+        decoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else None
+        checkpointing = decoder is None or bool(getattr(decoder, "gradient_checkpointing", False))
         config = None if checkpointing else getattr(self.model, "config", None)
         with scoring_attention(config, batch.input_ids):
             return self._forward(batch)
