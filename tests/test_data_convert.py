@@ -35,6 +35,25 @@ def test_best_vs_worst():
     assert counts == {}
 
 
+def test_best_vs_worst_nested_extremes():
+    # order a, c, e, b, d: k=2 -> a>d and c>b; k is capped at n // 2 = 2 disjoint pairs
+    for k in (2, 3, 9):
+        assert _cr(ranking_to_pairs(R, "best-vs-worst", k=k)) == [("a", "d"), ("c", "b")]
+    # a tie between the i-th best and the i-th worst makes no pair and is counted
+    counts = Counter()
+    tie = Ranking("p", ["w", "x", "y", "z"], scores=[4, 2, 2, 1])
+    assert _cr(ranking_to_pairs(tie, "best-vs-worst", counts=counts, k=2)) == [("w", "z")]
+    assert counts == {"tied_pairs": 1}
+    counts = Counter()
+    assert ranking_to_pairs(Ranking("p", ["x", "y", "z", "t"], scores=[1] * 4), "best-vs-worst", counts=counts,
+                            k=2) == []
+    assert counts == {"all_tied": 1, "tied_pairs": 2}
+    with pytest.raises(DataError, match="only with best-vs-worst"):
+        ranking_to_pairs(R, "adjacent", k=2)
+    with pytest.raises(DataError, match="k must be >= 1"):
+        ranking_to_pairs(R, "best-vs-worst", k=0)
+
+
 def test_all_pairs_skips_ties_and_counts_them():
     counts = Counter()
     pairs = ranking_to_pairs(R, "all-pairs", counts=counts)

@@ -76,6 +76,20 @@ def test_annotate_pairs_records_annotator_and_group():
     assert [(p.chosen, p.annotator) for p in again] == [(p.chosen, p.annotator) for p in mixed]
 
 
+def test_annotator_best_vs_worst_takes_nested_extremes():
+    four = PromptSamples(prompt="q", completions=["q", "r", "s", "t"], id="p2", gold_scores=[0.1, 0.7, 0.4, 0.9])
+    counts = Counter()
+    pairs = builders.annotator_pairs([four, make_samples()[1]], load_pool("gold"), strategy="best-vs-worst",
+                                     pairs_per_prompt=2, counts=counts)
+    # gold order t > r > s > q: t>q then r>s; the 3-completion prompt has room for one pair only (y>x)
+    assert [(p.chosen, p.rejected) for p in pairs] == [("t", "q"), ("r", "s"), ("y", "x")]
+    assert [(p.metadata["gold_chosen"], p.metadata["gold_rejected"]) for p in pairs] == [(0.9, 0.1), (0.7, 0.4),
+                                                                                        (0.9, 0.2)]
+    assert counts["agrees_with_gold"] == 3
+    one = builders.annotator_pairs([four], load_pool("gold"), strategy="best-vs-worst")
+    assert [(p.chosen, p.rejected) for p in one] == [("t", "q")]
+
+
 def test_annotate_rankings_and_unpaired():
     samples = make_samples()
     ranks = builders.annotate_rankings(samples, load_pool("gold"))

@@ -65,10 +65,11 @@ def test_reduced_quickstart_end_to_end_on_tiny_model(tmp_path, tiny_dir):
     pairs = load_preferences(run / "pairs.jsonl").records
     info = stages["pairs"]["info"]
     skipped = info.get("identical_completions_skipped", 0)
+    k = cfg.quickstart.pairs_k()
     if cfg.quickstart.pair_strategy == "random":
-        expected = 12 * min(cfg.quickstart.pairs_per_prompt, 3) - skipped
-    else:
-        expected = 12 - info.get("all_tied", 0) - skipped
+        expected = 12 * min(k, 3) - skipped
+    else:  # best-vs-worst: min(k, 3 // 2) = 1 disjoint pair per prompt; ties (all-tied rankings) counted
+        expected = 12 * min(k, 1) - info.get("tied_pairs", 0) - skipped
     assert len(pairs) == info["pairs"] == expected > 0
     if cfg.quickstart.pair_strategy != "random":
         assert len({p.prompt for p in pairs}) == len(pairs)  # one pair per prompt

@@ -28,7 +28,7 @@ def annotate_cmd(
                               "best-vs-random, all-pairs, adjacent (by score); rso (rejection sampling)."),
     pool: str = typer.Option("gold", "--pool", help="Annotator preset (gold, bt, noisy, biased, groups, "
                              "intransitive, mixed) or a YAML/JSON pool spec."),
-    pairs_per_prompt: int = typer.Option(1, "--pairs-per-prompt", min=1, help="For --pairs random."),
+    pairs_per_prompt: int = typer.Option(1, "--pairs-per-prompt", min=1, help="--pairs random: pairs shown per prompt; best-vs-worst: the i-th best against the i-th worst for i up to N."),
     reward_model: str | None = typer.Option(None, "--reward-model", help="Score with this sequence-"
                                             "classification model instead of gold scores."),
     rso_beta: float = typer.Option(0.5, "--rso-beta", help="RSO temperature β."),

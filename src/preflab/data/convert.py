@@ -4,7 +4,8 @@ Rankings to pairs, by rule (ties never make a pair; they are counted in ``counts
 ranking whose responses all tie in ``counts["all_tied"]``):
 
 * ``best-vs-worst``: the best response against the worst (the binarisation of Tunstall et al., Zephyr,
-  and of HH-style preference construction from rated samples);
+  and of HH-style preference construction from rated samples); with ``k`` > 1, also the 2nd best
+  against the 2nd worst, and so on to the k-th (nested extremes, at most ``n // 2`` disjoint pairs);
 * ``best-vs-random``: the best against one response drawn uniformly from those strictly worse
   (HuggingFaceH4's ``ultrafeedback_binarized``), drawn with a generator seeded by ``seed`` and the
   ranking's id (or prompt), so the draw does not depend on row order;
@@ -102,18 +103,22 @@ def _order(r: Ranking) -> tuple[list[int], list[float], str]:
     return order, key, name
 
 
-def ranking_to_pairs(r: Ranking, rule: str = "best-vs-worst", seed: int = 0, counts: Counter[str] | None = None) -> list[PreferencePair]:
-    """The pairs that ``rule`` takes from one ranking (see the module docstring)."""
+def ranking_to_pairs(r: Ranking, rule: str = "best-vs-worst", seed: int = 0, counts: Counter[str] | None = None,
+                     k: int = 1) -> list[PreferencePair]:
+    """The pairs that ``rule`` takes from one ranking (see the module docstring); ``k``: best-vs-worst only."""
     counts = Counter() if counts is None else counts
+    if k < 1 or (k > 1 and rule != "best-vs-worst"):
+        raise DataError(f"k = {k} pairs per ranking: k must be >= 1, and > 1 only with best-vs-worst (not {rule})")
     order, key, name = _order(r)
     n = len(order)
     if n < 2 or key[order[0]] == key[order[-1]]:
         counts["all_tied"] += 1
-        counts["tied_pairs"] += n * (n - 1) // 2 if rule == "all-pairs" else (n - 1 if rule == "adjacent" else 1)
+        counts["tied_pairs"] += (n * (n - 1) // 2 if rule == "all-pairs" else n - 1 if rule == "adjacent"
+                                 else min(k, n // 2) if rule == "best-vs-worst" else 1)
         return []
     best = order[0]
     if rule == "best-vs-worst":
-        chosen_rejected = [(best, order[-1])]
+        chosen_rejected = [(order[a], order[n - 1 - a]) for a in range(min(k, n // 2))]
     elif rule == "best-vs-random":
         worse = [i for i in range(n) if key[i] < key[best]]
         rng = random.Random(f"{seed}|{r.id if r.id is not None else json.dumps(r.prompt, sort_keys=True)}")

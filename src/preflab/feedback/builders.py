@@ -156,7 +156,12 @@ def annotate_pairs(samples: list[PromptSamples], pool: AnnotatorPool, *, strateg
 
 def annotator_pairs(samples: list[PromptSamples], pool: AnnotatorPool, *, strategy: str = "random",
                     pairs_per_prompt: int = 1, seed: int = 0, counts: Counter | None = None) -> list[PreferencePair]:
-    """Preference pairs labelled by ``pool`` with any of :data:`PAIR_STRATEGIES`."""
+    """Preference pairs labelled by ``pool`` with any of :data:`PAIR_STRATEGIES`.
+
+    ``pairs_per_prompt``: with ``random``, that many distinct pairs are shown; with ``best-vs-worst``, the
+    i-th best against the i-th worst for i = 1..pairs_per_prompt (at most half the completions); the other
+    rules take every pair they define.
+    """
     if strategy not in PAIR_STRATEGIES:
         raise DataError(f"unknown pair strategy '{strategy}' (use {', '.join(PAIR_STRATEGIES)})", field="pairs")
     counts = Counter() if counts is None else counts
@@ -164,9 +169,10 @@ def annotator_pairs(samples: list[PromptSamples], pool: AnnotatorPool, *, strate
         return annotate_pairs(samples, pool, strategy=strategy, pairs_per_prompt=pairs_per_prompt, seed=seed,
                               counts=counts)
     out = []
+    k = pairs_per_prompt if strategy == "best-vs-worst" else 1
     for r in annotate_rankings(samples, pool, seed=seed):
         gold = r.metadata.pop("gold_scores")
-        for p in ranking_to_pairs(r, strategy, seed, counts):
+        for p in ranking_to_pairs(r, strategy, seed, counts, k=k):
             i, j = r.responses.index(p.chosen), r.responses.index(p.rejected)  # same text, same gold score
             p.metadata.update(gold_chosen=gold[i], gold_rejected=gold[j])
             _gold_agreement(counts, gold[i], gold[j])

@@ -182,7 +182,7 @@ class Quickstart:
         samples = read_samples(self.dir / "samples.jsonl")
         pool = load_pool(q.pool, seed=self.cfg.seed)
         counts: Counter = Counter()
-        pairs = annotator_pairs(samples, pool, strategy=q.pair_strategy, pairs_per_prompt=q.pairs_per_prompt,
+        pairs = annotator_pairs(samples, pool, strategy=q.pair_strategy, pairs_per_prompt=q.pairs_k(),
                                seed=self.cfg.seed, counts=counts)
         kept = []
         for p in pairs:  # identical texts carry no preference (and the data layer rejects them)
@@ -237,7 +237,7 @@ class Quickstart:
         fp_prompts = fingerprint("prompts", c.seed, q.suite, q.train_prompts, q.eval_prompts)
         fp_samples = fingerprint(fp_prompts, model_fp, q.samples_per_prompt, q.max_new_tokens, q.temperature,
                                  q.top_p, q.sample_batch_size)
-        fp_pairs = fingerprint(fp_samples, q.pool, q.pair_strategy, q.pairs_per_prompt)
+        fp_pairs = fingerprint(fp_samples, q.pool, q.pair_strategy, q.pairs_k())
         fp_train = fingerprint(fp_pairs, c.train.model_dump(exclude={"resume", "progress"}), c.objective.model_dump(),
                                c.lora.model_dump(), c.reference.model_dump())
         fp_eval = fingerprint(fp_train, q.eval_temperature, q.kl_samples_per_prompt, q.n_bootstrap)
