@@ -105,8 +105,11 @@ def test_sequence_kl_of_a_tiny_lm_matches_the_exact_kl():
     assert abs(est.k3 - truth) < 4 * est.k3_se, (est, truth)
 
 
-def test_sequence_logprobs_match_a_manual_forward(tiny):
+@pytest.mark.parametrize("head", ["chunked", "full forward"])
+def test_sequence_logprobs_match_a_manual_forward(tiny, head, monkeypatch):
     model, tok = tiny
+    if head == "full forward":  # a config attribute that marks transformed logits: the chunked head is not used
+        monkeypatch.setattr(model.config, "final_logit_softcapping", 30.0, raising=False)
     p_ids = chat_prompt_ids(tok, "abc")
     comps = [[70, 71, 72], [80]]
     got = sequence_logprobs(model, [p_ids, p_ids], comps, batch_size=2)

@@ -73,3 +73,34 @@ def test_unmerged_lora_adapter_is_saved(tmp_path, tiny_dir):
 
     model = AutoPeftModelForCausalLM.from_pretrained(result.final_model_dir)
     assert any("lora_A" in n for n, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("mode", [("lora.enabled=true", "lora.r=4", "lora.dropout=0.0", "reference.mode=cached"),
+                                  ("reference.mode=frozen_copy",)])
+def test_frozen_weight_casts_change_no_number_and_are_released(tmp_path, monkeypatch, mode):
+    import preflab.training.build as build
+    from preflab.models.casts import FrozenCasts
+
+    made = []
+
+    class Recording(FrozenCasts):
+        def __init__(self, model, *a, **k):
+            super().__init__(model, *a, **k)
+            made.append((self, len(self.modules)))
+
+    class Off:
+        def __init__(self, model, *a, **k):
+            self.modules = []
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(build, "FrozenCasts", Recording)
+    cast, model, _ = _losses(tmp_path / "cast", "train.bf16=true", *mode)
+    assert made and sum(n for _, n in made) > 0  # LoRA's base / the frozen copy's layers were cast
+    assert all(c.modules == [] for c, _ in made)  # released when train() returned
+    assert not any("forward" in vars(m) for m in model.modules())
+    monkeypatch.setattr(build, "FrozenCasts", Off)
+    plain, _, _ = _losses(tmp_path / "plain", "train.bf16=true", *mode)
+    assert cast == plain  # bitwise: the copies are what autocast casts
+    assert cast[0] == pytest.approx(0.6931, abs=1e-3)

@@ -20,11 +20,12 @@ import torch
 from torch import Tensor, nn
 
 from .attention import scoring_attention
+from .casts import cached_weight
 
 DEFAULT_CHUNK = 1024
 
 
-def _compute_dtype(reference: Tensor) -> torch.dtype:
+def compute_dtype(reference: Tensor) -> torch.dtype:
     """The dtype matmuls run in: the autocast dtype when autocast is on for this device, else the weights'."""
     device = reference.device.type
     if torch.is_autocast_enabled(device):
@@ -157,7 +158,7 @@ def linear_token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, bias:
     """
     if hidden.shape[0] == 0:
         return hidden.new_zeros(0, dtype=torch.float32)
-    dtype = _compute_dtype(weight)
+    dtype = compute_dtype(weight)
     with torch.autocast(hidden.device.type, enabled=False):
         return _LinearLogprob.apply(hidden, weight, bias, targets, max(1, int(chunk_size)), dtype)
 
@@ -233,8 +234,9 @@ class SequenceScorer(nn.Module):
             hidden = self.model.get_decoder()(**inputs, use_cache=False).last_hidden_state
             hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.logit_index)
             head = self.model.get_output_embeddings()
-            tok = linear_token_logprobs(hidden, head.weight, batch.target_ids, getattr(head, "bias", None),
-                                        self.chunk_size)
+            cached = cached_weight(head, compute_dtype(head.weight))  # a frozen head's bf16 copy (FrozenCasts)
+            tok = linear_token_logprobs(hidden, head.weight if cached is None else cached, batch.target_ids,
+                                        getattr(head, "bias", None), self.chunk_size)
         else:
             logits = self.model(**inputs, use_cache=False).logits
             logits = logits.reshape(-1, logits.shape[-1]).index_select(0, batch.logit_index)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import torch
 from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizeOptions, Tokenizer, TokenizeStats, tokenize_records
 from ..errors import CheckpointError, ConfigError
+from ..models.casts import FrozenCasts
 from ..models.logprobs import SequenceScorer
 from ..models.policy import (
     AdapterDisabledReference,
@@ -49,6 +50,12 @@ class Parts:
     eval_batches: Callable[[], Iterator[ExampleBatch]]
     has_eval: bool
     tokenize_stats: TokenizeStats | None
+    casts: list[FrozenCasts] = field(default_factory=list)  # bf16 copies of frozen weights; release() them
+
+    def release_casts(self) -> None:
+        """Drop the frozen-weight copies (before the weights change: LoRA merge, end of training)."""
+        for c in self.casts:
+            c.release()
 
 
 def make_accelerator(cfg: Any) -> Any:
@@ -200,13 +207,19 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
             return schedule.first_epoch()
         return batches(items)
 
+    # Frozen weights (LoRA's base, a frozen reference copy) are cast to bf16 once, not at every autocast forward;
+    # a frozen copy is deep-copied from the policy first, so the policy's casts come after it.
+    bf16 = acc.mixed_precision == "bf16"
+    casts = [FrozenCasts(policy)] if bf16 and mode != "frozen_copy" else []
     reference = _reference(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
+    if bf16 and mode == "frozen_copy":
+        casts = [FrozenCasts(policy), FrozenCasts(reference.scorer.model)]
     return Parts(
         accelerator=acc, spec=spec, params=params, policy=policy, tokenizer=tok, scorer=scorer,
         trainable=[p for p in scorer.parameters() if p.requires_grad], optimizer=optimizer,
         lr_scheduler=setup.build_scheduler(optimizer.optimizer, train, total), schedule=schedule,
         reference=reference, total_steps=total, eval_batches=lambda: batches(eval_examples),
-        has_eval=bool(eval_examples), tokenize_stats=stats)
+        has_eval=bool(eval_examples), tokenize_stats=stats, casts=casts)
 
 
 def _sampler(cfg: Any, acc: Any, scorer: Any, tok: Any) -> Callable[[list[Any], int], list[list[Any]]]:

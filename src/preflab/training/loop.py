@@ -63,6 +63,7 @@ def train(cfg: RunConfig, *, judge: Any = None, records: Any = None, eval_record
     try:
         return _Loop(cfg, parts, callbacks).run()
     finally:
+        parts.release_casts()  # the model (trained in place) goes back to plain layers
         # Only the trackers are closed here: `Accelerator.end_training()` also destroys the process group,
         # and with gloo that blocked the last rank forever once a faster rank had already exited.
         for tracker in parts.accelerator.trackers:
@@ -258,6 +259,7 @@ class _Loop:
         if self.acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
             model = self.p.policy
+            self.p.release_casts()  # merging changes the base weights: their bf16 copies would go stale
             if is_peft(model) and self.cfg.train.merge_lora:
                 model = model.merge_and_unload()
             model.save_pretrained(tmp, safe_serialization=True)
