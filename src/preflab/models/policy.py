@@ -158,12 +158,16 @@ class CachedReference(Reference):
 
 @torch.no_grad()
 def build_reference_table(reference: Reference, batches: Iterable[Any], num_rows: int) -> Tensor:
-    """Run ``reference`` over ``batches`` into a ``(num_rows, slots)`` table (NaN where no batch had the row)."""
+    """Run ``reference`` over ``batches`` into a ``(num_rows, slots)`` table (NaN where no batch had the row).
+
+    The batches share one (outer) autocast region: autocast's cast of each trainable weight is cached for the
+    region, so the weights are cast once for the whole pass rather than once per batch (same values)."""
     filled: list[tuple[Tensor, Tensor]] = []
-    for batch in batches:
-        values = reference.logprobs(batch).float().cpu()
-        g = batch.num_examples
-        filled.append((batch.index.cpu(), values.reshape(-1, g).t()))  # (G, K): row g, slot k
+    with reference.autocast():
+        for batch in batches:
+            values = reference.logprobs(batch).float().cpu()
+            g = batch.num_examples
+            filled.append((batch.index.cpu(), values.reshape(-1, g).t()))  # (G, K): row g, slot k
     slots = max((v.shape[1] for _, v in filled), default=1)
     table = torch.full((num_rows, slots), float("nan"))
     for rows, values in filled:
