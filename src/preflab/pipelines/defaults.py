@@ -10,9 +10,9 @@ QUICKSTART_DEFAULTS: dict[str, Any] = {
     "model": {"name_or_path": "smollm2-135m-instruct"},
     "quickstart": {
         "suite": "default",
-        "train_prompts": 240,
+        "train_prompts": 288,
         "eval_prompts": 200,
-        "samples_per_prompt": 6,
+        "samples_per_prompt": 5,
         "max_new_tokens": 64,
         "sample_batch_size": 96,
         "temperature": 0.8,
