@@ -169,3 +169,15 @@ def test_annotator_pairs_by_ranking_rule():
         samples, load_pool("gold"), strategy="all")
     with pytest.raises(DataError, match="best-vs-worst"):
         builders.annotator_pairs(samples, load_pool("gold"), strategy="best-of-all")
+
+
+def test_cli_annotate_nested_best_vs_worst(tmp_path):
+    comp = write_samples(make_samples(), tmp_path / "c.jsonl")
+    out = tmp_path / "nested.jsonl"
+    res = CliRunner().invoke(app, ["annotate", str(comp), "--pairs", "best-vs-worst", "--pairs-per-prompt", "2",
+                                   "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    got = [(p.chosen, p.rejected) for p in load_preferences(str(out)).records]
+    want = [(p.chosen, p.rejected) for p in builders.rule_pairs(make_samples(), "best-vs-worst", k=2)]
+    # prompt 0 (4 completions) gives 2 nested pairs, prompt 1 (3 completions) room for one: y > x
+    assert got == want and len(want) == 3 and want[-1] == ("y", "x")

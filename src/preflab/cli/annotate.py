@@ -28,7 +28,7 @@ def annotate_cmd(
                               "best-vs-random, all-pairs, adjacent (by score); rso (rejection sampling)."),
     pool: str = typer.Option("gold", "--pool", help="Annotator preset (gold, bt, noisy, biased, groups, "
                              "intransitive, mixed) or a YAML/JSON pool spec."),
-    pairs_per_prompt: int = typer.Option(1, "--pairs-per-prompt", min=1, help="--pairs random: pairs shown per prompt; best-vs-worst: the i-th best against the i-th worst for i up to N."),
+    pairs_per_prompt: int = typer.Option(1, "--pairs-per-prompt", min=1, help="--pairs random: pairs shown per prompt; best-vs-worst (by score): the i-th best against the i-th worst for i up to N."),
     reward_model: str | None = typer.Option(None, "--reward-model", help="Score with this sequence-"
                                             "classification model instead of gold scores."),
     rso_beta: float = typer.Option(0.5, "--rso-beta", help="RSO temperature β."),
@@ -82,7 +82,8 @@ def annotate_cmd(
         raise ConfigError(f"--pairs {pairs} needs annotators; with --reward-model use a rule or rso",
                           field="pairs")
     else:
-        records = builders.rule_pairs(samples, pairs, scores, annotator=source, seed=seed, counts=counts)
+        records = builders.rule_pairs(samples, pairs, scores, annotator=source, seed=seed, counts=counts,
+                                      k=pairs_per_prompt if pairs == "best-vs-worst" else 1)
     if fmt == "unpaired" and threshold is None:
         records = [u for p in records for u in pair_to_unpaired(p)]
     save_records(records, out)

@@ -61,11 +61,13 @@ def to_rankings(samples: list[PromptSamples], scores: list[list[float]] | None =
 
 
 def rule_pairs(samples: list[PromptSamples], rule: str = "best-vs-worst", scores: list[list[float]] | None = None,
-               *, annotator: str = "gold", seed: int = 0, counts: Counter | None = None) -> list[PreferencePair]:
-    """Pairs chosen by ``rule`` from each prompt's scored completions (see module doc)."""
+               *, annotator: str = "gold", seed: int = 0, counts: Counter | None = None,
+               k: int = 1) -> list[PreferencePair]:
+    """Pairs chosen by ``rule`` from each prompt's scored completions (see module doc); ``k``: with
+    best-vs-worst, the i-th best against the i-th worst for i = 1..k."""
     counts = Counter() if counts is None else counts
     return [p for r in to_rankings(samples, scores, annotator=annotator)
-            for p in ranking_to_pairs(r, rule, seed, counts)]
+            for p in ranking_to_pairs(r, rule, seed, counts, k=k)]
 
 
 def rso_select(rewards: list[float], num_accepted: int, beta: float, rng: random.Random) -> list[int]:
