@@ -57,3 +57,20 @@ def test_snapshot_semantics_and_skips():
     assert not torch.equal(stale, fresh)
     half = nn.Linear(4, 4).requires_grad_(False).to(torch.bfloat16)
     assert FrozenCasts(half).modules == []  # only fp32 weights are cast
+
+
+def test_lora_input_casts_are_switched_off_and_restored():
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from preflab.models import tiny_model
+
+    model, _ = tiny_model()
+    model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+    tuners = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    casts = FrozenCasts(model)
+    assert len(casts.tuners) == len(tuners) > 0 and not any(m.cast_input_dtype_enabled for m in tuners)
+    assert casts.modules  # the adapted layers' frozen base_layer weights (and the frozen head) are cast
+    assert all(not m.weight.requires_grad for m in casts.modules)
+    casts.release()
+    assert all(getattr(m, "cast_input_dtype_enabled", True) for m in tuners)
