@@ -38,11 +38,10 @@ class FrozenCasts:
                 continue
             self._patch(module)
         self.nbytes = sum(m._preflab_cast[0].nbytes for m in self.modules)
-        self.tuners: list[tuple[nn.Module, bool]] = []  # peft layers whose input cast is off, with the old flag
-        for module in model.modules():
-            if _is_tuner_layer(module) and getattr(module, "cast_input_dtype_enabled", True):
-                self.tuners.append((module, True))
-                module.cast_input_dtype_enabled = False
+        # peft layers whose input cast was on and is now off
+        self.tuners = [m for m in model.modules() if _is_tuner_layer(m) and getattr(m, "cast_input_dtype_enabled", True)]
+        for module in self.tuners:
+            module.cast_input_dtype_enabled = False
 
     def _patch(self, module: nn.Linear) -> None:
         with torch.no_grad():
@@ -68,8 +67,8 @@ class FrozenCasts:
             vars(module).pop("_preflab_cast", None)
         self.modules = []
         self.nbytes = 0
-        for module, flag in self.tuners:
-            module.cast_input_dtype_enabled = flag
+        for module in self.tuners:
+            module.cast_input_dtype_enabled = True
         self.tuners = []
 
 

@@ -25,12 +25,12 @@ class QuickstartSection(Section):
         "best-vs-worst", description="How annotators make pairs: random/all (a vote on those pairs) or a ranking rule, best-vs-worst/best-vs-random/all-pairs/adjacent (one annotator ranks a prompt's completions; the rule picks pairs).")
     pairs_per_prompt: int | None = Field(
         None, ge=1, description="random: distinct pairs shown per prompt (default 6); best-vs-worst: the i-th best against the i-th worst for i up to this (default 1, at most half the completions); other rules: ignored.")
+    eval_temperature: float = Field(0.0, ge=0, description="Evaluation sampling temperature (0 = greedy).")
+    kl_samples_per_prompt: int = Field(1, ge=1, description="Temperature-1 samples per held-out prompt for KL.")
+    n_bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for the confidence intervals.")
 
     def pairs_k(self) -> int:
         """``pairs_per_prompt`` with its per-strategy default."""
         if self.pairs_per_prompt is not None:
             return self.pairs_per_prompt
         return 6 if self.pair_strategy == "random" else 1
-    eval_temperature: float = Field(0.0, ge=0, description="Evaluation sampling temperature (0 = greedy).")
-    kl_samples_per_prompt: int = Field(1, ge=1, description="Temperature-1 samples per held-out prompt for KL.")
-    n_bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for the confidence intervals.")
