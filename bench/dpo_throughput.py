@@ -9,7 +9,9 @@ Same data, hyperparameters and initial weights for every row: SmolLM2-135M-Instr
 both trainers tokenise the same strings, and the bench checks that their token ids are identical), batch 8,
 β 0.1, AdamW lr 1e-6, no warm-up, linear decay, gradient clipping at 1.0, max length 1024, seed 0, and the
 same batch order (TRL reads the dataset sequentially in the order preflab's seeded schedule draws it).
-Each row runs in its own subprocess, so its peak RSS is its own.
+Each row runs in its own subprocess, so its peak RSS is its own, under the memory allocator ``--malloc``
+picks for every row alike (default ``auto``: TCMalloc or jemalloc when installed, as the ``preflab`` command
+does, see :mod:`preflab.launch`; ``--malloc system`` = glibc's malloc); the ``malloc`` column says which.
 
 Columns: ``setup s`` = from the loaded model to the first training forward (tokenisation, reference copy
 or reference log-prob pass, optimizer); step times are wall-clock between optimizer-step ends (the first
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -37,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from preflab.launch import ALLOCATORS, active_allocator, allocator_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
@@ -236,7 +241,7 @@ def worker(args: argparse.Namespace) -> None:
         "setup_s": (clock.first_forward or t_end) - t0, "total_s": t_end - t0, "step_times": clock.step_times(),
         "step_tokens": [w["tokens"] for w in work], "step_flops": flops, "first": clock.first_metrics,
         "ids_digest": digest, "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": rss_before,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "malloc": active_allocator(),
     })
 
 
@@ -264,7 +269,7 @@ def summarize(res: dict[str, Any], peaks: dict[str, float]) -> dict[str, Any]:
         "epoch_pairs_s": res["batch"] * n / (res["setup_s"] + sum(times)),
         "tokens_s": sum(timed_tokens) / busy, "rss_mb": res["peak_rss_mb"],
         "mfu_bf16": sum(timed_flops) / busy / peaks["bf16"], "mfu_fp32": sum(timed_flops) / busy / peaks["fp32"],
-        "gflops": sum(timed_flops) / busy / 1e9,
+        "gflops": sum(timed_flops) / busy / 1e9, "malloc": res.get("malloc", "?"),
     }
     row.update({f"first_{k}": v for k, v in res["first"].items()})
     return row
@@ -274,7 +279,10 @@ def run_row(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """One row in its own process (a compiling row gets an empty inductor cache: a cold compile)."""
     load = load_average()[0]
     with tempfile.TemporaryDirectory(prefix="bench-inductor-") as cache:
-        env = {"TORCHINDUCTOR_CACHE_DIR": cache} if CONFIGS[name][1].get("compile") else None
+        # every row, TRL's too, runs under the allocator --malloc picks (as the `preflab` command would)
+        env = allocator_env({**os.environ, "PREFLAB_MALLOC": args.malloc}) or {}
+        if CONFIGS[name][1].get("compile"):
+            env["TORCHINDUCTOR_CACHE_DIR"] = cache
         res = run_worker(__file__, ["--config", name, "--pairs", str(args.pairs), "--batch", str(args.batch),
                                     "--steps", str(args.steps), "--threads", str(args.threads)],
                          timeout=args.timeout, env=env)
@@ -333,7 +341,8 @@ def parent(args: argparse.Namespace) -> None:
                        ("first_step_s", "1st step s"), ("median_s", "step median s"), ("iqr_s", "step IQR s"),
                        ("min_s", "step min s"), ("pairs_s", "pairs/s"), ("epoch_pairs_s", "end-to-end pairs/s"),
                        ("tokens_s", "tokens/s"), ("rss_mb", "peak RSS MiB"), ("gflops", "GFLOP/s"),
-                       ("mfu_bf16", "MFU bf16"), ("mfu_fp32", "MFU fp32"), ("load", "load before / after")]))
+                       ("mfu_bf16", "MFU bf16"), ("mfu_fp32", "MFU fp32"), ("malloc", "malloc"),
+                       ("load", "load before / after")]))
     print()
     print("first step (same batch, initial weights):")
     print(table(rows, [("config", "config"), ("first_loss", "DPO loss"), ("first_logps/chosen", "logps/chosen"),
@@ -428,6 +437,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1,
                     help="interleaved repetitions of the row list; each row reports its fastest (on a shared machine)")
     ap.add_argument("--save", help="also write every raw number as JSON here")
+    ap.add_argument("--malloc", default="auto", choices=["auto", "system", *ALLOCATORS],
+                    help="memory allocator of every row (auto: TCMalloc or jemalloc when installed, as the "
+                         "`preflab` command picks; see preflab.launch)")
     ap.add_argument("--config", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args()

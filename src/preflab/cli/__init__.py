@@ -28,8 +28,9 @@ _COMMAND_MODULES = ["models", "config", "data", "evaluate", "sample", "annotate"
 def _version(value: bool) -> None:
     if value:
         from .. import __version__
+        from ..launch import active_allocator
 
-        typer.echo(f"preflab {__version__}")
+        typer.echo(f"preflab {__version__} (malloc: {active_allocator()})")
         raise typer.Exit()
 
 

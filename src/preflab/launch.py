@@ -1,0 +1,114 @@
+"""The ``preflab`` executable: pick a caching memory allocator, then run the command line.
+
+PyTorch on CPU frees and re-allocates tensors of the same sizes every step. glibc's malloc returns
+every block over its mmap threshold (at most 32 MiB, so every vocabulary-sized tensor) to the kernel on
+free, and the next step pays a page fault per 4 KiB page to get it back (100k–400k faults per DPO step
+of SmolLM2-135M here); below the threshold it fragments. TCMalloc and jemalloc keep freed pages for
+reuse, which PyTorch's CPU performance guide recommends for training. The allocator has to be chosen
+before the process starts, so :func:`main` re-executes the same command once with the library in
+``LD_PRELOAD`` when one is installed (Debian: ``libtcmalloc-minimal4`` or ``libjemalloc2``).
+
+``PREFLAB_MALLOC`` picks it: ``auto`` (default: TCMalloc, else jemalloc, else the system's),
+``tcmalloc``, ``jemalloc`` (an error if missing), or ``system`` (never re-execute). A library already in
+``LD_PRELOAD`` is left alone. Code that imports preflab as a library runs with the allocator its own
+process has (set ``LD_PRELOAD`` yourself to get the same effect).
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ALLOCATORS: dict[str, tuple[str, ...]] = {
+    "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"),
+    "jemalloc": ("libjemalloc.so.2",),
+}
+_LINK_NAMES = {"tcmalloc": ("tcmalloc_minimal", "tcmalloc"), "jemalloc": ("jemalloc",)}
+_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib/x86_64-linux-gnu",
+             "/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+_GUARD = "PREFLAB_MALLOC_CHOSEN"  # set in the re-executed process, so it never loops
+# TCMalloc reports every allocation over 1 GiB on stderr; loading a model makes a few of them.
+_QUIET = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 40)}
+
+
+class AllocatorError(RuntimeError):
+    """``PREFLAB_MALLOC`` names an allocator that is not installed or not known."""
+
+
+def find_allocator(name: str, search: tuple[str, ...] = _LIB_DIRS) -> str | None:
+    """The path of allocator ``name``'s shared library, or None if it is not installed."""
+    for directory in search:
+        for lib in ALLOCATORS[name]:
+            path = Path(directory) / lib
+            if path.is_file():
+                return str(path)
+    for link in _LINK_NAMES[name]:  # elsewhere on the loader's path (conda, Nix, ...)
+        found = ctypes.util.find_library(link)
+        if found and found in ALLOCATORS[name]:
+            return found
+    return None
+
+
+def preloaded(env: Mapping[str, str]) -> str | None:
+    """The allocator already named in ``env``'s ``LD_PRELOAD``, if any."""
+    entries = env.get("LD_PRELOAD", "").replace(":", " ").split()
+    for name, libs in ALLOCATORS.items():
+        if any(Path(e).name.startswith(lib.split(".so")[0] + ".so") for e in entries for lib in libs):
+            return name
+    return None
+
+
+def allocator_env(env: Mapping[str, str], finder=find_allocator) -> dict[str, str] | None:
+    """The environment to re-execute with, or None to run as is.
+
+    Pure apart from ``finder``: reads ``PREFLAB_MALLOC`` and ``LD_PRELOAD`` from ``env``."""
+    choice = env.get("PREFLAB_MALLOC", "auto").strip().lower() or "auto"
+    if choice not in ("auto", "system", *ALLOCATORS):
+        raise AllocatorError(f"PREFLAB_MALLOC={choice!r}: expected auto, system, {', '.join(ALLOCATORS)}")
+    if choice == "system" or env.get(_GUARD) or preloaded(env) or not sys.platform.startswith("linux"):
+        return None
+    for name in (ALLOCATORS if choice == "auto" else (choice,)):
+        path = finder(name)
+        if path:
+            new = dict(env)
+            new["LD_PRELOAD"] = " ".join(p for p in (path, env.get("LD_PRELOAD", "")) if p)
+            new[_GUARD] = name
+            for key, value in _QUIET.items():
+                new.setdefault(key, value)
+            return new
+    if choice != "auto":
+        raise AllocatorError(f"PREFLAB_MALLOC={choice}: none of {', '.join(ALLOCATORS[choice])} is installed "
+                             f"(searched {', '.join(_LIB_DIRS)} and the loader's path); "
+                             "install it or set PREFLAB_MALLOC=system")
+    return None
+
+
+def active_allocator() -> str:
+    """The allocator mapped into this process: ``tcmalloc``, ``jemalloc`` or ``system``."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "system"
+    for name, libs in ALLOCATORS.items():
+        if any(lib.split(".so")[0] + ".so" in maps for lib in libs):
+            return name
+    return "system"
+
+
+def main() -> None:
+    """Console-script entry: re-execute once under a caching allocator if one is installed, then run."""
+    try:
+        env = allocator_env(os.environ)
+    except AllocatorError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if env is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, list(sys.orig_argv), env)
+    from .cli import main as cli_main
+
+    cli_main()
