@@ -8,12 +8,13 @@ import pytest
 
 from preflab.launch import AllocatorError, allocator_env, find_allocator, preloaded
 
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux's")
+
 
 def fake_finder(installed):
     return lambda name: f"/opt/lib/{name}.so" if name in installed else None
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux's")
 def test_auto_prefers_tcmalloc_then_jemalloc_and_keeps_existing_preloads():
     env = allocator_env({"LD_PRELOAD": "/x/libfoo.so", "PATH": "/bin"}, fake_finder({"tcmalloc", "jemalloc"}))
     assert env["LD_PRELOAD"] == "/opt/lib/tcmalloc.so /x/libfoo.so"
@@ -24,7 +25,6 @@ def test_auto_prefers_tcmalloc_then_jemalloc_and_keeps_existing_preloads():
     assert allocator_env({}, fake_finder(set())) is None  # nothing installed: run on the system's malloc
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux's")
 def test_no_reexec_when_system_chosen_already_preloaded_or_already_reexecuted():
     both = fake_finder({"tcmalloc", "jemalloc"})
     assert allocator_env({"PREFLAB_MALLOC": "system"}, both) is None
@@ -36,7 +36,6 @@ def test_no_reexec_when_system_chosen_already_preloaded_or_already_reexecuted():
     assert env["PREFLAB_MALLOC_CHOSEN"] == "jemalloc"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux's")
 def test_explicit_missing_or_unknown_allocator_is_an_error_naming_the_fix():
     with pytest.raises(AllocatorError, match="PREFLAB_MALLOC=jemalloc: none of libjemalloc.so.2.*PREFLAB_MALLOC=system"):
         allocator_env({"PREFLAB_MALLOC": "jemalloc"}, fake_finder({"tcmalloc"}))
@@ -50,7 +49,6 @@ def _version(malloc: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "preflab", "--version"], capture_output=True, text=True, env=env)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux's")
 def test_the_command_reexecutes_under_the_installed_allocator():
     expected = next((n for n in ("tcmalloc", "jemalloc") if find_allocator(n)), "system")
     out = _version("auto")

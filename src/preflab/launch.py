@@ -27,6 +27,8 @@ ALLOCATORS: dict[str, tuple[str, ...]] = {
     "jemalloc": ("libjemalloc.so.2",),
 }
 _LINK_NAMES = {"tcmalloc": ("tcmalloc_minimal", "tcmalloc"), "jemalloc": ("jemalloc",)}
+# "libjemalloc.so": how each library's file name starts, whatever its version suffix
+_STEMS = {name: tuple(lib.split(".so")[0] + ".so" for lib in libs) for name, libs in ALLOCATORS.items()}
 _LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib/x86_64-linux-gnu",
              "/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
 _GUARD = "PREFLAB_MALLOC_CHOSEN"  # set in the re-executed process, so it never loops
@@ -38,9 +40,9 @@ class AllocatorError(RuntimeError):
     """``PREFLAB_MALLOC`` names an allocator that is not installed or not known."""
 
 
-def find_allocator(name: str, search: tuple[str, ...] = _LIB_DIRS) -> str | None:
+def find_allocator(name: str) -> str | None:
     """The path of allocator ``name``'s shared library, or None if it is not installed."""
-    for directory in search:
+    for directory in _LIB_DIRS:
         for lib in ALLOCATORS[name]:
             path = Path(directory) / lib
             if path.is_file():
@@ -55,8 +57,8 @@ def find_allocator(name: str, search: tuple[str, ...] = _LIB_DIRS) -> str | None
 def preloaded(env: Mapping[str, str]) -> str | None:
     """The allocator already named in ``env``'s ``LD_PRELOAD``, if any."""
     entries = env.get("LD_PRELOAD", "").replace(":", " ").split()
-    for name, libs in ALLOCATORS.items():
-        if any(Path(e).name.startswith(lib.split(".so")[0] + ".so") for e in entries for lib in libs):
+    for name, stems in _STEMS.items():
+        if any(Path(e).name.startswith(stems) for e in entries):
             return name
     return None
 
@@ -92,8 +94,8 @@ def active_allocator() -> str:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return "system"
-    for name, libs in ALLOCATORS.items():
-        if any(lib.split(".so")[0] + ".so" in maps for lib in libs):
+    for name, stems in _STEMS.items():
+        if any(stem in maps for stem in stems):
             return name
     return "system"
 
