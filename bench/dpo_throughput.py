@@ -81,9 +81,11 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "trl-fast": ("trl", {"gradient_checkpointing": False, "precompute": True}),
     "preflab-lora": ("preflab", {"layout": "prefix_shared", "reference": "cached", "lora": True}),
     "trl-lora": ("trl", {"gradient_checkpointing": True, "precompute": False, "lora": True}),
+    "preflab-lora-compile": ("preflab", {"layout": "prefix_shared", "reference": "cached", "lora": True,
+                                         "compile": True}),
     "trl-lora-fast": ("trl", {"gradient_checkpointing": False, "precompute": True, "lora": True}),
 }
-LORA_CONFIGS = ("preflab-lora", "trl-lora", "trl-lora-fast")
+LORA_CONFIGS = ("preflab-lora", "preflab-lora-compile", "trl-lora", "trl-lora-fast")
 DEFAULT_CONFIGS = "preflab,preflab-baseline,trl,trl-fast"
 
 

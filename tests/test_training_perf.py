@@ -68,6 +68,93 @@ def test_cached_reference_gives_exactly_log2_at_step_one_in_bf16(tmp_path, layou
     assert step1["logratios/chosen"] == 0.0 and step1["logratios/rejected"] == 0.0
 
 
+@pytest.mark.parametrize("lora_dropout", [0.0, 0.1])
+def test_cached_lora_reference_is_scored_through_the_policys_own_kernels(tmp_path, monkeypatch, lora_dropout):
+    # fresh adapters (B = 0) add nothing: the cache is scored with them on, i.e. by the first step's kernels
+    import preflab.training.build as build
+
+    used = []
+    for name in ("FrozenCopyReference", "AdapterDisabledReference"):
+        cls = getattr(build, name)
+        monkeypatch.setattr(build, name, lambda *a, _cls=cls, **k: used.append(_cls.__name__) or _cls(*a, **k))
+    model, tok = tiny_model()
+    cfg = make_cfg(tmp_path, "objective.name=dpo", "train.batch_size=3", "train.max_steps=1", "train.bf16=true",
+                   "reference.mode=cached", "lora.enabled=true", f"lora.dropout={lora_dropout}",
+                   "train.save_final=false")
+    train(cfg, records=_varied_pairs(6), model=model, tokenizer=tok)
+    assert used == ["FrozenCopyReference"]
+    if lora_dropout == 0.0:  # with dropout on, the policy's step-1 forward drops inputs: not π_ref's forward
+        (step1,) = read_metrics(tmp_path / "metrics.jsonl", "train")
+        assert step1["loss"] == pytest.approx(math.log(2), abs=1e-7)
+
+
+def test_identity_adapters_and_dropout_are_detected():
+    from preflab.models.policy import adapters_are_identity, apply_lora, has_active_dropout
+
+    model, _ = tiny_model()
+    assert not has_active_dropout(model)
+    model.config.attention_dropout = 0.1
+    assert has_active_dropout(model)
+    model.config.attention_dropout = 0.0
+    lora = apply_lora(model, r=2, dropout=0.0)
+    assert adapters_are_identity(lora) and not has_active_dropout(lora)
+    assert has_active_dropout(apply_lora(tiny_model()[0], r=2, dropout=0.1))
+    layer = next(m for m in lora.modules() if hasattr(m, "lora_B") and len(m.lora_B))
+    with torch.no_grad():
+        next(iter(layer.lora_B.values())).weight[0, 0] = 1e-3  # a trained adapter: the base is π_ref
+    assert not adapters_are_identity(lora)
+
+
+def test_training_graph_reference_matches_the_inference_graph_and_keeps_the_mode():
+    from preflab.data.collate import collate_examples
+    from preflab.data.tokenize import tokenize_records
+    from preflab.models.policy import FrozenCopyReference
+
+    model, tok = tiny_model()
+    examples, _ = tokenize_records(_varied_pairs(4), tok)
+    batch = collate_examples(examples, "pair", "prefix_shared", tok.pad_token_id)
+    model.train()
+    inference = FrozenCopyReference(model, copy=False).logprobs(batch)
+    training = FrozenCopyReference(model, copy=False, training_graph=True).logprobs(batch)
+    assert torch.equal(training, inference) and not training.requires_grad and model.training
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match="training_graph"):
+        FrozenCopyReference(model, training_graph=True)
+
+
+@pytest.mark.slow
+def test_compiled_lora_run_scores_its_cache_with_the_graphs_training_runs(tmp_path, monkeypatch):
+    # the reference cache runs the training graphs: step 1 is exactly log 2 and training compiles nothing new
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    import preflab.training.build as build
+
+    torch._dynamo.reset()
+    counters.clear()
+    graphs_after_cache = []
+    real = build.build_reference_table
+
+    def counted(*args, **kwargs):
+        table = real(*args, **kwargs)
+        graphs_after_cache.append(counters["stats"]["unique_graphs"])
+        return table
+
+    monkeypatch.setattr(build, "build_reference_table", counted)
+    model, tok = tiny_model()
+    cfg = make_cfg(tmp_path, "objective.name=dpo", "train.batch_size=3", "train.max_steps=2", "train.bf16=true",
+                   "reference.mode=cached", "lora.enabled=true", "lora.dropout=0.0", "train.compile=true",
+                   "train.save_final=false")
+    train(cfg, records=_varied_pairs(6), model=model, tokenizer=tok)
+    (step1, _) = read_metrics(tmp_path / "metrics.jsonl", "train")
+    assert step1["loss"] == pytest.approx(math.log(2), abs=1e-7)
+    # block 0's input (a frozen embedding's output) needs no grad, the others' do: two graphs, both from the cache
+    assert graphs_after_cache[0] >= 1 and counters["stats"]["unique_graphs"] == graphs_after_cache[0]
+    from preflab.models.compile import is_compiled
+
+    assert not is_compiled(model)  # train() hands the model back eager
+
+
 def test_prefix_shared_layout_is_exact_under_eager_attention():
     # transformers adds a 4D mask to eager attention's scores: a boolean one must become 0 / −inf first
     from preflab.data.collate import collate_examples
@@ -91,6 +178,9 @@ def test_prefix_shared_layout_is_exact_under_eager_attention():
 
 @pytest.mark.slow
 def test_compiled_blocks_train_like_eager(tmp_path):
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
     from preflab.models.compile import is_compiled, repeated_blocks
 
     runs = {}
@@ -98,9 +188,12 @@ def test_compiled_blocks_train_like_eager(tmp_path):
         model, tok = tiny_model()
         cfg = make_cfg(tmp_path / name, "objective.name=dpo", "train.batch_size=3", "train.max_steps=3",
                        "train.lr=3e-3", "reference.mode=frozen_copy", "train.save_final=false", *extra)
+        torch._dynamo.reset()
+        counters.clear()
         train(cfg, records=_varied_pairs(9), model=model, tokenizer=tok)
         runs[name] = [r["loss"] for r in read_metrics(tmp_path / name / "metrics.jsonl", "train")]
-        assert is_compiled(model) == (name == "compiled") and len(repeated_blocks(model)) == 2
+        assert (counters["stats"]["unique_graphs"] > 0) == (name == "compiled")  # dynamo compiled the blocks
+        assert not is_compiled(model) and len(repeated_blocks(model)) == 2  # ... and train() hands them back eager
     assert runs["compiled"] == pytest.approx(runs["eager"], abs=1e-4)
     assert runs["eager"][0] == pytest.approx(math.log(2), abs=1e-6) and runs["eager"][-1] < runs["eager"][0]
 

@@ -46,6 +46,44 @@ def is_peft(model: nn.Module) -> bool:
     return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
 
 
+def adapters_are_identity(model: nn.Module) -> bool:
+    """True when ``model``'s peft adapters add exactly nothing: every LoRA ``B`` is zero (its initialisation),
+    no DoRA, every ``modules_to_save`` copy equals its original. Then the policy with adapters on *is* the base
+    model, and the reference can be scored through the very kernels the first training step runs."""
+    try:
+        from peft.tuners.lora import LoraLayer
+        from peft.tuners.tuners_utils import BaseTunerLayer
+        from peft.utils import ModulesToSaveWrapper
+    except ImportError:
+        return False
+    for module in model.modules():
+        if isinstance(module, ModulesToSaveWrapper):
+            original = module.original_module.state_dict()
+            for copy in module.modules_to_save.values():
+                if any(not torch.equal(v, original[k]) for k, v in copy.state_dict().items()):
+                    return False
+        elif isinstance(module, LoraLayer):
+            if any(getattr(module, "use_dora", {}).values()):
+                return False
+            b_weights = [m.weight for m in module.lora_B.values()] + list(module.lora_embedding_B.values())
+            if any(bool(w.detach().ne(0).any()) for w in b_weights):
+                return False
+        elif isinstance(module, BaseTunerLayer):  # another tuner type (IA3, …): no such guarantee
+            return False
+    return True
+
+
+def has_active_dropout(model: nn.Module) -> bool:
+    """True when a training-mode forward of ``model`` would drop anything (an ``nn.Dropout`` or a config
+    dropout rate such as attention dropout above zero)."""
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
+        return True
+    config = getattr(model, "config", None)
+    settings = config.to_dict() if hasattr(config, "to_dict") else {}
+    return any("dropout" in k and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+               for k, v in settings.items())
+
+
 def trainable_state_dict(model: nn.Module) -> dict[str, Tensor]:
     """Parameters with ``requires_grad`` by name (the adapters for LoRA, everything for full fine-tuning)."""
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
@@ -108,13 +146,19 @@ class FrozenCopyReference(Reference):
     """A frozen deep copy of the initial policy (eval mode, no gradients).
 
     ``copy=False`` scores with ``model`` itself as it is now — what building a cache before the first
-    optimizer step needs, without the memory of a copy.
+    optimizer step needs, without the memory of a copy. ``training_graph=True`` (with ``copy=False``) scores in
+    training mode with autograd recording (the graph is dropped at once): a compiled model then runs the very
+    graph its training steps run, bitwise the same log-probs and no second compilation of an inference graph.
+    Only for a model whose training-mode forward is deterministic (:func:`has_active_dropout` false).
     """
 
     mode = "frozen_copy"
 
     def __init__(self, model: nn.Module, chunked_head: bool | str = "auto", chunk_size: int = DEFAULT_CHUNK,
-                 autocast: Any = nullcontext, copy: bool = True):
+                 autocast: Any = nullcontext, copy: bool = True, training_graph: bool = False):
+        if training_graph and (copy or has_active_dropout(model)):
+            raise ValueError("training_graph scores the model itself (copy=False) and needs a forward without dropout")
+        self.training_graph = training_graph
         if copy:
             compiled = is_compiled(model)
             # a compiled block's callable is bound to the original module: compile the copy on its own
@@ -131,10 +175,10 @@ class FrozenCopyReference(Reference):
     @torch.no_grad()
     def logprobs(self, batch: Any) -> Tensor:
         was_training = self.scorer.training
-        self.scorer.eval()
+        self.scorer.train(self.training_graph)
         try:
-            with self.autocast():
-                return self.scorer(batch.sequences).float()
+            with self.autocast(), torch.set_grad_enabled(self.training_graph):
+                return self.scorer(batch.sequences).detach().float()
         finally:
             self.scorer.train(was_training)
 

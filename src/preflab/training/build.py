@@ -13,6 +13,7 @@ from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizeOptions, Tokenizer, TokenizeStats, tokenize_records
 from ..errors import CheckpointError, ConfigError
 from ..models.casts import FrozenCasts
+from ..models.compile import is_compiled
 from ..models.logprobs import SequenceScorer
 from ..models.policy import (
     AdapterDisabledReference,
@@ -20,8 +21,10 @@ from ..models.policy import (
     FrozenCopyReference,
     NoReference,
     Reference,
+    adapters_are_identity,
     build_reference_table,
     examples_fingerprint,
+    has_active_dropout,
     is_peft,
 )
 from ..objectives import ObjectiveSpec, get_objective
@@ -103,6 +106,18 @@ def _reference(mode: str, cfg: Any, acc: Any, scorer: SequenceScorer, policy: to
     return _cached_reference(cfg, acc, scorer, policy, passes, batches)
 
 
+def _initial_policy(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Module) -> Reference:
+    """What scores the reference cache: the policy as it is before its first update (for LoRA whose adapters
+    still add nothing, with adapters on: the same kernels as the first training step, so its loss is exactly
+    the one at π = π_ref), else the base model (adapters off). A compiled policy without dropout is scored
+    through its training graph (one compilation, not a second one for inference)."""
+    if is_peft(policy) and not adapters_are_identity(policy):
+        return AdapterDisabledReference(scorer, acc.autocast)
+    training_graph = is_compiled(policy) and not has_active_dropout(policy)
+    return FrozenCopyReference(policy, scorer.chunked_head, cfg.train.logprob_chunk_size, acc.autocast,
+                               copy=False, training_graph=training_graph)
+
+
 def _cached_reference(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Module,
                       passes: list[list[Any]], batches: Callable[[list[Any]], Iterator[ExampleBatch]]) -> CachedReference:
     """Score every (row, completion slot) once with the initial policy — before any update or checkpoint
@@ -121,9 +136,7 @@ def _cached_reference(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.
     if cfg.train.resume and not is_peft(policy) and any((Path(cfg.output_dir) / "checkpoints").glob("step-*")):
         raise CheckpointError("resuming full fine-tuning with a cached reference needs the run's own reference "
                               "log-probs (the initial weights are gone)", file=str(path))
-    source: Reference = (AdapterDisabledReference(scorer, acc.autocast) if is_peft(policy) else
-                         FrozenCopyReference(policy, scorer.chunked_head, cfg.train.logprob_chunk_size,
-                                             acc.autocast, copy=False))
+    source = _initial_policy(cfg, acc, scorer, policy)
     rows = max(ex.index for ex in everything) + 1
     table = build_reference_table(source, (b for part in passes for b in batches(part)), rows)
     filled = (~torch.isnan(table)).double()

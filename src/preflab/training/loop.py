@@ -25,6 +25,7 @@ import torch
 from ..config import RunConfig, dump_config
 from ..data.tokenize import TokenizeStats
 from ..errors import TrainingError
+from ..models.compile import uncompile
 from . import checkpoint as ckpt
 from .build import Parts, build_parts
 from .observe import MetricsLog, ProgressBar, flat_config
@@ -64,6 +65,8 @@ def train(cfg: RunConfig, *, judge: Any = None, records: Any = None, eval_record
         return _Loop(cfg, parts, callbacks).run()
     finally:
         parts.release_casts()  # the model (trained in place) goes back to plain layers
+        if cfg.train.compile:  # ... and to eager ones: a compiled block would recompile for generation's inputs
+            uncompile(parts.policy)
         # Only the trackers are closed here: `Accelerator.end_training()` also destroys the process group,
         # and with gloo that blocked the last rank forever once a faster rank had already exited.
         for tracker in parts.accelerator.trackers:
