@@ -228,3 +228,18 @@ def test_token_logprobs_gradient_equals_log_softmax_and_keeps_its_input(dtype):
     tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
     torch.testing.assert_close(got.double(), want.double(), rtol=tol, atol=tol)
     assert got.dtype == dtype and torch.equal(logits.detach(), before)
+
+
+def test_compile_blocks_sets_the_activation_memory_budget(monkeypatch):
+    import torch._functorch.config as functorch_config
+
+    from preflab.models.compile import compile_blocks, uncompile
+
+    monkeypatch.setattr(functorch_config, "activation_memory_budget", 1.0)  # restored after the test
+    model, _ = tiny_model()
+    assert compile_blocks(model, memory_budget=0.7) == 2  # lazy: nothing compiles before a forward
+    assert functorch_config.activation_memory_budget == 0.7
+    uncompile(model)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="memory_budget"):
+            compile_blocks(model, memory_budget=bad)

@@ -34,8 +34,19 @@ def is_compiled(module: nn.Module) -> bool:
     return any(getattr(m, "_compiled_call_impl", None) is not None for m in module.modules())
 
 
-def compile_blocks(model: nn.Module, dynamic: bool = True) -> int:
-    """Compile every repeated block of ``model`` in place; returns how many (0 when none was found)."""
+def compile_blocks(model: nn.Module, dynamic: bool = True, memory_budget: float | None = None) -> int:
+    """Compile every repeated block of ``model`` in place; returns how many (0 when none was found).
+
+    ``memory_budget`` sets PyTorch's ``activation_memory_budget`` (process-wide, read when a graph compiles,
+    i.e. at the block's first forward): the share of the saved-activation memory the compiled backward keeps;
+    below 1 the partitioner recomputes cheap (pointwise) ops in backward instead of saving their outputs.
+    """
+    if memory_budget is not None:
+        if not 0 < memory_budget <= 1:
+            raise ValueError(f"memory_budget must be in (0, 1], got {memory_budget}")
+        import torch._functorch.config
+
+        torch._functorch.config.activation_memory_budget = float(memory_budget)
     blocks = repeated_blocks(model)
     for block in blocks:
         block.compile(dynamic=dynamic)
