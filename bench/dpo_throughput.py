@@ -14,8 +14,9 @@ picks for every row alike (default ``auto``: TCMalloc or jemalloc when installed
 does, see :mod:`preflab.launch`; ``--malloc system`` = glibc's malloc); the ``malloc`` column says which.
 
 Columns: ``setup s`` = from the loaded model to the first training forward (tokenisation, reference copy
-or reference log-prob pass, optimizer); step times are wall-clock between optimizer-step ends (the first
-step is reported apart, as warm-up); ``pairs/s`` = batch / median step; ``epoch pairs/s`` = pairs of the
+or reference log-prob pass, optimizer; for a ``-compile`` row also compiling the graphs the reference pass
+runs, from an empty inductor cache, which are the training graphs); step times are wall-clock between optimizer-step ends (the first
+step is reported apart, as warm-up); ``pairs/s`` = batch / median step; ``end-to-end pairs/s`` = pairs of the
 run / (setup + every step), the end-to-end rate that counts a reference pass; ``tokens/s`` = non-padding
 tokens the policy reads per second (prefix sharing reads each prompt once, so it reads fewer tokens per
 pair); ``MFU`` = useful model FLOPs per second / the matmul peak measured in this run (the best n×n
@@ -98,12 +99,13 @@ class StepClock:
 
     def __init__(self, decoder: torch.nn.Module):
         self.first_forward: float | None = None
+        self.armed = True  # False while a reference pass may run forwards with autograd on (not a training step)
         self.step_ends: list[float] = []
         self.first_metrics: dict[str, float] = {}
         self._handle = decoder.register_forward_pre_hook(self._pre)
 
     def _pre(self, module: Any, args: Any) -> None:
-        if self.first_forward is None and torch.is_grad_enabled():
+        if self.first_forward is None and self.armed and torch.is_grad_enabled():
             self.first_forward = time.perf_counter()
 
     def step_end(self, metrics: dict[str, Any] | None = None) -> None:
@@ -142,7 +144,23 @@ def run_preflab(opts: dict[str, Any], pairs: list[dict[str, str]], model: Any, t
         "reference": {"mode": opts["reference"]},
         "lora": {"enabled": bool(opts.get("lora")), **LORA},
     })
-    train(cfg, records=records, model=model, tokenizer=tok, callbacks=[lambda step, m: clock.step_end(m)])
+    import preflab.training.loop as loop
+
+    build = loop.build_parts
+
+    def build_then_arm(*args: Any, **kwargs: Any) -> Any:
+        # a compiled policy scores its reference cache through the training graph (autograd on): that pass,
+        # and the compilation it triggers, belong to setup, not to the first step
+        parts = build(*args, **kwargs)
+        clock.armed = True
+        return parts
+
+    clock.armed = False
+    loop.build_parts = build_then_arm
+    try:
+        train(cfg, records=records, model=model, tokenizer=tok, callbacks=[lambda step, m: clock.step_end(m)])
+    finally:
+        loop.build_parts = build
 
 
 def run_trl(opts: dict[str, Any], pairs: list[dict[str, str]], model: Any, tok: Any, clock: StepClock,
