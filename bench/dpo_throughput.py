@@ -87,7 +87,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "trl-lora-fast": ("trl", {"gradient_checkpointing": False, "precompute": True, "lora": True}),
 }
 LORA_CONFIGS = ("preflab-lora", "preflab-lora-compile", "trl-lora", "trl-lora-fast")
-DEFAULT_CONFIGS = "preflab,preflab-baseline,trl,trl-fast"
+DEFAULT_CONFIGS = "preflab,preflab-compile,preflab-baseline,trl,trl-fast"
 
 
 # ------------------------------------------------------------------ worker side
