@@ -14,10 +14,10 @@ picks for every row alike (default ``auto``: TCMalloc or jemalloc when installed
 does, see :mod:`preflab.launch`; ``--malloc system`` = glibc's malloc); the ``malloc`` column says which.
 
 Columns: ``setup s`` = from the loaded model to the first training forward (tokenisation, reference copy
-or reference log-prob pass, optimizer; for a ``-compile`` row also compiling the graphs the reference pass
-runs, from an empty inductor cache, which are the training graphs); step times are wall-clock between optimizer-step ends (the first
-step is reported apart, as warm-up); ``pairs/s`` = batch / median step; ``end-to-end pairs/s`` = pairs of the
-run / (setup + every step), the end-to-end rate that counts a reference pass; ``tokens/s`` = non-padding
+or reference log-prob pass, optimizer; for a ``-compile`` row also compiling, from an empty inductor cache,
+the graphs the reference pass runs, which are the training graphs); step times are wall-clock between
+optimizer-step ends (the first step is reported apart, as warm-up); ``pairs/s`` = batch / median step;
+``end-to-end pairs/s`` = pairs of the run / (setup + every step), the rate that counts a reference pass; ``tokens/s`` = non-padding
 tokens the policy reads per second (prefix sharing reads each prompt once, so it reads fewer tokens per
 pair); ``MFU`` = useful model FLOPs per second / the matmul peak measured in this run (the best n×n
 product, n = 512…2048, on all threads). Useful FLOPs per step: 3× the forward FLOPs of the policy (forward +

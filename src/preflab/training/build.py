@@ -14,7 +14,7 @@ from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizeOptions, Tokenizer, TokenizeStats, tokenize_records
 from ..errors import CheckpointError, ConfigError
 from ..models.casts import FrozenCasts
-from ..models.compile import is_compiled
+from ..models.compile import compile_blocks, is_compiled
 from ..models.logprobs import SequenceScorer
 from ..models.policy import (
     AdapterDisabledReference,
@@ -173,7 +173,6 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     records, eval_records = setup.load_records(cfg, spec, records, eval_records, kind)
     policy, tok = setup.load_policy(cfg, model, tokenizer)
     if train.compile:  # before any forward: the cached reference must be scored by the same kernels
-        from ..models.compile import compile_blocks
         from ..models.loading import cache_dir
 
         # compiled kernels persist with preflab's other caches (not /tmp): a later run's compile is ~3x shorter
