@@ -1,5 +1,5 @@
-"""CPU scoring forwards use SDPA's math kernel for short rows: same numbers as the flash kernel, in grad and
-no-grad mode alike (so a cached reference equals the policy it was computed from)."""
+"""CPU scoring forwards run the flash kernel forward with a matmul backward for short rows: the numbers of
+transformers' sdpa, in grad and no-grad mode alike (so a cached reference equals the policy it was computed from)."""
 
 from __future__ import annotations
 
@@ -23,22 +23,86 @@ def _batch(tok, layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_math_kernel_equals_flash_in_value_and_gradient(tiny, layout, monkeypatch):
+def test_scoring_attention_equals_sdpa_in_value_and_gradient(tiny, layout, monkeypatch):
     model, tok = tiny
     assert model.config._attn_implementation == "sdpa"
     batch = _batch(tok, layout)
     params = [p for p in model.parameters() if p.requires_grad]
     scorer = SequenceScorer(model, chunk_size=7)
-    assert attention.prefers_math(model.config, batch.input_ids)
+    assert attention.prefers_decomposed(model.config, batch.input_ids)
+    calls = []
+    monkeypatch.setattr(attention.FlashAttention, "apply", _counting(attention.FlashAttention.apply, calls))
     fast = scorer(batch)
     fast_grads = torch.autograd.grad(fast.sum(), params)
-    monkeypatch.setattr(attention, "MATH_BUDGET_BYTES", 0)  # nothing fits: the default (flash) kernel
-    assert not attention.prefers_math(model.config, batch.input_ids)
-    flash = scorer(batch)
-    flash_grads = torch.autograd.grad(flash.sum(), params)
-    torch.testing.assert_close(fast, flash, rtol=0, atol=2e-5)
-    for a, b in zip(fast_grads, flash_grads, strict=True):
+    assert len(calls) == model.config.num_hidden_layers  # every layer ran it
+    monkeypatch.setattr(attention, "BUDGET_BYTES", 0)  # nothing fits: transformers' own sdpa
+    assert not attention.prefers_decomposed(model.config, batch.input_ids)
+    plain = scorer(batch)
+    plain_grads = torch.autograd.grad(plain.sum(), params)
+    assert len(calls) == model.config.num_hidden_layers
+    torch.testing.assert_close(fast, plain, rtol=0, atol=2e-5)
+    for a, b in zip(fast_grads, plain_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _counting(fn, calls):
+    def wrapped(*args):
+        calls.append(1)
+        return fn(*args)
+    return wrapped
+
+
+def _mask(rows, length, prompt):
+    """A prefix-sharing mask: [prompt, c1, c2]; the last query of row 0 is padding that sees only itself."""
+    seg = torch.zeros(rows, length, dtype=torch.long)
+    half = prompt + (length - prompt) // 2
+    seg[:, prompt:half], seg[:, half:] = 1, 2
+    visible = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
+    mask = torch.ones(length, length, dtype=torch.bool).tril() & visible
+    mask[0, -1, :] = False
+    mask[0, -1, -1] = True
+    return mask[:, None]
+
+
+@pytest.mark.parametrize("masked", ["prefix_shared", "causal", "none"])
+def test_flash_attention_value_and_gradients_equal_float64_autograd(masked):
+    gen = torch.Generator().manual_seed(0)
+    rows, heads, length, dim = 2, 3, 11, 8
+    q, k, v, g = (torch.randn(rows, heads, length, dim, generator=gen) for _ in range(4))
+    mask = _mask(rows, length, prompt=4) if masked == "prefix_shared" else None
+    causal = masked == "causal"
+    scale = 0.3
+    leaves = [x.clone().requires_grad_() for x in (q, k, v)]
+    out = attention.FlashAttention.apply(*leaves, mask, scale, causal)
+    out.backward(g)
+    exact_leaves = [x.double().requires_grad_() for x in (q, k, v)]
+    exact = torch.nn.functional.scaled_dot_product_attention(*exact_leaves, attn_mask=mask, is_causal=causal,
+                                                             scale=scale)
+    exact.backward(g.double())
+    torch.testing.assert_close(out, exact.float(), rtol=1e-5, atol=1e-5)
+    for mine, want in zip(leaves, exact_leaves, strict=True):
+        torch.testing.assert_close(mine.grad, want.grad.float(), rtol=1e-4, atol=1e-5)
+
+
+def test_calls_it_cannot_serve_go_to_transformers_sdpa(tiny, monkeypatch):
+    model, _ = tiny
+    module = model.model.layers[0].self_attn
+    q = torch.randn(1, model.config.num_attention_heads, 5, module.head_dim)
+    kv = torch.randn(1, model.config.num_key_value_heads, 5, module.head_dim)
+    calls = []
+    monkeypatch.setattr(attention.FlashAttention, "apply", _counting(attention.FlashAttention.apply, calls))
+    float_mask = torch.zeros(1, 1, 5, 5)
+    cached = torch.randn(1, model.config.num_key_value_heads, 7, module.head_dim)  # a KV cache: 5 queries, 7 keys
+    for args, kwargs in [((q, kv, kv, None), {"dropout": 0.1}), ((q, kv, kv, float_mask), {}),
+                         ((q, kv, kv, None), {"softcap": 30.0}), ((q, cached, cached, None), {})]:
+        if "softcap" in kwargs:
+            with pytest.raises(ValueError, match="softcap"):  # transformers' own answer
+                attention.scoring_sdpa(module, *args, **kwargs)
+            continue
+        attention.scoring_sdpa(module, *args, **kwargs)
+    assert calls == []
+    out, _ = attention.scoring_sdpa(module, q, kv, kv, None)
+    assert len(calls) == 1 and out.shape == (1, 5, model.config.num_attention_heads, module.head_dim)
 
 
 def test_grad_and_no_grad_forwards_agree_exactly_under_bf16(tiny):
@@ -58,13 +122,26 @@ def test_grad_and_no_grad_forwards_agree_exactly_under_bf16(tiny):
     assert loss.item() == pytest.approx(math.log(2), abs=1e-7)
 
 
-def test_budget_counts_every_layer_and_head(tiny, monkeypatch):
+def test_budget_counts_one_layers_heads(tiny, monkeypatch):
     model, _ = tiny
     cfg = model.config
-    want = 8 * 3 * cfg.num_attention_heads * 50 * 50 * cfg.num_hidden_layers
-    assert attention.math_score_bytes(cfg, rows=3, length=50) == want
+    want = 16 * 3 * cfg.num_attention_heads * 50 * 50
+    assert attention.backward_score_bytes(cfg, rows=3, length=50) == want
     ids = torch.zeros(3, 50, dtype=torch.long)
-    assert attention.prefers_math(cfg, ids)
-    monkeypatch.setattr(attention, "MATH_BUDGET_BYTES", want - 1)
-    assert not attention.prefers_math(cfg, ids)
-    assert not attention.prefers_math(None, ids)
+    assert attention.prefers_decomposed(cfg, ids)
+    monkeypatch.setattr(attention, "BUDGET_BYTES", want - 1)
+    assert not attention.prefers_decomposed(cfg, ids)
+    assert not attention.prefers_decomposed(None, ids)
+
+
+def test_the_sdpa_entry_is_restored(tiny):
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    model, _ = tiny
+    before = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    with attention.scoring_attention(model.config, torch.zeros(2, 8, dtype=torch.long)) as used:
+        assert used and ALL_ATTENTION_FUNCTIONS["sdpa"] is attention.scoring_sdpa
+    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is before
+    with pytest.raises(RuntimeError), attention.scoring_attention(model.config, torch.zeros(2, 8, dtype=torch.long)):
+        raise RuntimeError("a failing forward")
+    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is before
