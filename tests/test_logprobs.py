@@ -33,8 +33,9 @@ def test_token_logprobs_hand_value():
     assert out.item() == pytest.approx(torch.log(torch.tensor(0.75)).item(), abs=1e-6)
 
 
+@pytest.mark.parametrize("chunk", [4, 64])  # several chunks (logits recomputed); one chunk (the forward's kept)
 @pytest.mark.parametrize("bias", [False, True])
-def test_linear_token_logprobs_value_and_gradients(bias):
+def test_linear_token_logprobs_value_and_gradients(bias, chunk):
     gen = torch.Generator().manual_seed(1)
     hidden = torch.randn(23, 16, generator=gen, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(41, 16, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -44,11 +45,14 @@ def test_linear_token_logprobs_value_and_gradients(bias):
 
     naive = torch.log_softmax(torch.nn.functional.linear(hidden, weight, b), -1).gather(-1, targets[:, None]).squeeze(-1)
     naive_grads = torch.autograd.grad((naive * upstream).sum(), [hidden, weight] + ([b] if bias else []))
-    out = linear_token_logprobs(hidden, weight, targets, b, chunk_size=4)
-    grads = torch.autograd.grad((out * upstream.float()).sum(), [hidden, weight] + ([b] if bias else []))
+    out = linear_token_logprobs(hidden, weight, targets, b, chunk_size=chunk)
+    loss = (out * upstream.float()).sum()
+    grads = torch.autograd.grad(loss, [hidden, weight] + ([b] if bias else []), retain_graph=True)
+    again = torch.autograd.grad(loss, [hidden, weight] + ([b] if bias else []))  # kept logits are used once
     torch.testing.assert_close(out.double(), naive, rtol=1e-6, atol=1e-6)  # fp32 output
-    for got, want in zip(grads, naive_grads, strict=True):
+    for got, second, want in zip(grads, again, naive_grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(second, want, rtol=1e-5, atol=1e-6)
 
 
 def test_segment_sum():

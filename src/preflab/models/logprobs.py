@@ -83,7 +83,8 @@ SOFTMAX_ROWS = 64
 
 
 class _LinearLogprob(torch.autograd.Function):
-    """``log softmax(h Wᵀ + b)[t]`` chunk by chunk; backward recomputes each chunk's logits.
+    """``log softmax(h Wᵀ + b)[t]`` chunk by chunk; backward recomputes each chunk's logits (all rows in one
+    chunk: it reuses the forward's, which costs no memory at the peak, where the recomputed buffer would be).
 
     d/dz log softmax(z)[t] = onehot(t) − softmax(z), so with upstream gradient g (one per row):
     dh = (g·(onehot − p)) W,  dW = (g·(onehot − p))ᵀ h,  db = Σ_rows g·(onehot − p).
@@ -109,6 +110,8 @@ class _LinearLogprob(torch.autograd.Function):
                 lse = torch.logsumexp(z, dim=-1)
                 lses[rows] = lse
                 out[rows] = z.gather(-1, targets[rows].unsqueeze(-1)).squeeze(-1) - lse
+            # one chunk: keep its logits for backward, which would allocate the same buffer to recompute them
+            ctx.kept = logits if stop - start == hidden.shape[0] and any(ctx.needs_input_grad[:3]) else None
             del logits
         ctx.save_for_backward(hidden, w, b, targets, lses)
         ctx.chunk_size, ctx.dtype = chunk_size, dtype
@@ -128,7 +131,9 @@ class _LinearLogprob(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk):
             stop = min(start + chunk, hidden.shape[0])
             h = hidden[start:stop].to(dtype)
-            dz = torch.nn.functional.linear(h, w, b)  # recomputed logits; overwritten by the gradient below
+            dz, ctx.kept = ctx.kept, None  # the forward's logits, used once (a second backward recomputes them)
+            if dz is None:
+                dz = torch.nn.functional.linear(h, w, b)  # recomputed logits; overwritten by the gradient below
             for s in range(0, stop - start, SOFTMAX_ROWS):
                 rows = slice(start + s, min(start + s + SOFTMAX_ROWS, stop))
                 g = g_all[rows].unsqueeze(-1)
