@@ -224,8 +224,8 @@ class SequenceScorer(nn.Module):
         self.chunked_head = bool(chunked_head)
 
     def forward(self, batch: Any) -> Tensor:
-        # CPU, short rows: SDPA's math kernel. Not under gradient checkpointing, whose backward recomputes the
-        # blocks outside this context (with the default kernel, whose saved tensors differ).
+        # CPU, short rows: flash forward, matmul backward (models/attention.py). Not under gradient checkpointing,
+        # whose backward recomputes the blocks outside this context (with the default kernel).
         decoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else None
         checkpointing = decoder is None or bool(getattr(decoder, "gradient_checkpointing", False))
         config = None if checkpointing else getattr(self.model, "config", None)
