@@ -30,11 +30,13 @@ def test_scoring_attention_equals_sdpa_in_value_and_gradient(tiny, layout, monke
     params = [p for p in model.parameters() if p.requires_grad]
     scorer = SequenceScorer(model, chunk_size=7)
     assert attention.prefers_decomposed(model.config, batch.input_ids)
-    calls = []
+    calls, packed = [], []
     monkeypatch.setattr(attention.FlashAttention, "apply", _counting(attention.FlashAttention.apply, calls))
+    monkeypatch.setattr(attention.RowPacking, "of", _counting(attention.RowPacking.of, packed))
     fast = scorer(batch)
     fast_grads = torch.autograd.grad(fast.sum(), params)
     assert len(calls) == model.config.num_hidden_layers  # every layer ran it
+    assert len(packed) == (layout == "prefix_shared")  # its rows have padding: the decoder reads them packed
     monkeypatch.setattr(attention, "BUDGET_BYTES", 0)  # nothing fits: transformers' own sdpa
     assert not attention.prefers_decomposed(model.config, batch.input_ids)
     plain = scorer(batch)
@@ -50,6 +52,40 @@ def _counting(fn, calls):
         calls.append(1)
         return fn(*args)
     return wrapped
+
+
+def test_row_packing_round_trips_and_its_gradients_are_indexings():
+    mask = _mask(rows=2, length=9, prompt=3)
+    mask[1, 0, 6:] = torch.eye(9, dtype=torch.bool)[6:]  # row 1: three padding slots at the end
+    packing = attention.RowPacking.of(mask)
+    n = packing.tokens.numel()
+    assert n == 2 * 9 - 3 - 1  # row 0's last query is padding too
+    x = torch.randn(1, 3, n, 4, dtype=torch.float64, requires_grad=True)
+    rows = packing.to_rows(x)
+    assert rows.shape == (2, 3, 9, 4)
+    real = packing.slots < n
+    assert torch.equal(rows.transpose(1, 2)[~real], torch.zeros(int((~real).sum()), 3, 4, dtype=torch.float64))
+    back = packing.to_packed(rows)
+    assert torch.equal(back, x.transpose(1, 2))
+    torch.autograd.gradcheck(lambda t: packing.to_rows(t), (x,))
+    y = torch.randn(2, 3, 9, 4, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t: packing.to_packed(t), (y,))
+
+
+def test_packing_waits_for_an_attention_without_dropout(tiny):
+    model, tok = tiny
+    batch = _batch(tok, "prefix_shared")
+    scorer = SequenceScorer(model)
+    assert scorer._packable(batch)
+    model.config.attention_dropout = 0.1
+    try:
+        model.train()
+        assert not scorer._packable(batch)
+        model.eval()
+        assert scorer._packable(batch)
+    finally:
+        model.config.attention_dropout = 0.0
+    assert not scorer._packable(_batch(tok, "padded"))
 
 
 def _mask(rows, length, prompt):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -99,6 +100,64 @@ class FlashAttention(torch.autograd.Function):
         return grad_q, grad_k, grad_v, None, None, None
 
 
+@dataclass
+class RowPacking:
+    """A prefix-shared batch's real tokens packed into one row of N, and the (R, T) rows their attention runs on.
+
+    The decoder's matmuls and elementwise work then skip the padding of the rows (every row is as wide as the
+    longest), while attention still runs row by row with the batch's (R, 1, T, T) mask: :func:`scoring_sdpa`
+    gathers each layer's q, k, v into the rows (a zero token in every padding slot, which sees only itself) and
+    scatters the output back.
+    """
+
+    slots: Tensor  # (R, T): the packed index of each row slot, N for padding
+    tokens: Tensor  # (N,): the flat (R·T) slot of each packed token, in order
+    mask: Tensor  # (R, 1, T, T) bool, True = attend
+
+    @classmethod
+    def of(cls, mask: Tensor) -> RowPacking:
+        """From a prefix-shared mask: a slot is real when it sees its row's first token (padding sees only itself)."""
+        rows, _, width, _ = mask.shape
+        real = mask[:, 0, :, 0].clone()
+        real[:, 0] = True
+        tokens = real.reshape(-1).nonzero().squeeze(-1)
+        slots = torch.full((rows * width,), tokens.numel(), dtype=torch.long, device=mask.device)
+        slots[tokens] = torch.arange(tokens.numel(), device=mask.device)
+        return cls(slots=slots.view(rows, width), tokens=tokens, mask=mask)
+
+    def to_rows(self, x: Tensor) -> Tensor:
+        """(1, H, N, D) packed → (R, H, T, D) rows, zeros in the padding slots."""
+        _, heads, n, dim = x.shape
+        rows, width = self.slots.shape
+        flat = x.transpose(1, 2).reshape(n, heads * dim)
+        out = _RowGather.apply(flat, self.slots.reshape(-1), self.tokens)
+        return out.view(rows, width, heads, dim).transpose(1, 2)
+
+    def to_packed(self, x: Tensor) -> Tensor:
+        """(R, H, T, D) rows → (1, N, H, D), the layout attention functions return."""
+        rows, heads, width, dim = x.shape
+        flat = x.transpose(1, 2).reshape(rows * width, heads * dim)
+        return _RowGather.apply(flat, self.tokens, self.slots.reshape(-1)).view(1, -1, heads, dim)
+
+
+class _RowGather(torch.autograd.Function):
+    """``[x; 0][take]`` with the backward ``[g; 0][give]``: a gather both ways, for index maps where every row of
+    ``x`` lands in exactly one output row, at ``give`` (no scatter-add: indexing's backward is an index_put)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, take: Tensor, give: Tensor) -> Tensor:
+        ctx.save_for_backward(give)
+        return torch.cat([x, x.new_zeros(1, x.shape[1])]).index_select(0, take)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor):
+        (give,) = ctx.saved_tensors
+        return torch.cat([grad, grad.new_zeros(1, grad.shape[1])]).index_select(0, give), None, None
+
+
+_PACKING: list[RowPacking] = []  # the packing of the scoring forward now running (innermost last)
+
+
 def _servable(query: Tensor, key: Tensor, attention_mask: Tensor | None, dropout: float, kwargs: dict) -> bool:
     """True when :class:`FlashAttention` computes exactly what transformers' sdpa function would."""
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else query.dtype
@@ -117,12 +176,21 @@ def scoring_sdpa(module: Any, query: Tensor, key: Tensor, value: Tensor, attenti
     """transformers' attention-function signature: :class:`FlashAttention` where it applies, else ``sdpa``."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
+    packing = _PACKING[-1] if _PACKING else None
+    if packing is not None and not (query.shape[0] == 1 and query.shape[2] == packing.tokens.numel()):
+        packing = None  # not this forward's tokens (a nested model call)
     if not _servable(query, key, attention_mask, dropout, kwargs):
+        if packing is not None:
+            raise RuntimeError("a row-packed scoring forward reached an attention call it cannot serve "
+                               f"(dropout {dropout}, options {sorted(kwargs)}); use the prefix_shared layout unpacked")
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     # SDPA runs in autocast's lower precision, every input cast to it
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else query.dtype
     query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
+    if packing is not None:
+        query, key, value = packing.to_rows(query), packing.to_rows(key), packing.to_rows(value)
+        attention_mask = packing.mask
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
@@ -130,6 +198,8 @@ def scoring_sdpa(module: Any, query: Tensor, key: Tensor, value: Tensor, attenti
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     with torch.autocast("cpu", enabled=False):
         out = FlashAttention.apply(query, key, value, attention_mask, float(scale), bool(causal))
+    if packing is not None:
+        return packing.to_packed(out), None
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -153,3 +223,13 @@ def scoring_attention(config: Any, input_ids: Tensor) -> Iterator[bool]:
             local["sdpa"] = before
         else:
             local.pop("sdpa", None)
+
+
+@contextmanager
+def row_packing(packing: RowPacking) -> Iterator[RowPacking]:
+    """Let :func:`scoring_sdpa` serve the enclosed forward's packed tokens through ``packing``'s rows."""
+    _PACKING.append(packing)
+    try:
+        yield packing
+    finally:
+        _PACKING.pop()

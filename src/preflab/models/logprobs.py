@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attention import scoring_attention
+from .attention import RowPacking, row_packing, scoring_attention
 from .casts import cached_weight
 
 DEFAULT_CHUNK = 1024
@@ -229,22 +229,39 @@ class SequenceScorer(nn.Module):
         decoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else None
         checkpointing = decoder is None or bool(getattr(decoder, "gradient_checkpointing", False))
         config = None if checkpointing else getattr(self.model, "config", None)
-        with scoring_attention(config, batch.input_ids):
+        with scoring_attention(config, batch.input_ids) as fast:
+            if fast and self._packable(batch):
+                packing = RowPacking.of(batch.attention_mask)
+                with row_packing(packing):
+                    return self._forward(batch, packing)
             return self._forward(batch)
 
-    def _forward(self, batch: Any) -> Tensor:
+    def _packable(self, batch: Any) -> bool:
+        """Prefix-shared rows with padding, scored through :func:`scoring_sdpa` (no attention dropout)."""
+        mask = batch.attention_mask
+        if batch.layout != "prefix_shared" or mask is None or mask.dim() != 4 or mask.dtype != torch.bool:
+            return False
+        dropout = float(getattr(self.model.config, "attention_dropout", 0.0) or 0.0)
+        return batch.num_tokens < batch.input_ids.numel() and (dropout == 0.0 or not self.model.training)
+
+    def _forward(self, batch: Any, packing: RowPacking | None = None) -> Tensor:
         inputs = {"input_ids": batch.input_ids, "attention_mask": attention_mask_for(self.model, batch.attention_mask),
                   "position_ids": batch.position_ids}
+        logit_index = batch.logit_index
+        if packing is not None:  # the decoder reads the real tokens only; attention runs on the rows
+            inputs["input_ids"] = batch.input_ids.reshape(-1)[packing.tokens].unsqueeze(0)
+            inputs["position_ids"] = batch.position_ids.reshape(-1)[packing.tokens].unsqueeze(0)
+            logit_index = packing.slots.reshape(-1)[logit_index]
         if self.chunked_head:
             hidden = self.model.get_decoder()(**inputs, use_cache=False).last_hidden_state
-            hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.logit_index)
+            hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, logit_index)
             head = self.model.get_output_embeddings()
             cached = cached_weight(head, compute_dtype(head.weight))  # a frozen head's bf16 copy (FrozenCasts)
             tok = linear_token_logprobs(hidden, head.weight if cached is None else cached, batch.target_ids,
                                         getattr(head, "bias", None), self.chunk_size)
         else:
             logits = self.model(**inputs, use_cache=False).logits
-            logits = logits.reshape(-1, logits.shape[-1]).index_select(0, batch.logit_index)
+            logits = logits.reshape(-1, logits.shape[-1]).index_select(0, logit_index)
             tok = token_logprobs(logits, batch.target_ids, self.chunk_size)
         return segment_sum(tok, batch.sequence_index, batch.num_sequences)
 
