@@ -148,11 +148,13 @@ def test_compiled_lora_run_scores_its_cache_with_the_graphs_training_runs(tmp_pa
     train(cfg, records=_varied_pairs(6), model=model, tokenizer=tok)
     (step1, _) = read_metrics(tmp_path / "metrics.jsonl", "train")
     assert step1["loss"] == pytest.approx(math.log(2), abs=1e-7)
-    # block 0's input (a frozen embedding's output) needs no grad, the others' do: two graphs, both from the cache
-    assert graphs_after_cache[0] >= 1 and counters["stats"]["unique_graphs"] == graphs_after_cache[0]
+    # block 0's input (a frozen embedding's output) is marked to require grad like the others': one graph for
+    # every block, compiled by the cache pass
+    assert graphs_after_cache[0] == 1 and counters["stats"]["unique_graphs"] == 1
     from preflab.models.compile import is_compiled
 
-    assert not is_compiled(model)  # train() hands the model back eager
+    assert not is_compiled(model)  # train() hands the model back eager, without the input hook
+    assert not model.get_input_embeddings()._forward_hooks
 
 
 def test_prefix_shared_layout_is_exact_under_eager_attention():
@@ -228,6 +230,23 @@ def test_token_logprobs_gradient_equals_log_softmax_and_keeps_its_input(dtype):
     tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
     torch.testing.assert_close(got.double(), want.double(), rtol=tol, atol=tol)
     assert got.dtype == dtype and torch.equal(logits.detach(), before)
+
+
+def test_block_inputs_are_marked_only_for_a_frozen_embedding_with_training_elsewhere():
+    from preflab.models.compile import align_block_inputs
+
+    model, _ = tiny_model()
+    assert align_block_inputs(model) is None  # full fine-tuning: the embedding output already requires grad
+    model.get_input_embeddings().weight.requires_grad_(False)
+    handle = align_block_inputs(model)
+    ids = torch.tensor([[1, 2, 3]])
+    assert model.get_input_embeddings()(ids).requires_grad
+    with torch.no_grad():
+        assert not model.get_input_embeddings()(ids).requires_grad
+    handle.remove()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    assert align_block_inputs(model) is None  # nothing trains: nothing to align
 
 
 def test_compile_blocks_sets_the_activation_memory_budget(monkeypatch):

@@ -14,8 +14,12 @@ model separately (a frozen reference copy is compiled on its own, never copied f
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
+import torch
 from torch import nn
+
+_HOOK = "_preflab_block_input_hook"
 
 
 def repeated_blocks(model: nn.Module) -> list[nn.Module]:
@@ -50,11 +54,40 @@ def compile_blocks(model: nn.Module, dynamic: bool = True, memory_budget: float 
     blocks = repeated_blocks(model)
     for block in blocks:
         block.compile(dynamic=dynamic)
+    if blocks and getattr(model, _HOOK, None) is None:
+        setattr(model, _HOOK, align_block_inputs(model))
     return len(blocks)
 
 
+def align_block_inputs(model: nn.Module) -> Any:
+    """With a frozen input embedding and trainable weights elsewhere (LoRA), make the embedding's output require
+    grad in grad mode; returns the hook's handle, or None when nothing needs it.
+
+    Dynamo guards on whether a block's input requires grad: with LoRA the first block's input (the frozen
+    embedding's output) does not and every later one does, so the first block would get a compiled graph of
+    its own, one more cold compile (~40% of a SmolLM2 LoRA run's). Marking that input costs one unused
+    gradient of the embedding output."""
+    get = getattr(model, "get_input_embeddings", None)
+    embedding = get() if callable(get) else None
+    if embedding is None or any(p.requires_grad for p in embedding.parameters()):
+        return None
+    if not any(p.requires_grad for p in model.parameters()):
+        return None
+
+    def mark(module: nn.Module, args: Any, output: Any) -> None:
+        if torch.is_grad_enabled() and isinstance(output, torch.Tensor) and not output.requires_grad:
+            output.requires_grad_(True)
+
+    return embedding.register_forward_hook(mark)
+
+
 def uncompile(model: nn.Module) -> nn.Module:
-    """Drop in-place compilation from ``model`` and its submodules (e.g. on a deep copy)."""
+    """Drop in-place compilation from ``model`` and its submodules (e.g. on a deep copy), and the input hook
+    :func:`compile_blocks` added."""
+    hook = getattr(model, _HOOK, None)
+    if hook is not None:
+        hook.remove()
+        setattr(model, _HOOK, None)
     for module in model.modules():
         if getattr(module, "_compiled_call_impl", None) is not None:
             module._compiled_call_impl = None
