@@ -98,3 +98,17 @@ def test_two_processes_match_one_process(tmp_path):
     for ra, rb in zip(read_metrics(one / "metrics.jsonl", "train"), read_metrics(two / "metrics.jsonl", "train"), strict=True):
         assert rb["loss"] == pytest.approx(ra["loss"], abs=1e-6)
         assert rb["tokens"] == ra["tokens"]
+
+
+def test_the_gloo_exit_handler_is_registered_once_and_skips_a_process_without_a_group(monkeypatch):
+    import atexit
+
+    import preflab.training.setup as setup
+
+    handlers = []
+    monkeypatch.setattr(atexit, "register", handlers.append)
+    monkeypatch.setattr(setup, "_EXIT_HOOK", [])
+    setup.destroy_gloo_group_at_exit()
+    setup.destroy_gloo_group_at_exit()
+    assert len(handlers) == 1
+    handlers[0]()  # no process group in this process: nothing to tear down, no error

@@ -79,8 +79,11 @@ def make_accelerator(cfg: Any) -> Any:
     setup.check_trackers(cfg.train.report_to)
     AcceleratorState._reset_state(reset_partial_state=False)
     bf16 = setup.use_bf16(cfg.train.bf16, torch.device("cpu") if cpu else torch.device("cuda"))
-    return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no",
-                       log_with=list(cfg.train.report_to) or None, project_dir=cfg.output_dir)
+    accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no",
+                              log_with=list(cfg.train.report_to) or None, project_dir=cfg.output_dir)
+    if accelerator.num_processes > 1:
+        setup.destroy_gloo_group_at_exit()
+    return accelerator
 
 
 def _objective(cfg: Any) -> tuple[ObjectiveSpec, Any]:
