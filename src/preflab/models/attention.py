@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .casts import compute_dtype
+
 # fp32 scores, probabilities, dP and dS of one layer live at once in the backward: 16 bytes per score.
 BACKWARD_BYTES_PER_SCORE = 16
 BUDGET_BYTES = 1 << 28
@@ -160,8 +162,7 @@ _PACKING: list[RowPacking] = []  # the packing of the scoring forward now runnin
 
 def _servable(query: Tensor, key: Tensor, attention_mask: Tensor | None, dropout: float, kwargs: dict) -> bool:
     """True when :class:`FlashAttention` computes exactly what transformers' sdpa function would."""
-    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else query.dtype
-    if query.device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
+    if query.device.type != "cpu" or compute_dtype(query) not in (torch.float32, torch.bfloat16):
         return False
     if dropout or kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None:
         return False
@@ -186,7 +187,7 @@ def scoring_sdpa(module: Any, query: Tensor, key: Tensor, value: Tensor, attenti
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     # SDPA runs in autocast's lower precision, every input cast to it
-    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else query.dtype
+    dtype = compute_dtype(query)
     query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
     if packing is not None:
         query, key, value = packing.to_rows(query), packing.to_rows(key), packing.to_rows(value)

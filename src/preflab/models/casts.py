@@ -23,6 +23,14 @@ import torch
 from torch import nn
 
 
+def compute_dtype(reference: torch.Tensor) -> torch.dtype:
+    """The dtype matmuls run in: the autocast dtype when autocast is on for this device, else the weights'."""
+    device = reference.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return reference.dtype
+
+
 class FrozenCasts:
     """``dtype`` copies of ``model``'s frozen fp32 ``nn.Linear`` weights, used by autocast forwards; LoRA
     layers' input casts off. Only for runs whose forwards all run under ``dtype`` autocast."""

@@ -20,17 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from .attention import RowPacking, row_packing, scoring_attention
-from .casts import cached_weight
+from .casts import cached_weight, compute_dtype
 
 DEFAULT_CHUNK = 1024
-
-
-def compute_dtype(reference: Tensor) -> torch.dtype:
-    """The dtype matmuls run in: the autocast dtype when autocast is on for this device, else the weights'."""
-    device = reference.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return reference.dtype
 
 
 def token_logprobs(logits: Tensor, targets: Tensor, chunk_size: int = DEFAULT_CHUNK) -> Tensor:

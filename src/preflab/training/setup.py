@@ -196,4 +196,3 @@ def destroy_gloo_group_at_exit(timeout_s: float = 60.0) -> None:
         dist.destroy_process_group()
 
     atexit.register(_destroy)
-
