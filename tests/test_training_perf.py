@@ -262,3 +262,40 @@ def test_compile_blocks_sets_the_activation_memory_budget(monkeypatch):
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="memory_budget"):
             compile_blocks(model, memory_budget=bad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("must_save", [True, False])
+def test_compiled_backward_keeps_the_flash_attention_forward(monkeypatch, must_save):
+    # under a memory budget the partitioner recomputes in backward what its op lists do not call expensive; the
+    # CPU flash kernel is not on them, so without the joint pass every layer's backward re-ran it
+    import torch._dynamo
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    import preflab.models.compile as compile_mod
+    from preflab.data.collate import collate_examples
+    from preflab.data.tokenize import tokenize_records
+    from preflab.models.logprobs import SequenceScorer
+
+    if not must_save:
+        monkeypatch.setattr(compile_mod, "MUST_SAVE", ())
+    model, tok = tiny_model()
+    layers = len(compile_mod.repeated_blocks(model))
+    examples, _ = tokenize_records(_varied_pairs(4), tok)
+    seqs = collate_examples(examples, "pair", "prefix_shared", tok.pad_token_id).sequences
+    scorer = SequenceScorer(model, chunk_size=64)
+    # the configs are restored after the test; no cached graph may hide the partition
+    with functorch_config.patch(activation_memory_budget=1.0), \
+            inductor_config.patch(joint_custom_pre_pass=None, force_disable_caches=True):
+        torch._dynamo.reset()
+        compile_mod.compile_blocks(model, memory_budget=0.5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            scorer(seqs).sum().backward()  # compiles
+            model.zero_grad(set_to_none=True)
+            with torch.profiler.profile() as prof:
+                scorer(seqs).sum().backward()
+        compile_mod.uncompile(model)
+        torch._dynamo.reset()
+    calls = sum(e.count for e in prof.key_averages() if e.key == "aten::_scaled_dot_product_flash_attention_for_cpu")
+    assert calls == (layers if must_save else 2 * layers)
