@@ -13,6 +13,7 @@ model separately (a frozen reference copy is compiled on its own, never copied f
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import Any
 
@@ -24,9 +25,10 @@ _HOOK = "_preflab_block_input_hook"
 # Kernels the compiled backward must save, never recompute, although PyTorch's partitioner does not know them as
 # expensive: the CPU flash-attention forward (~135 GFLOP/s on SmolLM2's rows against ~880 for the block's
 # matmuls; AMD EPYC, 2 cores, torch 2.13).
-MUST_SAVE = ("aten._scaled_dot_product_flash_attention_for_cpu",)
+MUST_SAVE = (torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,)
 
 
+@functools.cache
 def _save_slow_kernels() -> Any:
     """A joint-graph pass that marks :data:`MUST_SAVE` kernels' nodes so the partitioner keeps their outputs.
 
@@ -41,11 +43,11 @@ def _save_slow_kernels() -> Any:
     class SaveSlowKernels(CustomGraphPass):
         def __call__(self, graph: torch.fx.Graph) -> None:
             for node in graph.nodes:
-                if node.op == "call_function" and str(node.target).rsplit(".", 1)[0] in MUST_SAVE:
+                if node.op == "call_function" and getattr(node.target, "overloadpacket", None) in MUST_SAVE:
                     node.meta["recompute"] = CheckpointPolicy.MUST_SAVE
 
         def uuid(self) -> Any:
-            return f"preflab-save-slow-kernels-1:{MUST_SAVE}"
+            return f"preflab-save-slow-kernels-1:{[str(k) for k in MUST_SAVE]}"
 
     return SaveSlowKernels()
 
@@ -56,9 +58,8 @@ def _install_joint_pass() -> None:
 
     current = inductor_config.joint_custom_pre_pass
     passes = list(current) if isinstance(current, (list, tuple)) else ([] if current is None else [current])
-    if not any(type(p).__name__ == "SaveSlowKernels" for p in passes):
-        passes.append(_save_slow_kernels())
-        inductor_config.joint_custom_pre_pass = passes[0] if len(passes) == 1 else passes
+    if _save_slow_kernels() not in passes:
+        inductor_config.joint_custom_pre_pass = [*passes, _save_slow_kernels()]
 
 
 def repeated_blocks(model: nn.Module) -> list[nn.Module]:
