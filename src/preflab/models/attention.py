@@ -189,9 +189,13 @@ def scoring_sdpa(module: Any, query: Tensor, key: Tensor, value: Tensor, attenti
     # SDPA runs in autocast's lower precision, every input cast to it
     dtype = compute_dtype(query)
     query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
-    if packing is not None:
+    if packing is not None:  # the layer's own mask (a sliding window narrows it) is in the rows' (R, 1|H, T, T) form
         query, key, value = packing.to_rows(query), packing.to_rows(key), packing.to_rows(value)
-        attention_mask = packing.mask
+        if attention_mask is None:
+            attention_mask = packing.mask
+        elif attention_mask.shape[0] != packing.mask.shape[0] or attention_mask.shape[-2:] != packing.mask.shape[-2:]:
+            raise RuntimeError(f"a row-packed scoring forward got a {tuple(attention_mask.shape)} attention mask for "
+                               f"its {tuple(packing.mask.shape)} rows; use the prefix_shared layout unpacked")
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)

@@ -178,23 +178,62 @@ def supports_chunked_head(model: nn.Module) -> bool:
     return all(getattr(config, name, None) in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS)
 
 
-def attention_mask_for(model: nn.Module, mask: Tensor | None) -> Tensor | None:
+def attention_mask_for(model: nn.Module, mask: Tensor | None,
+                       position_ids: Tensor | None = None) -> Tensor | dict[str, Tensor] | None:
     """A layout's mask in the form the model's attention implementation reads.
 
     transformers passes a 4D mask through unchanged: sdpa reads a boolean one (True = attend), eager
     *adds* it to the scores, so a boolean mask must become 0 / −∞ there (added as 0/1 it would silently
-    attend everywhere). Other implementations (flash-attention kernels) take no 4D mask at all.
+    attend everywhere). Other implementations (flash-attention kernels) take no 4D mask at all. A model
+    with sliding-window layers gets the window applied too (:func:`layer_masks`), which transformers
+    leaves to the caller of a 4D mask.
     """
     if mask is None or mask.dim() != 4 or mask.dtype != torch.bool:
         return mask
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or "sdpa"
-    if impl == "sdpa":
-        return mask
+    if impl not in ("sdpa", "eager"):
+        raise ValueError(f"the prefix_shared layout needs a 4D attention mask, which '{impl}' attention does not "
+                         "take; use attn_implementation sdpa or eager, or the padded / packed layout")
+    masks = layer_masks(getattr(model, "config", None), mask, position_ids)
     if impl == "eager":
-        return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(
-            ~mask, torch.finfo(torch.float32).min)
-    raise ValueError(f"the prefix_shared layout needs a 4D attention mask, which '{impl}' attention does not "
-                     "take; use attn_implementation sdpa or eager, or the padded / packed layout")
+        def additive(m: Tensor) -> Tensor:
+            return torch.zeros(m.shape, dtype=torch.float32, device=m.device).masked_fill_(
+                ~m, torch.finfo(torch.float32).min)
+        return {k: additive(m) for k, m in masks.items()} if isinstance(masks, dict) else additive(masks)
+    return masks
+
+
+ATTENTION_TYPES = ("full_attention", "sliding_attention")
+
+
+def layer_masks(config: Any, mask: Tensor, position_ids: Tensor | None) -> Tensor | dict[str, Tensor]:
+    """The boolean ``(R, 1, T, T)`` mask of a 4D layout as each layer of ``config``'s model reads it.
+
+    transformers applies a sliding window (a query at position p sees keys at positions > p − window) when it
+    builds a mask itself, not to a 4D mask it is given. Layers are typed by ``config.layer_types`` or, where a
+    model has none, all ``sliding_attention`` when ``config.sliding_window`` is set (Mistral, Phi-3) and all
+    ``full_attention`` otherwise. One kind of layer: one mask; both kinds: the ``{layer type: mask}`` dict that
+    such models take as their ``attention_mask``. The distance is between position ids, which in a
+    prefix-shared row continue from the prompt into each completion.
+    """
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None) or (
+        ["sliding_attention" if window is not None else "full_attention"])
+    unknown = sorted(set(types) - set(ATTENTION_TYPES))
+    if unknown:
+        raise ValueError(f"{getattr(config, 'model_type', 'this model')} has {unknown} layers, whose mask a 4D layout "
+                         "cannot express; use the padded or packed layout")
+    if "sliding_attention" not in types:
+        return mask
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"sliding_attention layers need a positive config.sliding_window, got {window!r}")
+    if position_ids is None:
+        raise ValueError("a sliding-window model's 4D mask needs the batch's position_ids")
+    near = (position_ids.unsqueeze(-1) - position_ids.unsqueeze(-2)) < window  # (R, Tq, Tk): q − k < window
+    windowed = mask & near.unsqueeze(1).to(mask.device)
+    if "full_attention" not in types:
+        return windowed
+    return {"full_attention": mask, "sliding_attention": windowed}
 
 
 class SequenceScorer(nn.Module):
@@ -237,8 +276,8 @@ class SequenceScorer(nn.Module):
         return batch.num_tokens < batch.input_ids.numel() and (dropout == 0.0 or not self.model.training)
 
     def _forward(self, batch: Any, packing: RowPacking | None = None) -> Tensor:
-        inputs = {"input_ids": batch.input_ids, "attention_mask": attention_mask_for(self.model, batch.attention_mask),
-                  "position_ids": batch.position_ids}
+        inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids,
+                  "attention_mask": attention_mask_for(self.model, batch.attention_mask, batch.position_ids)}
         logit_index = batch.logit_index
         if packing is not None:  # the decoder reads the real tokens only; attention runs on the rows
             inputs["input_ids"] = batch.input_ids.reshape(-1)[packing.tokens].unsqueeze(0)
