@@ -7,6 +7,8 @@ parallel residual (GPT-NeoX), a logit scale (Cohere, Granite), interleaved slidi
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -44,10 +46,10 @@ def _model(family: str, tok, impl: str = "sdpa"):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = getattr(transformers, f"{name}ForCausalLM")(config)
-    with torch.no_grad():  # random, not zero, biases and norms, so that a dropped one shows
-        for n, p in model.named_parameters():
-            if "bias" in n or "norm" in n:
-                p.add_(torch.randn_like(p) * 0.1)
+        with torch.no_grad():  # random, not zero, biases and norms, so that a dropped one shows
+            for n, p in model.named_parameters():
+                if "bias" in n or "norm" in n:
+                    p.add_(torch.randn_like(p) * 0.1)
     return model.train()
 
 
@@ -132,3 +134,27 @@ def test_layer_masks_narrow_sliding_layers_by_position_distance():
     with pytest.raises(ValueError, match="chunked_attention"):
         layer_masks(SimpleNamespace(sliding_window=3, layer_types=["chunked_attention"], model_type="llama4"),
                     mask, positions)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gemma3", "phi3", "qwen2"])
+def test_fast_training_settings_train_like_the_plain_ones(tmp_path, tiny, family):
+    """The bench's settings (prefix_shared rows, cached reference, regional compile) against padded rows and a
+    frozen reference model, LoRA on every linear layer, fp32: the same DPO losses step by step."""
+    import torch._dynamo
+
+    from preflab.training import read_metrics, train
+    from test_training_perf import _varied_pairs
+    from test_training_utils import make_cfg
+
+    _, tok = tiny
+    runs = {}
+    for name, extra in (("plain", ("train.layout=padded", "reference.mode=frozen_copy")),
+                        ("fast", ("train.layout=prefix_shared", "reference.mode=cached", "train.compile=true"))):
+        torch._dynamo.reset()
+        cfg = make_cfg(tmp_path / name, "objective.name=dpo", "train.batch_size=3", "train.max_steps=3",
+                       "train.lr=3e-3", "lora.enabled=true", "lora.dropout=0.0", "train.save_final=false", *extra)
+        train(cfg, records=_varied_pairs(9), model=_model(family, tok), tokenizer=tok)
+        runs[name] = [r["loss"] for r in read_metrics(tmp_path / name / "metrics.jsonl", "train")]
+    assert runs["fast"] == pytest.approx(runs["plain"], abs=1e-4)
+    assert runs["plain"][0] == pytest.approx(math.log(2), abs=1e-6) and runs["plain"][-1] < runs["plain"][0]
