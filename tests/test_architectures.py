@@ -158,3 +158,26 @@ def test_fast_training_settings_train_like_the_plain_ones(tmp_path, tiny, family
         runs[name] = [r["loss"] for r in read_metrics(tmp_path / name / "metrics.jsonl", "train")]
     assert runs["fast"] == pytest.approx(runs["plain"], abs=1e-4)
     assert runs["plain"][0] == pytest.approx(math.log(2), abs=1e-6) and runs["plain"][-1] < runs["plain"][0]
+
+
+@pytest.mark.parametrize("family", ["mistral", "gemma3", "qwen3", "gpt_neox"])
+def test_cached_greedy_decoding_equals_recomputing_each_row_alone(tiny, family):
+    """The sampler's KV-cached, left-padded, compacting loop against a cache-free greedy loop per prompt: the
+    windows (6) are shorter than the prompts, so a cache that kept or dropped the wrong keys would show."""
+    from preflab.generation.decode import decode
+    from preflab.generation.sampler import _encode_left, render_prompts
+
+    _, tok = tiny
+    model = _model(family, tok).eval()
+    prompts = ["hi", "tell me a story about a cat", "a much longer prompt with many more words in it"]
+    enc = _encode_left(tok, render_prompts(tok, prompts), model.device)
+    new = 10
+    with torch.no_grad():
+        ours = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=new, stop_ids=[-1],
+                      pad_id=tok.pad_token_id, temperature=0)
+        for row, ids in enumerate(enc["input_ids"]):
+            seq = ids[enc["attention_mask"][row].bool()].unsqueeze(0)
+            for t in range(new):
+                nxt = model(input_ids=seq, use_cache=False).logits[0, -1].argmax()
+                assert int(ours[row, t]) == int(nxt), (row, t)
+                seq = torch.cat([seq, nxt.view(1, 1)], dim=1)
