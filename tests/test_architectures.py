@@ -53,10 +53,12 @@ def _model(family: str, tok, impl: str = "sdpa"):
     return model.train()
 
 
+RECORDS = [PreferencePair("What is two plus two, in words?", "four", "five, I think; or six"),
+           PreferencePair("Say hi", "hi there, friend", "no")]
+
+
 def _batch(tok, layout):
-    records = [PreferencePair("What is two plus two, in words?", "four", "five, I think; or six"),
-               PreferencePair("Say hi", "hi there, friend", "no")]
-    examples, _ = tokenize_records(records, tok)
+    examples, _ = tokenize_records(RECORDS, tok)
     return collate_examples(examples, "pair", layout, tok.pad_token_id).sequences
 
 
@@ -94,21 +96,18 @@ def test_every_layout_equals_a_plain_forward_of_each_sequence(tiny, family, impl
     The sliding-window families' windows (6 positions) are far shorter than these rows."""
     _, tok = tiny
     model = _model(family, tok, impl).eval()
+    want = []
+    examples = tokenize_records(RECORDS, tok)[0]
+    for k in range(2):  # sequence k·G + g is completion k of group g: the chosen ones first
+        for ex in examples:
+            ids = torch.tensor([ex.prompt_ids + ex.completions[k]])
+            mask = torch.zeros_like(ids)
+            mask[0, len(ex.prompt_ids):] = 1
+            with torch.no_grad():
+                want.append(naive_sequence_logprobs(model, ids, mask).item())
     for layout in LAYOUTS:
-        batch = _batch(tok, layout)
         with torch.no_grad():
-            fast = SequenceScorer(model, chunk_size=5)(batch)
-        records = [PreferencePair("What is two plus two, in words?", "four", "five, I think; or six"),
-                   PreferencePair("Say hi", "hi there, friend", "no")]
-        want = []
-        examples = tokenize_records(records, tok)[0]
-        for k in range(2):  # sequence k·G + g is completion k of group g: the chosen ones first
-            for ex in examples:
-                ids = torch.tensor([ex.prompt_ids + ex.completions[k]])
-                mask = torch.zeros_like(ids)
-                mask[0, len(ex.prompt_ids):] = 1
-                with torch.no_grad():
-                    want.append(naive_sequence_logprobs(model, ids, mask).item())
+            fast = SequenceScorer(model, chunk_size=5)(_batch(tok, layout))
         torch.testing.assert_close(fast, torch.tensor(want), rtol=0, atol=5e-5)
 
 
