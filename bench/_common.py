@@ -41,8 +41,19 @@ def machine_line() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return (f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__} with {torch.get_num_threads()} threads, "
             f"load average {' '.join(f'{x:.2f}' for x in load_average())}")
+
+
+def peak_device() -> str:
+    """Where the trainers run, so where the MFU peak is measured: the first CUDA GPU when present."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def peak_gpu_mb() -> float:
+    """Peak memory the CUDA caching allocator handed out in this process, in MiB (0 without a GPU)."""
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
 
 
 def matmul_peak(dtype: torch.dtype, sizes: Sequence[int] = (512, 1024, 2048), device: str = "cpu",

@@ -51,6 +51,8 @@ from _common import (  # noqa: E402
     load_average,
     machine_line,
     matmul_peak,
+    peak_device,
+    peak_gpu_mb,
     peak_rss_mb,
     run_worker,
     step_stats,
@@ -265,7 +267,7 @@ def worker(args: argparse.Namespace) -> None:
         "config": args.config, "tool": tool, "options": opts, "pairs": args.pairs, "batch": args.batch,
         "setup_s": (clock.first_forward or t_end) - t0, "total_s": t_end - t0, "step_times": clock.step_times(),
         "step_tokens": [w["tokens"] for w in work], "step_flops": flops, "first": clock.first_metrics,
-        "ids_digest": digest, "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": rss_before,
+        "ids_digest": digest, "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb(), "rss_after_load_mb": rss_before,
         "threads": torch.get_num_threads(), "malloc": active_allocator(),
     })
 
@@ -292,7 +294,7 @@ def summarize(res: dict[str, Any], peaks: dict[str, float]) -> dict[str, Any]:
         "median_s": stats["median"], "iqr_s": stats["iqr"], "min_s": stats["min"],
         "pairs_s": res["batch"] / stats["median"],
         "epoch_pairs_s": res["batch"] * n / (res["setup_s"] + sum(times)),
-        "tokens_s": sum(timed_tokens) / busy, "rss_mb": res["peak_rss_mb"],
+        "tokens_s": sum(timed_tokens) / busy, "rss_mb": res["peak_rss_mb"], "gpu_mb": res.get("peak_gpu_mb", 0.0),
         "mfu_bf16": sum(timed_flops) / busy / peaks["bf16"], "mfu_fp32": sum(timed_flops) / busy / peaks["fp32"],
         "gflops": sum(timed_flops) / busy / 1e9, "malloc": res.get("malloc", "?"),
     }
@@ -306,6 +308,9 @@ def run_row(name: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-inductor-") as cache:
         # every row, TRL's too, runs under the allocator --malloc picks (as the `preflab` command would)
         env = allocator_env({**os.environ, "PREFLAB_MALLOC": args.malloc}) or {}
+        # no row swaps layers for kernels downloaded from the Hub (transformers' default when `kernels` is
+        # installed and a GPU is present): both tools run the same model code, offline machines included
+        env.setdefault("USE_HUB_KERNELS", os.environ.get("USE_HUB_KERNELS", "NO"))
         if CONFIGS[name][1].get("compile"):
             env["TORCHINDUCTOR_CACHE_DIR"] = cache
         res = run_worker(__file__, ["--config", name, "--pairs", str(args.pairs), "--batch", str(args.batch),
@@ -328,9 +333,11 @@ def parent(args: argparse.Namespace) -> None:
     print(f"# DPO throughput, {MODEL}, {args.pairs} pairs, batch {args.batch}, {args.steps} steps per row, "
           f"best of {args.repeats} interleaved repetition(s) by median step")
     print(f"machine: {machine_line()}")
-    (bf16, n16), (fp32, n32) = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
+    dev = peak_device()
+    sizes = (2048, 4096, 8192) if dev == "cuda" else (512, 1024, 2048)
+    (bf16, n16), (fp32, n32) = matmul_peak(torch.bfloat16, sizes, dev), matmul_peak(torch.float32, sizes, dev)
     peaks = {"bf16": bf16, "fp32": fp32}
-    print(f"matmul peak (best n×n·n×n of n = 512, 1024, 2048; {torch.get_num_threads()} threads): "
+    print(f"matmul peak on {dev} (best n×n·n×n of n = {', '.join(map(str, sizes))}; {torch.get_num_threads()} threads): "
           f"bf16 {bf16 / 1e9:.1f} GFLOP/s (n = {n16}), fp32 {fp32 / 1e9:.1f} GFLOP/s (n = {n32})", flush=True)
     exact = fp32_first_batch(args.pairs, args.batch)
     print(f"first batch, fp32 full log-softmax (ground truth): logps/chosen {exact['logps/chosen']:.4f}, "
@@ -349,7 +356,7 @@ def parent(args: argparse.Namespace) -> None:
                   flush=True)
     # MFU is quoted against the best peak seen (before or after the rows): on a shared machine the matmul
     # peak itself varies, and the lower reading would flatter every row's MFU
-    (bf16_after, _), (fp32_after, _) = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
+    (bf16_after, _), (fp32_after, _) = matmul_peak(torch.bfloat16, sizes, dev), matmul_peak(torch.float32, sizes, dev)
     peaks = {"bf16": max(bf16, bf16_after), "fp32": max(fp32, fp32_after)}
     results, rows = [], []
     for name in names:
@@ -365,7 +372,8 @@ def parent(args: argparse.Namespace) -> None:
     print(table(rows, [("config", "config"), ("steps", "steps"), ("setup_s", "setup s"),
                        ("first_step_s", "1st step s"), ("median_s", "step median s"), ("iqr_s", "step IQR s"),
                        ("min_s", "step min s"), ("pairs_s", "pairs/s"), ("epoch_pairs_s", "end-to-end pairs/s"),
-                       ("tokens_s", "tokens/s"), ("rss_mb", "peak RSS MiB"), ("gflops", "GFLOP/s"),
+                       ("tokens_s", "tokens/s"), ("rss_mb", "peak RSS MiB"),
+                       *([("gpu_mb", "peak GPU MiB")] if dev == "cuda" else []), ("gflops", "GFLOP/s"),
                        ("mfu_bf16", "MFU bf16"), ("mfu_fp32", "MFU fp32"), ("malloc", "malloc"),
                        ("load", "load before / after")]))
     print()

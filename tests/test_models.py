@@ -77,3 +77,32 @@ def test_embedded_default_model_converts_once_and_answers(tmp_path, monkeypatch)
     assert getattr(model.config, "quantization_config", None) is None
     answer = generate_chat(model, tok, ["What is the capital of France?"], SamplingParams(max_new_tokens=20, temperature=0))
     assert "Paris" in answer[0]
+
+
+def test_inference_device_auto_follows_cuda_and_bad_names_are_config_errors(monkeypatch):
+    from preflab.models.loading import inference_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert inference_device("auto") == torch.device("cpu")
+    assert inference_device("cpu") == torch.device("cpu")
+    with pytest.raises(ModelNotFoundError, match="no CUDA GPU") as err:
+        inference_device("cuda:0")
+    assert err.value.field == "model.device"
+    with pytest.raises(ModelNotFoundError, match="unknown device 'gpu0'"):
+        inference_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert inference_device("auto") == torch.device("cuda")
+
+
+def test_loaded_models_never_use_hub_kernels(tiny_dir):
+    # recent transformers swap layers for kernels downloaded from the Hub by default (on GPUs, offline
+    # machines fail there): preflab turns that off wherever transformers knows the option
+    from transformers import PreTrainedModel
+
+    from preflab.models.loading import hub_kernels_off
+
+    known = hasattr(PreTrainedModel, "set_use_kernels") or hasattr(PreTrainedModel, "kernelize")
+    assert hub_kernels_off() == ({"use_kernels": False} if known else {})
+    model = load_model(str(tiny_dir), device="cpu")
+    assert getattr(model, "use_kernels", False) is False
+    assert next(model.parameters()).device.type == "cpu"

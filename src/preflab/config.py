@@ -32,6 +32,7 @@ class ModelConfig(Section):
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for HF ids.")
     dtype: str = Field("auto", description="Weights dtype: auto (fp32 master weights), float32, bfloat16.")
     trust_remote_code: bool = Field(False, description="Allow the model repo's own Python code to run.")
+    device: str = Field("auto", description="Device for sampling and evaluation: auto (a CUDA GPU if present), cpu, cuda:N.")
 
 
 from .data.config import DataConfig  # noqa: E402  (needs Section, defined above)

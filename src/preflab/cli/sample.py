@@ -73,7 +73,8 @@ def sample_cmd(
         if backend == "vllm" or (backend == "auto" and vllm_available()):
             sampler = make_backend(backend, model_path=resolve_model(model), seed=seed)
         else:
-            sampler = make_backend(backend, model=load_model(model, trust_remote_code=trust_remote_code),
+            sampler = make_backend(backend, model=load_model(model, trust_remote_code=trust_remote_code,
+                                                                  device="auto"),
                                    tokenizer=load_tokenizer(model, trust_remote_code=trust_remote_code))
     t1 = time.perf_counter()
     with err_console.status(f"sampling {len(items)} prompts x {num_samples} ({sampler.name})"):

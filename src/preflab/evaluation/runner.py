@@ -111,8 +111,8 @@ def run_eval(cfg: RunConfig, *, out_dir: str | Path | None = None, prompts: list
         tokenizer = load_tokenizer(policy_path, trust_remote_code=mc.trust_remote_code)
     except ModelNotFoundError:
         tokenizer = load_tokenizer(mc.name_or_path, trust_remote_code=mc.trust_remote_code)
-    policy = load_model(policy_path, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code)
-    reference = load_model(reference_path, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code)
+    policy = load_model(policy_path, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code, device=mc.device)
+    reference = load_model(reference_path, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code, device=mc.device)
     sampling = EvalSampling(ev.max_new_tokens, ev.temperature, ev.top_p, cfg.seed, ev.batch_size)
     result = evaluate_policies(
         policy, reference, tokenizer, prompts, judge, sampling, kl=ev.kl, kl_samples_per_prompt=ev.kl_samples_per_prompt,

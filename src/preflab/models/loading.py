@@ -171,6 +171,28 @@ def _torch_dtype(dtype: str):
     return table[dtype]
 
 
+def inference_device(name: str = "auto"):
+    """The device that sampling and evaluation run on: ``auto`` = the first CUDA GPU when one is present,
+    else the CPU; or an explicit ``cpu`` / ``cuda`` / ``cuda:N``. Training places its model through
+    Accelerate instead."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ModelNotFoundError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)",
+                                 field="model.device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelNotFoundError(f"device '{name}' asked for, but no CUDA GPU is available (use auto or cpu)",
+                                 field="model.device")
+    if device.type not in ("cpu", "cuda"):
+        raise ModelNotFoundError(f"device '{name}' is not supported (use auto, cpu, cuda or cuda:N)",
+                                 field="model.device")
+    return device
+
+
 def load_tokenizer(name_or_path: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, revision: str | None = None):
     """Load the tokenizer; a pad token is set (to EOS) when the model has none."""
     from transformers import AutoTokenizer
@@ -192,20 +214,36 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
     model_class=None,
+    device: str | None = None,
 ):
-    """Load a causal LM (or ``model_class``, e.g. a sequence-classification model) in eval mode."""
+    """Load a causal LM (or ``model_class``, e.g. a sequence-classification model) in eval mode, on the CPU,
+    or on ``device`` (see :func:`inference_device`) when one is given."""
     from transformers import AutoModelForCausalLM
 
     cls = model_class or AutoModelForCausalLM
     resolved = resolve_model(name_or_path)
     try:
         model = cls.from_pretrained(
-            resolved, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code, revision=revision
+            resolved, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code, revision=revision,
+            **hub_kernels_off()
         )
     except OSError as exc:
         raise _not_found(name_or_path, exc) from None
     model.eval()
+    if device is not None:
+        model.to(inference_device(device))
     return model
+
+
+def hub_kernels_off() -> dict:
+    """``from_pretrained`` keywords that keep transformers from swapping layers for kernels downloaded from the
+    Hub. Recent transformers do that by default whenever the ``kernels`` package is installed and the model
+    is on a GPU (``model.train()`` re-kernelizes), which is remote code, and which fails outright on a machine
+    without internet. preflab runs no downloaded code unless asked; older transformers have no such option."""
+    from transformers import PreTrainedModel
+
+    known = hasattr(PreTrainedModel, "set_use_kernels") or hasattr(PreTrainedModel, "kernelize")
+    return {"use_kernels": False} if known else {}
 
 
 def load_model_and_tokenizer(cfg) -> tuple:

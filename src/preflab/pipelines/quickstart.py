@@ -131,7 +131,8 @@ class Quickstart:
         from ..models import load_model
 
         m = self.cfg.model
-        return load_model(m.name_or_path, dtype=m.dtype, trust_remote_code=m.trust_remote_code, revision=m.revision)
+        return load_model(m.name_or_path, dtype=m.dtype, trust_remote_code=m.trust_remote_code, revision=m.revision,
+                          device=m.device)
 
     # ------------------------------------------------------------------ stages
     def prompts(self) -> dict:
@@ -213,7 +214,7 @@ class Quickstart:
 
         q = self.q
         _, held = _read_tasks(self.dir / "prompts.jsonl")
-        policy = load_model(str(self.dir / "final"))
+        policy = load_model(str(self.dir / "final"), device=self.cfg.model.device)
         reference = self.base_model()
         sampling = EvalSampling(max_new_tokens=q.max_new_tokens, temperature=q.eval_temperature,
                                 seed=self.cfg.seed + 7, batch_size=q.sample_batch_size)

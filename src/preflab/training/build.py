@@ -142,7 +142,7 @@ def _cached_reference(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.
                               "log-probs (the initial weights are gone)", file=str(path))
     source = _initial_policy(cfg, acc, scorer, policy)
     rows = max(ex.index for ex in everything) + 1
-    table = build_reference_table(source, (b for part in passes for b in batches(part)), rows)
+    table = build_reference_table(source, (b.to(acc.device) for part in passes for b in batches(part)), rows)
     filled = (~torch.isnan(table)).double()
     if acc.num_processes > 1:  # each process scored its share of the rows
         table = acc.reduce(torch.nan_to_num(table.double()).to(acc.device), "sum").cpu()
