@@ -66,7 +66,8 @@ class LoadResult:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        # backslashreplace writes a lone surrogate as its JSON escape, so the report stays valid JSON
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
             for entry in self.bad_rows:
                 fh.write(json.dumps(entry, ensure_ascii=False, default=repr) + "\n")
         os.replace(tmp, path)
@@ -194,8 +195,12 @@ def _detect(src: RowSource, rows: Iterator[RawRow], limit: int = DETECT_ROWS) ->
             break
     first = next((r for r in seen if r.data is not None), None)
     if first is None:
-        raise DataError("no rows to read" if not seen else f"none of the first {len(seen)} rows could be read",
-                        file=src.name)
+        if not seen:
+            raise DataError("no rows to read", file=src.name)
+        bad = seen[0].error
+        why = f"; the first: {bad.message} [{bad.reason}]" if bad is not None else ""
+        raise DataError(f"none of the first {len(seen)} rows could be read, so the format is unknown{why}",
+                        file=src.name, **_where(src, seen[0]))
     raise DataError(
         f"cannot tell the format from the columns {sorted(first.data or {})}; expected one of: "
         + "; ".join(f"{k}: {v}" for k, v in FORMATS.items()),
