@@ -79,7 +79,8 @@ def inspect(
 @data_app.command("convert")
 def convert_cmd(
     src: str = typer.Argument(..., help="Input: data file, save_to_disk directory or hub name."),
-    out: Path = typer.Argument(..., help="Output JSONL file (TRL field names)."),
+    out: Path = typer.Argument(..., help="Output file; its suffix picks the format: .jsonl, .json, .csv "
+                               "(each optionally .gz) or .parquet. Never the input file."),
     to: str = typer.Option(..., "--to", help="pairs, rankings or unpaired."),
     rule: str = typer.Option("best-vs-worst", "--rule", help="Rankings to pairs: best-vs-worst, best-vs-random, all-pairs, adjacent."),
     format: str | None = typer.Option(None, "--format", "-f", help=_FORMAT_HELP),
@@ -88,14 +89,19 @@ def convert_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of best-vs-random."),
     split: str = typer.Option("train", "--split"),
 ) -> None:
-    """Convert preference data between pairs, rankings and unpaired feedback, written as JSONL."""
-    from ..data import load_preferences, save_records
+    """Convert preference data between pairs, rankings and unpaired feedback (TRL field names).
 
+    The output is written atomically (a temporary file, then a rename) in the format its suffix names.
+    """
+    from ..data import load_preferences
+    from ..data.writers import check_output, write_records
+
+    fmt = check_output(out, src)  # before reading: a wrong output path costs nothing
     result = load_preferences(src, format=format, kind=to, rule=rule, on_bad_row=on_bad_row,
                               report_path=report, seed=seed, split=split)
-    save_records(result.records, out)
+    write_records(result.records, out, format=fmt)
     n_bad = sum(result.skipped.values())
-    typer.echo(f"{result.n_rows} rows ({result.format}) -> {len(result.records)} {result.kind} in {out}"
+    typer.echo(f"{result.n_rows} rows ({result.format}) -> {len(result.records)} {result.kind} in {out} ({fmt})"
                + (f"; {n_bad} bad rows skipped" if n_bad else ""))
     for line in result.findings:
         if "(skipped)" not in line:
