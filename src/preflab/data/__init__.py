@@ -9,7 +9,7 @@ from .config import DataConfig
 from .convert import KINDS, RULES, convert, kind_of, pair_to_unpaired, ranking_to_pairs
 from .formats import FORMATS, detect_format
 from .implicit import split_transcripts, transcript_to_messages
-from .load import LoadResult, load_preferences
+from .load import LoadResult, load_preferences, stream_preferences
 from .records import Message, PreferencePair, Ranking, Text, Unpaired
 from .serialize import record_to_dict, save_records
 from .splits import load_data, split_by_prompt
@@ -36,5 +36,6 @@ __all__ = [
     "save_records",
     "split_by_prompt",
     "split_transcripts",
+    "stream_preferences",
     "transcript_to_messages",
 ]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .convert import KINDS, RULES, convert
+from .convert import KINDS, RULES, convert, kind_of
 from .fields import DUPLICATE_ID, TOO_LONG, BadRow
 from .formats import FORMATS, NATURAL_KIND, PARSERS, ParseContext, detect_format
 from .records import PreferencePair, Text, Unpaired
@@ -143,40 +143,82 @@ def load_preferences(
         seed: seeds ``best-vs-random``.
         score_key: for rated completions, the completion field holding the score.
     """
+    result, records = stream_preferences(source, format=format, kind=kind, on_bad_row=on_bad_row,
+                                         max_chars=max_chars, rule=rule, split=split, seed=seed,
+                                         score_key=score_key)
+    result.records = list(records)
+    if report_path is not None and on_bad_row == "skip":
+        result.write_report(report_path)
+    return result
+
+
+def stream_preferences(
+    source: Any,
+    *,
+    format: str | None = None,
+    kind: str | None = None,
+    on_bad_row: str = "error",
+    max_chars: int | None = None,
+    rule: str = "best-vs-worst",
+    split: str = "train",
+    seed: int = 0,
+    score_key: str | None = None,
+) -> tuple[LoadResult, Iterator[Record]]:
+    """:func:`load_preferences` as a stream: the result, and an iterator over the validated records.
+
+    Memory follows one row (one Parquet batch), not the file. The format is detected before this
+    returns (so ``result.format`` and ``result.kind`` are set); the counts, findings and bad rows of
+    ``result`` fill as the iterator is consumed and are complete once it is exhausted. ``result.records``
+    stays empty.
+    """
     _validate_args(format, kind, on_bad_row, max_chars, rule)
     src = open_source(source, split)
     ctx = ParseContext(typed=src.typed, score_key=score_key)
     rows = src.rows()
     fmt, rows = (format, rows) if format is not None else _detect(src, rows)
-    records: list[Record] = []
-    seen_ids: dict[str, dict[str, Any]] = {}
-    result = LoadResult([], "", "", src.name, 0)
-    for raw in rows:
-        result.n_rows += 1
-        try:
-            if raw.error is not None:
-                raise raw.error
-            assert raw.data is not None
-            record = PARSERS[fmt](raw.data, ctx)
-            if max_chars is not None:
-                check_length(record, max_chars)
-            if record.id is not None:
-                if record.id in seen_ids:
-                    first = ", ".join(f"{k} {v}" for k, v in seen_ids[record.id].items())
-                    raise BadRow(DUPLICATE_ID, f"id {record.id!r} was already used at {first}", "id")
-                seen_ids[record.id] = _where(src, raw)
-        except BadRow as bad:
-            _bad_row(result, src, raw, bad, on_bad_row)
-            continue
-        records.append(record)
-    result.format = fmt
-    result.kind = kind or NATURAL_KIND[fmt]
-    result.records = convert(records, result.kind, rule=rule, seed=seed, counts=result.counts)
-    result.counts.update(ctx.notes)
-    _summarise(result, len(records), ctx.notes)
-    if report_path is not None and on_bad_row == "skip":
-        result.write_report(report_path)
-    return result
+    result = LoadResult([], kind or NATURAL_KIND[fmt], fmt, src.name, 0)
+    parse = _RowParser(src, fmt, ctx, max_chars)
+
+    def records() -> Iterator[Record]:
+        n_parsed = 0
+        for raw in rows:
+            result.n_rows += 1
+            try:
+                record = parse(raw)
+            except BadRow as bad:
+                _bad_row(result, src, raw, bad, on_bad_row)
+                continue
+            n_parsed += 1
+            if kind_of(record) == result.kind and src.type != "memory":
+                yield record  # parsed from a file: nothing else holds its values, no copy needed
+            else:
+                yield from convert([record], result.kind, rule=rule, seed=seed, counts=result.counts)
+        result.counts.update(ctx.notes)
+        _summarise(result, n_parsed, ctx.notes)
+
+    return result, records()
+
+
+class _RowParser:
+    """One raw row -> a validated record, or :class:`BadRow`; remembers ids to refuse duplicates."""
+
+    def __init__(self, src: RowSource, fmt: str, ctx: ParseContext, max_chars: int | None) -> None:
+        self.src, self.fmt, self.ctx, self.max_chars = src, fmt, ctx, max_chars
+        self.seen_ids: dict[str, tuple[str, int]] = {}
+
+    def __call__(self, raw: RawRow) -> Record:
+        if raw.error is not None:
+            raise raw.error
+        assert raw.data is not None
+        record = PARSERS[self.fmt](raw.data, self.ctx)
+        if self.max_chars is not None:
+            check_length(record, self.max_chars)
+        if record.id is not None:
+            if record.id in self.seen_ids:
+                where, at = self.seen_ids[record.id]
+                raise BadRow(DUPLICATE_ID, f"id {record.id!r} was already used at {where} {at}", "id")
+            self.seen_ids[record.id] = ("line", raw.line) if raw.line is not None else ("row", raw.index)
+        return record
 
 
 def _detect(src: RowSource, rows: Iterator[RawRow], limit: int = DETECT_ROWS) -> tuple[str, Iterator[RawRow]]:
