@@ -6,21 +6,19 @@ not the file); a JSON document is parsed whole. Every way a file can be malforme
 a one-line :class:`~preflab.errors.DataError` naming the file and the line reached when the rest of
 the file cannot be read:
 
-==========================================  ===================================================
-problem                                     outcome
-==========================================  ===================================================
-malformed JSON line, bytes that are not     bad row (``malformed_json``, ``undecodable_bytes``)
-UTF-8
-nesting deeper than ``rows.MAX_DEPTH``      bad row (``too_deeply_nested``)
-an integer over Python's 4,300 digits       bad row (``malformed_json``)
-a lone surrogate escape (``"\\ud800"``)      bad row (``invalid_unicode``), field named
-an unreadable Parquet row group (a corrupt  one bad row (``corrupt_data``) per row it held, so
-page, a failed page checksum)               skip counts every row lost
-a truncated ``.gz`` (EOFError, zlib.error)  DataError: file, line where the data ends
-a ``.gz`` that is not gzip                  DataError: file
-a CSV cell over :data:`CSV_FIELD_LIMIT`     DataError: file, line
-characters, or malformed CSV quoting
-==========================================  ===================================================
+=======================================  ====================================================
+problem                                  outcome
+=======================================  ====================================================
+malformed JSON line; bytes not UTF-8     bad row (``malformed_json``, ``undecodable_bytes``)
+nesting deeper than ``rows.MAX_DEPTH``   bad row (``too_deeply_nested``)
+integer over Python's 4,300 digits       bad row (``malformed_json``)
+lone surrogate escape (``"\\ud800"``)    bad row (``invalid_unicode``), field named
+unreadable Parquet row group             one bad row (``corrupt_data``) per row it held, so
+                                         ``skip`` counts every row lost
+truncated ``.gz`` (EOFError, zlib)       DataError: file, line where the data ends
+``.gz`` that is not gzip                 DataError: file
+CSV cell over :data:`CSV_FIELD_LIMIT`    DataError: file, line
+=======================================  ====================================================
 """
 
 from __future__ import annotations

@@ -1,19 +1,19 @@
 """Records to files, in the format the output path's suffix names; every file is written atomically.
 
-=================================  ===========================================================
-suffix                             layout
-=================================  ===========================================================
-``.jsonl`` / ``.ndjson``           one record per line (what :func:`save_records` writes)
-``.json``                          one JSON list of records
-``.csv``                           one column per field; chat messages, lists and metadata as
-                                   JSON text in their cells (what the CSV reader parses back)
-``.parquet`` / ``.pq``             one column per field (Arrow types inferred from all rows);
-                                   metadata becomes a struct, so a key missing from one row
-                                   reads back as null there
-=================================  ===========================================================
+=========================  ================================================================
+suffix                     layout
+=========================  ================================================================
+``.jsonl``, ``.ndjson``    one record per line (what :func:`save_records` writes)
+``.json``                  one JSON list of records
+``.csv``                   one column per field; messages, lists and metadata as JSON text
+                           in their cells (what the CSV reader parses back)
+``.parquet``, ``.pq``      one column per field (Arrow types inferred from all rows);
+                           metadata becomes a struct, so a key missing from one row reads
+                           back as null there
+=========================  ================================================================
 
-The three text formats may end in ``.gz`` (gzip, written with a zero timestamp so the bytes are
-reproducible). Field names and the rows written are those of :func:`~preflab.data.serialize.record_to_dict`,
+The three text formats may end in ``.gz`` (gzip, with no name and a zero time in its header, so the
+bytes are reproducible). Field names and the rows written are those of :func:`~preflab.data.serialize.record_to_dict`,
 so every format reads back with :func:`~preflab.data.load_preferences` to the same records. A file is
 written to a temporary name beside the target and renamed onto it only once complete, so a failure
 never leaves a half-written output nor touches an existing file.
@@ -127,7 +127,9 @@ def _text_file(tmp: Path, path: Path) -> Iterator[IO[str]]:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             yield fh
         return
-    with gzip.GzipFile(tmp, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
+    # no file name and a zero time in the gzip header: the same records give the same bytes
+    with open(tmp, "wb") as sink, gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0) as raw, \
+            io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
         yield fh
 
 
