@@ -1,4 +1,4 @@
-"""Fault injection for the data readers (issue 23, item 7); convert and inspect: test_faults_convert_inspect.py.
+"""Fault injection for the data readers (issue 23, item 7); convert and inspect have their own file.
 
 Each malformed input is built in ``tmp_path``. A fault confined to one row must be a bad row: ``error``
 fails naming file, line / row and field; ``skip`` counts it, so rows read = kept + skipped and every

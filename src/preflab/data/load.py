@@ -7,6 +7,10 @@ bad row raises :class:`DataError` naming the file, the line (JSONL, CSV) or row 
 field. With ``"skip"`` every bad row is counted by reason in :attr:`LoadResult.skipped`, described in
 :attr:`LoadResult.findings`, kept in :attr:`LoadResult.bad_rows` and, given ``report_path``, written to
 that JSONL report. Nothing is dropped without a trace.
+
+:func:`stream_preferences` yields the same records one at a time (memory follows a row, not the
+file); a file damaged beyond one row (a truncated ``.gz``, an over-long CSV cell) is a
+:class:`DataError` naming it, under either policy (see :mod:`preflab.data.files`).
 """
 
 from __future__ import annotations
