@@ -55,14 +55,15 @@ def open_binary(path: Path) -> IO[bytes]:
 
 
 def stream_error(path: Path, exc: BaseException, lines_read: int | None) -> DataError:
-    """The one-line error for a gzip stream that broke after ``lines_read`` complete lines."""
+    """The one-line error for a gzip stream that broke after ``lines_read`` complete lines (None: unknown)."""
     line = lines_read + 1 if lines_read else None
+    rest = "this line and those after it cannot be read" if line else "the file cannot be read"
     if isinstance(exc, EOFError):
-        msg = "the compressed data ends early (a truncated .gz); this line and any after it cannot be read"
+        msg = f"the compressed data ends early (a truncated .gz); {rest}"
     elif isinstance(exc, gzip.BadGzipFile) and str(exc).startswith("Not a gzipped file") and not lines_read:
         msg = f"not gzip data although the name ends in .gz ({exc}); decompress it or drop the .gz suffix"
     else:
-        msg = f"corrupt gzip data ({exc}); this line and any after it cannot be read"
+        msg = f"corrupt gzip data ({exc}); {rest}"
     return DataError(msg, file=str(path), line=line)
 
 
