@@ -170,10 +170,11 @@ def stream_preferences(
 ) -> tuple[LoadResult, Iterator[Record]]:
     """:func:`load_preferences` as a stream: the result, and an iterator over the validated records.
 
-    Memory follows one row (one Parquet batch), not the file. The format is detected before this
-    returns (so ``result.format`` and ``result.kind`` are set); the counts, findings and bad rows of
-    ``result`` fill as the iterator is consumed and are complete once it is exhausted. ``result.records``
-    stays empty.
+    From JSONL, CSV and Parquet files memory follows one row (one Parquet batch), not the file, plus
+    the bad rows kept for the report. The format is detected before this returns (so
+    ``result.format`` and ``result.kind`` are set); the counts, findings and bad rows of ``result``
+    fill as the iterator is consumed and are complete once it is exhausted. ``result.records`` stays
+    empty.
     """
     _validate_args(format, kind, on_bad_row, max_chars, rule)
     src = open_source(source, split)
@@ -181,7 +182,7 @@ def stream_preferences(
     rows = src.rows()
     fmt, rows = (format, rows) if format is not None else _detect(src, rows)
     result = LoadResult([], kind or NATURAL_KIND[fmt], fmt, src.name, 0)
-    parse = _RowParser(src, fmt, ctx, max_chars)
+    parse = _RowParser(fmt, ctx, max_chars)
 
     def records() -> Iterator[Record]:
         n_parsed = 0
@@ -206,8 +207,8 @@ def stream_preferences(
 class _RowParser:
     """One raw row -> a validated record, or :class:`BadRow`; remembers ids to refuse duplicates."""
 
-    def __init__(self, src: RowSource, fmt: str, ctx: ParseContext, max_chars: int | None) -> None:
-        self.src, self.fmt, self.ctx, self.max_chars = src, fmt, ctx, max_chars
+    def __init__(self, fmt: str, ctx: ParseContext, max_chars: int | None) -> None:
+        self.fmt, self.ctx, self.max_chars = fmt, ctx, max_chars
         self.seen_ids: dict[str, tuple[str, int]] = {}
 
     def __call__(self, raw: RawRow) -> Record:
