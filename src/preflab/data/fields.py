@@ -35,6 +35,9 @@ NO_SHARED_PROMPT = "no_shared_prompt"
 LENGTH_MISMATCH = "length_mismatch"
 TOO_FEW_RESPONSES = "too_few_responses"
 BAD_MESSAGE = "bad_message"
+TOO_DEEP = "too_deeply_nested"
+INVALID_UNICODE = "invalid_unicode"
+CORRUPT = "corrupt_data"
 
 _TRUE = {"true", "1", "yes", "y", "t", "desirable"}
 _FALSE = {"false", "0", "no", "n", "f", "undesirable"}
@@ -108,7 +111,10 @@ def _number(value: Any, name: str, typed: bool) -> float:
     if isinstance(value, bool):
         raise BadRow(WRONG_TYPE, "expected a number, got a boolean", name)
     if isinstance(value, int | float):
-        out = float(value)
+        try:
+            out = float(value)
+        except OverflowError:  # an integer beyond float's range (hundreds of digits)
+            raise BadRow(NON_FINITE, f"integer with {len(str(value))} digits is too large for a float", name) from None
     elif hasattr(value, "item") and not isinstance(value, str | bytes):  # numpy scalar
         return _number(value.item(), name, typed)
     elif isinstance(value, str) and not typed:
