@@ -18,14 +18,13 @@ empty ``metadata``), so files of plain pairs stay plain TRL files. Files are wri
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..files import atomic_open
 from .records import PreferencePair, Ranking, Unpaired
 
 Record = PreferencePair | Ranking | Unpaired
@@ -91,26 +90,18 @@ def save_records(records: Iterable[Record], path: str | Path) -> Path:
     Records of different kinds may not be mixed in one file (a loader could not tell the file's kind).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     kind: type | None = None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for i, record in enumerate(records):
-                if kind is None:
-                    kind = type(record)
-                elif type(record) is not kind:
-                    raise DataError(
-                        f"cannot mix {kind.__name__} and {type(record).__name__} records in one file",
-                        file=str(path),
-                        row=i,
-                    )
-                fh.write(dumps_record(record))
-                fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", newline="\n") as fh:
+        for i, record in enumerate(records):
+            if kind is None:
+                kind = type(record)
+            elif type(record) is not kind:
+                raise DataError(
+                    f"cannot mix {kind.__name__} and {type(record).__name__} records in one file",
+                    file=str(path),
+                    row=i,
+                )
+            fh.write(dumps_record(record))
+            fh.write("\n")
     return path
 

@@ -10,11 +10,11 @@ report: the page lists them at the top.
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write_bytes as _atomic_write
+from ..files import check_output_dir
 from . import html as H
 from .overoptimization import OverOptimisation, overoptimisation
 from .plots import gold_family_plot, overoptimisation_plot, png_bytes, training_curves, win_rate_plot
@@ -176,7 +176,7 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Report:
     """Write ``<out_dir>/report.html`` (default ``RUN_DIR/report/``) and the plots' PNGs beside it."""
     run = read_run(run_dir)
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / REPORT_DIR
+    out = check_output_dir(Path(out_dir) if out_dir is not None else Path(run_dir) / REPORT_DIR, "report folder")
     out.mkdir(parents=True, exist_ok=True)
     page, pngs, missing = render_report(run, out)
     path = out / REPORT_FILE
@@ -186,10 +186,3 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60] or "eval"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
