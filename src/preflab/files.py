@@ -11,6 +11,7 @@ permission, a full disk) is an :class:`~preflab.errors.OutputError` naming the p
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -18,6 +19,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import OutputError
+
+#: A name that is one path component: a letter, digit or '_' first, then letters, digits, '.', '_', '-'.
+_NAME = re.compile(r"[^\W][\w.-]{0,99}")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be used as one file name inside a run directory (None when it can)."""
+    if _NAME.fullmatch(name) and name not in (".", ".."):
+        return None
+    return (f"{name!r} is not a single file name: use letters, digits, '.', '_' and '-' (no '/' or '\\', "
+            "no leading '.' or '-', at most 100 characters)")
 
 
 def new_file_mode() -> int:

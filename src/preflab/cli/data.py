@@ -32,7 +32,10 @@ def inspect(
     from ..data import FORMATS, load_preferences
     from ..data.stats import length_table, style_of
     from ..errors import PreflabError
+    from ..files import check_output_file
 
+    if report is not None:  # before reading the data: a bad path is a one-line error, not a late traceback
+        check_output_file(report, "--report")
     result = load_preferences(path, format=format, kind=kind, rule=rule, on_bad_row="skip",
                               max_chars=max_chars, split=split, report_path=report)
     n_bad = sum(result.skipped.values())
@@ -90,7 +93,11 @@ def convert_cmd(
 ) -> None:
     """Convert preference data between pairs, rankings and unpaired feedback, written as JSONL."""
     from ..data import load_preferences, save_records
+    from ..files import check_output_file
 
+    for where, what in ((out, "output"), (report, "--report")):  # before reading the data
+        if where is not None:
+            check_output_file(where, what)
     result = load_preferences(src, format=format, kind=to, rule=rule, on_bad_row=on_bad_row,
                               report_path=report, seed=seed, split=split)
     save_records(result.records, out)

@@ -100,7 +100,12 @@ class EvalResult:
         return path
 
     def save_to_run(self, run_dir: str | Path) -> Path:
-        """Write ``RUN_DIR/eval/<name>.json``."""
+        """Write ``RUN_DIR/eval/<name>.json`` (``name`` must be one file name: it cannot leave ``eval/``)."""
+        from ..files import name_problem
+
+        problem = name_problem(self.name)
+        if problem:
+            raise DataError(f"evaluation name {problem}", field="name")
         return self.save(Path(run_dir) / "eval" / f"{self.name}.json")
 
     @classmethod

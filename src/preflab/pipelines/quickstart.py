@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..files import check_output_dir
 from .stages import Stages, atomic_write_text, fingerprint
 
 if TYPE_CHECKING:
@@ -37,9 +38,11 @@ class QuickstartResult:
 
 
 def _log(msg: str) -> None:
+    """One progress line on stderr; ``msg`` is plain text (paths and names may hold ``[...]``)."""
     from rich.console import Console
+    from rich.text import Text
 
-    Console(stderr=True).print(f"[bold cyan]quickstart[/] {msg}")
+    Console(stderr=True).print(Text.assemble(("quickstart ", "bold cyan"), msg))
 
 
 def split_tasks(suite_name: str, n_train: int, n_eval: int, seed: int) -> tuple[list, list, int]:
@@ -113,7 +116,7 @@ class Quickstart:
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.q = cfg.quickstart
-        self.dir = Path(cfg.output_dir)
+        self.dir = check_output_dir(cfg.output_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stages = Stages(self.dir)
         self._tok = None
@@ -248,7 +251,7 @@ class Quickstart:
         for name, fp, fn in (("prompts", fp_prompts, self.prompts), ("samples", fp_samples, self.samples),
                              ("pairs", fp_pairs, self.pairs), ("train", fp_train, self.train),
                              ("eval", fp_eval, self.evaluate), ("report", fp_report, self.report)):
-            _log(f"stage [bold]{name}[/]")
+            _log(f"stage {name}")
             info[name] = s.run(name, fp, fn, log=_log)
         timings = dict(s.timings, total=time.perf_counter() - t_all)
         summary = {**info["eval"], "pairs": info["pairs"].get("pairs"), "train_steps": info["train"].get("steps")}
