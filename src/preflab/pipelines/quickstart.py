@@ -199,11 +199,12 @@ class Quickstart:
 
     def train(self) -> dict:
         from ..data import load_preferences
-        from ..training import latest_checkpoint, train
+        from ..training import train
 
         cfg = self.cfg.model_copy(deep=True)
-        if latest_checkpoint(self.dir / "checkpoints") is not None:
-            cfg.train.resume = True  # an interrupted training stage continues where it stopped
+        # An interrupted training stage continues where it stopped; checkpoints of other inputs (a changed
+        # train.lr, new pairs) are moved to history/ and training starts afresh (see preflab.training.rundir).
+        cfg.train.resume = "auto"
         records = load_preferences(self.dir / "pairs.jsonl").records
         result = train(cfg, records=records)
         return {"steps": result.steps, "tokens": result.tokens, "tokens_per_s": round(result.tokens_per_s, 1),
