@@ -21,12 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..files import check_output_dir
 from .stages import Stages, atomic_write_text, fingerprint
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+
+#: The pair builder's version, part of the pairs stage's fingerprint: a pairs stage finished by an older
+#: builder is redone, not reused (version 1 could write empty answers the data layer rejects).
+PAIRS_VERSION = 2
 
 
 @dataclass
@@ -98,6 +102,43 @@ def split_tasks(suite_name: str, n_train: int, n_eval: int, seed: int) -> tuple[
         eval_set += [t for i, t in enumerate(ts) if i in held]
         train_set += [t for i, t in enumerate(ts) if i not in held]
     return train_set, eval_set, repeats
+
+
+def usable_samples(samples: list, counts: Counter) -> list:
+    """Samples without the completions the data layer rejects (empty or whitespace-only), so they are never
+    paired; prompts left with fewer than two completions are skipped. Both are counted in ``counts``."""
+    import dataclasses
+
+    out = []
+    for s in samples:
+        keep = [i for i, c in enumerate(s.completions) if c.strip()]
+        if len(keep) < len(s.completions):
+            counts["empty_completions_dropped"] += len(s.completions) - len(keep)
+            parallel = ("completions", "gold_scores", "num_tokens", "finish_reasons", "logprobs")
+            s = dataclasses.replace(s, **{name: [getattr(s, name)[i] for i in keep] for name in parallel
+                                          if getattr(s, name) is not None})
+        if len(keep) < 2:
+            counts["prompts_with_under_2_completions_skipped"] += 1
+            continue
+        out.append(s)
+    return out
+
+
+def valid_pairs(pairs: list, counts: Counter) -> list:
+    """The pairs the data layer's own parser accepts; each rejected one is counted under its reason."""
+    from ..data.fields import IDENTICAL, BadRow
+    from ..data.formats import ParseContext, parse_preference
+    from ..data.serialize import record_to_dict
+
+    kept = []
+    for p in pairs:
+        try:
+            parse_preference(record_to_dict(p), ParseContext())
+        except BadRow as bad:  # identical texts carry no preference; anything else would fail the train stage
+            counts["identical_completions_skipped" if bad.reason == IDENTICAL else f"invalid_pairs_{bad.reason}"] += 1
+            continue
+        kept.append(p)
+    return kept
 
 
 def _read_tasks(path: Path) -> tuple[list, list]:
@@ -182,17 +223,15 @@ class Quickstart:
         from ..feedback import annotator_pairs, load_pool, read_samples
 
         q = self.q
-        samples = read_samples(self.dir / "samples.jsonl")
-        pool = load_pool(q.pool, seed=self.cfg.seed)
         counts: Counter = Counter()
+        samples = usable_samples(read_samples(self.dir / "samples.jsonl"), counts)
+        pool = load_pool(q.pool, seed=self.cfg.seed)
         pairs = annotator_pairs(samples, pool, strategy=q.pair_strategy, pairs_per_prompt=q.pairs_k(),
                                seed=self.cfg.seed, counts=counts)
-        kept = []
-        for p in pairs:  # identical texts carry no preference (and the data layer rejects them)
-            if p.chosen == p.rejected:
-                counts["identical_completions_skipped"] += 1
-            else:
-                kept.append(p)
+        kept = valid_pairs(pairs, counts)
+        if not kept:
+            raise DataError(f"no usable preference pairs ({', '.join(f'{k}={v}' for k, v in counts.items())}); "
+                            "sample more completions per prompt or more tokens", file=str(self.dir / "samples.jsonl"))
         save_records(kept, self.dir / "pairs.jsonl")
         flipped = sum(1 for p in kept if p.metadata.get("flipped"))
         return {"pairs": len(kept), "label_flips": flipped, **{k: int(v) for k, v in counts.items()}}
@@ -241,7 +280,7 @@ class Quickstart:
         fp_prompts = fingerprint("prompts", c.seed, q.suite, q.train_prompts, q.eval_prompts)
         fp_samples = fingerprint(fp_prompts, model_fp, q.samples_per_prompt, q.max_new_tokens, q.temperature,
                                  q.top_p, q.sample_batch_size)
-        fp_pairs = fingerprint(fp_samples, q.pool, q.pair_strategy, q.pairs_k())
+        fp_pairs = fingerprint(fp_samples, q.pool, q.pair_strategy, q.pairs_k(), PAIRS_VERSION)
         fp_train = fingerprint(fp_pairs, c.train.model_dump(exclude={"resume", "progress"}), c.objective.model_dump(),
                                c.lora.model_dump(), c.reference.model_dump())
         fp_eval = fingerprint(fp_train, q.eval_temperature, q.kl_samples_per_prompt, q.n_bootstrap)
