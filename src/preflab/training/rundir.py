@@ -74,9 +74,11 @@ def start_run(cfg: Any, records: Any, eval_records: Any = None, model: Any = Non
     step = ckpt.list_checkpoints(root)[-1][0]
     if mode == "fork" or (mode == "auto" and diffs):
         target = _history_name(out, old)
+        barrier = barrier or (lambda: None)
+        barrier()  # every process has read the directory before the main one moves things
         if is_main:
             set_aside(out, target)
-        (barrier or (lambda: None))()
+        barrier()
         if mode == "auto":
             log(f"the run in {out} had other settings ({_summary(diffs)}); it was moved to {target}, training afresh")
             return RunStart(_with_session(doc, 0), set_aside=target)
