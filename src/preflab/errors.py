@@ -59,3 +59,8 @@ class TrainingError(PreflabError):
 
 class CheckpointError(PreflabError):
     """A checkpoint is missing, incomplete or does not match the run."""
+
+
+class OutputError(PreflabError):
+    """A file or directory cannot be written where the user asked (a directory where a file belongs,
+    a parent that is a file, no permission, a full disk)."""

@@ -39,7 +39,10 @@ def inspect(
     Rows are streamed and lengths kept as histograms: memory follows a batch.
     """
     from ..data import FORMATS, stream_preferences
+    from ..files import check_output_file
 
+    if report is not None:  # before reading the data: a bad path is a one-line error, not a late traceback
+        check_output_file(report, "--report")
     result, records = stream_preferences(path, format=format, kind=kind, rule=rule, on_bad_row="skip",
                                          max_chars=max_chars, split=split)
     summary, note = _measure(records, tokenizer)
@@ -133,7 +136,11 @@ def convert_cmd(
     """
     from ..data import load_preferences
     from ..data.writers import check_output, write_records
+    from ..files import check_output_file
 
+    for where, what in ((out, "output"), (report, "--report")):  # before reading the data
+        if where is not None:
+            check_output_file(where, what)
     fmt = check_output(out, src)  # before reading: a wrong output path costs nothing
     result = load_preferences(src, format=format, kind=to, rule=rule, on_bad_row=on_bad_row,
                               report_path=report, seed=seed, split=split)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 testbed_app = typer.Typer(
@@ -136,7 +137,7 @@ def run(
         (out / "results.json").write_text(
             json.dumps({"game": g.name, "beta": beta, "target": target, "results": rows}, indent=2)
         )
-        console.print(f"wrote {png} and {out / 'results.json'}")
+        console.print(f"wrote {escape(str(png))} and {escape(str(out / 'results.json'))}")
 
 
 @testbed_app.command("solve")

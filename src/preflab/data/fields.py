@@ -29,6 +29,7 @@ IDENTICAL = "identical_responses"
 PROB_RANGE = "probability_out_of_range"
 NON_FINITE = "non_finite_number"
 NEGATIVE_WEIGHT = "negative_weight"
+WEIGHT_RANGE = "weight_out_of_range"
 DUPLICATE_ID = "duplicate_id"
 TOO_LONG = "too_long"
 NO_SHARED_PROMPT = "no_shared_prompt"
@@ -38,6 +39,9 @@ BAD_MESSAGE = "bad_message"
 TOO_DEEP = "too_deeply_nested"
 INVALID_UNICODE = "invalid_unicode"
 CORRUPT = "corrupt_data"
+
+#: Largest per-row weight: a loss scaled by more overflows float32 arithmetic long before it trains better.
+MAX_WEIGHT = 1e6
 
 _TRUE = {"true", "1", "yes", "y", "t", "desirable"}
 _FALSE = {"false", "0", "no", "n", "f", "undesirable"}
@@ -149,10 +153,20 @@ def get_probability(row: Mapping[str, Any], name: str, typed: bool = True) -> fl
 
 
 def get_weight(row: Mapping[str, Any], name: str = "weight", typed: bool = True) -> float:
+    """An optional example weight: finite, in [0, MAX_WEIGHT] (default 1.0)."""
     w = get_number(row, name, typed, default=1.0)
     assert w is not None
+    return check_weight(w, name)
+
+
+def check_weight(w: float, name: str = "weight") -> float:
+    """``w`` is a usable example weight: finite and in [0, MAX_WEIGHT] (else :class:`BadRow`)."""
+    if not math.isfinite(w):
+        raise BadRow(NON_FINITE, f"weight is {w}", name)
     if w < 0:
         raise BadRow(NEGATIVE_WEIGHT, f"weight {w} is negative", name)
+    if w > MAX_WEIGHT:
+        raise BadRow(WEIGHT_RANGE, f"weight {w:g} is above {MAX_WEIGHT:g} (a loss scaled this much overflows)", name)
     return w
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..files import new_file_mode
 from .convert import KINDS, RULES, convert, kind_of
 from .fields import DUPLICATE_ID, TOO_LONG, BadRow
 from .formats import FORMATS, NATURAL_KIND, PARSERS, ParseContext, detect_format
@@ -74,6 +75,7 @@ class LoadResult:
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
             for entry in self.bad_rows:
                 fh.write(json.dumps(entry, ensure_ascii=False, default=repr) + "\n")
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would make the report private to its writer
         os.replace(tmp, path)
         return path
 

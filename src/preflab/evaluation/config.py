@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..config import Section
 
@@ -38,3 +38,13 @@ class EvalConfig(Section):
     pairs: str | None = Field(None, description="Held-out preference pairs for ranking accuracy (any format the data layer reads).")
     beta: float = Field(0.1, gt=0.0, description="β of the implicit reward β·log(π/π_ref) for ranking accuracy.")
     keep_samples: bool = Field(True, description="Store every prompt, both answers and the verdicts in the result file.")
+
+    @field_validator("name")
+    @classmethod
+    def _one_file_name(cls, name: str) -> str:
+        from ..files import name_problem
+
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name

@@ -10,11 +10,11 @@ report: the page lists them at the top.
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write_bytes as _atomic_write
+from ..files import check_output_dir
 from . import html as H
 from .overoptimization import OverOptimisation, overoptimisation
 from .plots import gold_family_plot, overoptimisation_plot, png_bytes, training_curves, win_rate_plot
@@ -87,7 +87,7 @@ def _cards(run: RunContents) -> str:
         if ev.win_rate is not None:
             w = ev.win_rate
             cards.append(H.card(f"win rate · {ev.name}", H.fmt(w.win_rate, pct=True),
-                                f"95% CI {H.ci(w.ci_low, w.ci_high, pct=True)}, n={w.n}"))
+                                f"95% CI {H.ci(w.ci_low, w.ci_high, pct=True)}, n={H.esc(w.n)}"))
         if ev.lc_win_rate is not None:
             lc = ev.lc_win_rate
             cards.append(H.card(f"LC win rate · {ev.name}", H.fmt(lc.lc_win_rate, pct=True),
@@ -132,16 +132,22 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
     if evals:
         nav.append(("evaluation", "Evaluation"))
         body.append('<h2 id="evaluation">Evaluation</h2>')
-        body.append(w.figure(win_rate_plot(evals), "win_rates", "win rates with confidence intervals"))
+        try:
+            body.append(w.figure(win_rate_plot(evals), "win_rates", "win rates with confidence intervals"))
+        except (TypeError, ValueError) as exc:  # a hand-edited file with a string where a number belongs
+            missing.append(f"win-rate plot not drawn ({type(exc).__name__}: {exc})")
         for i, (path, ev) in enumerate(run.evals):
             judge = f" · judge <b>{H.esc(ev.judge)}</b>" if ev.judge else ""
             body.append(f'<h2 id="eval-{i}" style="border-top:1px dashed #e3e7ee">{H.esc(ev.name)} '
                         f'<span class="sub">({H.esc(ev.a_name)} vs {H.esc(ev.b_name)}{judge}; '
                         f"{H.esc(path.name)})</span></h2>")
-            gold_plot = ""
-            if len(ev.gold) > 1:
-                gold_plot = w.figure(gold_family_plot(ev), f"gold_{_slug(ev.name)}", "gold score per family")
-            body.append(eval_sections(ev, gold_plot))
+            try:  # a hand-edited file may hold a string where a number belongs: list it, keep the report
+                gold_plot = ""
+                if len(ev.gold) > 1:
+                    gold_plot = w.figure(gold_family_plot(ev), f"gold_{_slug(ev.name)}", "gold score per family")
+                body.append(eval_sections(ev, gold_plot))
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                missing.append(f"eval/{path.name}: not shown ({type(exc).__name__}: {exc})")
 
     over = next((ev.overoptimisation for ev in evals if ev.overoptimisation and len(ev.overoptimisation.points) > 1),
                 None)
@@ -176,7 +182,7 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Report:
     """Write ``<out_dir>/report.html`` (default ``RUN_DIR/report/``) and the plots' PNGs beside it."""
     run = read_run(run_dir)
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / REPORT_DIR
+    out = check_output_dir(Path(out_dir) if out_dir is not None else Path(run_dir) / REPORT_DIR, "report folder")
     out.mkdir(parents=True, exist_ok=True)
     page, pngs, missing = render_report(run, out)
     path = out / REPORT_FILE
@@ -186,10 +192,3 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60] or "eval"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)

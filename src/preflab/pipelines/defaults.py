@@ -33,4 +33,5 @@ def quickstart_defaults(overrides: list[str] | None = None):
 
     from ..config import apply_overrides, validate_config
 
-    return validate_config(apply_overrides(copy.deepcopy(QUICKSTART_DEFAULTS), overrides or []))
+    overrides = overrides or []
+    return validate_config(apply_overrides(copy.deepcopy(QUICKSTART_DEFAULTS), overrides), overrides=overrides)

@@ -32,6 +32,7 @@ from ..objectives import ObjectiveSpec, get_objective
 from . import setup
 from .config import make_params
 from .online import OnlineSchedule, prompts_of
+from .rundir import RunStart, start_run
 from .schedule import OfflineSchedule, Schedule, eval_batches
 
 
@@ -55,6 +56,7 @@ class Parts:
     has_eval: bool
     tokenize_stats: TokenizeStats | None
     casts: list[FrozenCasts] = field(default_factory=list)  # bf16 copies of frozen weights; release() them
+    start: RunStart | None = None  # the run's provenance, and the checkpoint a fork starts from
 
     def release_casts(self) -> None:
         """Drop the frozen-weight copies (before the weights change: LoRA merge, end of training)."""
@@ -174,6 +176,9 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         if records is None and cfg.data.path is None:
             records = task_prompts
     records, eval_records = setup.load_records(cfg, spec, records, eval_records, kind)
+    # before the model changes (LoRA) and before anything is written to output_dir
+    start = start_run(cfg, records, eval_records, model, judge if kind == "online" else None,
+                      is_main=acc.is_main_process, barrier=acc.wait_for_everyone, log=acc.print)
     policy, tok = setup.load_policy(cfg, model, tokenizer)
     if train.compile:  # before any forward: the cached reference must be scored by the same kernels
         from ..models.loading import cache_dir
@@ -238,7 +243,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         trainable=[p for p in scorer.parameters() if p.requires_grad], optimizer=optimizer,
         lr_scheduler=setup.build_scheduler(optimizer.optimizer, train, total), schedule=schedule,
         reference=reference, total_steps=total, eval_batches=lambda: batches(eval_examples),
-        has_eval=bool(eval_examples), tokenize_stats=stats, casts=casts)
+        has_eval=bool(eval_examples), tokenize_stats=stats, casts=casts, start=start)
 
 
 def _sampler(cfg: Any, acc: Any, scorer: Any, tok: Any) -> Callable[[list[Any], int], list[list[Any]]]:

@@ -52,7 +52,7 @@ class TrainConfig(Section):
     log_every: int = Field(1, ge=1, description="Write train metrics every N optimizer steps.")
     save_every: int = Field(0, ge=0, description="Checkpoint every N optimizer steps (0 = never, the final model is always saved).")
     keep_last: int = Field(2, ge=1, description="Checkpoints kept on disk (older ones are deleted).")
-    resume: bool = Field(False, description="Continue from the latest checkpoint in output_dir/checkpoints.")
+    resume: bool | Literal["fork", "auto"] = Field(False, description="true: continue the run in output_dir (refused if its provenance differs); fork: new run from its weights; auto: continue or set it aside.")
     save_final: bool = Field(True, description="Save the final model as a Hugging Face directory output_dir/final.")
     merge_lora: bool = Field(True, description="Merge LoRA adapters into the final model (false = save the adapter only).")
     progress: bool = Field(True, description="Show a rich progress bar.")

@@ -29,6 +29,8 @@ from ..models.compile import uncompile
 from . import checkpoint as ckpt
 from .build import Parts, build_parts
 from .observe import MetricsLog, ProgressBar, flat_config
+from .provenance import write_provenance
+from .rundir import fork_weights
 from .step import MetricMeans, evaluate, objective_loss
 
 StepCallback = Callable[[int, dict[str, float]], None]
@@ -104,29 +106,38 @@ class _Loop:
     # ------------------------------------------------------------------ resume / checkpoints
     def _resume(self) -> None:
         latest = ckpt.latest_checkpoint(self.ckpt_root)
+        start = self.p.start
+        if start is not None and start.fork_from is not None:
+            self._load_weights(start.fork_from, fork_weights(start.fork_from))
+            self.acc.print(f"forked from {start.fork_from}: its weights, a fresh optimizer and schedule, step 0")
+            return
         if not self.cfg.train.resume:
             if latest is not None:
                 raise TrainingError(f"{self.ckpt_root} already holds checkpoints; set train.resume: true to "
                                     "continue that run, or choose another output_dir")
             return
         if latest is None:
-            self.acc.print(f"resume: no checkpoint in {self.ckpt_root}; starting from step 0")
+            if self.cfg.train.resume is True:
+                self.acc.print(f"resume: no checkpoint in {self.ckpt_root}; starting from step 0")
             return
         model_state, state = ckpt.load_checkpoint(latest, optimizer=self.p.optimizer.optimizer,
                                                   scheduler=self.p.lr_scheduler, rank=self.acc.process_index)
         if state.get("objective") != self.cfg.objective.name:
             raise TrainingError(f"checkpoint {latest} was trained with objective '{state.get('objective')}', "
                                 f"not '{self.cfg.objective.name}'")
+        self._load_weights(latest, model_state)
+        self.p.schedule.load_state_dict(state["schedule"])
+        self.step, self.tokens = int(state["step"]), int(state.get("tokens", 0))
+        self.resumed_from, self.last_ckpt = self.step, latest
+        self.acc.print(f"resumed from {latest} (step {self.step})")
+
+    def _load_weights(self, source: Path, model_state: dict[str, torch.Tensor]) -> None:
         from ..models.policy import load_trainable_state_dict
 
         try:
             load_trainable_state_dict(self.p.policy, {k: v.to(self.acc.device) for k, v in model_state.items()})
         except KeyError as exc:
-            raise TrainingError(f"checkpoint {latest}: {exc.args[0]}") from None
-        self.p.schedule.load_state_dict(state["schedule"])
-        self.step, self.tokens = int(state["step"]), int(state.get("tokens", 0))
-        self.resumed_from, self.last_ckpt = self.step, latest
-        self.acc.print(f"resumed from {latest} (step {self.step})")
+            raise TrainingError(f"checkpoint {source}: {exc.args[0]}") from None
 
     def _save(self) -> None:
         from ..models.policy import trainable_state_dict
@@ -198,6 +209,8 @@ class _Loop:
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+            if p.start is not None:
+                write_provenance(self.out, p.start.provenance)
         self._resume()
         log = MetricsLog(self.out / "metrics.jsonl", acc.is_main_process, self.resumed_from)
         if train.report_to:
