@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 
@@ -54,6 +54,7 @@ class RunConfig(Section):
 
     seed: int = Field(0, description="One seed drives every random choice of the run.")
     output_dir: str = Field("runs/default", description="Run directory: checkpoints, metrics, report.")
+    algorithm: str | None = Field(None, description="What to train (`preflab algorithms`); null = objective.name's algorithm, else dpo.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The policy model.")
     data: DataConfig = Field(default_factory=DataConfig, description="Preference data: source, format, bad rows.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation: win rates, KL, null-model check.")
@@ -61,8 +62,16 @@ class RunConfig(Section):
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig, description="The objective and its parameters.")
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA adapters (off = full fine-tuning).")
     reference: ReferenceSection = Field(default_factory=ReferenceSection, description="The reference policy π_ref.")
-    online: OnlineSection = Field(default_factory=OnlineSection, description="Online schedule: sampling for online objectives.")
+    online: OnlineSection = Field(default_factory=OnlineSection, description="Online schedule: sampling for online algorithms.")
     quickstart: QuickstartSection = Field(default_factory=QuickstartSection, description="The end-to-end quickstart job.")
+
+    @model_validator(mode="after")
+    def _algorithm(self) -> RunConfig:
+        """The algorithm table decides the objective and the schedules (a ConfigError naming the field)."""
+        from .training.lm_algorithms import resolve_algorithm
+
+        resolve_algorithm(self)
+        return self
 
 
 # ---------------------------------------------------------------- loading
@@ -274,6 +283,16 @@ def validate_config(
         return cls.model_validate(data)
     except ValidationError as err:
         raise _explain(err, cls, source, lines or {}, override_paths(overrides or [])) from None
+    except ConfigError as err:  # a cross-field check (the algorithm table's) names its field: add the line or flag
+        if err.file is not None or err.field is None:
+            raise
+        loc = tuple(err.field.split("."))
+        line = (lines or {}).get(loc)
+        flag, wholly = _flag_for(loc, override_paths(overrides or []))
+        if flag is not None and (wholly or line is None):
+            raise ConfigError(f"--set {flag}: {err.message}") from None
+        message = err.message + (f" (with --set {flag})" if flag is not None else "")
+        raise ConfigError(message, file=source, line=line, field=err.field) from None
 
 
 def dump_config(cfg: BaseModel) -> str:

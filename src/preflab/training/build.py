@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..algorithms import Algorithm, get_algorithm
 from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizeOptions, Tokenizer, TokenizeStats, tokenize_records
 from ..errors import CheckpointError, ConfigError
@@ -30,7 +31,7 @@ from ..models.policy import (
 )
 from ..objectives import ObjectiveSpec, get_objective
 from . import setup
-from .config import make_params
+from .lm_algorithms import lm_schedule, objective_params
 from .online import OnlineSchedule, prompts_of
 from .rundir import RunStart, start_run
 from .schedule import OfflineSchedule, Schedule, eval_batches
@@ -88,13 +89,10 @@ def make_accelerator(cfg: Any) -> Any:
     return accelerator
 
 
-def _objective(cfg: Any) -> tuple[ObjectiveSpec, Any]:
-    spec = get_objective(cfg.objective.name)
-    try:
-        params = make_params(spec.name, cfg.objective.params)
-    except ValueError as exc:
-        raise ConfigError(str(exc), field="objective.params") from None
-    return spec, params
+def _objective(cfg: Any) -> tuple[Algorithm, ObjectiveSpec, Any]:
+    """The run's row of the algorithm table, its objective and the objective's parameters."""
+    algo = get_algorithm(cfg.algorithm)
+    return algo, get_objective(algo.objective), objective_params(algo, cfg.objective.params)
 
 
 def _reference(mode: str, cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Module,
@@ -166,8 +164,8 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     acc = make_accelerator(cfg)
     set_seed(cfg.seed)
     train = cfg.train
-    spec, params = _objective(cfg)
-    kind = setup.schedule_kind(spec)
+    algo, spec, params = _objective(cfg)
+    kind = lm_schedule(algo)  # the table's data schedule picks the trainer's schedule
     mode = setup.reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, kind)
     if kind == "online" and judge is None:
         from .judging import judge_from_config
@@ -190,7 +188,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
                               field="train.compile")
     tk = Tokenizer(tok, TokenizeOptions(train.max_length, train.max_prompt_length, train.truncation,
                                         train.chat_template))
-    with_kl = spec.inputs == "unpaired" and spec.extra.get("kl", True)
+    with_kl = spec.inputs == "unpaired"  # KTO's reference point z needs mismatched (x, y') partners
     examples, stats = ([], None) if kind == "online" else tokenize_records(records, tk)
     eval_examples: list[Any] = []
     if eval_records:

@@ -1,8 +1,10 @@
 """Config sections of a training run: ``train:``, ``objective:``, ``lora:``, ``reference:``, ``online:``.
 
-``objective.params`` is checked against the objective's own parameter dataclass when the config is
-loaded, so ``objective: {name: dpo, params: {bta: 0.1}}`` fails at once with "unknown parameter 'bta' of
-objective 'dpo'; did you mean 'beta'?" and the file's line number.
+The run's top-level ``algorithm:`` picks a row of the algorithm table (:mod:`preflab.algorithms`);
+``objective.params`` is checked against that algorithm's objective's parameter dataclass when the config is
+loaded (:func:`preflab.training.lm_algorithms.resolve_algorithm`), so ``algorithm: dpo`` with
+``objective: {params: {bta: 0.1}}`` fails at once with "unknown parameter 'bta' of objective 'dpo'; did you
+mean 'beta'?" and the file's line number.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import dataclasses
 import difflib
 from typing import Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from ..config import Section
 from ..errors import PreflabError
@@ -61,30 +63,23 @@ class TrainConfig(Section):
 
 
 class ObjectiveConfig(Section):
-    """Which registered objective to train with, and its hyperparameters."""
+    """The algorithm's objective: its parameters, and (in old configs) the algorithm's name."""
 
-    name: str = Field("dpo", description="A registered objective (preflab.objectives.REGISTRY).")
-    params: dict[str, Any] = Field(default_factory=dict, description="The objective's parameters (its params dataclass).")
+    name: str | None = Field(None, description="Without algorithm: selects the algorithm of this name; resolved to the algorithm's objective.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The objective's parameters (its params dataclass), over the algorithm's defaults.")
 
     @field_validator("name")
     @classmethod
-    def _known(cls, name: str) -> str:
+    def _known(cls, name: str | None) -> str | None:
         from ..objectives import get_objective
 
+        if name is None:
+            return name
         try:
             get_objective(name)
         except PreflabError as err:
             raise ValueError(err.message) from None
         return name
-
-    @field_validator("params")
-    @classmethod
-    def _params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        name = info.data.get("name")
-        if name is None:  # the name itself was invalid; that error is reported
-            return params
-        make_params(name, params)
-        return params
 
 
 def make_params(name: str, params: dict[str, Any]) -> Any:

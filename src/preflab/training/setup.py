@@ -43,18 +43,6 @@ def check_trackers(names: list[str]) -> None:
                               f"(pip install {TRACKER_PACKAGES[name][0]})", field="train.report_to")
 
 
-def schedule_kind(spec: ObjectiveSpec) -> str:
-    """``online`` for objectives whose data is sampled during training (``extra['schedule']``, or an
-    ``online_`` name), else ``offline``; the objective's input kind must be one the LM trainer builds."""
-    kind = spec.extra.get("schedule") or ("online" if spec.name.startswith("online_") else "offline")
-    if spec.inputs not in KIND_OF_INPUTS or (kind == "online" and spec.inputs != "pair"):
-        raise ConfigError(
-            f"objective '{spec.name}' consumes '{spec.inputs}' inputs, which the language-model trainer does not "
-            f"build (it trains objectives over {', '.join(KIND_OF_INPUTS)}); it runs on the exact testbed",
-            field="objective.name")
-    return kind
-
-
 def reference_mode(setting: str, spec: ObjectiveSpec, lora: bool, schedule: str) -> str:
     """Resolve ``reference.mode`` (see :mod:`preflab.models.policy`)."""
     if not spec.needs_ref:
