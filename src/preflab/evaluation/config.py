@@ -18,7 +18,7 @@ class EvalConfig(Section):
     prompts: str | None = Field(None, description="Held-out prompts: a .jsonl (field 'prompt', optional 'family'/'group') or .txt file.")
     suite: str | None = Field(None, description="Task suite to draw held-out prompts from when no prompts file is given.")
     n_prompts: int = Field(200, ge=1, description="Number of held-out prompts (first n of the file, or drawn from the suite).")
-    judge: str = Field("gold", description="Judge name, as the feedback lab registers it.")
+    judge: str = Field("gold", description="Registered judge name (preflab.feedback.JUDGES).")
     judge_args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the judge.")
     both_orders: bool = Field(False, description="Judge every pair in both orders and average (cancels position bias).")
     max_new_tokens: int = Field(128, ge=1, description="Answer length cap when sampling.")
@@ -48,3 +48,10 @@ class EvalConfig(Section):
         if problem:
             raise ValueError(problem)
         return name
+
+    @field_validator("judge")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from ..feedback.judges import judge_name
+
+        return judge_name(name)

@@ -20,6 +20,7 @@ from .judges import (
     RewardFnJudge,
     RewardModelJudge,
     make_judge,
+    register_judge,
 )
 from .samples import PromptSamples, read_samples, write_samples
 from .tasks import DEFAULT_SUITE, FAMILIES, SUITES, Task, TaskSuite, get_suite
@@ -48,6 +49,7 @@ __all__ = [
     "get_suite",
     "make_judge",
     "load_pool",
+    "register_judge",
     "read_samples",
     "rso_pairs",
     "rso_select",

@@ -129,8 +129,14 @@ class OnlineSection(Section):
     temperature: float = Field(0.9, gt=0, description="Sampling temperature (must be > 0: two different samples are needed).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     soft_labels: bool = Field(False, description="Train on the judge's probability as a soft label instead of a hard one.")
-    judge: Literal["gold", "reward_model", "preference_model", "llm", "annotators"] = Field(
-        "gold", description="Judge when train() is given none (preflab.feedback.make_judge): gold = the task suite's scorers.")
+    judge: str = Field("gold", description="Registered judge used when train() is given none (preflab.feedback.JUDGES): gold = the task suite's scorers.")
     judge_args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the judge (e.g. model: PATH, temperature: 0.5, pool: noisy).")
     tasks: str = Field("default", description="Task suite (or family) whose prompts are trained on when there is no data; gold/annotator judges score them.")
     num_prompts: int = Field(64, ge=1, description="Tasks drawn from the suite.")
+
+    @field_validator("judge")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from ..feedback.judges import judge_name
+
+        return judge_name(name)
