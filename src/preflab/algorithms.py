@@ -163,7 +163,7 @@ _ROWS = [
               _OFFLINE_TESTS + "test_xpo_bias_vanishes_with_alpha",
               "Xie et al. 2024, XPO", _TB, testbed={"iterations": 10, "inner_steps": 5}),
     Algorithm("iterative_dpo", "dpo", ITERATIVE, PREVIOUS_ITERATE, "round t: π_ref·exp(t·r/β)/Z, → argmax r",
-              "tests/test_testbed_nash.py::test_iterative_dpo_round_t_is_the_kl_optimum_at_beta_over_t",
+              _OFFLINE_TESTS + "test_iterative_dpo_round_t_is_the_kl_optimum_at_beta_over_t",
               "Xiong et al. 2024, iterative DPO", _TB,
               testbed={"iterations": 3, "inner_steps": 5}),
     Algorithm("sppo", "sppo", ITERATIVE, PREVIOUS_ITERATE, "minimax winner (average iterate)", _AVERAGE,

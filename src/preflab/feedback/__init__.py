@@ -13,6 +13,7 @@ from .builders import (
 )
 from .judge import Judge
 from .judges import (
+    JUDGES,
     AnnotatorJudge,
     GoldJudge,
     LLMJudge,
@@ -28,6 +29,7 @@ from .tasks import DEFAULT_SUITE, FAMILIES, SUITES, Task, TaskSuite, get_suite
 __all__ = [
     "DEFAULT_SUITE",
     "FAMILIES",
+    "JUDGES",
     "SUITES",
     "AnnotatorJudge",
     "AnnotatorPool",
