@@ -131,3 +131,13 @@ def test_a_registered_judge_is_usable_by_name_from_the_online_config(tmp_path):
             load_config(None, ["algorithm=online_dpo", "online.judge=always_frist"])
     finally:
         JUDGES.pop("always_first", None)
+
+
+def test_the_quickstart_refuses_an_algorithm_that_does_not_train_on_its_pairs(tmp_path):
+    from preflab.pipelines import run_quickstart
+    from preflab.pipelines.defaults import quickstart_defaults
+
+    with pytest.raises(ConfigError, match="^field 'algorithm': the quickstart trains on the pairs its annotators "
+                                          "label; algorithm 'online_dpo' does not"):
+        run_quickstart(quickstart_defaults(["algorithm=online_dpo", f"output_dir={tmp_path}"]))
+    assert not any(tmp_path.iterdir())  # refused before any stage ran

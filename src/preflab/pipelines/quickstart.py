@@ -5,7 +5,7 @@ Stages (each resumable, see :mod:`preflab.pipelines.stages`):
 1. ``prompts``  — training and held-out tasks from a gold-scored task suite, disjoint by construction;
 2. ``samples``  — several completions per training prompt from the initial policy (gold-scored);
 3. ``pairs``    — a simulated annotator pool *with label noise* labels pairs of completions;
-4. ``train``    — DPO (or any offline objective in ``objective:``) on the pairs, checkpointed;
+4. ``train``    — DPO (or any offline pair algorithm in ``algorithm:``) on the pairs, checkpointed;
 5. ``eval``     — trained vs initial policy on the held-out prompts under the gold judge: win rate with a
                   bootstrap CI, length-controlled win rate, gold score per family, KL to the initial policy;
 6. ``report``   — the self-contained HTML report.
@@ -320,4 +320,10 @@ def summarize(result) -> dict:
 
 
 def run_quickstart(cfg: RunConfig) -> QuickstartResult:
+    from ..algorithms import get_algorithm
+    from ..training.lm_algorithms import ACCEPTED_KINDS
+
+    if "pairs" not in ACCEPTED_KINDS.get(get_algorithm(cfg.algorithm).data, ()):  # it trains on annotated pairs
+        raise ConfigError(f"the quickstart trains on the pairs its annotators label; algorithm '{cfg.algorithm}' "
+                          "does not train on a pair dataset (pick an offline one, e.g. dpo or kto)", field="algorithm")
     return Quickstart(cfg).run()
