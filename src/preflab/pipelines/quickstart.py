@@ -276,4 +276,10 @@ def summarize(result) -> dict:
 
 
 def run_quickstart(cfg: RunConfig) -> QuickstartResult:
-    return Quickstart(cfg).run()
+    """Run the quickstart in ``cfg.output_dir``, holding that directory's lock (one run at a time);
+    a full disk is a one-line :class:`~preflab.errors.StorageError`."""
+    from ..durable import disk_full_as_error
+    from ..runlock import run_lock
+
+    with run_lock(cfg.output_dir), disk_full_as_error(cfg.output_dir):
+        return Quickstart(cfg).run()
