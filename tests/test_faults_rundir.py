@@ -1,0 +1,373 @@
+"""Fault injection on run directories (issue 23, items 2, 3, 4 and 9): a partial metrics line, a full disk, a
+second run on the same directory, damaged or incomplete checkpoints. Each fault ends in recovery (the
+resumed run equals an uninterrupted one) or in a one-line error that names the path; nothing is lost."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+from preflab import durable, runlock
+from preflab.errors import CheckpointError, DataError, PreflabWarning, RunLockedError, StorageError
+from preflab.models import tiny_model
+from preflab.training import checkpoint as ckpt
+from preflab.training import read_metrics, train
+from preflab.training.observe import MetricsLog, read_metrics_rows
+from test_training_utils import make_cfg, max_abs_diff, state, synthetic_pairs
+
+RECORDS = synthetic_pairs(5)
+STEPS = 6
+
+
+class Killed(Exception):
+    pass
+
+
+def _kill_at(step: int):
+    def callback(s: int, _metrics: dict) -> None:
+        if s == step:
+            raise Killed(f"killed after step {s}")
+
+    return callback
+
+
+def _run(out, *extra: str, resume: bool = False, kill_at: int | None = None):
+    """6 steps of DPO on the tiny model, a checkpoint every 2 steps; returns (model, result)."""
+    cfg = make_cfg(out, "train.batch_size=2", "train.grad_accum=2", f"train.max_steps={STEPS}", "train.lr=3e-3",
+                   "train.save_every=2", "train.scheduler=cosine", "train.warmup_steps=2",
+                   "train.max_grad_norm=1.0", f"train.resume={str(resume).lower()}", "train.save_final=false",
+                   *extra)
+    model, tok = tiny_model()
+    callbacks = [_kill_at(kill_at)] if kill_at is not None else []
+    result = train(cfg, records=RECORDS, model=model, tokenizer=tok, callbacks=callbacks)
+    return model, result
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The uninterrupted run: final weights and train metrics."""
+    out = tmp_path_factory.mktemp("whole")
+    model, _ = _run(out)
+    return state(model), read_metrics(out / "metrics.jsonl", "train")
+
+
+def _killed(out, at: int = 5, *extra: str) -> None:
+    with pytest.raises(Killed):
+        _run(out, *extra, kill_at=at)
+
+
+def _assert_equals_whole(model, out, whole) -> None:
+    weights, rows = whole
+    assert max_abs_diff(weights, state(model)) == 0.0
+    resumed = read_metrics(out / "metrics.jsonl", "train")
+    assert [r["step"] for r in resumed] == list(range(1, STEPS + 1))
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in rows]
+
+
+# ---------------------------------------------------------------- (2) crash-safe metrics log
+
+
+def test_partial_last_metrics_line_is_dropped_and_reported_on_resume(tmp_path, whole):
+    _killed(tmp_path, 3)  # checkpoint at step 2; metrics rows 1..3
+    metrics = tmp_path / "metrics.jsonl"
+    complete = metrics.read_text().splitlines()
+    with metrics.open("a") as fh:
+        fh.write('{"step": 4, "split": "train", "loss": 0.69')  # kill -9 in the middle of an append
+    with pytest.warns(PreflabWarning, match=rf"metrics\.jsonl, line {len(complete) + 1}: dropped a partial"):
+        model, result = _run(tmp_path, resume=True)
+    assert result.resumed_from == 2
+    _assert_equals_whole(model, tmp_path, whole)
+    assert metrics.read_text().endswith("\n")
+
+
+def test_reader_keeps_every_complete_row_before_a_partial_tail(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": i, "split": "train", "loss": 1.0 / i} for i in range(1, 4)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\x00\x00\x00")  # a tail of NULs after a crash
+    with pytest.warns(PreflabWarning, match="line 4"):
+        assert read_metrics_rows(path) == rows
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))  # no partial line: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_metrics_rows(path) == rows
+
+
+def test_damaged_metrics_line_before_the_last_is_a_one_line_error(tmp_path):
+    _killed(tmp_path, 3)
+    metrics = tmp_path / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    lines[1] = lines[1][:20]
+    metrics.write_text("\n".join(lines) + "\n")
+    before = metrics.read_bytes()
+    with pytest.raises(DataError, match=r"metrics\.jsonl, line 2: damaged metrics row") as err:
+        _run(tmp_path, resume=True)
+    assert "\n" not in str(err.value)
+    assert metrics.read_bytes() == before  # nothing rewritten
+
+
+# ---------------------------------------------------------------- (3) disk full
+
+
+def test_failed_append_leaves_no_partial_line(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.jsonl"
+    log = MetricsLog(path)
+    log.write(1, "train", {"loss": 0.5})
+    before = path.read_bytes()
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(durable.os, "fsync", full)
+    with pytest.raises(StorageError, match=r"metrics\.jsonl: cannot write: disk full \(No space left on device\)"):
+        log.write(2, "train", {"loss": 0.4})
+    assert path.read_bytes() == before  # cut back to the last complete row
+
+
+def _dev_full_fails() -> bool:
+    try:
+        fd = os.open("/dev/full", os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        os.write(fd, b"x")
+    except OSError as exc:
+        return exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return False  # some sandboxes' /dev/full accepts writes
+
+
+@pytest.mark.skipif(not _dev_full_fails(), reason="no /dev/full that fails writes with ENOSPC")
+def test_append_to_a_full_device_is_a_storage_error(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.symlink_to("/dev/full")  # every write fails with ENOSPC, from the kernel
+    with pytest.raises(StorageError, match=r"metrics\.jsonl: cannot write: disk full"):
+        durable.append_line(path, '{"step": 1}')
+
+
+def _enospc_on(monkeypatch, step: int) -> None:
+    """Make the model file of checkpoint ``step`` fail with ENOSPC (the disk fills up during that save)."""
+    real = ckpt.save_file
+
+    def save_file(tensors, filename, metadata=None):
+        if f"step-{step:08d}" in filename and filename.endswith("model.safetensors"):
+            with open(filename, "wb") as fh:
+                fh.write(b"\0" * 100)  # what fitted before the disk filled up
+            raise OSError(errno.ENOSPC, "No space left on device", filename)
+        return real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(ckpt, "save_file", save_file)
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(tmp_path, monkeypatch, whole):
+    _enospc_on(monkeypatch, 4)
+    with pytest.raises(StorageError) as err:
+        _run(tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and "disk full (No space left on device)" in msg
+    assert ".tmp-step-00000004/model.safetensors: cannot write checkpoint file" in msg
+    assert msg.endswith("the last good checkpoint is " + str(tmp_path / "checkpoints" / "step-00000002"))
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))  # the half-written one freed its space
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "checkpoints")] == [2]
+    assert ckpt.check_checkpoint(tmp_path / "checkpoints" / "step-00000002") is None
+    monkeypatch.undo()  # space freed: the run resumes from step 2 and ends as if never interrupted
+    model, result = _run(tmp_path, resume=True)
+    assert result.resumed_from == 2
+    _assert_equals_whole(model, tmp_path, whole)
+
+
+RECIPE = """\
+seed: 1
+output_dir: {out}
+model:
+  name_or_path: {model}
+data:
+  path: {data}
+train:
+  batch_size: 2
+  max_steps: 2
+  save_every: 1
+  bf16: false
+  progress: false
+  save_final: false
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path, tiny_dir):
+    from preflab.data import save_records
+
+    data = save_records(synthetic_pairs(4), tmp_path / "prefs.jsonl")
+    path = tmp_path / "run.yaml"
+    path.write_text(RECIPE.format(out=tmp_path / "run", model=tiny_dir, data=data))
+    return path
+
+
+def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """Run ``preflab ARGS`` through the console entry point; (exit code, its error line).
+
+    Also checks that stderr holds no traceback and exactly one line starting with ``error:``.
+    """
+    from preflab.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["preflab", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    return exit_.value.code, errors[0]
+
+
+def test_disk_full_through_the_cli_is_exit_2_and_one_line(tmp_path, monkeypatch, capsys, recipe):
+    _enospc_on(monkeypatch, 1)
+    code, err = _cli(monkeypatch, capsys, "train", str(recipe))
+    assert code == 2
+    assert "model.safetensors: cannot write checkpoint file: disk full" in err
+    assert err.endswith("no checkpoint was written")
+
+
+def test_disk_full_anywhere_in_a_run_is_a_storage_error(tmp_path, monkeypatch):
+    """A write without its own guard (here config.yaml) still ends as one line naming the file."""
+    real = type(tmp_path).write_text
+
+    def write_text(self, *args, **kwargs):
+        if self.name == "config.yaml":
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tmp_path), "write_text", write_text)
+    with pytest.raises(StorageError, match=r"config\.yaml: cannot write: disk full"):
+        _run(tmp_path)
+
+
+# ---------------------------------------------------------------- (4) one run per directory
+
+HOLD = "import sys; from preflab.runlock import run_lock\nwith run_lock(sys.argv[1]):\n print('held', flush=True)\n sys.stdin.read()"
+
+
+@pytest.fixture
+def held(tmp_path):
+    """Another process holding the lock of ``tmp_path / "run"``; yields its pid."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    assert proc.stdout.readline().strip() == "held"
+    yield proc.pid
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
+
+
+def test_second_run_on_a_locked_directory_is_refused(tmp_path, held):
+    import socket
+
+    with pytest.raises(RunLockedError, match=rf"in use by pid {held} on {socket.gethostname()}"):
+        _run(tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before writing anything
+
+
+def test_second_run_through_the_cli_is_exit_2(tmp_path, monkeypatch, capsys, recipe, held):
+    code, err = _cli(monkeypatch, capsys, "train", str(recipe))
+    assert code == 2
+    assert f"run{os.sep}.lock: run directory in use by pid {held}" in err
+
+
+def test_quickstart_takes_the_lock(tmp_path, held):
+    from preflab.pipelines import run_quickstart
+    from preflab.pipelines.defaults import quickstart_defaults
+
+    with pytest.raises(RunLockedError, match=f"pid {held}"):
+        run_quickstart(quickstart_defaults([f"output_dir={tmp_path / 'run'}"]))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]
+
+
+def test_stale_lock_of_a_dead_process_is_reported_and_taken_over(tmp_path):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = tmp_path / runlock.LOCK_FILE
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "2024-01-01T00:00:00"}))
+    with pytest.warns(PreflabWarning, match=rf"stale lock of pid {dead.pid} .* no longer running"):
+        with runlock.run_lock(tmp_path):
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
+            with runlock.run_lock(tmp_path):  # re-entrant: the quickstart's train stage locks it again
+                pass
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert lock.read_text() == ""  # a clean end leaves no holder behind
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ... so the next run sees nothing stale
+        with runlock.run_lock(tmp_path):
+            pass
+
+
+# ---------------------------------------------------------------- (9) checkpoints: checksums and fallback
+
+
+def _flip_byte(path, offset: int = -17) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, reason", [
+    pytest.param(lambda d: _flip_byte(d / "model.safetensors"), "model.safetensors does not match its checksum",
+                 id="flipped-byte-model"),
+    pytest.param(lambda d: os.truncate(d / "rng-rank0.safetensors", 40), "rng-rank0.safetensors does not match",
+                 id="truncated-rng"),
+    pytest.param(lambda d: (d / "rng-rank0.json").unlink(), "rng-rank0.json is missing", id="missing-rng"),
+    pytest.param(lambda d: (d / "state.json").unlink(), "no state.json", id="no-state-json"),
+    pytest.param(lambda d: (d / "state.json").write_text((d / "state.json").read_text().replace(
+        '"position": 8', '"position": 6')), "state.json does not match its checksum", id="edited-state"),
+])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, whole, damage, reason):
+    _killed(tmp_path, 5)  # checkpoints at steps 2 and 4
+    root = tmp_path / "checkpoints"
+    damage(root / "step-00000004")
+    assert reason in (ckpt.check_checkpoint(root / "step-00000004") or "")
+    with pytest.warns(PreflabWarning, match=rf"step-00000004 is unusable: {reason}.*falls back to .*step-00000002"):
+        model, result = _run(tmp_path, resume=True)
+    assert result.resumed_from == 2
+    _assert_equals_whole(model, tmp_path, whole)
+    assert (root / "step-00000004.invalid").is_dir()  # kept for inspection, never loaded or pruned
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [4, 6]
+
+
+def test_no_intact_checkpoint_is_an_error_that_keeps_the_metrics(tmp_path):
+    _killed(tmp_path, 3)  # one checkpoint, step 2
+    (tmp_path / "checkpoints" / "step-00000002" / "rng-rank0.safetensors").unlink()
+    (tmp_path / "checkpoints" / "step-00000003").mkdir()  # an interrupted write, no state.json
+    before = (tmp_path / "metrics.jsonl").read_bytes()
+    with pytest.raises(CheckpointError) as err:
+        _run(tmp_path, resume=True)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(str(tmp_path / "checkpoints") + ": no intact checkpoint")
+    assert "step-00000003: no state.json" in msg and "step-00000002: rng-rank0.safetensors is missing" in msg
+    assert (tmp_path / "metrics.jsonl").read_bytes() == before
+
+
+def test_load_checkpoint_verifies_by_default(tmp_path):
+    _killed(tmp_path, 3)
+    path = tmp_path / "checkpoints" / "step-00000002"
+    _flip_byte(path / "optimizer.safetensors")
+    model, _ = tiny_model()
+    opt = torch.optim.AdamW(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    with pytest.raises(CheckpointError, match="optimizer.safetensors does not match its checksum"):
+        ckpt.load_checkpoint(path, optimizer=opt, scheduler=sched)
+
+
+def test_checkpoint_records_a_checksum_per_file(tmp_path):
+    _killed(tmp_path, 3)
+    path = tmp_path / "checkpoints" / "step-00000002"
+    st = json.loads((path / "state.json").read_text())
+    assert st["format"] == ckpt.FORMAT
+    assert sorted(st["files"]) == sorted(ckpt.required_files(st))
+    assert all(st["files"][n] == ckpt.sha256_file(path / n) for n in st["files"])
