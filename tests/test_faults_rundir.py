@@ -1,5 +1,5 @@
-"""Fault injection on run directories (issue 23, items 2, 3, 4 and 9): a partial metrics line, a full disk, a
-second run on the same directory, damaged or incomplete checkpoints. Each fault ends in recovery (the
+"""Fault injection on run directories (issue 23, items 2, 3 and 9; item 4 in test_faults_lock.py): a partial
+metrics line, a full disk, damaged or incomplete checkpoints. Each fault ends in recovery (the
 resumed run equals an uninterrupted one) or in a one-line error that names the path; nothing is lost."""
 
 from __future__ import annotations
@@ -7,60 +7,32 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
-import sys
 import warnings
 
 import pytest
 import torch
 
-from preflab import durable, runlock
-from preflab.errors import CheckpointError, DataError, PreflabWarning, RunLockedError, StorageError
+from fault_helpers import STEPS, Killed, run_cli, run_tiny, write_recipe
+from preflab import durable
+from preflab.errors import CheckpointError, DataError, PreflabWarning, StorageError
 from preflab.models import tiny_model
 from preflab.training import checkpoint as ckpt
-from preflab.training import read_metrics, train
+from preflab.training import read_metrics
 from preflab.training.observe import MetricsLog, read_metrics_rows
-from test_training_utils import make_cfg, max_abs_diff, state, synthetic_pairs
-
-RECORDS = synthetic_pairs(5)
-STEPS = 6
-
-
-class Killed(Exception):
-    pass
-
-
-def _kill_at(step: int):
-    def callback(s: int, _metrics: dict) -> None:
-        if s == step:
-            raise Killed(f"killed after step {s}")
-
-    return callback
-
-
-def _run(out, *extra: str, resume: bool = False, kill_at: int | None = None):
-    """6 steps of DPO on the tiny model, a checkpoint every 2 steps; returns (model, result)."""
-    cfg = make_cfg(out, "train.batch_size=2", "train.grad_accum=2", f"train.max_steps={STEPS}", "train.lr=3e-3",
-                   "train.save_every=2", "train.scheduler=cosine", "train.warmup_steps=2",
-                   "train.max_grad_norm=1.0", f"train.resume={str(resume).lower()}", "train.save_final=false",
-                   *extra)
-    model, tok = tiny_model()
-    callbacks = [_kill_at(kill_at)] if kill_at is not None else []
-    result = train(cfg, records=RECORDS, model=model, tokenizer=tok, callbacks=callbacks)
-    return model, result
+from test_training_utils import max_abs_diff, state
 
 
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory):
     """The uninterrupted run: final weights and train metrics."""
     out = tmp_path_factory.mktemp("whole")
-    model, _ = _run(out)
+    model, _ = run_tiny(out)
     return state(model), read_metrics(out / "metrics.jsonl", "train")
 
 
 def _killed(out, at: int = 5, *extra: str) -> None:
     with pytest.raises(Killed):
-        _run(out, *extra, kill_at=at)
+        run_tiny(out, *extra, kill_at=at)
 
 
 def _assert_equals_whole(model, out, whole) -> None:
@@ -81,7 +53,7 @@ def test_partial_last_metrics_line_is_dropped_and_reported_on_resume(tmp_path, w
     with metrics.open("a") as fh:
         fh.write('{"step": 4, "split": "train", "loss": 0.69')  # kill -9 in the middle of an append
     with pytest.warns(PreflabWarning, match=rf"metrics\.jsonl, line {len(complete) + 1}: dropped a partial"):
-        model, result = _run(tmp_path, resume=True)
+        model, result = run_tiny(tmp_path, resume=True)
     assert result.resumed_from == 2
     _assert_equals_whole(model, tmp_path, whole)
     assert metrics.read_text().endswith("\n")
@@ -107,7 +79,7 @@ def test_damaged_metrics_line_before_the_last_is_a_one_line_error(tmp_path):
     metrics.write_text("\n".join(lines) + "\n")
     before = metrics.read_bytes()
     with pytest.raises(DataError, match=r"metrics\.jsonl, line 2: damaged metrics row") as err:
-        _run(tmp_path, resume=True)
+        run_tiny(tmp_path, resume=True)
     assert "\n" not in str(err.value)
     assert metrics.read_bytes() == before  # nothing rewritten
 
@@ -169,7 +141,7 @@ def _enospc_on(monkeypatch, step: int) -> None:
 def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(tmp_path, monkeypatch, whole):
     _enospc_on(monkeypatch, 4)
     with pytest.raises(StorageError) as err:
-        _run(tmp_path)
+        run_tiny(tmp_path)
     msg = str(err.value)
     assert "\n" not in msg and "disk full (No space left on device)" in msg
     assert ".tmp-step-00000004/model.safetensors: cannot write checkpoint file" in msg
@@ -178,58 +150,19 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(tmp_path, monkeyp
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "checkpoints")] == [2]
     assert ckpt.check_checkpoint(tmp_path / "checkpoints" / "step-00000002") is None
     monkeypatch.undo()  # space freed: the run resumes from step 2 and ends as if never interrupted
-    model, result = _run(tmp_path, resume=True)
+    model, result = run_tiny(tmp_path, resume=True)
     assert result.resumed_from == 2
     _assert_equals_whole(model, tmp_path, whole)
 
 
-RECIPE = """\
-seed: 1
-output_dir: {out}
-model:
-  name_or_path: {model}
-data:
-  path: {data}
-train:
-  batch_size: 2
-  max_steps: 2
-  save_every: 1
-  bf16: false
-  progress: false
-  save_final: false
-"""
-
-
 @pytest.fixture
 def recipe(tmp_path, tiny_dir):
-    from preflab.data import save_records
-
-    data = save_records(synthetic_pairs(4), tmp_path / "prefs.jsonl")
-    path = tmp_path / "run.yaml"
-    path.write_text(RECIPE.format(out=tmp_path / "run", model=tiny_dir, data=data))
-    return path
-
-
-def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """Run ``preflab ARGS`` through the console entry point; (exit code, its error line).
-
-    Also checks that stderr holds no traceback and exactly one line starting with ``error:``.
-    """
-    from preflab.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["preflab", *args])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, err
-    return exit_.value.code, errors[0]
+    return write_recipe(tmp_path, tiny_dir)
 
 
 def test_disk_full_through_the_cli_is_exit_2_and_one_line(tmp_path, monkeypatch, capsys, recipe):
     _enospc_on(monkeypatch, 1)
-    code, err = _cli(monkeypatch, capsys, "train", str(recipe))
+    code, err = run_cli(monkeypatch, capsys, "train", str(recipe))
     assert code == 2
     assert "model.safetensors: cannot write checkpoint file: disk full" in err
     assert err.endswith("no checkpoint was written")
@@ -246,66 +179,7 @@ def test_disk_full_anywhere_in_a_run_is_a_storage_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(tmp_path), "write_text", write_text)
     with pytest.raises(StorageError, match=r"config\.yaml: cannot write: disk full"):
-        _run(tmp_path)
-
-
-# ---------------------------------------------------------------- (4) one run per directory
-
-HOLD = "import sys; from preflab.runlock import run_lock\nwith run_lock(sys.argv[1]):\n print('held', flush=True)\n sys.stdin.read()"
-
-
-@pytest.fixture
-def held(tmp_path):
-    """Another process holding the lock of ``tmp_path / "run"``; yields its pid."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=dict(os.environ))
-    assert proc.stdout.readline().strip() == "held"
-    yield proc.pid
-    proc.stdin.close()
-    assert proc.wait(timeout=30) == 0
-
-
-def test_second_run_on_a_locked_directory_is_refused(tmp_path, held):
-    import socket
-
-    with pytest.raises(RunLockedError, match=rf"in use by pid {held} on {socket.gethostname()}"):
-        _run(tmp_path / "run")
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before writing anything
-
-
-def test_second_run_through_the_cli_is_exit_2(tmp_path, monkeypatch, capsys, recipe, held):
-    code, err = _cli(monkeypatch, capsys, "train", str(recipe))
-    assert code == 2
-    assert f"run{os.sep}.lock: run directory in use by pid {held}" in err
-
-
-def test_quickstart_takes_the_lock(tmp_path, held):
-    from preflab.pipelines import run_quickstart
-    from preflab.pipelines.defaults import quickstart_defaults
-
-    with pytest.raises(RunLockedError, match=f"pid {held}"):
-        run_quickstart(quickstart_defaults([f"output_dir={tmp_path / 'run'}"]))
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]
-
-
-def test_stale_lock_of_a_dead_process_is_reported_and_taken_over(tmp_path):
-    import socket
-
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    lock = tmp_path / runlock.LOCK_FILE
-    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "2024-01-01T00:00:00"}))
-    with pytest.warns(PreflabWarning, match=rf"stale lock of pid {dead.pid} .* no longer running"):
-        with runlock.run_lock(tmp_path):
-            assert json.loads(lock.read_text())["pid"] == os.getpid()
-            with runlock.run_lock(tmp_path):  # re-entrant: the quickstart's train stage locks it again
-                pass
-            assert json.loads(lock.read_text())["pid"] == os.getpid()
-    assert lock.read_text() == ""  # a clean end leaves no holder behind
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # ... so the next run sees nothing stale
-        with runlock.run_lock(tmp_path):
-            pass
+        run_tiny(tmp_path)
 
 
 # ---------------------------------------------------------------- (9) checkpoints: checksums and fallback
@@ -333,7 +207,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, whol
     damage(root / "step-00000004")
     assert reason in (ckpt.check_checkpoint(root / "step-00000004") or "")
     with pytest.warns(PreflabWarning, match=rf"step-00000004 is unusable: {reason}.*falls back to .*step-00000002"):
-        model, result = _run(tmp_path, resume=True)
+        model, result = run_tiny(tmp_path, resume=True)
     assert result.resumed_from == 2
     _assert_equals_whole(model, tmp_path, whole)
     assert (root / "step-00000004.invalid").is_dir()  # kept for inspection, never loaded or pruned
@@ -346,7 +220,7 @@ def test_no_intact_checkpoint_is_an_error_that_keeps_the_metrics(tmp_path):
     (tmp_path / "checkpoints" / "step-00000003").mkdir()  # an interrupted write, no state.json
     before = (tmp_path / "metrics.jsonl").read_bytes()
     with pytest.raises(CheckpointError) as err:
-        _run(tmp_path, resume=True)
+        run_tiny(tmp_path, resume=True)
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith(str(tmp_path / "checkpoints") + ": no intact checkpoint")
     assert "step-00000003: no state.json" in msg and "step-00000002: rng-rank0.safetensors is missing" in msg
