@@ -87,19 +87,46 @@ def test_damaged_metrics_line_before_the_last_is_a_one_line_error(tmp_path):
 # ---------------------------------------------------------------- (3) disk full
 
 
+class _FillsUp:
+    """A file whose next write stores half its bytes, then fails with ENOSPC (the disk filled up mid-row)."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+    def write(self, data):
+        self.fh.write(data[: len(data) // 2])
+        self.fh.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def test_failed_append_leaves_no_partial_line(tmp_path, monkeypatch):
     path = tmp_path / "metrics.jsonl"
     log = MetricsLog(path)
     log.write(1, "train", {"loss": 0.5})
     before = path.read_bytes()
-
-    def full(_fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(durable.os, "fsync", full)
+    real_open = type(path).open
+    monkeypatch.setattr(type(path), "open", lambda self, mode="r", *a, **k: _FillsUp(real_open(self, mode, *a, **k)))
     with pytest.raises(StorageError, match=r"metrics\.jsonl: cannot write: disk full \(No space left on device\)"):
         log.write(2, "train", {"loss": 0.4})
+    monkeypatch.undo()
     assert path.read_bytes() == before  # cut back to the last complete row
+    assert read_metrics_rows(path) == [json.loads(before)]
+
+
+def test_metrics_log_syncs_before_each_checkpoint(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(MetricsLog, "sync", lambda self: synced.append(len(self.path.read_text().splitlines())))
+    run_tiny(tmp_path)
+    assert synced == [2, 4, 6]  # rows on disk when checkpoints 2, 4 and 6 were written
 
 
 def _dev_full_fails() -> bool:

@@ -50,7 +50,7 @@ def fsync_dir(path: Path) -> None:
 
 
 def fsync_file(path: Path) -> None:
-    """Flush a file written by another library (safetensors, transformers) to stable storage."""
+    """Flush a file (one written by another library: safetensors, transformers) to stable storage."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -58,8 +58,9 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def append_line(path: Path, line: str) -> None:
-    """Append ``line`` (newline added) in one write, flushed and fsync'd.
+def append_line(path: Path, line: str, sync: bool = True) -> None:
+    """Append ``line`` (newline added) in one write, flushed (so it survives ``kill -9``) and, with ``sync``,
+    fsync'd (so it survives a power cut).
 
     If the write fails the file is cut back to its previous length, so a full disk leaves no partial line.
     """
@@ -70,7 +71,8 @@ def append_line(path: Path, line: str) -> None:
             try:
                 fh.write(data)
                 fh.flush()
-                os.fsync(fh.fileno())
+                if sync:
+                    os.fsync(fh.fileno())
             except OSError:
                 _truncate(path, size)
                 raise

@@ -113,6 +113,7 @@ class _Loop:
         self.ckpt_root = self.out / "checkpoints"
         self.step, self.tokens, self.resumed_from = 0, 0, None
         self.last_ckpt: Path | None = None
+        self.log: MetricsLog | None = None
         self.eval_metrics: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ resume / checkpoints
@@ -164,6 +165,8 @@ class _Loop:
     def _save(self) -> None:
         from ..models.policy import trainable_state_dict
 
+        if self.log is not None:
+            self.log.sync()  # the rows up to this checkpoint are as durable as the checkpoint itself
         state = {"objective": self.cfg.objective.name, "schedule": self.p.schedule.state_dict(),
                  "tokens": self.tokens, "world_size": self.acc.num_processes}
         self.last_ckpt = ckpt.save_checkpoint(
@@ -241,7 +244,7 @@ class _Loop:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
         self._resume()
-        log = MetricsLog(self.out / "metrics.jsonl", acc.is_main_process, self.resumed_from)
+        log = self.log = MetricsLog(self.out / "metrics.jsonl", acc.is_main_process, self.resumed_from)
         if train.report_to:
             acc.init_trackers(train.project_name, config=flat_config(cfg))
         bar = ProgressBar(p.total_steps, self.step, train.progress and acc.is_main_process, cfg.objective.name)

@@ -24,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..durable import append_line, atomic_write_text
+from ..durable import append_line, atomic_write_text, fsync_file, storage_error
 from ..errors import DataError, PreflabWarning
 
 
@@ -36,8 +36,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: Seconds between two fsyncs of the metrics log (every row is flushed; :meth:`MetricsLog.sync` forces one).
+SYNC_EVERY_S = 10.0
+
+
 class MetricsLog:
-    """Append-only JSONL metrics of the main process; each row is flushed and fsync'd as it is written.
+    """Append-only JSONL metrics of the main process.
+
+    Each row is written in one flushed write (a ``kill -9`` loses no complete row); the file is fsync'd at
+    most every :data:`SYNC_EVERY_S` seconds and whenever :meth:`sync` is called (before each checkpoint, so
+    a checkpoint that survives a power cut has its rows too).
 
     On resume (``resume_step`` given) the rows after ``resume_step`` are dropped, as is a partial trailing
     line left by a killed run or a full disk (with a warning naming file and line); the file is rewritten
@@ -46,6 +54,7 @@ class MetricsLog:
 
     def __init__(self, path: Path, enabled: bool = True, resume_step: int | None = None):
         self.path, self.enabled = path, enabled
+        self.synced_at = time.monotonic()
         if not enabled:
             return
         if resume_step is None:
@@ -59,7 +68,19 @@ class MetricsLog:
             return
         row = {"step": step, "split": split, "time": round(time.time(), 3)}
         row.update({k: _plain(v) for k, v in metrics.items()})
-        append_line(self.path, json.dumps(row))
+        sync = time.monotonic() - self.synced_at >= SYNC_EVERY_S
+        append_line(self.path, json.dumps(row), sync=sync)
+        if sync:
+            self.synced_at = time.monotonic()
+
+    def sync(self) -> None:
+        """Flush the log to stable storage now (a failure is a StorageError naming the file)."""
+        if self.enabled and self.path.is_file():
+            try:
+                fsync_file(self.path)
+            except OSError as exc:
+                raise storage_error(self.path, exc) from None
+            self.synced_at = time.monotonic()
 
 
 def _parse_row(line: str) -> dict[str, Any]:
