@@ -103,3 +103,16 @@ def test_stale_lock_of_a_dead_process_is_reported_and_taken_over(tmp_path):
         warnings.simplefilter("error")  # ... so the next run sees nothing stale
         with runlock.run_lock(tmp_path):
             pass
+
+
+def test_file_system_without_locks_warns_and_runs(tmp_path, monkeypatch):
+    import errno
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(runlock.fcntl, "flock", no_flock)
+    with pytest.warns(PreflabWarning, match="does not support file locks"):
+        with runlock.run_lock(tmp_path):
+            pass
+    assert runlock._held == {}

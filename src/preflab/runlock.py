@@ -9,6 +9,7 @@ the lock while its train stage (which locks the same directory) runs.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -24,6 +25,8 @@ from .durable import storage_error
 from .errors import PreflabWarning, RunLockedError
 
 LOCK_FILE = ".lock"
+NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})  # flock unsupported by the file system
+UNLOCKED = -1  # what acquire() returns where locks are unsupported
 
 _held: dict[str, list[int]] = {}  # real path of a locked directory -> [fd, depth]
 
@@ -74,7 +77,10 @@ def _stale_note(path: Path, info: dict[str, Any]) -> str:
 
 
 def acquire(run_dir: Path) -> int:
-    """Lock ``run_dir`` for this process and return the lock file's descriptor (see :func:`run_lock`)."""
+    """Lock ``run_dir`` for this process and return the lock file's descriptor (see :func:`run_lock`).
+
+    On a file system without ``flock`` support it warns and returns :data:`UNLOCKED`.
+    """
     path = run_dir / LOCK_FILE
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +96,10 @@ def acquire(run_dir: Path) -> int:
                              "another output_dir", file=str(path)) from None
     except OSError as exc:
         os.close(fd)
+        if exc.errno in NO_LOCKS:
+            warnings.warn(f"{path}: this file system does not support file locks ({exc.strerror}); running "
+                          "without the run-directory lock", PreflabWarning, stacklevel=3)
+            return UNLOCKED
         raise storage_error(path, exc, "cannot lock the run directory") from None
     previous = _read_holder(fd)
     if previous:
@@ -106,6 +116,8 @@ def acquire(run_dir: Path) -> int:
 
 def release(fd: int) -> None:
     """Empty the lock file (a clean end leaves no holder behind) and unlock it."""
+    if fd == UNLOCKED:
+        return
     try:
         os.ftruncate(fd, 0)
     except OSError:
