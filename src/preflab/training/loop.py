@@ -156,7 +156,7 @@ class _Loop:
             return
         for path, why in failed:
             try:
-                moved = f"set aside as {ckpt.set_aside(path).name}"
+                moved = f"was set aside as {ckpt.set_aside(path).name}"
             except OSError as exc:
                 moved = f"could not be set aside ({exc.strerror})"
             warnings.warn(f"checkpoint {path} is unusable: {why}; it {moved}, and the run falls back to the "
