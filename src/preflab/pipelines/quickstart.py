@@ -320,10 +320,15 @@ def summarize(result) -> dict:
 
 
 def run_quickstart(cfg: RunConfig) -> QuickstartResult:
+    """Run the quickstart in ``cfg.output_dir``, holding that directory's lock (one run at a time);
+    a full disk is a one-line :class:`~preflab.errors.StorageError`."""
     from ..algorithms import get_algorithm
+    from ..durable import disk_full_as_error
+    from ..runlock import run_lock
     from ..training.lm_algorithms import ACCEPTED_KINDS
 
     if "pairs" not in ACCEPTED_KINDS.get(get_algorithm(cfg.algorithm).data, ()):  # it trains on annotated pairs
         raise ConfigError(f"the quickstart trains on the pairs its annotators label; algorithm '{cfg.algorithm}' "
                           "does not train on a pair dataset (pick an offline one, e.g. dpo or kto)", field="algorithm")
-    return Quickstart(cfg).run()
+    with run_lock(cfg.output_dir), disk_full_as_error(cfg.output_dir):
+        return Quickstart(cfg).run()
