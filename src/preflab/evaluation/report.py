@@ -93,13 +93,36 @@ def _cards(run: RunContents) -> str:
             cards.append(H.card(f"LC win rate · {ev.name}", H.fmt(lc.lc_win_rate, pct=True),
                                 f"95% CI {H.ci(lc.ci_low, lc.ci_high, pct=True)}"))
         if ev.kl is not None:
-            cards.append(H.card(f"KL · {ev.name}", f"{H.fmt(ev.kl.kl, 3)} nats", f"± {H.fmt(ev.kl.se, 3)} (SE)"))
+            # k3 is never negative; k1 (the plain mean log-ratio) can be, on few samples
+            cards.append(H.card(f"KL · {ev.name}", f"{H.fmt(ev.kl.k3, 3)} nats",
+                                f"k3 ± {H.fmt(ev.kl.k3_se, 3)} (SE); k1 {H.fmt(ev.kl.kl, 3)} ± {H.fmt(ev.kl.se, 3)}"))
         if ev.null_check is not None:
             nc = ev.null_check
             css, word = ("bad", "unreliable") if not nc.reliable else ("ok", "reliable") if nc.conclusive else (
                 "warn", "inconclusive")
             cards.append(H.card(f"judge · {nc.judge}", f'<span class="{css}">{word}</span>', "null-model check"))
     return f'<div class="cards">{"".join(cards)}</div>' if cards else ""
+
+
+WALL_CLOCK_KEYS = ("time",)
+
+
+def _settings_line(ev: EvalResult) -> str:
+    """How the evaluation sampled and measured (from the result's ``meta``), so its numbers can be read."""
+    meta = ev.meta if isinstance(ev.meta, dict) else {}
+    sampling = meta.get("sampling") if isinstance(meta.get("sampling"), dict) else {}
+    parts = [f"{k.replace('_', ' ')} {sampling[k]}" for k in ("max_new_tokens", "temperature", "top_p", "seed",
+                                                              "batch_size") if k in sampling]
+    parts += [f"{k.replace('_', ' ')} {meta[k]}" for k in ("n_prompts", "length_unit") if k in meta]
+    if not parts:
+        return ""
+    return f'<p class="muted">settings: {H.esc(", ".join(str(x) for x in parts))}</p>'
+
+
+
+def _sig(value: float) -> str:
+    """Four significant digits, so that a learning rate of 5e-05 does not read as 0.000."""
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
 
 
 def _curves_section(run: RunContents, w: _Writer) -> str:
@@ -111,7 +134,9 @@ def _curves_section(run: RunContents, w: _Writer) -> str:
     rows = []
     for split, per in run.metrics.series.items():
         for metric, (steps, values) in per.items():
-            rows.append([metric, split, len(values), H.fmt(values[0]), H.fmt(values[-1]), steps[-1]])
+            if metric in WALL_CLOCK_KEYS:  # a Unix timestamp is no metric to read as a number
+                continue
+            rows.append([metric, split, len(values), _sig(values[0]), _sig(values[-1]), steps[-1]])
     return img + "<details><summary>Final values of every logged metric</summary>" + H.table(
         ["metric", "split", "points", "first", "last", "last step"], rows) + "</details>"
 
@@ -141,6 +166,7 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
             body.append(f'<h2 id="eval-{i}" style="border-top:1px dashed #e3e7ee">{H.esc(ev.name)} '
                         f'<span class="sub">({H.esc(ev.a_name)} vs {H.esc(ev.b_name)}{judge}; '
                         f"{H.esc(path.name)})</span></h2>")
+            body.append(_settings_line(ev))
             try:  # a hand-edited file may hold a string where a number belongs: list it, keep the report
                 gold_plot = ""
                 if len(ev.gold) > 1:
@@ -154,16 +180,16 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
     over_source = "evaluation results"
     if over is None and run.metrics is not None:
         over, over_source = overopt_from_metrics(run.metrics), "metrics.jsonl"
-    nav.append(("overoptimisation", "Over-optimisation"))
-    body.append('<h2 id="overoptimisation">Over-optimisation: gold vs proxy reward</h2>')
-    if over is None:
-        missing.append("no over-optimisation data (checkpoints with kl and gold reward, in eval/*.json or "
-                       f"metrics.jsonl keys {', '.join(GOLD_KEYS[:2])}): no over-optimisation plot")
-        body.append('<p class="muted">Not available for this run (see the list of missing parts above).</p>')
-    else:
+    if over is not None:
+        nav.append(("overoptimisation", "Over-optimisation"))
+        body.append('<h2 id="overoptimisation">Over-optimisation: gold vs proxy reward</h2>')
         body.append(w.figure(overoptimisation_plot(over), "overoptimisation", "gold and proxy reward vs KL"))
         if over_source == "metrics.jsonl":
             body.append(overopt_section(over, "Over-optimisation table (from metrics.jsonl)"))
+    else:  # most runs are not meant to produce it: a note, not a missing part
+        body.append('<p class="muted">No over-optimisation plot: it needs checkpoints scored with KL and gold reward '
+                    f"(in eval/*.json, or metrics.jsonl keys {H.esc(', '.join(GOLD_KEYS[:2]))}), which this run "
+                    "did not produce.</p>")
 
     if run.config_text is not None:
         nav.append(("config", "Config"))
