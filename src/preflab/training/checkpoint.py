@@ -8,6 +8,8 @@
     scheduler.json          learning-rate scheduler state
     rng-rank<R>.safetensors torch CPU (and CUDA) generator states of process R
     rng-rank<R>.json        Python and NumPy generator states of process R
+    schedule.safetensors    the data schedule's tensors, when it has any (an iterative round's samples and
+                            its reference log-probs)
     state.json              step, data-schedule position, counters; written last
 
 The directory is assembled under a temporary name and renamed into place, so a checkpoint either
@@ -124,8 +126,10 @@ def set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> No
 
 def save_checkpoint(root: Path, step: int, *, model_state: dict[str, torch.Tensor], optimizer: Any,
                     scheduler: Any, state: dict[str, Any], rank: int = 0, is_main: bool = True,
-                    barrier: Any = None, keep_last: int = 2) -> Path:
-    """Write checkpoint ``step`` atomically (every process calls this; ``barrier()`` syncs them)."""
+                    barrier: Any = None, keep_last: int = 2,
+                    schedule_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write checkpoint ``step`` atomically (every process calls this; ``barrier()`` syncs them).
+    ``schedule_tensors`` (the same on every process) go to ``schedule.safetensors``."""
     barrier = barrier or (lambda: None)
     final = step_dir(root, step)
     tmp = root / f".tmp-step-{step:08d}"
@@ -143,6 +147,8 @@ def save_checkpoint(root: Path, step: int, *, model_state: dict[str, torch.Tenso
         save_file(_contiguous(opt_tensors), str(tmp / "optimizer.safetensors"))
         _write_json(tmp / "optimizer.json", opt_plain)
         _write_json(tmp / "scheduler.json", scheduler.state_dict())
+        if schedule_tensors:
+            save_file(_contiguous(schedule_tensors), str(tmp / "schedule.safetensors"))
     barrier()
     if is_main:
         _write_json(tmp / "state.json", dict(state, step=step, format=FORMAT))
@@ -162,7 +168,8 @@ def read_state(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: Path, *, optimizer: Any, scheduler: Any, rank: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Restore optimizer, scheduler and this process's RNG; return (model tensors, state dict)."""
+    """Restore optimizer, scheduler and this process's RNG; return (model tensors, state dict). The schedule's
+    tensors, when the checkpoint has them, are ``state["schedule"]["tensors"]``."""
     state = read_state(path)
     for name in ("model.safetensors", "optimizer.safetensors", "optimizer.json", "scheduler.json"):
         if not (path / name).is_file():
@@ -170,6 +177,8 @@ def load_checkpoint(path: Path, *, optimizer: Any, scheduler: Any, rank: int = 0
     try:
         model_state = load_file(str(path / "model.safetensors"))
         opt_tensors = load_file(str(path / "optimizer.safetensors"))
+        if (path / "schedule.safetensors").is_file():
+            state.setdefault("schedule", {})["tensors"] = load_file(str(path / "schedule.safetensors"))
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise CheckpointError(f"damaged safetensors file ({exc})", file=str(path)) from None
     optimizer.load_state_dict(optimizer_from_files(opt_tensors, _read_json(path / "optimizer.json")))

@@ -25,12 +25,15 @@ def _slots(values: Tensor, batch: ExampleBatch) -> list[Tensor]:
 
 
 def pair_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None) -> PairInputs:
-    """Slot 0 = chosen, slot 1 = rejected; lengths are completion token counts."""
+    """Slot 0 = chosen, slot 1 = rejected; lengths are completion token counts; win rates (SPPO's P̂(y ≻ π_t))
+    when the schedule estimated them."""
     pc, pr = _slots(policy, batch)
     rc, rr = _slots(ref, batch) if ref is not None else (None, None)
     lc, lr = _slots(batch.sequences.completion_lengths, batch)
+    wc, wr = (batch.winrate[:, 0], batch.winrate[:, 1]) if batch.winrate is not None else (None, None)
     return PairInputs(policy_chosen=pc, policy_rejected=pr, ref_chosen=rc, ref_rejected=rr,
-                      chosen_len=lc, rejected_len=lr, prob=batch.prob, weight=batch.weight)
+                      chosen_len=lc, rejected_len=lr, prob=batch.prob, weight=batch.weight,
+                      chosen_winrate=wc, rejected_winrate=wr)
 
 
 def unpaired_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None) -> UnpairedInputs:
