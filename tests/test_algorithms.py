@@ -23,7 +23,7 @@ from preflab.training.setup import KIND_OF_INPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 LM_ALGORITHMS = {"dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo", "kto", "online_dpo", "iterative_dpo",
-                 "sppo"}
+                 "sppo", "inpo", "dno"}
 
 
 def test_every_objective_is_an_algorithms_loss_or_marked_objective_only():
@@ -105,12 +105,12 @@ def test_algorithms_json_is_the_table():
 
 def test_train_with_a_testbed_only_algorithm_is_a_one_line_error_exit_2(tmp_path, monkeypatch, capsys):
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("seed: 0\nalgorithm: inpo\n")
+    cfg.write_text("seed: 0\nalgorithm: maxmin\n")
     monkeypatch.setattr(sys, "argv", ["preflab", "train", str(cfg)])
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err == (f"error: {cfg}, line 2, field 'algorithm': algorithm 'inpo' (iterative data, previous_iterate "
+    assert err == (f"error: {cfg}, line 2, field 'algorithm': algorithm 'maxmin' (group_dual data, fixed "
                    "reference) has no language-model schedule yet; it runs on the exact testbed only "
-                   "(preflab testbed run -a inpo)\n")
+                   "(preflab testbed run -a maxmin)\n")

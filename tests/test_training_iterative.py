@@ -144,7 +144,8 @@ def _reference_spy(monkeypatch) -> list:
     original = loop.objective_loss
 
     def spy(spec, params, scorer, reference, batch):
-        seen.append((batch, reference.logprobs(batch).detach().clone()))
+        anchor = reference.anchor(batch)
+        seen.append((batch, reference.logprobs(batch).detach().clone(), anchor))
         return original(spec, params, scorer, reference, batch)
 
     monkeypatch.setattr(loop, "objective_loss", spy)
@@ -179,7 +180,7 @@ def test_the_reference_of_each_round_is_the_policy_at_the_end_of_the_previous_ro
     train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge(),
           callbacks=[_snapshot_at({2, 4}, model, snapshots)])
     assert len(seen) == 6
-    for step, (batch, ref) in enumerate(seen, start=1):
+    for step, (batch, ref, _) in enumerate(seen, start=1):
         pi_t = initial if step <= 2 else snapshots[2 * ((step - 1) // 2)]
         assert (ref - _score(pi_t, batch)).abs().max().item() <= 1e-6, step
     # the policy did move: round 3's reference is not π_0
@@ -188,6 +189,40 @@ def test_the_reference_of_each_round_is_the_policy_at_the_end_of_the_previous_ro
     assert [r["iterative/round"] for r in rows] == [1, 1, 2, 2, 3, 3]
     if not lora:  # each round's first step starts at π = π_t: the DPO loss is log 2 (no dropout in the policy)
         assert [rows[i]["loss"] for i in (0, 2, 4)] == pytest.approx([math.log(2)] * 3, abs=1e-5)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_inpo_regresses_towards_pi_ref_and_anchors_at_pi_t(tmp_path, monkeypatch, lora):
+    """INPO's h(y) = log π − ητ log π_ref − (1 − ητ) log π_t: ``ref_*`` stays π_0, ``anchor_*`` is π_t."""
+    seen = _reference_spy(monkeypatch)
+    extra = ["lora.enabled=true", "lora.r=4"] if lora else []
+    cfg = make_cfg(tmp_path, "algorithm=inpo", "iterative.rounds=2", "iterative.samples_per_prompt=3",
+                   "iterative.steps_per_round=2", "train.batch_size=2", "online.max_new_tokens=6",
+                   "online.temperature=1.0", "train.lr=1e-2", "train.save_final=false", *extra)
+    model, tok = tiny_model(**TINY)
+    initial = copy.deepcopy(model)
+    snapshots: dict = {}
+    train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge(),
+          callbacks=[_snapshot_at({2}, model, snapshots)])
+    assert len(seen) == 4
+    for step, (batch, ref, anchor) in enumerate(seen, start=1):
+        assert (ref - _score(initial, batch)).abs().max().item() <= 1e-6, step
+        assert (anchor - _score(initial if step <= 2 else snapshots[2], batch)).abs().max().item() <= 1e-6, step
+    assert (seen[-1][2] - seen[-1][1]).abs().max().item() > 1e-3  # round 2: π_t is not π_0
+
+
+def test_dno_gets_the_round_win_rates_as_its_targets(tmp_path, monkeypatch):
+    seen = _spy_objective(monkeypatch, "dno")
+    cfg = make_cfg(tmp_path, "algorithm=dno", "iterative.rounds=1", "iterative.samples_per_prompt=3",
+                   "train.batch_size=4", "online.max_new_tokens=8", "online.temperature=1.0", "train.lr=1e-3",
+                   "train.save_final=false")
+    model, tok = tiny_model(**TINY)
+    train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge(scale=2.0))
+    (inputs,) = seen
+    assert torch.equal(inputs.win_chosen, inputs.chosen_winrate) and torch.equal(inputs.win_rejected,
+                                                                                 inputs.rejected_winrate)
+    assert bool((inputs.win_chosen >= inputs.win_rejected).all())  # best against worst
+    assert torch.equal(inputs.anchor_chosen, inputs.ref_chosen)  # round 1: π_t = π_0
 
 
 def test_iterative_dpo_against_the_initial_policy_keeps_pi_0(tmp_path, monkeypatch):
@@ -200,14 +235,14 @@ def test_iterative_dpo_against_the_initial_policy_keeps_pi_0(tmp_path, monkeypat
     initial = copy.deepcopy(model)
     train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge())
     assert len(seen) == 4  # 4 pairs a round, 2 per step
-    for batch, ref in seen:
+    for batch, ref, _ in seen:
         assert (ref - _score(initial, batch)).abs().max().item() <= 1e-6
-    batch, _ = seen[-1]
+    batch, _, _ = seen[-1]
     assert (_score(model, batch) - _score(initial, batch)).abs().max().item() > 1e-3  # the policy moved
 
 
-def _resumable(out, *, callbacks=(), resume=False):
-    cfg = make_cfg(out, "algorithm=sppo", "iterative.rounds=3", "iterative.samples_per_prompt=3",
+def _resumable(out, *, algorithm="sppo", callbacks=(), resume=False):
+    cfg = make_cfg(out, f"algorithm={algorithm}", "iterative.rounds=3", "iterative.samples_per_prompt=3",
                    "iterative.steps_per_round=3", "train.batch_size=2", "online.max_new_tokens=6",
                    "online.temperature=1.0", "train.lr=3e-3", "train.save_every=2", "lora.enabled=true",
                    "lora.r=4", "lora.dropout=0.1", f"train.resume={str(resume).lower()}", "train.save_final=false")
@@ -216,11 +251,12 @@ def _resumable(out, *, callbacks=(), resume=False):
     return model, result
 
 
-def test_a_run_resumed_mid_round_equals_an_uninterrupted_one(tmp_path):
-    whole, _ = _resumable(tmp_path / "a")
+@pytest.mark.parametrize("algorithm", ["sppo", "inpo"])
+def test_a_run_resumed_mid_round_equals_an_uninterrupted_one(tmp_path, algorithm):
+    whole, _ = _resumable(tmp_path / "a", algorithm=algorithm)
     with pytest.raises(Killed):  # killed in round 2 (steps 4-6); the last checkpoint, step 4, is mid-round
-        _resumable(tmp_path / "b", callbacks=[kill_at(5)])
-    resumed, result = _resumable(tmp_path / "b", resume=True)
+        _resumable(tmp_path / "b", algorithm=algorithm, callbacks=[kill_at(5)])
+    resumed, result = _resumable(tmp_path / "b", algorithm=algorithm, resume=True)
     assert result.resumed_from == 4 and result.steps == 9
     assert max_abs_diff(state(whole), state(resumed)) <= 1e-6
     a = read_metrics(tmp_path / "a" / "metrics.jsonl", "train")

@@ -31,11 +31,13 @@ from ..models.policy import (
 )
 from ..objectives import ObjectiveSpec, get_objective
 from . import setup
-from .iterative import IterativeSchedule, PreviousIterateReference
+from .iterative import AnchoredReference, IterativeSchedule, PreviousIterateReference
 from .lm_algorithms import SAMPLED, lm_schedule, objective_params
 from .online import OnlineSchedule, prompts_of
 from .rundir import RunStart, start_run
 from .schedule import OfflineSchedule, Schedule, eval_batches
+
+BATCH_KIND = {"iterative_pair": "pair"}  # objective inputs built from batches of another kind
 
 
 @dataclass
@@ -188,8 +190,10 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     algo, spec, params = _objective(cfg)
     kind = lm_schedule(algo)  # the table's data schedule picks the trainer's schedule
     previous_iterate = kind == "iterative" and cfg.iterative.reference == "previous_iterate"
-    mode = "previous_iterate" if previous_iterate else setup.reference_mode(cfg.reference.mode, spec,
-                                                                           cfg.lora.enabled, kind)
+    # INPO and DNO take π_t as an anchor *and* π_ref: reference.mode says how π_ref is kept
+    anchored = previous_iterate and spec.inputs == "iterative_pair"
+    mode = ("previous_iterate" if previous_iterate and not anchored
+            else setup.reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, kind))
     if kind in SAMPLED and judge is None:
         from .judging import judge_from_config
 
@@ -229,7 +233,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     eval_bs = train.eval_batch_size or train.batch_size
 
     def batches(items: list[Any]) -> Iterator[ExampleBatch]:
-        return eval_batches(items, spec.inputs, eval_bs, layout=train.layout, pad_id=tok.pad_token_id,
+        return eval_batches(items, BATCH_KIND.get(spec.inputs, spec.inputs), eval_bs, layout=train.layout, pad_id=tok.pad_token_id,
                             world_size=acc.num_processes, rank=acc.process_index, with_kl=with_kl)
 
     round_reference = PreviousIterateReference() if previous_iterate else None
@@ -270,8 +274,12 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     bf16 = acc.mixed_precision == "bf16"
     casts = [FrozenCasts(policy)] if bf16 and mode != "frozen_copy" else []
     reference = round_reference or _reference(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
+    if anchored:
+        initial = _reference(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
+        reference = AnchoredReference(initial, round_reference)
     if bf16 and mode == "frozen_copy":
-        casts = [FrozenCasts(policy), FrozenCasts(reference.scorer.model)]
+        frozen = reference.initial if isinstance(reference, AnchoredReference) else reference
+        casts = [FrozenCasts(policy), FrozenCasts(frozen.scorer.model)]
     return Parts(
         accelerator=acc, spec=spec, params=params, policy=policy, tokenizer=tok, scorer=scorer,
         trainable=[p for p in scorer.parameters() if p.requires_grad], optimizer=optimizer,

@@ -31,7 +31,7 @@ from torch import Tensor
 from ..data.collate import ExampleBatch, collate_examples
 from ..data.tokenize import TokenizedExample, Tokenizer
 from ..errors import DataError
-from ..models.policy import CachedReference
+from ..models.policy import CachedReference, Reference
 from .rounds import RoundData, build_round
 from .schedule import Schedule, ShuffledStream
 
@@ -47,6 +47,25 @@ class PreviousIterateReference(CachedReference):
 
     def __init__(self) -> None:
         super().__init__(torch.empty(0, 2))
+
+
+class AnchoredReference(Reference):
+    """Two references at once, for the iterative objectives that take both (INPO's π_ref^{ητ} π_t^{1−ητ}; DNO):
+    ``logprobs`` = π_ref (the run's initial reference), ``anchor`` = π_t (the round's cache)."""
+
+    mode = "initial+previous_iterate"
+
+    def __init__(self, initial: Reference, previous: PreviousIterateReference):
+        self.initial, self.previous = initial, previous
+
+    def autocast(self) -> Any:
+        return self.initial.autocast()
+
+    def logprobs(self, batch: Any) -> Tensor | None:
+        return self.initial.logprobs(batch)
+
+    def anchor(self, batch: Any) -> Tensor:
+        return self.previous.logprobs(batch)
 
 
 class IterativeSchedule(Schedule):

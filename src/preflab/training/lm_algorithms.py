@@ -15,7 +15,8 @@ the run trains:
   ranking objective, unpaired labels for a pair objective) is an error naming the ``data`` field.
 * An iterative algorithm's length is ``iterative.rounds`` × its steps per round (``train.max_steps`` is an
   error), its reference is π_t unless ``iterative.reference: initial`` (only for an objective the table also
-  trains against a fixed reference, i.e. iterative DPO), and ``reference.mode`` then only says how π_0 is kept.
+  trains against a fixed reference, i.e. iterative DPO), and ``reference.mode`` then only says how π_0 is kept
+  (as it does for INPO and DNO, which take π_t as an anchor besides π_ref).
 
 Afterwards ``cfg.algorithm`` holds the algorithm and ``cfg.objective.name`` its objective.
 """
@@ -85,6 +86,9 @@ def check_iterative(algo: Algorithm, cfg: Any) -> None:
     """An iterative algorithm's run length, reference schedule and reference mode agree (module docstring)."""
     if LM_SCHEDULES.get(algo.data) != "iterative":
         return
+    from ..objectives import get_objective
+
+    anchored = get_objective(algo.objective).inputs == "iterative_pair"  # π_t as an anchor besides π_ref
     if cfg.train.max_steps is not None:
         raise ConfigError(f"algorithm '{algo.name}' trains iterative.rounds × iterative.steps_per_round steps; "
                           "unset train.max_steps (set iterative.steps_per_round instead)", field="train.max_steps")
@@ -97,7 +101,10 @@ def check_iterative(algo: Algorithm, cfg: Any) -> None:
             raise ConfigError("an iterative schedule samples new completions every round; their π_0 log-probs "
                               "cannot be cached in advance (use adapters_disabled or frozen_copy)",
                               field="reference.mode")
-    elif cfg.reference.mode != "auto":
+    elif cfg.reference.mode == "cached" and anchored:
+        raise ConfigError(f"algorithm '{algo.name}' samples new completions every round; their π_ref log-probs "
+                          "cannot be cached in advance (use adapters_disabled or frozen_copy)", field="reference.mode")
+    elif cfg.reference.mode != "auto" and not anchored:
         raise ConfigError(f"algorithm '{algo.name}' takes the previous iterate π_t as its reference, scored once "
                           "per round; reference.mode applies only to iterative.reference: initial (set it to auto)",
                           field="reference.mode")
