@@ -22,7 +22,8 @@ from preflab.training.lm_algorithms import LM_REFERENCES, LM_SCHEDULES
 from preflab.training.setup import KIND_OF_INPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
-LM_ALGORITHMS = {"dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo", "kto", "online_dpo"}
+LM_ALGORITHMS = {"dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo", "kto", "online_dpo", "iterative_dpo",
+                 "sppo", "inpo", "dno"}
 
 
 def test_every_objective_is_an_algorithms_loss_or_marked_objective_only():
@@ -83,8 +84,8 @@ def test_algorithms_command_lists_every_algorithm_and_where_it_runs(monkeypatch)
         row = next(line for line in out.splitlines() if line.split() and line.split()[0] == name)
         runs = row.split()[1:3]
         assert ("LM" in runs) == a.on_lm and ("TB" in runs) == a.on_testbed, row
-    assert re.search(r"^sppo\s+TB\s+=\s+iterative\s+previous", out, re.M)
-    assert re.search(r"^iterative_dpo\s+TB\s+dpo\s+iterative", out, re.M)
+    assert re.search(r"^sppo\s+LM TB\s+=\s+iterative\s+previous", out, re.M)
+    assert re.search(r"^iterative_dpo\s+LM TB\s+dpo\s+iterative", out, re.M)
     assert re.search(r"^online_dpo\s+LM TB\s+=\s+online pairs\s+fixed", out, re.M)
 
 
@@ -104,12 +105,12 @@ def test_algorithms_json_is_the_table():
 
 def test_train_with_a_testbed_only_algorithm_is_a_one_line_error_exit_2(tmp_path, monkeypatch, capsys):
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("seed: 0\nalgorithm: inpo\n")
+    cfg.write_text("seed: 0\nalgorithm: maxmin\n")
     monkeypatch.setattr(sys, "argv", ["preflab", "train", str(cfg)])
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err == (f"error: {cfg}, line 2, field 'algorithm': algorithm 'inpo' (iterative data, previous_iterate "
+    assert err == (f"error: {cfg}, line 2, field 'algorithm': algorithm 'maxmin' (group_dual data, fixed "
                    "reference) has no language-model schedule yet; it runs on the exact testbed only "
-                   "(preflab testbed run -a inpo)\n")
+                   "(preflab testbed run -a maxmin)\n")

@@ -40,12 +40,25 @@ def test_algorithm_dpo_trains_exactly_like_objective_name_dpo(tmp_path):
 
 
 @pytest.mark.parametrize(("yaml_text", "line", "message"), [
-    ("algorithm: sppo\n", 1,
-     "field 'algorithm': algorithm 'sppo' (iterative data, previous_iterate reference) has no language-model "
-     "schedule yet; it runs on the exact testbed only (preflab testbed run -a sppo)"),
-    ("objective:\n  name: sppo\n  params:\n    beta: 1.0\n", 2,  # used to train silently as offline DPO-like
-     "field 'objective.name': algorithm 'sppo' (iterative data, previous_iterate reference) has no "
+    ("algorithm: maxmin\n", 1,
+     "field 'algorithm': algorithm 'maxmin' (group_dual data, fixed reference) has no language-model "
+     "schedule yet; it runs on the exact testbed only (preflab testbed run -a maxmin)"),
+    ("objective:\n  name: maxmin\n  params:\n    beta: 1.0\n", 2,
+     "field 'objective.name': algorithm 'maxmin' (group_dual data, fixed reference) has no "
      "language-model schedule yet"),
+    ("algorithm: sppo\ndata:\n  path: prefs.jsonl\n", 3,
+     "field 'data.path': algorithm 'sppo' trains on rounds: sample from π_t, judge, then fit the round's loss, "
+     "not on an offline dataset; remove data.path"),
+    ("algorithm: iterative_dpo\ntrain:\n  max_steps: 10\n", 3,
+     "field 'train.max_steps': algorithm 'iterative_dpo' trains iterative.rounds × iterative.steps_per_round "
+     "steps; unset train.max_steps"),
+    ("algorithm: sppo\niterative:\n  reference: initial\n", 3,
+     "field 'iterative.reference': algorithm 'sppo': objective 'sppo' is defined against the previous iterate "
+     "π_t; iterative.reference: initial is for iterative_dpo"),
+    ("algorithm: sppo\nreference:\n  mode: cached\n", 3,
+     "field 'reference.mode': algorithm 'sppo' takes the previous iterate π_t as its reference"),
+    ("algorithm: iterative_dpo\niterative:\n  reference: initial\nreference:\n  mode: cached\n", 5,
+     "field 'reference.mode': an iterative schedule samples new completions every round"),
     ("algorithm: nash_mdd\n", 1, "field 'algorithm': unknown algorithm 'nash_mdd'; did you mean 'nash_md'?"),
     ("seed: 0\nalgorithm: online_dpo\ndata:\n  path: prefs.jsonl\n", 4,
      "field 'data.path': algorithm 'online_dpo' trains on pairs sampled from the current policy and judged at "

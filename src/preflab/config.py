@@ -41,6 +41,7 @@ from .data.config import DataConfig  # noqa: E402  (needs Section, defined above
 from .evaluation.config import EvalConfig  # noqa: E402  (needs Section, defined above)
 from .pipelines.config import QuickstartSection  # noqa: E402  (needs Section, defined above)
 from .training.config import (  # noqa: E402  (needs Section, defined above)
+    IterativeSection,
     LoraSection,
     ObjectiveConfig,
     OnlineSection,
@@ -63,6 +64,7 @@ class RunConfig(Section):
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA adapters (off = full fine-tuning).")
     reference: ReferenceSection = Field(default_factory=ReferenceSection, description="The reference policy π_ref.")
     online: OnlineSection = Field(default_factory=OnlineSection, description="Online schedule: sampling for online algorithms.")
+    iterative: IterativeSection = Field(default_factory=IterativeSection, description="Iterative schedule: rounds of sampling from π_t, judging and training.")
     quickstart: QuickstartSection = Field(default_factory=QuickstartSection, description="The end-to-end quickstart job.")
 
     @model_validator(mode="after")

@@ -65,6 +65,8 @@ class ExampleBatch:
     ``kind`` is ``"pair"`` (sequences: G chosen, then G rejected) or ``"unpaired"`` (G completions, then G
     mismatched KL completions when ``with_kl``). ``index`` is each example's row in its dataset, so that
     sequence ``k·G + g`` is completion slot k of row ``index[g]`` (what cached reference log-probs key on).
+    ``winrate`` (G, K), when a schedule estimated them: each completion's win rate P̂(y ≻ π_t | x) against
+    the policy's own samples (SPPO, DNO).
     """
 
     kind: str
@@ -76,6 +78,7 @@ class ExampleBatch:
     label: Tensor | None = None
     with_kl: bool = False
     meta: dict = field(default_factory=dict)
+    winrate: Tensor | None = None
 
     def to(self, device: torch.device | str) -> ExampleBatch:
         moved = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}

@@ -110,6 +110,10 @@ class Reference:
     def logprobs(self, batch: Any) -> Tensor | None:
         return None
 
+    def anchor(self, batch: Any) -> Tensor | None:
+        """log π_t of the previous iterate, for objectives that use both π_ref and π_t (INPO, DNO); else None."""
+        return None
+
     def autocast(self) -> Any:
         return nullcontext()
 

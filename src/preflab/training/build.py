@@ -31,10 +31,13 @@ from ..models.policy import (
 )
 from ..objectives import ObjectiveSpec, get_objective
 from . import setup
-from .lm_algorithms import lm_schedule, objective_params
+from .iterative import AnchoredReference, IterativeSchedule, PreviousIterateReference
+from .lm_algorithms import SAMPLED, lm_schedule, objective_params
 from .online import OnlineSchedule, prompts_of
 from .rundir import RunStart, start_run
 from .schedule import OfflineSchedule, Schedule, eval_batches
+
+BATCH_KIND = {"iterative_pair": "pair"}  # objective inputs built from batches of another kind
 
 
 @dataclass
@@ -143,17 +146,37 @@ def _cached_reference(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.
     source = _initial_policy(cfg, acc, scorer, policy)
     rows = max(ex.index for ex in everything) + 1
     table = build_reference_table(source, (b.to(acc.device) for part in passes for b in batches(part)), rows)
-    filled = (~torch.isnan(table)).double()
-    if acc.num_processes > 1:  # each process scored its share of the rows
-        table = acc.reduce(torch.nan_to_num(table.double()).to(acc.device), "sum").cpu()
-        filled = acc.reduce(filled.to(acc.device), "sum").cpu()
-    table = torch.where(filled > 0, table.double() / filled.clamp_min(1), torch.nan).float()
+    table = _merge_tables(acc, table)
     if acc.is_main_process:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         save_file({"table": table}, str(tmp), metadata={"fingerprint": fingerprint})
         tmp.replace(path)
     return CachedReference(table)
+
+
+def _merge_tables(acc: Any, table: torch.Tensor) -> torch.Tensor:
+    """Each process scored its share of the rows (NaN elsewhere): every process gets the whole table."""
+    filled = (~torch.isnan(table)).double()
+    if acc.num_processes > 1:
+        table = acc.reduce(torch.nan_to_num(table.double()).to(acc.device), "sum").cpu()
+        filled = acc.reduce(filled.to(acc.device), "sum").cpu()
+    return torch.where(filled > 0, table.double() / filled.clamp_min(1), torch.nan).float()
+
+
+def _policy_now(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Module,
+                batches: Callable[[list[Any]], Iterator[ExampleBatch]]) -> Callable[[list[Any]], torch.Tensor]:
+    """Scores a round's pairs with the policy as it is now (eval mode, adapters on, no grad): the round's
+    previous-iterate reference π_t, exact because π_t does not change during the round."""
+    training_graph = is_compiled(policy) and not has_active_dropout(policy)
+    source = FrozenCopyReference(policy, scorer.chunked_head, cfg.train.logprob_chunk_size, acc.autocast,
+                                 copy=False, training_graph=training_graph)
+
+    def score(examples: list[Any]) -> torch.Tensor:
+        table = build_reference_table(source, (b.to(acc.device) for b in batches(examples)), len(examples))
+        return _merge_tables(acc, table)
+
+    return score
 
 
 def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_records: Any = None,
@@ -166,8 +189,12 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     train = cfg.train
     algo, spec, params = _objective(cfg)
     kind = lm_schedule(algo)  # the table's data schedule picks the trainer's schedule
-    mode = setup.reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, kind)
-    if kind == "online" and judge is None:
+    previous_iterate = kind == "iterative" and cfg.iterative.reference == "previous_iterate"
+    # INPO and DNO take π_t as an anchor *and* π_ref: reference.mode says how π_ref is kept
+    anchored = previous_iterate and spec.inputs == "iterative_pair"
+    mode = ("previous_iterate" if previous_iterate and not anchored
+            else setup.reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, kind))
+    if kind in SAMPLED and judge is None:
         from .judging import judge_from_config
 
         judge, task_prompts = judge_from_config(cfg)
@@ -175,7 +202,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
             records = task_prompts
     records, eval_records = setup.load_records(cfg, spec, records, eval_records, kind)
     # before the model changes (LoRA) and before anything is written to output_dir
-    start = start_run(cfg, records, eval_records, model, judge if kind == "online" else None,
+    start = start_run(cfg, records, eval_records, model, judge if kind in SAMPLED else None,
                       is_main=acc.is_main_process, barrier=acc.wait_for_everyone, log=acc.print)
     policy, tok = setup.load_policy(cfg, model, tokenizer)
     if train.compile:  # before any forward: the cached reference must be scored by the same kernels
@@ -189,7 +216,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     tk = Tokenizer(tok, TokenizeOptions(train.max_length, train.max_prompt_length, train.truncation,
                                         train.chat_template))
     with_kl = spec.inputs == "unpaired"  # KTO's reference point z needs mismatched (x, y') partners
-    examples, stats = ([], None) if kind == "online" else tokenize_records(records, tk)
+    examples, stats = ([], None) if kind in SAMPLED else tokenize_records(records, tk)
     eval_examples: list[Any] = []
     if eval_records:
         eval_examples, eval_stats = tokenize_records(eval_records, tk)
@@ -206,19 +233,32 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     eval_bs = train.eval_batch_size or train.batch_size
 
     def batches(items: list[Any]) -> Iterator[ExampleBatch]:
-        return eval_batches(items, spec.inputs, eval_bs, layout=train.layout, pad_id=tok.pad_token_id,
+        return eval_batches(items, BATCH_KIND.get(spec.inputs, spec.inputs), eval_bs, layout=train.layout, pad_id=tok.pad_token_id,
                             world_size=acc.num_processes, rank=acc.process_index, with_kl=with_kl)
 
+    round_reference = PreviousIterateReference() if previous_iterate else None
     if kind == "online":
         schedule: Schedule = OnlineSchedule(
             prompts_of(records), _sampler(cfg, acc, scorer, tok), judge, tk, train.batch_size, seed=cfg.seed,
             layout=train.layout, world_size=acc.num_processes, rank=acc.process_index,
             soft_labels=cfg.online.soft_labels)
+    elif kind == "iterative":
+        it = cfg.iterative
+        schedule = IterativeSchedule(
+            prompts_of(records), _sampler(cfg, acc, scorer, tok), judge, tk, train.batch_size, rounds=it.rounds,
+            samples_per_prompt=it.samples_per_prompt, grad_accum=train.grad_accum,
+            prompts_per_round=it.prompts_per_round, steps_per_round=it.steps_per_round, pairs=it.pairs,
+            soft_labels=cfg.online.soft_labels, reference=round_reference,
+            score_fn=_policy_now(cfg, acc, base_scorer, policy, batches) if previous_iterate else None,
+            seed=cfg.seed, layout=train.layout, world_size=acc.num_processes, rank=acc.process_index)
     else:
         schedule = OfflineSchedule(examples, spec.inputs, train.batch_size, seed=cfg.seed, layout=train.layout,
                                    pad_id=tok.pad_token_id, world_size=acc.num_processes,
                                    rank=acc.process_index, with_kl=with_kl)
-    total = train.max_steps or schedule.steps_for_epochs(train.epochs, train.grad_accum)
+    if isinstance(schedule, IterativeSchedule):
+        total = schedule.total_steps
+    else:
+        total = train.max_steps or schedule.steps_for_epochs(train.epochs, train.grad_accum)
     if total is None:
         raise ConfigError("an online schedule has no epochs: set train.max_steps", field="train.max_steps")
     passes = [p for p in (examples, eval_examples) if p]
@@ -233,9 +273,13 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     # a frozen copy is deep-copied from the policy first, so the policy's casts come after it.
     bf16 = acc.mixed_precision == "bf16"
     casts = [FrozenCasts(policy)] if bf16 and mode != "frozen_copy" else []
-    reference = _reference(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
+    reference = round_reference or _reference(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
+    if anchored:
+        initial = _reference(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
+        reference = AnchoredReference(initial, round_reference)
     if bf16 and mode == "frozen_copy":
-        casts = [FrozenCasts(policy), FrozenCasts(reference.scorer.model)]
+        frozen = reference.initial if isinstance(reference, AnchoredReference) else reference
+        casts = [FrozenCasts(policy), FrozenCasts(frozen.scorer.model)]
     return Parts(
         accelerator=acc, spec=spec, params=params, policy=policy, tokenizer=tok, scorer=scorer,
         trainable=[p for p in scorer.parameters() if p.requires_grad], optimizer=optimizer,
@@ -244,19 +288,20 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         has_eval=bool(eval_examples), tokenize_stats=stats, casts=casts, start=start)
 
 
-def _sampler(cfg: Any, acc: Any, scorer: Any, tok: Any) -> Callable[[list[Any], int], list[list[Any]]]:
-    """Two completions per prompt from the current policy (eval mode, no grad) for the online schedule."""
+def _sampler(cfg: Any, acc: Any, scorer: Any, tok: Any) -> Callable[..., list[list[Any]]]:
+    """``n`` (default two) completions per prompt from the current policy (eval mode, no grad) for the online
+    and iterative schedules."""
     from ..generation.sampler import SamplingParams, sample
 
     online = cfg.online
 
-    def draw(prompts: list[Any], seed: int) -> list[list[Any]]:
+    def draw(prompts: list[Any], seed: int, n: int = 2) -> list[list[Any]]:
         model = acc.unwrap_model(scorer).model
         was_training = model.training
         model.eval()
         try:
             params = SamplingParams(max_new_tokens=online.max_new_tokens, temperature=online.temperature,
-                                    top_p=online.top_p, seed=seed, n=2, bf16=acc.mixed_precision == "bf16")
+                                    top_p=online.top_p, seed=seed, n=n, bf16=acc.mixed_precision == "bf16")
             return sample(model, tok, prompts, params)
         finally:
             model.train(was_training)

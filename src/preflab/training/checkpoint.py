@@ -8,6 +8,8 @@
     scheduler.json          learning-rate scheduler state
     rng-rank<R>.safetensors torch CPU (and CUDA) generator states of process R
     rng-rank<R>.json        Python and NumPy generator states of process R
+    schedule.safetensors    the data schedule's tensors, when it has any (an iterative round's samples and
+                            its reference log-probs)
     state.json              step, data-schedule position, counters, and the sha256 of every other file
                             (``files``) and of itself (``checksum``); written last
 
@@ -175,8 +177,10 @@ def set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> No
 
 def save_checkpoint(root: Path, step: int, *, model_state: dict[str, torch.Tensor], optimizer: Any,
                     scheduler: Any, state: dict[str, Any], rank: int = 0, is_main: bool = True,
-                    barrier: Any = None, keep_last: int = 2) -> Path:
-    """Write checkpoint ``step`` atomically (every process calls this; ``barrier()`` syncs them)."""
+                    barrier: Any = None, keep_last: int = 2,
+                    schedule_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write checkpoint ``step`` atomically (every process calls this; ``barrier()`` syncs them).
+    ``schedule_tensors`` (the same on every process) go to ``schedule.safetensors``."""
     barrier = barrier or (lambda: None)
     final = step_dir(root, step)
     tmp = root / f".tmp-step-{step:08d}"
@@ -198,6 +202,8 @@ def save_checkpoint(root: Path, step: int, *, model_state: dict[str, torch.Tenso
             _save_tensors(tmp / "optimizer.safetensors", opt_tensors)
             _write_json(tmp / "optimizer.json", opt_plain)
             _write_json(tmp / "scheduler.json", scheduler.state_dict())
+            if schedule_tensors:
+                _save_tensors(tmp / "schedule.safetensors", schedule_tensors)
         barrier()
         if is_main:
             _seal_and_publish(tmp, final, dict(state, step=step, format=FORMAT))
@@ -312,6 +318,8 @@ def load_checkpoint(path: Path, *, optimizer: Any, scheduler: Any, rank: int = 0
     state = read_state(path)
     model_state = _load_tensors(path / "model.safetensors")
     opt_tensors = _load_tensors(path / "optimizer.safetensors")
+    if (path / "schedule.safetensors").is_file():
+        state.setdefault("schedule", {})["tensors"] = _load_tensors(path / "schedule.safetensors")
     optimizer.load_state_dict(optimizer_from_files(opt_tensors, _read_json(path / "optimizer.json")))
     scheduler.load_state_dict(_read_json(path / "scheduler.json"))
     rng_file = path / f"rng-rank{rank}.safetensors"

@@ -140,3 +140,16 @@ class OnlineSection(Section):
         from ..feedback.judges import judge_name
 
         return judge_name(name)
+
+
+class IterativeSection(Section):
+    """Iterative schedules (iterative DPO, SPPO): rounds of sample K per prompt from π_t → judge → train.
+
+    Sampling (max_new_tokens, temperature, top_p), the judge and the prompts come from ``online:``."""
+
+    rounds: int = Field(3, ge=1, description="Rounds; round t samples from and (by default) is regularised towards π_t.")
+    samples_per_prompt: int = Field(4, ge=2, description="Completions K sampled per prompt and round; every pair of them is judged.")
+    prompts_per_round: int | None = Field(None, ge=1, description="Prompts of each round, taken in turn from the shuffled prompts; null = all of them.")
+    steps_per_round: int | None = Field(None, ge=1, description="Optimizer steps per round; null = one pass over the round's pairs.")
+    pairs: Literal["best_worst", "all"] = Field("best_worst", description="Pairs per prompt: highest vs lowest estimated win rate, or every pair of distinct samples.")
+    reference: Literal["previous_iterate", "initial"] = Field("previous_iterate", description="π_t of the round (the table's schedule) or the initial policy π_0 (iterative DPO only).")

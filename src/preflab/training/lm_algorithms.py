@@ -1,8 +1,8 @@
 """The language-model trainer's side of the algorithm table (:mod:`preflab.algorithms`).
 
-The trainer implements the table's data schedules in :data:`LM_SCHEDULES` (a fixed dataset, or pairs sampled
-and judged at every step) with the reference schedules in :data:`LM_REFERENCES` (the initial policy, or
-none). :func:`resolve_algorithm` runs when a run config is validated and decides, from the table alone, what
+The trainer implements the table's data schedules in :data:`LM_SCHEDULES` (a fixed dataset, pairs sampled
+and judged at every step, or rounds of sampling from π_t, judging and training) with the reference schedules
+in :data:`LM_REFERENCES` (the initial policy, the previous round's policy π_t, or none). :func:`resolve_algorithm` runs when a run config is validated and decides, from the table alone, what
 the run trains:
 
 * ``algorithm: NAME`` names a row of the table; ``objective.params`` override its parameters.
@@ -13,6 +13,10 @@ the run trains:
   :class:`~preflab.errors.ConfigError` naming the config field — never a silent downgrade to offline DPO.
 * A data source the algorithm cannot train on (an offline dataset for an online algorithm, pairs for a
   ranking objective, unpaired labels for a pair objective) is an error naming the ``data`` field.
+* An iterative algorithm's length is ``iterative.rounds`` × its steps per round (``train.max_steps`` is an
+  error), its reference is π_t unless ``iterative.reference: initial`` (only for an objective the table also
+  trains against a fixed reference, i.e. iterative DPO), and ``reference.mode`` then only says how π_0 is kept
+  (as it does for INPO and DNO, which take π_t as an anchor besides π_ref).
 
 Afterwards ``cfg.algorithm`` holds the algorithm and ``cfg.objective.name`` its objective.
 """
@@ -25,15 +29,17 @@ from .. import algorithms as table
 from ..algorithms import ALGORITHMS, Algorithm, get_algorithm
 from ..errors import ConfigError
 
-__all__ = ["LM_REFERENCES", "LM_SCHEDULES", "check_data", "lm_schedule", "objective_params", "resolve_algorithm"]
+__all__ = ["LM_REFERENCES", "LM_SCHEDULES", "SAMPLED", "check_data", "check_iterative", "lm_schedule", "objective_params", "resolve_algorithm"]
 
 # The table's data schedules the LM trainer implements, and which of its schedules runs each.
 LM_SCHEDULES: dict[str, str] = {
     table.OFFLINE_PAIRS: "offline",
     table.OFFLINE_UNPAIRED: "offline",
     table.ONLINE_PAIRS: "online",
+    table.ITERATIVE: "iterative",
 }
-LM_REFERENCES: tuple[str, ...] = (table.FIXED, table.NONE)
+LM_REFERENCES: tuple[str, ...] = (table.FIXED, table.PREVIOUS_ITERATE, table.NONE)
+SAMPLED = ("online", "iterative")  # the trainer's schedules whose data the policy samples during training
 
 # Record kinds (preflab.data) each offline data schedule can train on, after conversion
 # (rankings → pairs by data.rule → unpaired).
@@ -47,7 +53,8 @@ _FORMAT_KIND = {"preference": "pairs", "implicit_preference": "pairs", "unpaired
 
 
 def lm_schedule(algo: Algorithm, field: str = "algorithm") -> str:
-    """``"offline"`` or ``"online"``: the trainer's schedule for ``algo``; a ConfigError when it has none."""
+    """``"offline"``, ``"online"`` or ``"iterative"``: the trainer's schedule for ``algo``; a ConfigError when
+    it has none."""
     if not algo.on_lm:
         where = (f"it runs on the exact testbed only (preflab testbed run -a {algo.name})" if algo.on_testbed
                  else "it has no schedule yet")
@@ -73,6 +80,34 @@ def check_data(algo: Algorithm, data: Any) -> None:
     if data.kind is None and data.format is not None and _FORMAT_KIND[data.format] not in accepted:
         raise ConfigError(f"algorithm '{algo.name}' trains on {_kinds(accepted)}; format '{data.format}' holds "
                           f"{_FORMAT_KIND[data.format]}", field="data.format")
+
+
+def check_iterative(algo: Algorithm, cfg: Any) -> None:
+    """An iterative algorithm's run length, reference schedule and reference mode agree (module docstring)."""
+    if LM_SCHEDULES.get(algo.data) != "iterative":
+        return
+    from ..objectives import get_objective
+
+    anchored = get_objective(algo.objective).inputs == "iterative_pair"  # π_t as an anchor besides π_ref
+    if cfg.train.max_steps is not None:
+        raise ConfigError(f"algorithm '{algo.name}' trains iterative.rounds × iterative.steps_per_round steps; "
+                          "unset train.max_steps (set iterative.steps_per_round instead)", field="train.max_steps")
+    if cfg.iterative.reference == "initial":
+        if not any(a.objective == algo.objective and a.reference == table.FIXED for a in ALGORITHMS.values()):
+            raise ConfigError(f"algorithm '{algo.name}': objective '{algo.objective}' is defined against the "
+                              "previous iterate π_t; iterative.reference: initial is for iterative_dpo",
+                              field="iterative.reference")
+        if cfg.reference.mode == "cached":
+            raise ConfigError("an iterative schedule samples new completions every round; their π_0 log-probs "
+                              "cannot be cached in advance (use adapters_disabled or frozen_copy)",
+                              field="reference.mode")
+    elif cfg.reference.mode == "cached" and anchored:
+        raise ConfigError(f"algorithm '{algo.name}' samples new completions every round; their π_ref log-probs "
+                          "cannot be cached in advance (use adapters_disabled or frozen_copy)", field="reference.mode")
+    elif cfg.reference.mode != "auto" and not anchored:
+        raise ConfigError(f"algorithm '{algo.name}' takes the previous iterate π_t as its reference, scored once "
+                          "per round; reference.mode applies only to iterative.reference: initial (set it to auto)",
+                          field="reference.mode")
 
 
 def _kinds(kinds: tuple[str, ...]) -> str:
@@ -106,6 +141,7 @@ def resolve_algorithm(cfg: Any) -> Algorithm:
         algo, field = ALGORITHMS["dpo"], "algorithm"
     lm_schedule(algo, field)
     check_data(algo, cfg.data)
+    check_iterative(algo, cfg)
     objective_params(algo, cfg.objective.params)
     # Plain attribute writes: assignment would re-run this validation (validate_assignment).
     cfg.__dict__["algorithm"] = algo.name

@@ -178,13 +178,15 @@ class _Loop:
 
         if self.log is not None:
             self.log.sync()  # the rows up to this checkpoint are as durable as the checkpoint itself
-        state = {"objective": self.cfg.objective.name, "schedule": self.p.schedule.state_dict(),
+        schedule = self.p.schedule.state_dict()
+        tensors = schedule.pop("tensors", None)  # an iterative round's samples and reference log-probs
+        state = {"objective": self.cfg.objective.name, "schedule": schedule,
                  "tokens": self.tokens, "world_size": self.acc.num_processes}
         self.last_ckpt = ckpt.save_checkpoint(
             self.ckpt_root, self.step, model_state=trainable_state_dict(self.p.policy),
             optimizer=self.p.optimizer.optimizer, scheduler=self.p.lr_scheduler, state=state,
             rank=self.acc.process_index, is_main=self.acc.is_main_process, barrier=self.acc.wait_for_everyone,
-            keep_last=self.cfg.train.keep_last)
+            keep_last=self.cfg.train.keep_last, schedule_tensors=tensors)
 
     def _stop(self, what: str, value: float, micro: int | None = None) -> None:
         where = f"step {self.step}" + (f", micro-batch {micro + 1}/{self.cfg.train.grad_accum}" if micro is not None else "")

@@ -9,8 +9,9 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..objectives import ObjectiveSpec
+from .lm_algorithms import SAMPLED
 
-KIND_OF_INPUTS = {"pair": "pairs", "unpaired": "unpaired"}
+KIND_OF_INPUTS = {"pair": "pairs", "unpaired": "unpaired", "iterative_pair": "pairs"}
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -55,8 +56,8 @@ def reference_mode(setting: str, spec: ObjectiveSpec, lora: bool, schedule: str)
     if mode == "adapters_disabled" and not lora:
         raise ConfigError("adapters_disabled needs lora.enabled: true (full fine-tuning has no adapters)",
                           field="reference.mode")
-    if mode == "cached" and schedule == "online":
-        raise ConfigError("an online schedule samples new completions every step; their reference log-probs "
+    if mode == "cached" and schedule in SAMPLED:
+        raise ConfigError(f"an {schedule} schedule samples new completions as it trains; their reference log-probs "
                           "cannot be cached in advance (use adapters_disabled or frozen_copy)", field="reference.mode")
     return mode
 
@@ -105,7 +106,7 @@ def load_records(cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_record
             eval_records = eval_res.records
     records = list(getattr(records, "records", records))
     eval_records = list(getattr(eval_records, "records", eval_records)) if eval_records is not None else None
-    check_weights(records, "training data", cfg.data.path, all_zero=schedule != "online")
+    check_weights(records, "training data", cfg.data.path, all_zero=schedule not in SAMPLED)
     if eval_records is not None:
         check_weights(eval_records, "eval data", cfg.data.eval_path or cfg.data.path, all_zero=False)
     target = KIND_OF_INPUTS[spec.inputs]
@@ -116,7 +117,7 @@ def load_records(cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_record
         except TypeError as exc:  # not a preference record at all
             raise DataError(f"{what}: {exc}; objective '{spec.name}' trains on {target}") from None
 
-    if schedule != "online":  # online training data are only prompts
+    if schedule not in SAMPLED:  # online and iterative training data are only prompts
         records = as_target(records, "training data")
     if eval_records is not None:
         eval_records = as_target(eval_records, "eval data")

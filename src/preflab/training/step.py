@@ -17,6 +17,7 @@ from torch import Tensor
 from ..data.collate import ExampleBatch
 from ..models.policy import Reference
 from ..objectives import ObjectiveSpec, PairInputs, UnpairedInputs
+from ..objectives.game_inputs import IterativePairInputs
 
 
 def _slots(values: Tensor, batch: ExampleBatch) -> list[Tensor]:
@@ -24,16 +25,20 @@ def _slots(values: Tensor, batch: ExampleBatch) -> list[Tensor]:
     return [values[k * g:(k + 1) * g] for k in range(batch.sequences.num_sequences // g)]
 
 
-def pair_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None) -> PairInputs:
-    """Slot 0 = chosen, slot 1 = rejected; lengths are completion token counts."""
+def pair_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: Tensor | None = None) -> PairInputs:
+    """Slot 0 = chosen, slot 1 = rejected; lengths are completion token counts; win rates (SPPO's P̂(y ≻ π_t))
+    when the schedule estimated them."""
     pc, pr = _slots(policy, batch)
     rc, rr = _slots(ref, batch) if ref is not None else (None, None)
     lc, lr = _slots(batch.sequences.completion_lengths, batch)
+    wc, wr = (batch.winrate[:, 0], batch.winrate[:, 1]) if batch.winrate is not None else (None, None)
     return PairInputs(policy_chosen=pc, policy_rejected=pr, ref_chosen=rc, ref_rejected=rr,
-                      chosen_len=lc, rejected_len=lr, prob=batch.prob, weight=batch.weight)
+                      chosen_len=lc, rejected_len=lr, prob=batch.prob, weight=batch.weight,
+                      chosen_winrate=wc, rejected_winrate=wr)
 
 
-def unpaired_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None) -> UnpairedInputs:
+def unpaired_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None,
+                    anchor: Tensor | None = None) -> UnpairedInputs:
     """Slot 0 = the completion; slot 1 (when present) = the mismatched completion for KTO's KL estimate."""
     pol = _slots(policy, batch)
     refs = _slots(ref, batch) if ref is not None else [torch.zeros_like(p) for p in pol]
@@ -43,9 +48,20 @@ def unpaired_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None) -> 
                           policy_kl=pol[1] if kl else None, ref_kl=refs[1] if kl else None, weight=batch.weight)
 
 
-INPUT_BUILDERS: dict[str, Callable[[ExampleBatch, Tensor, Tensor | None], Any]] = {
+def iterative_pair_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None,
+                          anchor: Tensor | None = None) -> IterativePairInputs:
+    """Pairs plus the previous iterate's log-probs (``anchor_*`` = log π_t) and the win rates P̂(y ≻ π_t)
+    (``win_*``, DNO's r_t) for INPO and DNO; ``ref_*`` = log π_ref."""
+    base = pair_inputs(batch, policy, ref)
+    ac, ar = _slots(anchor, batch) if anchor is not None else (None, None)
+    return IterativePairInputs(**vars(base), anchor_chosen=ac, anchor_rejected=ar,
+                               win_chosen=base.chosen_winrate, win_rejected=base.rejected_winrate)
+
+
+INPUT_BUILDERS: dict[str, Callable[..., Any]] = {  # (batch, policy, ref, anchor) -> the objective's inputs
     "pair": pair_inputs,
     "unpaired": unpaired_inputs,
+    "iterative_pair": iterative_pair_inputs,
 }
 
 
@@ -57,7 +73,7 @@ def objective_loss(spec: ObjectiveSpec, params: Any, scorer: Callable[[Any], Ten
                          f"{', '.join(INPUT_BUILDERS)}")
     policy = scorer(batch.sequences).float()
     ref = reference.logprobs(batch) if spec.needs_ref else None
-    inputs = INPUT_BUILDERS[spec.inputs](batch, policy, ref)
+    inputs = INPUT_BUILDERS[spec.inputs](batch, policy, ref, reference.anchor(batch))
     return spec.fn(inputs, params)
 
 
