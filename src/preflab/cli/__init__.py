@@ -22,7 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ["models", "config", "data", "evaluate", "sample", "annotate", "train", "testbed", "quickstart"]
+_COMMAND_MODULES = ["models", "config", "data", "evaluate", "sample", "annotate", "train", "testbed", "quickstart",
+                    "recipes"]
 
 
 def _version(value: bool) -> None:
