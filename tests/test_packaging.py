@@ -28,7 +28,8 @@ def test_recipes_command_lists_every_recipe():
 def test_recipes_command_prints_and_copies_without_overwriting(tmp_path):
     runner = CliRunner()
     shown = runner.invoke(app, ["recipes", "dpo"])
-    assert shown.exit_code == 0 and shown.stdout == (ROOT / "recipes" / "dpo.yaml").read_text(encoding="utf-8")
+    assert shown.exit_code == 0
+    assert shown.stdout == (ROOT / "recipes" / "dpo.yaml").read_text(encoding="utf-8")
     copied = runner.invoke(app, ["recipes", "dpo", "kto", "--out", str(tmp_path)])
     assert copied.exit_code == 0, copied.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dpo.yaml", "kto.yaml"]
@@ -42,11 +43,13 @@ def test_unknown_recipe_names_the_closest():
 
 
 def test_build_step_puts_recipes_and_py_typed_into_the_package(tmp_path):
-    """setup.py's build_py copies recipes/ to preflab/recipes/ (what the wheel carries); py.typed is package data."""
+    """setup.py's build_py copies recipes/ into preflab/recipes/ (what the wheel carries); py.typed is package
+    data."""
     for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
         shutil.copy(ROOT / name, tmp_path / name)
     for name in ("src", "recipes"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(ROOT / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path / "lib"
     subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(out)], cwd=tmp_path,
                    check=True, capture_output=True)

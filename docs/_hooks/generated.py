@@ -1,9 +1,9 @@
 """mkdocs hook: reference pages written from the code at build time, so they cannot drift from it.
 
 A page holding ``<!-- generated: objectives -->`` gets every registered objective (name, inputs, reference,
-the LM schedule, the docstring with paper and formula, the parameter dataclass); ``<!-- generated: config -->``
-gets every config section's fields (type, default, one-line description); ``<!-- generated: testbed-algorithms -->``
-the testbed's algorithm table. The code is imported from this
+the LM schedule, the docstring with paper and formula, the parameter dataclass);
+``<!-- generated: config -->`` every config section's fields (type, default, one-line description);
+``<!-- generated: testbed-algorithms -->`` the testbed's algorithm table. The code is imported from this
 checkout's ``src/`` (first on ``sys.path``), whatever else is installed.
 """
 
@@ -64,11 +64,13 @@ def objectives() -> str:
     for spec in specs:
         params = ", ".join(f"`{f.name}={f.default!r}`" for f in dataclasses.fields(spec.params)) or "none"
         ref = "needed" if spec.needs_ref else "none"
-        out.append(f"| [`{spec.name}`](#{spec.name}) | `{spec.inputs}` | {ref} | {lm_schedule(spec)} | {params} |")
+        out.append(f"| [`{spec.name}`](#{spec.name}) | `{spec.inputs}` | {ref} | {lm_schedule(spec)} "
+                   f"| {params} |")
     for spec in specs:
         out += ["", f"## {spec.name} {{#{spec.name}}}", "",
                 f"Inputs: `{spec.inputs}` · reference policy: {'needed' if spec.needs_ref else 'none'} · "
-                f"language-model trainer: {lm_schedule(spec)} · function `{spec.fn.__module__}.{spec.fn.__name__}`",
+                f"language-model trainer: {lm_schedule(spec)} · "
+                f"function `{spec.fn.__module__}.{spec.fn.__name__}`",
                 "", "```text", _plain(inspect.cleandoc(spec.doc)), "```", "",
                 f"Parameters: `{spec.params.__name__}`", "", "| field | type | default |", "|---|---|---|"]
         for f in dataclasses.fields(spec.params):
@@ -140,11 +142,12 @@ def testbed_algorithms() -> str:
     _use_checkout()
     from preflab.testbeds.algorithms import ALGORITHMS
 
-    out = ["| name | objective | schedule | defaults | converges to (the paper's claim) |", "|---|---|---|---|---|"]
+    out = ["| name | objective | schedule | defaults | converges to (the paper's claim) |",
+           "|---|---|---|---|---|"]
     for name, algo in ALGORITHMS.items():
         defaults = ", ".join(f"`{k}={v!r}`" for k, v in algo.defaults.items())
-        out.append(f"| `{name}` | [`{algo.objective}`](objectives.md#{algo.objective}) | `{algo.schedule.__name__}` | "
-                   f"{defaults} | {_cell(algo.claim)} |")
+        out.append(f"| `{name}` | [`{algo.objective}`](objectives.md#{algo.objective}) "
+                   f"| `{algo.schedule.__name__}` | {defaults} | {_cell(algo.claim)} |")
     return "\n".join(out)
 
 
