@@ -74,7 +74,7 @@ def test_inspect_prints_format_counts_lengths_and_every_finding(tmp_path, tok_di
     assert f"{path}, line 5: malformed JSON" in out
     assert f"{path}, line 6, field 'rejected': chosen and rejected transcripts are identical" in out
     strict = runner.invoke(app, ["data", "inspect", str(path), "--tokenizer", "none", "--strict"])
-    assert strict.exit_code == 1
+    assert strict.exit_code == 2
 
 
 def test_convert_rated_to_pairs_then_unpaired(tmp_path):

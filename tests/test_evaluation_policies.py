@@ -8,7 +8,7 @@ import pytest
 from preflab.config import load_config
 from preflab.evaluation import EvalResult, estimate_kl
 from preflab.evaluation.lm import sequence_logprobs
-from preflab.evaluation.policies import EvalSampling, evaluate_policies
+from preflab.evaluation.policies import EvalSampling, LabeledPrompt, evaluate_policies
 from preflab.evaluation.runner import load_prompts, run_eval
 from preflab.feedback import Judge
 
@@ -117,7 +117,8 @@ def test_load_prompts_formats_and_errors(tmp_path):
     with pytest.raises(DataError, match=r"p.jsonl, line 3.*'prompt'"):
         load_prompts(rows)
     rows.write_text('{"prompt": "a", "family": "f"}\n{"prompt": "b"}\n')
-    assert load_prompts(rows) == [{"prompt": "a", "family": "f"}, "b"]
+    # a labelled plain prompt (was a dict that crashed the sampler, issue 23 item 6)
+    assert load_prompts(rows) == [LabeledPrompt("a", "f"), "b"]
 
 
 def test_eval_cli_on_a_task_suite_with_the_gold_judge(tmp_path, tiny_dir):

@@ -98,7 +98,8 @@ def test_report_degrades_gracefully_and_says_what_is_missing(tmp_path):
     assert "Missing or skipped parts" in page
     assert any("no metrics.jsonl" in m for m in rep.missing)
     assert any("no eval/*.json" in m for m in rep.missing)
-    assert any("no over-optimisation data" in m for m in rep.missing)
+    assert not any("over-optimisation" in m for m in rep.missing)  # a run need not produce it: a note instead
+    assert "No over-optimisation plot" in page
     assert "no config.yaml" in page
 
 
@@ -143,3 +144,24 @@ def test_report_cli(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"wrote {out / 'report.html'} (4 plots)" in result.output
     assert (out / "training_curves.png").is_file()
+
+
+def test_final_values_table_reads_small_numbers_and_hides_timestamps(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": s, "split": "train", "time": 1796410146.9 + s, "lr": 5e-05 * s, "loss": 0.69 - 0.01 * s}
+            for s in (1, 2)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    page = build_report(run).path.read_text()
+    table = page[page.index("Final values of every logged metric"):]
+    assert "<td>lr</td>" in table and "0.0001" in table and "5e-05" in table
+    assert "<td>time</td>" not in table and "1796410146" not in table
+
+
+def test_each_evaluation_shows_the_settings_it_ran_with(tmp_path):
+    run = tmp_path / "run"
+    res = EvalResult(name="e1", meta={"sampling": {"max_new_tokens": 64, "temperature": 0.7, "top_p": 1.0},
+                                      "n_prompts": 200, "length_unit": "tokens"})
+    res.save_to_run(run)
+    page = build_report(run).path.read_text()
+    assert "settings: max new tokens 64, temperature 0.7, top p 1.0, n prompts 200, length unit tokens" in page

@@ -60,11 +60,13 @@ def test_reduced_quickstart_end_to_end_on_tiny_model(tmp_path, tiny_dir):
     assert len(samples) == 12 and all(len(s.completions) == 3 == len(s.gold_scores) for s in samples)
     # pairs: with `random`, `pairs_per_prompt` distinct random pairs of the 3 completions (3 possible); with a
     # ranking strategy (best-vs-worst), one pair per prompt whose annotator ranking is not all tied. Pairs of
-    # identical texts are skipped; every dropped candidate is counted in the stage info.
+    # identical texts, empty answers and prompts left with one answer are skipped; every dropped candidate is
+    # counted in the stage info.
     stages = json.loads((run / "stages.json").read_text())
     pairs = load_preferences(run / "pairs.jsonl").records
     info = stages["pairs"]["info"]
-    skipped = info.get("identical_completions_skipped", 0)
+    skipped = info.get("identical_completions_skipped", 0) + info.get("prompts_with_under_2_completions_skipped", 0)
+    skipped += sum(v for k, v in info.items() if k.startswith("invalid_pairs_"))
     k = cfg.quickstart.pairs_k()
     if cfg.quickstart.pair_strategy == "random":
         expected = 12 * min(k, 3) - skipped

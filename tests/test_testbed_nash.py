@@ -8,6 +8,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 
+from preflab.errors import TrainingError
 from preflab.testbeds import (
     cyclic_game,
     evaluate,
@@ -17,6 +18,7 @@ from preflab.testbeds import (
     run_algorithm,
     tv_distance,
 )
+from preflab.testbeds.expectations import PairTable, distinct_pair_mass
 
 BETA = 0.2
 
@@ -149,3 +151,29 @@ def test_dpo_and_ipo_do_not_reach_the_nash_equilibrium(game, nash):
         ev = evaluate(traj, game, nash, BETA)
         assert ev.distance > 0.1
         assert ev.exploitability > 0.05
+
+
+def test_online_dpo_on_a_cyclic_game_at_small_beta_stops_when_the_policy_turns_pure():
+    """Known failure, with its cause named: at β = 0.02 each online-DPO iteration nearly best-responds to the
+    pairs of the current policy, and on a cyclic game that drives it into a corner; after two iterations two
+    draws from π differ with probability ~1e-298, so there are no distinct pairs to learn from. The run stops
+    there with a TrainingError saying so (it used to end on "non-finite loss nan": 0/0 pair weights)."""
+    game = cyclic_game(3, ref=[0.6, 0.3, 0.1])
+    pi = run_algorithm("online_dpo", game, 0.02, iterations=2).policies[-1]
+    assert pi[0, 2] == 1.0 and 0.0 < distinct_pair_mass(pi)[0] < 1e-12
+    with pytest.raises(TrainingError) as err:
+        run_algorithm("online_dpo", game, 0.02)
+    assert err.value.message.startswith("online_dpo: the policy collapsed to a pure strategy at iteration 3 "
+                                        "(context 0, action 2): no distinct pairs to sample (1 − Σπ² = ")
+
+
+def test_pair_weights_of_a_nearly_pure_policy_stay_exact():
+    """1 − Σμ² rounds to 0 long before μ is pure; the pair table's normaliser Σ_{y≠y'} μ(y) μ(y') does not, and
+    a truly pure μ is an error rather than 0/0."""
+    mu = np.array([[1 - 1e-17, 1e-17, 0.0]])
+    assert 1 - (mu**2).sum() == 0.0
+    assert float(distinct_pair_mass(mu)[0]) == pytest.approx(2e-17, rel=1e-12)
+    table = PairTable(mu, [1.0], None)
+    assert float(table.weight.sum()) == pytest.approx(1.0, abs=1e-12)  # distinct pairs: a distribution
+    with pytest.raises(TrainingError, match=r"no distinct pairs to sample \(1 − Σμ² = 0\)"):
+        PairTable(np.array([[0.0, 1.0, 0.0]]), [1.0], None)

@@ -10,10 +10,10 @@ import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, logit, softmax
 
+from preflab.errors import TrainingError
 from preflab.objectives import get_objective
 from preflab.testbeds import bt_game, evaluate, ipo_optimum, kl_optimum, run_algorithm, tv_distance
-from preflab.testbeds.expectations import exact_rankings, exact_unpaired, t, win_rates
-from preflab.testbeds.policy import TablePolicy, fit
+from preflab.testbeds.expectations import win_rates
 
 BETA = 0.5
 
@@ -116,37 +116,18 @@ def test_sft_and_reference_free_objectives_reach_their_population_optimum(name):
     assert traj.final[0] == pytest.approx(_scalar_optimum(population), abs=1e-6)
 
 
-def _train(loss_fn, init, steps=40):
-    pol = TablePolicy(init)
-    fit(pol, loss_fn, steps=steps)
-    return pol.probs()
-
-
 def test_pro_with_reference_reaches_the_kl_optimum_on_plackett_luce_rankings(game):
     """PRO is the Plackett–Luce likelihood of rankings; rankings drawn from PL(r) make its population
     minimiser s = r + c, i.e. β log(π/π_ref) = r + c: the KL-regularised optimum."""
-    spec = get_objective("pro")
-    params = spec.make_params(beta=BETA, reference=True, length_normalize=False)
-    ref = t(np.log(game.ref))
-    pi = _train(
-        lambda lp: spec(exact_rankings(lp, ref, game.rewards, game.context_probs), params)[0], game.ref
-    )
-    assert tv_distance(pi, kl_optimum(game, BETA)) < 1e-6
-    # Without a reference (the paper's form, unit lengths) the anchor is the uniform policy: softmax(r/β).
-    params = spec.make_params(beta=BETA, reference=False, length_normalize=False)
-    pi = _train(
-        lambda lp: spec(exact_rankings(lp, None, game.rewards, game.context_probs), params)[0], game.ref
-    )
-    assert tv_distance(pi, softmax(game.rewards / BETA, axis=-1)) < 1e-6
+    traj = run_algorithm("pro", game, BETA, params={"reference": True, "length_normalize": False})
+    assert tv_distance(traj.final, kl_optimum(game, BETA)) < 1e-6
+    # The table's default is the paper's form (no reference; unit lengths): the anchor is uniform, softmax(r/β).
+    traj = run_algorithm("pro", game, BETA)
+    assert tv_distance(traj.final, softmax(game.rewards / BETA, axis=-1)) < 1e-6
 
 
 def test_lipo_ranks_actions_like_the_true_reward(game):
-    spec = get_objective("lipo")
-    params = spec.make_params(beta=BETA)
-    ref = t(np.log(game.ref))
-    pi = _train(
-        lambda lp: spec(exact_rankings(lp, ref, game.rewards, game.context_probs), params)[0], game.ref, 60
-    )
+    pi = run_algorithm("lipo", game, BETA).final
     implicit = np.log(pi / game.ref)
     assert (np.argsort(implicit, axis=-1) == np.argsort(game.rewards, axis=-1)).all()
 
@@ -155,18 +136,27 @@ def test_kto_moves_mass_onto_desirable_actions(game):
     """KTO with desirability d(y) = P(y ≻ π_ref): each action's gradient has the sign of
     λ_D d − λ_U (1 − d), so the policy concentrates on actions with d > ½ and its implicit reward orders
     actions like d."""
-    spec = get_objective("kto")
-    params = spec.make_params(beta=BETA)
-    ref = t(np.log(game.ref))
+    pi = run_algorithm("kto", game, BETA).final
     d = win_rates(game.pref, game.ref).numpy()
-    pi = _train(
-        lambda lp: spec(exact_unpaired(lp, ref, game.ref, game.context_probs, d), params)[0], game.ref, 12
-    )
     desirable = d > 0.5
     assert ((pi * desirable).sum(-1) > 0.9).all()
     assert ((game.ref * desirable).sum(-1) < 0.75).all()
     implicit = np.log(pi / game.ref)
     assert (np.argsort(implicit, axis=-1) == np.argsort(d, axis=-1)).all()
+
+
+def test_iterative_dpo_round_t_is_the_kl_optimum_at_beta_over_t(game):
+    """Iterative DPO (pairs from π_t, π_t as the reference, each round's loss minimised): under Bradley–Terry
+    annotators round t solves β log(π_{t+1}/π_t) = r + c, so π_t = π_ref exp(t r/β)/Z, the KL optimum at
+    β/t — heading for the argmax of r. Once π_t is pure to 1e-12, no distinct pairs are left: the run stops
+    there with a TrainingError naming the round, not with a NaN loss."""
+    traj = run_algorithm("iterative_dpo", game, BETA, iterations=3)
+    assert traj.algorithm == "iterative_dpo" and len(traj.policies) == 4
+    for rounds in (1, 2, 3):
+        assert tv_distance(traj.policies[rounds], kl_optimum(game, BETA / rounds)) < 1e-6
+    pure = next(k for k in range(1, 200) if (1 - (kl_optimum(game, BETA / k) ** 2).sum(-1)).min() < 1e-12)
+    with pytest.raises(TrainingError, match=rf"collapsed to a pure strategy at iteration {pure + 1} "):
+        run_algorithm("iterative_dpo", game, BETA, iterations=200)
 
 
 def test_xpo_bias_vanishes_with_alpha(game):

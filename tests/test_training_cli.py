@@ -12,7 +12,7 @@ from preflab.config import load_config
 from preflab.data import save_records
 from preflab.errors import ConfigError
 from preflab.objectives import get_objective
-from preflab.training.setup import reference_mode, schedule_kind
+from preflab.training.setup import reference_mode
 from test_training_utils import synthetic_pairs
 
 RECIPE = """\
@@ -83,12 +83,7 @@ def test_bad_config_is_a_one_line_error_from_the_cli(tmp_path):
     assert isinstance(result.exception, ConfigError)  # preflab.cli.main prints it on one line, exit code 2
 
 
-def test_schedule_and_reference_resolution():
-    assert schedule_kind(get_objective("dpo")) == "offline"
-    assert schedule_kind(get_objective("kto")) == "offline"
-    assert schedule_kind(get_objective("online_dpo")) == "online"
-    with pytest.raises(ConfigError, match="'reward_pair' inputs"):
-        schedule_kind(get_objective("bt_reward"))
+def test_reference_resolution():
     dpo, simpo = get_objective("dpo"), get_objective("simpo")
     assert reference_mode("auto", dpo, lora=True, schedule="offline") == "adapters_disabled"
     assert reference_mode("auto", dpo, lora=False, schedule="offline") == "frozen_copy"

@@ -1,30 +1,34 @@
-"""Every offline objective of the registry trains through the LM loop: steps on a fixed batch lower its loss."""
+"""Every offline algorithm of the table with an LM schedule trains through the LM loop: steps on a fixed batch
+lower its loss."""
 
 from __future__ import annotations
 
 import pytest
 
+from preflab.algorithms import ALGORITHMS
 from preflab.models import tiny_model
 from preflab.objectives import REGISTRY
 from preflab.training import read_metrics, train
-from preflab.training.setup import KIND_OF_INPUTS, schedule_kind
+from preflab.training.lm_algorithms import lm_schedule
 from test_training_utils import make_cfg, synthetic_pairs
 
-OFFLINE = sorted(name for name, spec in REGISTRY.items()
-                 if spec.inputs in KIND_OF_INPUTS and schedule_kind(spec) == "offline")
+OFFLINE = sorted(name for name, algo in ALGORITHMS.items() if algo.on_lm and lm_schedule(algo) == "offline")
 
 
-def test_the_registry_has_offline_objectives_of_both_kinds():
-    kinds = {REGISTRY[n].inputs for n in OFFLINE}
-    assert kinds == {"pair", "unpaired"}
-    assert {"dpo", "ipo", "simpo", "kto", "orpo"} <= set(OFFLINE)
+def _spec(name):
+    return REGISTRY[ALGORITHMS[name].objective]
+
+
+def test_the_table_has_offline_lm_algorithms_of_both_kinds():
+    assert {_spec(n).inputs for n in OFFLINE} == {"pair", "unpaired"}
+    assert set(OFFLINE) == {"dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo", "kto"}
 
 
 @pytest.mark.parametrize("name", OFFLINE)
 def test_steps_on_a_fixed_batch_lower_the_loss(name, tmp_path):
     records = synthetic_pairs(4)
-    n = 4 if REGISTRY[name].inputs == "pair" else 8  # unpaired objectives see each pair as two examples
-    cfg = make_cfg(tmp_path, f"objective.name={name}", f"train.batch_size={n}", "train.max_steps=4",
+    n = 4 if _spec(name).inputs == "pair" else 8  # unpaired objectives see each pair as two examples
+    cfg = make_cfg(tmp_path, f"algorithm={name}", f"train.batch_size={n}", "train.max_steps=4",
                    "train.lr=3e-3", "train.save_final=false")
     model, tok = tiny_model(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
     result = train(cfg, records=records, eval_records=records, model=model, tokenizer=tok)
@@ -33,5 +37,5 @@ def test_steps_on_a_fixed_batch_lower_the_loss(name, tmp_path):
     last = result.eval_metrics["loss"]  # the same batch after four updates
     assert [r["step"] for r in rows] == list(range(1, 5))
     assert last < first - 0.05 * abs(first), (name, first, last)
-    if REGISTRY[name].needs_ref:  # policy == reference before the first step: every log-ratio is 0
+    if _spec(name).needs_ref:  # policy == reference before the first step: every log-ratio is 0
         assert rows[0].get("rewards/margins", 0.0) == pytest.approx(0.0, abs=1e-6)

@@ -4,11 +4,12 @@ loss stops the run and leaves the last good checkpoint intact; old checkpoints a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
 
+from preflab.algorithms import ALGORITHMS
 from preflab.errors import TrainingError
 from preflab.models import tiny_model
 from preflab.objectives import REGISTRY, register
@@ -102,7 +103,7 @@ _calls = {"n": 0}
 
 @pytest.fixture
 def nan_objective():
-    """A DPO whose loss turns NaN at its n-th call (registered for this test only)."""
+    """A DPO whose loss turns NaN at its n-th call, and its algorithm (both registered for this test only)."""
 
     def nan_dpo(inputs, params):
         _calls["n"] += 1
@@ -113,13 +114,15 @@ def nan_objective():
 
     _calls["n"] = 0
     register("nan_dpo_test", _NanParams, inputs="pair")(nan_dpo)
+    ALGORITHMS["nan_dpo_test"] = replace(ALGORITHMS["dpo"], name="nan_dpo_test", objective="nan_dpo_test")
     yield "nan_dpo_test"
     REGISTRY.pop("nan_dpo_test")
+    ALGORITHMS.pop("nan_dpo_test")
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, nan_objective):
     records = synthetic_pairs(4)
-    cfg = make_cfg(tmp_path, f"objective.name={nan_objective}", "objective.params={nan_at_call: 3}",
+    cfg = make_cfg(tmp_path, f"algorithm={nan_objective}", "objective.params={nan_at_call: 3}",
                    "train.batch_size=2", "train.max_steps=5", "train.save_every=1", "train.keep_last=5",
                    "reference.mode=frozen_copy", "train.lr=1e-3")
     model, tok = tiny_model()

@@ -1,10 +1,10 @@
 """mkdocs hook: reference pages written from the code at build time, so they cannot drift from it.
 
 A page holding ``<!-- generated: objectives -->`` gets every registered objective (name, inputs, reference,
-the LM schedule, the docstring with paper and formula, the parameter dataclass);
-``<!-- generated: config -->`` every config section's fields (type, default, one-line description);
-``<!-- generated: testbed-algorithms -->`` the testbed's algorithm table. The code is imported from this
-checkout's ``src/`` (first on ``sys.path``), whatever else is installed.
+the algorithms using it, the docstring with paper and formula, the parameter dataclass);
+``<!-- generated: algorithms -->`` the algorithm table (``preflab.algorithms``);
+``<!-- generated: config -->`` every config section's fields (type, default, one-line description).
+The code is imported from this checkout's ``src/`` (first on ``sys.path``), whatever else is installed.
 """
 
 from __future__ import annotations
@@ -45,32 +45,33 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _used_by(objective: str) -> str:
+    """The algorithms whose loss is ``objective``, each with where it runs, or what the objective is for."""
+    from preflab.algorithms import ALGORITHMS, OBJECTIVE_ONLY
+
+    rows = [a for a in ALGORITHMS.values() if a.objective == objective]
+    if not rows:
+        return _cell(OBJECTIVE_ONLY.get(objective, "no algorithm row"))
+    return ", ".join(f"[`{a.name}`](algorithms.md#{a.name}) ({' + '.join(sorted(a.runs))})" for a in rows)
+
+
 def objectives() -> str:
     _use_checkout()
-    from preflab.errors import PreflabError
     from preflab.objectives import REGISTRY
-    from preflab.training.setup import schedule_kind
 
-    def lm_schedule(spec) -> str:
-        try:
-            return schedule_kind(spec)
-        except PreflabError:  # the LM trainer does not build these inputs
-            return "no"
-
-    order = {"offline": 0, "online": 1}
-    specs = sorted(REGISTRY.values(), key=lambda s: (order.get(lm_schedule(s), 2), s.inputs, s.name))
+    specs = sorted(REGISTRY.values(), key=lambda s: (s.inputs, s.name))
     out = [f"{len(specs)} objectives are registered.", "",
-           "| name | inputs | reference | LM trainer | parameters (defaults) |", "|---|---|---|---|---|"]
+           "| name | inputs | reference | algorithms (where they run) | parameters (defaults) |",
+           "|---|---|---|---|---|"]
     for spec in specs:
         params = ", ".join(f"`{f.name}={f.default!r}`" for f in dataclasses.fields(spec.params)) or "none"
         ref = "needed" if spec.needs_ref else "none"
-        out.append(f"| [`{spec.name}`](#{spec.name}) | `{spec.inputs}` | {ref} | {lm_schedule(spec)} "
+        out.append(f"| [`{spec.name}`](#{spec.name}) | `{spec.inputs}` | {ref} | {_used_by(spec.name)} "
                    f"| {params} |")
     for spec in specs:
         out += ["", f"## {spec.name} {{#{spec.name}}}", "",
                 f"Inputs: `{spec.inputs}` · reference policy: {'needed' if spec.needs_ref else 'none'} · "
-                f"language-model trainer: {lm_schedule(spec)} · "
-                f"function `{spec.fn.__module__}.{spec.fn.__name__}`",
+                f"algorithms: {_used_by(spec.name)} · function `{spec.fn.__module__}.{spec.fn.__name__}`",
                 "", "```text", _plain(inspect.cleandoc(spec.doc)), "```", "",
                 f"Parameters: `{spec.params.__name__}`", "", "| field | type | default |", "|---|---|---|"]
         for f in dataclasses.fields(spec.params):
@@ -138,20 +139,39 @@ def config_reference() -> str:
     return "\n".join(top + sections)
 
 
-def testbed_algorithms() -> str:
+def algorithms() -> str:
     _use_checkout()
-    from preflab.testbeds.algorithms import ALGORITHMS
+    from preflab.algorithms import ALGORITHMS, DATA_SCHEDULES, REFERENCE_SCHEDULES
 
-    out = ["| name | objective | schedule | defaults | converges to (the paper's claim) |",
-           "|---|---|---|---|---|"]
-    for name, algo in ALGORITHMS.items():
-        defaults = ", ".join(f"`{k}={v!r}`" for k, v in algo.defaults.items())
-        out.append(f"| `{name}` | [`{algo.objective}`](objectives.md#{algo.objective}) "
-                   f"| `{algo.schedule.__name__}` | {defaults} | {_cell(algo.claim)} |")
+    def runs(algo) -> str:
+        return " + ".join(sorted(algo.runs))
+
+    out = [f"{len(ALGORITHMS)} algorithms are in the table.", "",
+           "| name | runs on | objective | data schedule | reference schedule | paper |",
+           "|---|---|---|---|---|---|"]
+    for algo in ALGORITHMS.values():
+        out.append(f"| [`{algo.name}`](#{algo.name}) | {runs(algo)} "
+                   f"| [`{algo.objective}`](objectives.md#{algo.objective}) "
+                   f"| `{algo.data}` | `{algo.reference}` | {_cell(algo.paper)} |")
+    out += ["", "## Data schedules", "", "| schedule | where the next batch comes from |", "|---|---|"]
+    out += [f"| `{key}` | {_cell(text)} |" for key, text in DATA_SCHEDULES.items()]
+    out += ["", "## Reference schedules", "", "| schedule | what log π is compared with |", "|---|---|"]
+    out += [f"| `{key}` | {_cell(text)} |" for key, text in REFERENCE_SCHEDULES.items()]
+    out += ["", "## Each algorithm"]
+    for algo in ALGORITHMS.values():
+        params = ", ".join(f"`{k}={v!r}`" for k, v in algo.params.items()) or "the objective's own"
+        testbed = ", ".join(f"`{k}={v!r}`" for k, v in algo.testbed.items()) or "none"
+        out += ["", f"### {algo.name} {{#{algo.name}}}", "",
+                f"- objective: [`{algo.objective}`](objectives.md#{algo.objective}); parameters: {params}",
+                f"- data: `{algo.data}` ({_cell(DATA_SCHEDULES[algo.data])}); "
+                f"reference: `{algo.reference}` ({_cell(REFERENCE_SCHEDULES[algo.reference])})",
+                f"- runs on: {runs(algo)}; paper: {_cell(algo.paper)}",
+                f"- claim ({algo.guarantee} iterate): {_cell(algo.claim)}; checked by `{algo.verified_by}`",
+                f"- testbed defaults: {testbed}"]
     return "\n".join(out)
 
 
-GENERATORS = {"objectives": objectives, "config": config_reference, "testbed-algorithms": testbed_algorithms}
+GENERATORS = {"objectives": objectives, "algorithms": algorithms, "config": config_reference}
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: A002 - mkdocs' hook signature

@@ -7,12 +7,15 @@ try:
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+local"
 
+from .algorithms import ALGORITHMS, Algorithm, get_algorithm
 from .config import ModelConfig, RunConfig, load_config
 from .data import PreferencePair, Ranking, Unpaired, convert, load_preferences, save_records
 from .errors import ConfigError, DataError, ModelNotFoundError, PreflabError, TrainingError
 
 __all__ = [
     "__version__",
+    "ALGORITHMS",
+    "Algorithm",
     "ConfigError",
     "DataError",
     "ModelConfig",
@@ -24,6 +27,7 @@ __all__ = [
     "TrainingError",
     "Unpaired",
     "convert",
+    "get_algorithm",
     "load_config",
     "load_preferences",
     "save_records",

@@ -1,8 +1,10 @@
 """Run configs: YAML files validated by pydantic models.
 
 Every section is a :class:`Section` (unknown keys are an error that names the key, the file, its line
-and the closest valid key). ``--set a.b=value`` overrides are applied before validation; the value is
-parsed as YAML (``--set train.lr=1e-5``, ``--set model.lora.enabled=true``).
+and the closest valid key; numbers must be finite; a key given twice in one mapping is an error naming
+both lines). ``--set a.b=value`` overrides are applied before validation; the value is parsed as YAML
+(``--set train.lr=1e-5``, ``--set model.lora.enabled=true``), and an error in a value that came from a
+flag cites the flag, not a line of the file.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 
@@ -22,7 +24,7 @@ T = TypeVar("T", bound=BaseModel)
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -52,6 +54,7 @@ class RunConfig(Section):
 
     seed: int = Field(0, description="One seed drives every random choice of the run.")
     output_dir: str = Field("runs/default", description="Run directory: checkpoints, metrics, report.")
+    algorithm: str | None = Field(None, description="What to train (`preflab algorithms`); null = objective.name's algorithm, else dpo.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The policy model.")
     data: DataConfig = Field(default_factory=DataConfig, description="Preference data: source, format, bad rows.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation: win rates, KL, null-model check.")
@@ -59,11 +62,58 @@ class RunConfig(Section):
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig, description="The objective and its parameters.")
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA adapters (off = full fine-tuning).")
     reference: ReferenceSection = Field(default_factory=ReferenceSection, description="The reference policy π_ref.")
-    online: OnlineSection = Field(default_factory=OnlineSection, description="Online schedule: sampling for online objectives.")
+    online: OnlineSection = Field(default_factory=OnlineSection, description="Online schedule: sampling for online algorithms.")
     quickstart: QuickstartSection = Field(default_factory=QuickstartSection, description="The end-to-end quickstart job.")
+
+    @model_validator(mode="after")
+    def _algorithm(self) -> RunConfig:
+        """The algorithm table decides the objective and the schedules (a ConfigError naming the field)."""
+        from .training.lm_algorithms import resolve_algorithm
+
+        resolve_algorithm(self)
+        return self
 
 
 # ---------------------------------------------------------------- loading
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping gives the same key twice (YAML would silently keep the last value)."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (merge keys ``<<`` may still be
+    overridden, as YAML intends)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base constructor reports it
+                continue
+            if first is not None:
+                raise DuplicateKeyError(None, None, f"duplicate key '{key}' (first given on line {first})",
+                                        key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely (no Python objects), refusing duplicate keys."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: what is wrong, without the quoted source lines."""
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    if problem:
+        return f"{problem} ({context})" if context else str(problem)
+    return " ".join(str(exc).split())
 
 
 def _line_index(text: str) -> dict[tuple[str, ...], int]:
@@ -108,11 +158,24 @@ def _section_type(ann: Any) -> type[BaseModel] | None:
     return None
 
 
-def _explain(err: ValidationError, cls: type[BaseModel], source: str | None, lines: dict) -> ConfigError:
+def _flag_for(loc: tuple[str, ...], flags: dict[tuple[str, ...], str]) -> tuple[str | None, bool]:
+    """The ``--set`` flag that set ``loc`` (or a section above it), and whether it set it wholly."""
+    for path, item in reversed(list(flags.items())):
+        if loc[:len(path)] == path:
+            return item, True
+    for path, item in reversed(list(flags.items())):
+        if path[:len(loc)] == loc:
+            return item, False
+    return None, False
+
+
+def _explain(err: ValidationError, cls: type[BaseModel], source: str | None, lines: dict,
+             flags: dict[tuple[str, ...], str] | None = None) -> ConfigError:
     first = err.errors()[0]
     loc = tuple(str(p) for p in first["loc"])
     key = ".".join(loc)
     line = lines.get(loc)
+    flag, wholly = _flag_for(loc, flags or {})
     if first["type"] == "extra_forbidden":
         valid = _fields_at(cls, loc)
         close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
@@ -120,29 +183,34 @@ def _explain(err: ValidationError, cls: type[BaseModel], source: str | None, lin
         valid_list = ", ".join(valid)
         msg = f"unknown key '{key}'{hint} (valid here: {valid_list})"
     else:
-        msg = f"invalid value for '{key}': {first['msg']}"
+        msg = f"invalid value for '{key}': {first['msg'].removeprefix('Value error, ')}"
     more = len(err.errors()) - 1
     if more:
         msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+    if flag is not None and (wholly or line is None):
+        return ConfigError(f"--set {flag}: {msg}")
+    if flag is not None:
+        msg += f" (with --set {flag})"
     return ConfigError(msg, file=source, line=line)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``'a.b=value'`` -> (['a', 'b'], parsed YAML value)."""
     if "=" not in item:
-        raise ConfigError(f"override '{item}' is not of the form key.path=value")
+        raise ConfigError(f"--set {item}: not of the form key.path=value")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override '{item}' has an empty key")
+        raise ConfigError(f"--set {item}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{item}': value is not valid YAML ({exc})") from None
+        raise ConfigError(f"--set {item}: value is not valid YAML ({yaml_problem(exc)})") from None
     return key.split("."), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set key.path=value`` items to a config mapping, in order."""
     for item in overrides:
         path, value = parse_override(item)
         node = data
@@ -151,10 +219,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"override '{item}': '{part}' is not a section")
+                raise ConfigError(f"--set {item}: '{part}' is not a section")
             node = child
         node[path[-1]] = value
     return data
+
+
+def override_paths(overrides: list[str]) -> dict[tuple[str, ...], str]:
+    """``{key path: flag}`` of well-formed ``--set`` items (for errors that cite the flag)."""
+    paths: dict[tuple[str, ...], str] = {}
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if "=" in item and key:
+            paths[tuple(key.split("."))] = item
+    return paths
 
 
 def load_config(
@@ -176,14 +254,11 @@ def load_config(
         except UnicodeDecodeError as exc:
             raise ConfigError(f"config is not UTF-8 text ({exc.reason} at byte {exc.start})", file=source) from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = load_yaml(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            raise ConfigError(
-                f"invalid YAML: {getattr(exc, 'problem', exc)}",
-                file=source,
-                line=mark.line + 1 if mark else None,
-            ) from None
+            what = yaml_problem(exc) if isinstance(exc, DuplicateKeyError) else f"invalid YAML: {yaml_problem(exc)}"
+            raise ConfigError(what, file=source, line=mark.line + 1 if mark else None) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -191,7 +266,7 @@ def load_config(
         data = loaded
         lines = _line_index(text)
     data = apply_overrides(data, overrides or [])
-    return validate_config(data, cls, source=source, lines=lines)
+    return validate_config(data, cls, source=source, lines=lines, overrides=overrides)
 
 
 def validate_config(
@@ -200,12 +275,24 @@ def validate_config(
     *,
     source: str | None = None,
     lines: dict[tuple[str, ...], int] | None = None,
+    overrides: list[str] | None = None,
 ) -> T:
-    """Validate a config mapping; errors name the key, the closest valid key and (with ``lines``) the line."""
+    """Validate a config mapping; errors name the key, the closest valid key and (with ``lines``) the line,
+    or the ``--set`` flag (of ``overrides``) that gave the value."""
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        raise _explain(err, cls, source, lines or {}) from None
+        raise _explain(err, cls, source, lines or {}, override_paths(overrides or [])) from None
+    except ConfigError as err:  # a cross-field check (the algorithm table's) names its field: add the line or flag
+        if err.file is not None or err.field is None:
+            raise
+        loc = tuple(err.field.split("."))
+        line = (lines or {}).get(loc)
+        flag, wholly = _flag_for(loc, override_paths(overrides or []))
+        if flag is not None and (wholly or line is None):
+            raise ConfigError(f"--set {flag}: {err.message}") from None
+        message = err.message + (f" (with --set {flag})" if flag is not None else "")
+        raise ConfigError(message, file=source, line=line, field=err.field) from None
 
 
 def dump_config(cfg: BaseModel) -> str:

@@ -59,3 +59,23 @@ class TrainingError(PreflabError):
 
 class CheckpointError(PreflabError):
     """A checkpoint is missing, incomplete or does not match the run."""
+
+
+class OutputError(PreflabError):
+    """A file or directory cannot be written where the user asked (a directory where a file belongs,
+    a parent that is a file, no permission, a full disk)."""
+
+
+class StorageError(PreflabError):
+    """A run file cannot be written (disk full, quota, read-only or missing directory)."""
+
+
+class RunLockedError(PreflabError):
+    """A run directory is in use by another run (its lock names the holder's pid and host)."""
+
+
+class PreflabWarning(UserWarning):
+    """A recoverable problem a user should see (a dropped partial log line, a stale lock, a checkpoint fallback).
+
+    The CLI prints it as one ``warning: ...`` line on stderr.
+    """

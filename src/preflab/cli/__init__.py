@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import typer
 
-from ..errors import PreflabError
+from ..errors import PreflabError, PreflabWarning
 
 app = typer.Typer(
     name="preflab",
@@ -22,8 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ["models", "config", "data", "evaluate", "sample", "annotate", "train", "testbed", "quickstart",
-                    "recipes"]
+_COMMAND_MODULES = ["models", "config", "data", "evaluate", "sample", "annotate", "train", "algorithms", "testbed",
+                    "quickstart", "recipes"]
 
 
 def _version(value: bool) -> None:
@@ -46,7 +47,19 @@ for _name in _COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Preflab's own warnings as one ``warning: ...`` line on stderr; others as Python prints them."""
+    if issubclass(category, PreflabWarning):
+        print(f"warning: {message}", file=file or sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     try:
         app()
     except PreflabError as err:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import ConfigError
@@ -88,7 +89,7 @@ def annotate_cmd(
         records = [u for p in records for u in pair_to_unpaired(p)]
     save_records(records, out)
     _summary(records, counts)
-    err_console.print(f"[dim]wrote {len(records)} {fmt} records from {len(samples)} prompts to {out}[/dim]")
+    err_console.print(f"[dim]wrote {len(records)} {fmt} records from {len(samples)} prompts to {escape(str(out))}[/dim]")
 
 
 def _summary(records: list, counts: Counter) -> None:
@@ -97,7 +98,7 @@ def _summary(records: list, counts: Counter) -> None:
         table.add_column(col)
     tally = Counter((r.annotator, r.group) for r in records)
     for (name, group), k in sorted(tally.items(), key=lambda x: (str(x[0][0]), str(x[0][1]))):
-        table.add_row(str(name), str(group or "-"), str(k))
+        table.add_row(escape(str(name)), escape(str(group or "-")), str(k))
     Console().print(table)
     if counts:
         voted = counts["agrees_with_gold"] + counts["against_gold"]

@@ -6,6 +6,7 @@ import time
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 err_console = Console(stderr=True)
@@ -19,7 +20,7 @@ def models() -> None:
     for col in ("name", "kind", "cached", "path"):
         table.add_column(col)
     for row in list_models():
-        table.add_row(row["name"], row["kind"], row["cached"], row["path"])
+        table.add_row(*(escape(str(row[k])) for k in ("name", "kind", "cached", "path")))
     Console().print(table)
     typer.echo("Also accepted: any local HF model directory, a .gguf file, or a Hugging Face hub id.")
 

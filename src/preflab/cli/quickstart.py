@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -20,9 +21,9 @@ def quickstart(
     from ..pipelines.defaults import quickstart_defaults
 
     overrides = list(set_)
-    if out is not None:
-        overrides.append(f"output_dir={out}")
     cfg = load_config(config, overrides) if config is not None else quickstart_defaults(overrides)
+    if out is not None:  # a path, not a YAML value: `--out "runs/[x]"` stays the string it is
+        cfg.output_dir = str(out)
     result = run_quickstart(cfg)
     print_summary(result)
 
@@ -50,12 +51,12 @@ def print_summary(result) -> None:
     for col in ("family", "before", "after", "gain (95% CI)"):
         fam.add_column(col, justify="right" if col != "family" else "left")
     for name, f in s.get("families", {}).items():
-        fam.add_row(name, f"{f['before']:.3f}", f"{f['after']:.3f}",
+        fam.add_row(escape(str(name)), f"{f['before']:.3f}", f"{f['after']:.3f}",
                     f"{f['gain']:+.3f} [{f['gain_ci'][0]:+.3f}, {f['gain_ci'][1]:+.3f}]")
     console.print(fam)
     console.print("time per stage: " + ", ".join(f"{k} {v:.0f}s" for k, v in t.items()))
     if result.report_path is not None:
-        console.print(f"report: [bold]{result.report_path}[/]")
+        console.print(f"report: [bold]{escape(str(result.report_path))}[/]")
 
 
 def register(app: typer.Typer) -> None:

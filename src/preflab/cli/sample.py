@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import DataError
@@ -89,7 +90,7 @@ def sample_cmd(
             logprobs=[c.logprob for c in comps] if logprobs else None))
     write_samples(rows, out)
     _summary(rows, t2 - t1)
-    err_console.print(f"[dim]wrote {len(rows)} prompts to {out}; load {t1 - t0:.1f}s, sample {t2 - t1:.1f}s[/dim]")
+    err_console.print(f"[dim]wrote {len(rows)} prompts to {escape(str(out))}; load {t1 - t0:.1f}s, sample {t2 - t1:.1f}s[/dim]")
 
 
 def _summary(rows, seconds: float) -> None:

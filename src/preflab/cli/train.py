@@ -13,13 +13,18 @@ err_console = Console(stderr=True)
 def train_cmd(
     config: Path = typer.Argument(..., help="YAML run config (see recipes/)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: a.b=value (repeatable)."),
+    fork: bool = typer.Option(False, "--fork", help="Start a new run from the latest checkpoint's weights in "
+                              "OUTPUT_DIR (the old run moves to OUTPUT_DIR/history/), e.g. after changing train.lr."),
 ) -> None:
     """Train a policy with the config's objective, data and schedule; writes OUTPUT_DIR/{metrics.jsonl,
-    checkpoints/, final/}."""
+    checkpoints/, final/, provenance.json}. With train.resume: true a run continues only if its settings,
+    data and model are unchanged (provenance.json); --fork starts a new run from its weights instead."""
     from ..config import load_config
     from ..training import train
 
     cfg = load_config(config, set_)
+    if fork:
+        cfg.train.resume = "fork"
     result = train(cfg)
     from accelerate import PartialState
 

@@ -29,12 +29,19 @@ IDENTICAL = "identical_responses"
 PROB_RANGE = "probability_out_of_range"
 NON_FINITE = "non_finite_number"
 NEGATIVE_WEIGHT = "negative_weight"
+WEIGHT_RANGE = "weight_out_of_range"
 DUPLICATE_ID = "duplicate_id"
 TOO_LONG = "too_long"
 NO_SHARED_PROMPT = "no_shared_prompt"
 LENGTH_MISMATCH = "length_mismatch"
 TOO_FEW_RESPONSES = "too_few_responses"
 BAD_MESSAGE = "bad_message"
+TOO_DEEP = "too_deeply_nested"
+INVALID_UNICODE = "invalid_unicode"
+CORRUPT = "corrupt_data"
+
+#: Largest per-row weight: a loss scaled by more overflows float32 arithmetic long before it trains better.
+MAX_WEIGHT = 1e6
 
 _TRUE = {"true", "1", "yes", "y", "t", "desirable"}
 _FALSE = {"false", "0", "no", "n", "f", "undesirable"}
@@ -108,7 +115,10 @@ def _number(value: Any, name: str, typed: bool) -> float:
     if isinstance(value, bool):
         raise BadRow(WRONG_TYPE, "expected a number, got a boolean", name)
     if isinstance(value, int | float):
-        out = float(value)
+        try:
+            out = float(value)
+        except OverflowError:  # an integer beyond float's range (hundreds of digits)
+            raise BadRow(NON_FINITE, f"integer with {len(str(value))} digits is too large for a float", name) from None
     elif hasattr(value, "item") and not isinstance(value, str | bytes):  # numpy scalar
         return _number(value.item(), name, typed)
     elif isinstance(value, str) and not typed:
@@ -143,10 +153,20 @@ def get_probability(row: Mapping[str, Any], name: str, typed: bool = True) -> fl
 
 
 def get_weight(row: Mapping[str, Any], name: str = "weight", typed: bool = True) -> float:
+    """An optional example weight: finite, in [0, MAX_WEIGHT] (default 1.0)."""
     w = get_number(row, name, typed, default=1.0)
     assert w is not None
+    return check_weight(w, name)
+
+
+def check_weight(w: float, name: str = "weight") -> float:
+    """``w`` is a usable example weight: finite and in [0, MAX_WEIGHT] (else :class:`BadRow`)."""
+    if not math.isfinite(w):
+        raise BadRow(NON_FINITE, f"weight is {w}", name)
     if w < 0:
         raise BadRow(NEGATIVE_WEIGHT, f"weight {w} is negative", name)
+    if w > MAX_WEIGHT:
+        raise BadRow(WEIGHT_RANGE, f"weight {w:g} is above {MAX_WEIGHT:g} (a loss scaled this much overflows)", name)
     return w
 
 

@@ -7,6 +7,10 @@ bad row raises :class:`DataError` naming the file, the line (JSONL, CSV) or row 
 field. With ``"skip"`` every bad row is counted by reason in :attr:`LoadResult.skipped`, described in
 :attr:`LoadResult.findings`, kept in :attr:`LoadResult.bad_rows` and, given ``report_path``, written to
 that JSONL report. Nothing is dropped without a trace.
+
+:func:`stream_preferences` yields the same records one at a time (memory follows a row, not the
+file); a file damaged beyond one row (a truncated ``.gz``, an over-long CSV cell) is a
+:class:`DataError` naming it, under either policy (see :mod:`preflab.data.files`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .convert import KINDS, RULES, convert
+from ..files import new_file_mode
+from .convert import KINDS, RULES, convert, kind_of
 from .fields import DUPLICATE_ID, TOO_LONG, BadRow
 from .formats import FORMATS, NATURAL_KIND, PARSERS, ParseContext, detect_format
 from .records import PreferencePair, Text, Unpaired
@@ -66,9 +71,11 @@ class LoadResult:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        # backslashreplace writes a lone surrogate as its JSON escape, so the report stays valid JSON
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
             for entry in self.bad_rows:
                 fh.write(json.dumps(entry, ensure_ascii=False, default=repr) + "\n")
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would make the report private to its writer
         os.replace(tmp, path)
         return path
 
@@ -142,40 +149,83 @@ def load_preferences(
         seed: seeds ``best-vs-random``.
         score_key: for rated completions, the completion field holding the score.
     """
+    result, records = stream_preferences(source, format=format, kind=kind, on_bad_row=on_bad_row,
+                                         max_chars=max_chars, rule=rule, split=split, seed=seed,
+                                         score_key=score_key)
+    result.records = list(records)
+    if report_path is not None and on_bad_row == "skip":
+        result.write_report(report_path)
+    return result
+
+
+def stream_preferences(
+    source: Any,
+    *,
+    format: str | None = None,
+    kind: str | None = None,
+    on_bad_row: str = "error",
+    max_chars: int | None = None,
+    rule: str = "best-vs-worst",
+    split: str = "train",
+    seed: int = 0,
+    score_key: str | None = None,
+) -> tuple[LoadResult, Iterator[Record]]:
+    """:func:`load_preferences` as a stream: the result, and an iterator over the validated records.
+
+    From JSONL, CSV and Parquet files memory follows one row (one Parquet batch), not the file, plus
+    the bad rows kept for the report. The format is detected before this returns (so
+    ``result.format`` and ``result.kind`` are set); the counts, findings and bad rows of ``result``
+    fill as the iterator is consumed and are complete once it is exhausted. ``result.records`` stays
+    empty.
+    """
     _validate_args(format, kind, on_bad_row, max_chars, rule)
     src = open_source(source, split)
     ctx = ParseContext(typed=src.typed, score_key=score_key)
     rows = src.rows()
     fmt, rows = (format, rows) if format is not None else _detect(src, rows)
-    records: list[Record] = []
-    seen_ids: dict[str, dict[str, Any]] = {}
-    result = LoadResult([], "", "", src.name, 0)
-    for raw in rows:
-        result.n_rows += 1
-        try:
-            if raw.error is not None:
-                raise raw.error
-            assert raw.data is not None
-            record = PARSERS[fmt](raw.data, ctx)
-            if max_chars is not None:
-                check_length(record, max_chars)
-            if record.id is not None:
-                if record.id in seen_ids:
-                    first = ", ".join(f"{k} {v}" for k, v in seen_ids[record.id].items())
-                    raise BadRow(DUPLICATE_ID, f"id {record.id!r} was already used at {first}", "id")
-                seen_ids[record.id] = _where(src, raw)
-        except BadRow as bad:
-            _bad_row(result, src, raw, bad, on_bad_row)
-            continue
-        records.append(record)
-    result.format = fmt
-    result.kind = kind or NATURAL_KIND[fmt]
-    result.records = convert(records, result.kind, rule=rule, seed=seed, counts=result.counts)
-    result.counts.update(ctx.notes)
-    _summarise(result, len(records), ctx.notes)
-    if report_path is not None and on_bad_row == "skip":
-        result.write_report(report_path)
-    return result
+    result = LoadResult([], kind or NATURAL_KIND[fmt], fmt, src.name, 0)
+    parse = _RowParser(fmt, ctx, max_chars)
+
+    def records() -> Iterator[Record]:
+        n_parsed = 0
+        for raw in rows:
+            result.n_rows += 1
+            try:
+                record = parse(raw)
+            except BadRow as bad:
+                _bad_row(result, src, raw, bad, on_bad_row)
+                continue
+            n_parsed += 1
+            if kind_of(record) == result.kind and src.type != "memory":
+                yield record  # parsed from a file: nothing else holds its values, no copy needed
+            else:
+                yield from convert([record], result.kind, rule=rule, seed=seed, counts=result.counts)
+        result.counts.update(ctx.notes)
+        _summarise(result, n_parsed, ctx.notes)
+
+    return result, records()
+
+
+class _RowParser:
+    """One raw row -> a validated record, or :class:`BadRow`; remembers ids to refuse duplicates."""
+
+    def __init__(self, fmt: str, ctx: ParseContext, max_chars: int | None) -> None:
+        self.fmt, self.ctx, self.max_chars = fmt, ctx, max_chars
+        self.seen_ids: dict[str, tuple[str, int]] = {}
+
+    def __call__(self, raw: RawRow) -> Record:
+        if raw.error is not None:
+            raise raw.error
+        assert raw.data is not None
+        record = PARSERS[self.fmt](raw.data, self.ctx)
+        if self.max_chars is not None:
+            check_length(record, self.max_chars)
+        if record.id is not None:
+            if record.id in self.seen_ids:
+                where, at = self.seen_ids[record.id]
+                raise BadRow(DUPLICATE_ID, f"id {record.id!r} was already used at {where} {at}", "id")
+            self.seen_ids[record.id] = ("line", raw.line) if raw.line is not None else ("row", raw.index)
+        return record
 
 
 def _detect(src: RowSource, rows: Iterator[RawRow], limit: int = DETECT_ROWS) -> tuple[str, Iterator[RawRow]]:
@@ -194,8 +244,12 @@ def _detect(src: RowSource, rows: Iterator[RawRow], limit: int = DETECT_ROWS) ->
             break
     first = next((r for r in seen if r.data is not None), None)
     if first is None:
-        raise DataError("no rows to read" if not seen else f"none of the first {len(seen)} rows could be read",
-                        file=src.name)
+        if not seen:
+            raise DataError("no rows to read", file=src.name)
+        bad = seen[0].error
+        why = f"; the first: {bad.message} [{bad.reason}]" if bad is not None else ""
+        raise DataError(f"none of the first {len(seen)} rows could be read, so the format is unknown{why}",
+                        file=src.name, **_where(src, seen[0]))
     raise DataError(
         f"cannot tell the format from the columns {sorted(first.data or {})}; expected one of: "
         + "; ".join(f"{k}: {v}" for k, v in FORMATS.items()),

@@ -18,8 +18,6 @@ empty ``metadata``), so files of plain pairs stay plain TRL files. Files are wri
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
@@ -86,31 +84,11 @@ def dumps_record(record: Record) -> str:
 
 
 def save_records(records: Iterable[Record], path: str | Path) -> Path:
-    """Write ``records`` as JSONL to ``path`` atomically; returns the path.
+    """Write ``records`` as JSONL to ``path`` atomically, whatever its suffix; returns the path.
 
     Records of different kinds may not be mixed in one file (a loader could not tell the file's kind).
+    :func:`preflab.data.writers.write_records` writes the format a path's suffix names instead.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    kind: type | None = None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for i, record in enumerate(records):
-                if kind is None:
-                    kind = type(record)
-                elif type(record) is not kind:
-                    raise DataError(
-                        f"cannot mix {kind.__name__} and {type(record).__name__} records in one file",
-                        file=str(path),
-                        row=i,
-                    )
-                fh.write(dumps_record(record))
-                fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from .writers import write_records  # writers builds on this module
 
+    return write_records(records, path, format="jsonl")

@@ -9,11 +9,10 @@ Percentiles are nearest-rank (always an observed length).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from .records import PreferencePair, Ranking, Text, Unpaired
 from .serialize import Record
@@ -34,12 +33,30 @@ class LengthStats:
     mean: float
 
     @classmethod
-    def of(cls, field: str, lengths: Sequence[int]) -> LengthStats:
-        arr = np.asarray(lengths, dtype=np.int64)
-        if arr.size == 0:
+    def of(cls, field: str, lengths: Iterable[int]) -> LengthStats:
+        """Statistics of a list of lengths."""
+        return cls.from_counts(field, Counter(lengths))
+
+    @classmethod
+    def from_counts(cls, field: str, counts: Mapping[int, int]) -> LengthStats:
+        """Statistics of a histogram ``{length: how many}`` (exact nearest-rank percentiles)."""
+        n = sum(counts.values())
+        if n == 0:
             return cls(field, 0, 0, 0, 0, 0, 0.0)
-        p = [int(np.percentile(arr, q, method="inverted_cdf")) for q in PERCENTILES]
-        return cls(field, int(arr.size), p[0], p[1], p[2], int(arr.max()), float(arr.mean()))
+        values = sorted(counts)
+        p = [_nearest_rank(values, counts, n, q) for q in PERCENTILES]
+        mean = sum(v * counts[v] for v in values) / n
+        return cls(field, n, p[0], p[1], p[2], values[-1], mean)
+
+
+def _nearest_rank(values: list[int], counts: Mapping[int, int], n: int, q: int) -> int:
+    """The smallest length whose share of items at or below it reaches ``q`` percent."""
+    seen = 0
+    for v in values:
+        seen += counts[v]
+        if seen * 100 >= q * n:
+            return v
+    return values[-1]
 
 
 def fields_of(records: Sequence[Record]) -> dict[str, list[tuple[Text, Text | None]]]:
@@ -94,14 +111,67 @@ def token_lengths(tokenizer: Any, items: Sequence[tuple[Text, Text | None]]) -> 
 
 def length_table(records: Sequence[Record], tokenizer: Any | None = None) -> list[LengthStats]:
     """One row per field: token lengths with ``tokenizer``, character lengths without one."""
-    rows = []
-    for name, items in fields_of(records).items():
-        if tokenizer is None:
-            lengths = [char_length(text) for text, _ in items]
-        else:
-            lengths = token_lengths(tokenizer, items)
-        rows.append(LengthStats.of(name, lengths))
-    return rows
+    summary = RecordSummary(tokenizer)
+    summary.add(records)
+    return summary.table()
+
+
+@dataclass
+class RecordSummary:
+    """What ``data inspect`` reports about records, accumulated batch by batch in bounded memory.
+
+    Only histograms of lengths, a few counters and the distinct annotators / groups are kept; the
+    records and their token ids are dropped after each :meth:`add`.
+    """
+
+    tokenizer: Any | None = None
+    lengths: dict[str, Counter[int]] = field(default_factory=lambda: {"prompt": Counter()})
+    n_records: int = 0
+    styles: set[bool] = field(default_factory=set)
+    ranking_sizes: Counter[int] = field(default_factory=Counter)
+    annotators: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+    soft_labels: int = 0
+
+    def add(self, records: Sequence[Record]) -> None:
+        """Measure one batch of records."""
+        for name, items in fields_of(records).items():
+            if self.tokenizer is None:
+                lengths = [char_length(text) for text, _ in items]
+            else:
+                lengths = token_lengths(self.tokenizer, items)
+            self.lengths.setdefault(name, Counter()).update(lengths)
+        for r in records:
+            self.n_records += 1
+            self.styles.add(isinstance(r.prompt, str))
+            if isinstance(r, Ranking):
+                self.ranking_sizes[len(r.responses)] += 1
+            if r.annotator is not None:
+                self.annotators.add(r.annotator)
+            if r.group is not None:
+                self.groups.add(r.group)
+            self.soft_labels += getattr(r, "preference_prob", None) is not None
+
+    def table(self) -> list[LengthStats]:
+        """One row per field measured, prompt first."""
+        return [LengthStats.from_counts(name, counts) for name, counts in self.lengths.items()]
+
+    def style(self) -> str:
+        """``"standard"``, ``"conversational"``, ``"mixed"`` or ``"empty"`` (see :func:`style_of`)."""
+        if not self.styles:
+            return "empty"
+        return "mixed" if len(self.styles) > 1 else "standard" if True in self.styles else "conversational"
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    """Lines of a text table: the first column left-aligned, the others right-aligned, each column as
+    wide as its longest cell and separated by at least two spaces (so 7-digit numbers never touch)."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [str(row[0]).ljust(widths[0])] + [str(c).rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append(indent + "  ".join(cells).rstrip())
+    return lines
 
 
 def style_of(records: Sequence[Record]) -> str:

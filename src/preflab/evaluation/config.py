@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..config import Section
 
@@ -18,7 +18,7 @@ class EvalConfig(Section):
     prompts: str | None = Field(None, description="Held-out prompts: a .jsonl (field 'prompt', optional 'family'/'group') or .txt file.")
     suite: str | None = Field(None, description="Task suite to draw held-out prompts from when no prompts file is given.")
     n_prompts: int = Field(200, ge=1, description="Number of held-out prompts (first n of the file, or drawn from the suite).")
-    judge: str = Field("gold", description="Judge name, as the feedback lab registers it.")
+    judge: str = Field("gold", description="Registered judge name (preflab.feedback.JUDGES).")
     judge_args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the judge.")
     both_orders: bool = Field(False, description="Judge every pair in both orders and average (cancels position bias).")
     max_new_tokens: int = Field(128, ge=1, description="Answer length cap when sampling.")
@@ -38,3 +38,20 @@ class EvalConfig(Section):
     pairs: str | None = Field(None, description="Held-out preference pairs for ranking accuracy (any format the data layer reads).")
     beta: float = Field(0.1, gt=0.0, description="β of the implicit reward β·log(π/π_ref) for ranking accuracy.")
     keep_samples: bool = Field(True, description="Store every prompt, both answers and the verdicts in the result file.")
+
+    @field_validator("name")
+    @classmethod
+    def _one_file_name(cls, name: str) -> str:
+        from ..files import name_problem
+
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
+    @field_validator("judge")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from ..feedback.judges import judge_name
+
+        return judge_name(name)

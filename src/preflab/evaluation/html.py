@@ -66,7 +66,8 @@ def fmt(value: object, digits: int = 3, pct: bool = False) -> str:
 
 
 def ci(lo: float | None, hi: float | None, pct: bool = False, digits: int = 3) -> str:
-    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+    """``[lo, hi]`` formatted; an em dash when either end is missing or not a finite number."""
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)):
         return "—"
     return f"[{fmt(lo, digits, pct)}, {fmt(hi, digits, pct)}]"
 
@@ -101,6 +102,7 @@ def badge(ok: bool, yes: str = "pass", no: str = "FAIL") -> Raw:
 
 
 def card(label: str, value: str, note: str = "") -> str:
+    """A summary card: ``label`` is escaped; ``value`` and ``note`` are HTML (escape what goes into them)."""
     note_html = f'<div class="note">{note}</div>' if note else ""
     return f'<div class="card"><div class="label">{esc(label)}</div><div class="value">{value}</div>{note_html}</div>'
 

@@ -6,8 +6,10 @@ samples the answers from two causal LMs first (``preflab.generation.sample``, th
 sampler, when it is available; otherwise Hugging Face ``generate``) and adds KL(π‖π_ref) from
 temperature-1 samples of the policy.
 
-Prompts are strings, chat message lists, or task objects with a ``prompt`` attribute (and ``family``):
-the sampler sees the prompt text, the judge sees the original object, so gold judges can score tasks.
+Prompts are strings, chat message lists, task objects with a ``prompt`` attribute (and ``family``), or
+:class:`LabeledPrompt` (a plain prompt with a ``family`` and/or ``group`` label): the sampler sees the
+prompt text, the judge sees the task object (so gold judges can score tasks) or the plain prompt. Prompts
+with a ``group`` label get per-group results.
 """
 
 from __future__ import annotations
@@ -42,6 +44,29 @@ class EvalSampling:
     batch_size: int = 16
 
 
+@dataclass(frozen=True)
+class LabeledPrompt:
+    """A plain prompt (text or chat messages) labelled with a task ``family`` and/or a ``group``: results are
+    reported per family / per group, the judge sees only ``prompt``."""
+
+    prompt: Any
+    family: str | None = None
+    group: str | None = None
+
+
+def judged_prompt(prompt: Any) -> Any:
+    """What a judge is given: the plain prompt of a :class:`LabeledPrompt`, any other prompt as it is."""
+    return prompt.prompt if isinstance(prompt, LabeledPrompt) else prompt
+
+
+def prompt_group(prompt: Any) -> str | None:
+    """A prompt's group label (``group`` attribute or key), or None."""
+    group = getattr(prompt, "group", None)
+    if group is None and isinstance(prompt, Mapping):
+        group = prompt.get("group")
+    return None if group is None else str(group)
+
+
 def prompt_text(prompt: Any) -> Any:
     """What the policy is asked: ``prompt.prompt`` for task objects, the prompt itself otherwise."""
     return getattr(prompt, "prompt", prompt)
@@ -62,6 +87,7 @@ def evaluate_answers(
     *,
     gold=None,
     families: Sequence[str] | None = None,
+    groups: Sequence[str | None] | None = None,
     group_judges: Mapping[str, Any] | None = None,
     lengths: tuple[Sequence[float], Sequence[float]] | None = None,
     both_orders: bool = False,
@@ -80,7 +106,8 @@ def evaluate_answers(
     """Judge A's against B's answers on every prompt and compute the answer-level results.
 
     ``gold`` scores single answers (a judge with ``score``); by default ``judge`` itself when it can
-    score. ``group_judges`` maps an annotator group to its judge (and gold scorer, when it can score).
+    score. ``group_judges`` maps an annotator group to its judge (and gold scorer, when it can score);
+    without them, ``groups`` (default: the prompts' ``group`` labels) splits the prompts into groups.
     ``lengths`` are the two answers' lengths for length control (default: characters).
     """
     n = len(prompts)
@@ -89,6 +116,7 @@ def evaluate_answers(
     if len(answers_a) != n or len(answers_b) != n:
         raise DataError(f"{n} prompts but {len(answers_a)} answers of {a_name} and {len(answers_b)} of {b_name}")
     kw = dict(confidence=confidence, seed=seed)
+    labelled, prompts = prompts, [judged_prompt(p) for p in prompts]
     prefs = judge_preferences(judge, prompts, answers_a, answers_b, both_orders=both_orders)
     result = EvalResult(name=name, a_name=a_name, b_name=b_name, judge=getattr(judge, "name", type(judge).__name__))
     result.win_rate = win_rate(prefs, n_bootstrap=n_bootstrap, **kw)
@@ -99,7 +127,7 @@ def evaluate_answers(
         result.null_check = null_model_check(judge, prompts, answers_b, threshold=null_threshold,
                                              both_orders=both_orders, n_bootstrap=min(n_bootstrap, 1000), **kw)
     scorer = gold if gold is not None else (judge if getattr(judge, "can_score", False) else None)
-    fams = list(families) if families is not None else [prompt_family(p) for p in prompts]
+    fams = list(families) if families is not None else [prompt_family(p) for p in labelled]
     fams = None if all(f is None for f in fams) else [f or "other" for f in fams]
     gold_a = gold_b = None
     if scorer is not None:
@@ -115,9 +143,15 @@ def evaluate_answers(
                 g_gold_b[group] = gj.score_batch(list(prompts), list(answers_b))
         result.groups = per_group_results(g_prefs, gold_a=g_gold_a or None, gold_b=g_gold_b or None,
                                           n_bootstrap=min(n_bootstrap, 1000), **kw)
+    labels = list(groups) if groups is not None else [prompt_group(p) for p in labelled]
+    if not group_judges and any(g is not None for g in labels):  # each prompt belongs to one group
+        labels = [g if g is not None else "other" for g in labels]
+        result.groups = per_group_results(prefs, labels, gold_a=gold_a, gold_b=gold_b,
+                                          n_bootstrap=min(n_bootstrap, 1000), **kw)
     if keep_samples:
         result.samples = [
-            {"prompt": _plain(prompt_text(p)), "family": fams[i] if fams else None, "a": answers_a[i],
+            {"prompt": _plain(prompt_text(p)), "family": fams[i] if fams else None, "group": labels[i],
+             "a": answers_a[i],
              "b": answers_b[i], "preference": float(prefs[i]),
              "gold_a": None if gold_a is None else float(gold_a[i]),
              "gold_b": None if gold_b is None else float(gold_b[i])}

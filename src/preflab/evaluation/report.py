@@ -10,11 +10,11 @@ report: the page lists them at the top.
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write_bytes as _atomic_write
+from ..files import check_output_dir
 from . import html as H
 from .overoptimization import OverOptimisation, overoptimisation
 from .plots import gold_family_plot, overoptimisation_plot, png_bytes, training_curves, win_rate_plot
@@ -87,19 +87,42 @@ def _cards(run: RunContents) -> str:
         if ev.win_rate is not None:
             w = ev.win_rate
             cards.append(H.card(f"win rate · {ev.name}", H.fmt(w.win_rate, pct=True),
-                                f"95% CI {H.ci(w.ci_low, w.ci_high, pct=True)}, n={w.n}"))
+                                f"95% CI {H.ci(w.ci_low, w.ci_high, pct=True)}, n={H.esc(w.n)}"))
         if ev.lc_win_rate is not None:
             lc = ev.lc_win_rate
             cards.append(H.card(f"LC win rate · {ev.name}", H.fmt(lc.lc_win_rate, pct=True),
                                 f"95% CI {H.ci(lc.ci_low, lc.ci_high, pct=True)}"))
         if ev.kl is not None:
-            cards.append(H.card(f"KL · {ev.name}", f"{H.fmt(ev.kl.kl, 3)} nats", f"± {H.fmt(ev.kl.se, 3)} (SE)"))
+            # k3 is never negative; k1 (the plain mean log-ratio) can be, on few samples
+            cards.append(H.card(f"KL · {ev.name}", f"{H.fmt(ev.kl.k3, 3)} nats",
+                                f"k3 ± {H.fmt(ev.kl.k3_se, 3)} (SE); k1 {H.fmt(ev.kl.kl, 3)} ± {H.fmt(ev.kl.se, 3)}"))
         if ev.null_check is not None:
             nc = ev.null_check
             css, word = ("bad", "unreliable") if not nc.reliable else ("ok", "reliable") if nc.conclusive else (
                 "warn", "inconclusive")
             cards.append(H.card(f"judge · {nc.judge}", f'<span class="{css}">{word}</span>', "null-model check"))
     return f'<div class="cards">{"".join(cards)}</div>' if cards else ""
+
+
+WALL_CLOCK_KEYS = ("time",)
+
+
+def _settings_line(ev: EvalResult) -> str:
+    """How the evaluation sampled and measured (from the result's ``meta``), so its numbers can be read."""
+    meta = ev.meta if isinstance(ev.meta, dict) else {}
+    sampling = meta.get("sampling") if isinstance(meta.get("sampling"), dict) else {}
+    parts = [f"{k.replace('_', ' ')} {sampling[k]}" for k in ("max_new_tokens", "temperature", "top_p", "seed",
+                                                              "batch_size") if k in sampling]
+    parts += [f"{k.replace('_', ' ')} {meta[k]}" for k in ("n_prompts", "length_unit") if k in meta]
+    if not parts:
+        return ""
+    return f'<p class="muted">settings: {H.esc(", ".join(str(x) for x in parts))}</p>'
+
+
+
+def _sig(value: float) -> str:
+    """Four significant digits, so that a learning rate of 5e-05 does not read as 0.000."""
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
 
 
 def _curves_section(run: RunContents, w: _Writer) -> str:
@@ -111,7 +134,9 @@ def _curves_section(run: RunContents, w: _Writer) -> str:
     rows = []
     for split, per in run.metrics.series.items():
         for metric, (steps, values) in per.items():
-            rows.append([metric, split, len(values), H.fmt(values[0]), H.fmt(values[-1]), steps[-1]])
+            if metric in WALL_CLOCK_KEYS:  # a Unix timestamp is no metric to read as a number
+                continue
+            rows.append([metric, split, len(values), _sig(values[0]), _sig(values[-1]), steps[-1]])
     return img + "<details><summary>Final values of every logged metric</summary>" + H.table(
         ["metric", "split", "points", "first", "last", "last step"], rows) + "</details>"
 
@@ -132,32 +157,39 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
     if evals:
         nav.append(("evaluation", "Evaluation"))
         body.append('<h2 id="evaluation">Evaluation</h2>')
-        body.append(w.figure(win_rate_plot(evals), "win_rates", "win rates with confidence intervals"))
+        try:
+            body.append(w.figure(win_rate_plot(evals), "win_rates", "win rates with confidence intervals"))
+        except (TypeError, ValueError) as exc:  # a hand-edited file with a string where a number belongs
+            missing.append(f"win-rate plot not drawn ({type(exc).__name__}: {exc})")
         for i, (path, ev) in enumerate(run.evals):
             judge = f" · judge <b>{H.esc(ev.judge)}</b>" if ev.judge else ""
             body.append(f'<h2 id="eval-{i}" style="border-top:1px dashed #e3e7ee">{H.esc(ev.name)} '
                         f'<span class="sub">({H.esc(ev.a_name)} vs {H.esc(ev.b_name)}{judge}; '
                         f"{H.esc(path.name)})</span></h2>")
-            gold_plot = ""
-            if len(ev.gold) > 1:
-                gold_plot = w.figure(gold_family_plot(ev), f"gold_{_slug(ev.name)}", "gold score per family")
-            body.append(eval_sections(ev, gold_plot))
+            body.append(_settings_line(ev))
+            try:  # a hand-edited file may hold a string where a number belongs: list it, keep the report
+                gold_plot = ""
+                if len(ev.gold) > 1:
+                    gold_plot = w.figure(gold_family_plot(ev), f"gold_{_slug(ev.name)}", "gold score per family")
+                body.append(eval_sections(ev, gold_plot))
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                missing.append(f"eval/{path.name}: not shown ({type(exc).__name__}: {exc})")
 
     over = next((ev.overoptimisation for ev in evals if ev.overoptimisation and len(ev.overoptimisation.points) > 1),
                 None)
     over_source = "evaluation results"
     if over is None and run.metrics is not None:
         over, over_source = overopt_from_metrics(run.metrics), "metrics.jsonl"
-    nav.append(("overoptimisation", "Over-optimisation"))
-    body.append('<h2 id="overoptimisation">Over-optimisation: gold vs proxy reward</h2>')
-    if over is None:
-        missing.append("no over-optimisation data (checkpoints with kl and gold reward, in eval/*.json or "
-                       f"metrics.jsonl keys {', '.join(GOLD_KEYS[:2])}): no over-optimisation plot")
-        body.append('<p class="muted">Not available for this run (see the list of missing parts above).</p>')
-    else:
+    if over is not None:
+        nav.append(("overoptimisation", "Over-optimisation"))
+        body.append('<h2 id="overoptimisation">Over-optimisation: gold vs proxy reward</h2>')
         body.append(w.figure(overoptimisation_plot(over), "overoptimisation", "gold and proxy reward vs KL"))
         if over_source == "metrics.jsonl":
             body.append(overopt_section(over, "Over-optimisation table (from metrics.jsonl)"))
+    else:  # most runs are not meant to produce it: a note, not a missing part
+        body.append('<p class="muted">No over-optimisation plot: it needs checkpoints scored with KL and gold reward '
+                    f"(in eval/*.json, or metrics.jsonl keys {H.esc(', '.join(GOLD_KEYS[:2]))}), which this run "
+                    "did not produce.</p>")
 
     if run.config_text is not None:
         nav.append(("config", "Config"))
@@ -176,7 +208,7 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Report:
     """Write ``<out_dir>/report.html`` (default ``RUN_DIR/report/``) and the plots' PNGs beside it."""
     run = read_run(run_dir)
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / REPORT_DIR
+    out = check_output_dir(Path(out_dir) if out_dir is not None else Path(run_dir) / REPORT_DIR, "report folder")
     out.mkdir(parents=True, exist_ok=True)
     page, pngs, missing = render_report(run, out)
     path = out / REPORT_FILE
@@ -186,10 +218,3 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60] or "eval"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)

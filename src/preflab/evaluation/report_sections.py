@@ -38,10 +38,10 @@ def null_section(ev: EvalResult) -> str:
     if nc is None:
         return ""
     css = {"loses": "ok", "ties": "warn", "wins": "bad"}
-    rows = [[r.name, Raw(f'<span class="muted">{esc(_clip(r.answer, 90)) or "(empty)"}</span>'),
+    rows = [[r.name, Raw(f'<span class="muted">{esc(_clip(str(r.answer), 90)) or "(empty)"}</span>'),
              fmt(r.win_rate.win_rate, pct=True), ci(r.win_rate.ci_low, r.win_rate.ci_high, pct=True),
              fmt(r.win_rate.ties / max(r.win_rate.n, 1), pct=True),
-             Raw(f'<span class="{css[r.verdict]}">{r.verdict.upper() if r.verdict == "wins" else r.verdict}</span>')]
+             Raw(f'<span class="{css.get(r.verdict, "warn")}">{esc(_verdict(r.verdict))}</span>')]
             for r in nc.results]
     level = "bad" if not nc.reliable else "ok" if nc.conclusive else "warn"
     verdict = f'<p class="{level}">{esc(nc.message())}.</p>'
@@ -61,7 +61,7 @@ def kl_section(ev: EvalResult) -> str:
         rows.append(["k1 per token", fmt(kl.kl_per_token, 5), "—"])
     return (f"<h3>KL({esc(ev.a_name)} ‖ {esc(ev.b_name)})</h3>" +
             table(["estimator (sequence level, nats)", "value", "SE"], rows) +
-            f'<p class="muted">{kl.n} samples of {esc(ev.a_name)} at temperature 1; mean length '
+            f'<p class="muted">{esc(kl.n)} samples of {esc(ev.a_name)} at temperature 1; mean length '
             f"{fmt(kl.mean_length, 1)} tokens.</p>")
 
 
@@ -154,6 +154,11 @@ def eval_sections(ev: EvalResult, gold_plot: str = "") -> str:
         parts.append(overopt_section(ev.overoptimisation))
     parts.append(samples_section(ev))
     return "".join(p for p in parts if p)
+
+
+def _verdict(verdict: object) -> str:
+    """A null answer's verdict as shown: WINS stands out."""
+    return "WINS" if verdict == "wins" else str(verdict)
 
 
 def _yes_no(flag: bool) -> Raw:

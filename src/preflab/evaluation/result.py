@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..files import atomic_open
 from .groups import GroupResults
 from .kl import KLEstimate
 from .length_control import LengthControlledWinRate
@@ -96,15 +95,17 @@ class EvalResult:
     def save(self, path: str | Path) -> Path:
         """Write the result as JSON, atomically (temp file + rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with atomic_open(path, "w") as fh:
             json.dump(self.to_dict(), fh, indent=1, ensure_ascii=False, allow_nan=False)
-        os.replace(tmp, path)
         return path
 
     def save_to_run(self, run_dir: str | Path) -> Path:
-        """Write ``RUN_DIR/eval/<name>.json``."""
+        """Write ``RUN_DIR/eval/<name>.json`` (``name`` must be one file name: it cannot leave ``eval/``)."""
+        from ..files import name_problem
+
+        problem = name_problem(self.name)
+        if problem:
+            raise DataError(f"evaluation name {problem}", field="name")
         return self.save(Path(run_dir) / "eval" / f"{self.name}.json")
 
     @classmethod

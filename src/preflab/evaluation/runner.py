@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..errors import ConfigError, DataError, ModelNotFoundError
-from .policies import EvalSampling, evaluate_policies, pair_ranking_accuracy
+from .policies import EvalSampling, LabeledPrompt, evaluate_policies, pair_ranking_accuracy
 from .result import EvalResult
 
 FINAL_MODEL_DIRS = ("final", "final_model")
@@ -34,7 +34,8 @@ def load_prompts(path: str | Path, limit: int | None = None) -> list[Any]:
     """Held-out prompts from a ``.txt`` file (one per line) or ``.jsonl`` (field ``prompt``).
 
     A JSONL row with a known task ``family`` and its ``params`` (as the feedback lab's samples files
-    hold them) becomes a task, so gold judges can score it; other rows keep ``family``/``group`` labels.
+    hold them) becomes a task, so gold judges can score it; a row with only a ``family`` and/or ``group``
+    label is a :class:`~preflab.evaluation.policies.LabeledPrompt` (results per family / per group).
     """
     path = Path(path)
     if not path.is_file():
@@ -60,14 +61,37 @@ def load_prompts(path: str | Path, limit: int | None = None) -> list[Any]:
 
 
 def _as_task(row: dict, file: str, line: int) -> Any:
+    """A prompt row as a task (family + params), a labelled plain prompt, or the plain prompt itself."""
     task = row.get("task") if isinstance(row.get("task"), dict) else row
     if "params" in task and "family" in task:
-        try:
-            from ..feedback.tasks.base import task_from_dict
-        except ImportError:
-            return row
+        from ..feedback.tasks.base import task_from_dict
+
         return task_from_dict(task, file=file, line=line)
-    return row if ("family" in row or "group" in row) else row["prompt"]
+    prompt = _checked_prompt(row["prompt"], file, line)
+    family, group = (_label(row, key, file, line) for key in ("family", "group"))
+    if family is None and group is None:
+        return prompt
+    return LabeledPrompt(prompt, family, group)
+
+
+def _checked_prompt(value: Any, file: str, line: int) -> Any:
+    """A prompt the sampler can take: a non-empty string or chat message list."""
+    from ..data.fields import BadRow, check_text
+
+    try:
+        return check_text(value, "prompt")
+    except BadRow as bad:
+        raise DataError(bad.message, file=file, line=line, field="prompt") from None
+
+
+def _label(row: dict, key: str, file: str, line: int) -> str | None:
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DataError(f"'{key}' must be a string label, not {type(value).__name__}", file=file, line=line,
+                        field=key)
+    return str(value)
 
 
 def suite_prompts(name: str, n: int, seed: int) -> list[Any]:

@@ -13,6 +13,7 @@ from .builders import (
 )
 from .judge import Judge
 from .judges import (
+    JUDGES,
     AnnotatorJudge,
     GoldJudge,
     LLMJudge,
@@ -20,6 +21,7 @@ from .judges import (
     RewardFnJudge,
     RewardModelJudge,
     make_judge,
+    register_judge,
 )
 from .samples import PromptSamples, read_samples, write_samples
 from .tasks import DEFAULT_SUITE, FAMILIES, SUITES, Task, TaskSuite, get_suite
@@ -27,6 +29,7 @@ from .tasks import DEFAULT_SUITE, FAMILIES, SUITES, Task, TaskSuite, get_suite
 __all__ = [
     "DEFAULT_SUITE",
     "FAMILIES",
+    "JUDGES",
     "SUITES",
     "AnnotatorJudge",
     "AnnotatorPool",
@@ -48,6 +51,7 @@ __all__ = [
     "get_suite",
     "make_judge",
     "load_pool",
+    "register_judge",
     "read_samples",
     "rso_pairs",
     "rso_select",

@@ -3,15 +3,25 @@
 Every judge answers ``compare(prompt, a, b) -> P(a ≻ b)`` in [0, 1] (0.5 = tie / no preference).
 Judges that score single responses also implement ``score(prompt, response) -> float``.
 Batched variants have default implementations that loop; judges backed by a model override them.
+A judge class registered with :func:`preflab.feedback.judges.register_judge` is built by name from a config
+through :meth:`Judge.from_config`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
 
 
 class Judge(ABC):
     name: str = "judge"
+
+    @classmethod
+    def from_config(cls, *, tasks: Sequence[Any] = (), **kwargs: Any) -> Judge:
+        """Build the judge from a config's ``judge_args`` (``kwargs``) and the run's ``tasks`` (the gold-scored
+        task objects, for judges that score with them). The default passes ``kwargs`` to the constructor."""
+        return cls(**kwargs)
 
     @abstractmethod
     def compare(self, prompt, a, b) -> float:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..files import atomic_open
 from .tasks import Task, task_from_dict
 
 
@@ -121,15 +120,7 @@ def read_samples(path: str | Path) -> list[PromptSamples]:
 def write_samples(rows: Iterable[PromptSamples], path: str | Path) -> Path:
     """Write a completions JSONL file atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for row in rows:
-                fh.write(json.dumps(row.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", newline="\n") as fh:
+        for row in rows:
+            fh.write(json.dumps(row.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
     return path

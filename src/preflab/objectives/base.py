@@ -10,7 +10,7 @@ Log-probs are *sequence sums* of token log-probs, shape ``(B,)``; lengths are co
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -104,7 +104,6 @@ class ObjectiveSpec:
     inputs: str  # "pair" | "unpaired" | "ranking" | other kinds added by their schedules
     needs_ref: bool = True
     doc: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def make_params(self, **kwargs):
         return self.params(**kwargs)
@@ -116,13 +115,14 @@ class ObjectiveSpec:
 REGISTRY: dict[str, ObjectiveSpec] = {}
 
 
-def register(name: str, params: type, inputs: str = "pair", needs_ref: bool = True, **extra):
-    """Decorator: ``@register("dpo", DPOParams)`` adds the function to :data:`REGISTRY`."""
+def register(name: str, params: type, inputs: str = "pair", needs_ref: bool = True):
+    """Decorator: ``@register("dpo", DPOParams)`` adds the function to :data:`REGISTRY`. How an objective is
+    trained (its data and reference schedules) is the algorithm table's business (:mod:`preflab.algorithms`)."""
 
     def deco(fn: ObjectiveFn) -> ObjectiveFn:
         if name in REGISTRY:
             raise ValueError(f"objective '{name}' registered twice")
-        REGISTRY[name] = ObjectiveSpec(name, fn, params, inputs, needs_ref, (fn.__doc__ or "").strip(), extra)
+        REGISTRY[name] = ObjectiveSpec(name, fn, params, inputs, needs_ref, (fn.__doc__ or "").strip())
         return fn
 
     return deco

@@ -19,7 +19,8 @@ QUICKSTART_DEFAULTS: dict[str, Any] = {
         "pool": "noisy",
         "pair_strategy": "best-vs-worst",
     },
-    "objective": {"name": "dpo", "params": {"beta": 0.5}},
+    "algorithm": "dpo",
+    "objective": {"params": {"beta": 0.5}},
     "lora": {"enabled": True, "r": 16, "alpha": 32.0, "dropout": 0.0},
     "reference": {"mode": "cached"},
     "train": {"lr": 5.0e-4, "batch_size": 8, "epochs": 2.0, "warmup_ratio": 0.1, "scheduler": "cosine",
@@ -33,4 +34,5 @@ def quickstart_defaults(overrides: list[str] | None = None):
 
     from ..config import apply_overrides, validate_config
 
-    return validate_config(apply_overrides(copy.deepcopy(QUICKSTART_DEFAULTS), overrides or []))
+    overrides = overrides or []
+    return validate_config(apply_overrides(copy.deepcopy(QUICKSTART_DEFAULTS), overrides), overrides=overrides)

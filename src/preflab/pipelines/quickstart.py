@@ -5,7 +5,7 @@ Stages (each resumable, see :mod:`preflab.pipelines.stages`):
 1. ``prompts``  — training and held-out tasks from a gold-scored task suite, disjoint by construction;
 2. ``samples``  — several completions per training prompt from the initial policy (gold-scored);
 3. ``pairs``    — a simulated annotator pool *with label noise* labels pairs of completions;
-4. ``train``    — DPO (or any offline objective in ``objective:``) on the pairs, checkpointed;
+4. ``train``    — DPO (or any offline pair algorithm in ``algorithm:``) on the pairs, checkpointed;
 5. ``eval``     — trained vs initial policy on the held-out prompts under the gold judge: win rate with a
                   bootstrap CI, length-controlled win rate, gold score per family, KL to the initial policy;
 6. ``report``   — the self-contained HTML report.
@@ -21,11 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
+from ..files import check_output_dir
 from .stages import Stages, atomic_write_text, fingerprint
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+
+#: The pair builder's version, part of the pairs stage's fingerprint: a pairs stage finished by an older
+#: builder is redone, not reused (version 1 could write empty answers the data layer rejects).
+PAIRS_VERSION = 2
 
 
 @dataclass
@@ -37,9 +42,11 @@ class QuickstartResult:
 
 
 def _log(msg: str) -> None:
+    """One progress line on stderr; ``msg`` is plain text (paths and names may hold ``[...]``)."""
     from rich.console import Console
+    from rich.text import Text
 
-    Console(stderr=True).print(f"[bold cyan]quickstart[/] {msg}")
+    Console(stderr=True).print(Text.assemble(("quickstart ", "bold cyan"), msg))
 
 
 def split_tasks(suite_name: str, n_train: int, n_eval: int, seed: int) -> tuple[list, list, int]:
@@ -97,6 +104,43 @@ def split_tasks(suite_name: str, n_train: int, n_eval: int, seed: int) -> tuple[
     return train_set, eval_set, repeats
 
 
+def usable_samples(samples: list, counts: Counter) -> list:
+    """Samples without the completions the data layer rejects (empty or whitespace-only), so they are never
+    paired; prompts left with fewer than two completions are skipped. Both are counted in ``counts``."""
+    import dataclasses
+
+    out = []
+    for s in samples:
+        keep = [i for i, c in enumerate(s.completions) if c.strip()]
+        if len(keep) < len(s.completions):
+            counts["empty_completions_dropped"] += len(s.completions) - len(keep)
+            parallel = ("completions", "gold_scores", "num_tokens", "finish_reasons", "logprobs")
+            s = dataclasses.replace(s, **{name: [getattr(s, name)[i] for i in keep] for name in parallel
+                                          if getattr(s, name) is not None})
+        if len(keep) < 2:
+            counts["prompts_with_under_2_completions_skipped"] += 1
+            continue
+        out.append(s)
+    return out
+
+
+def valid_pairs(pairs: list, counts: Counter) -> list:
+    """The pairs the data layer's own parser accepts; each rejected one is counted under its reason."""
+    from ..data.fields import IDENTICAL, BadRow
+    from ..data.formats import ParseContext, parse_preference
+    from ..data.serialize import record_to_dict
+
+    kept = []
+    for p in pairs:
+        try:
+            parse_preference(record_to_dict(p), ParseContext())
+        except BadRow as bad:  # identical texts carry no preference; anything else would fail the train stage
+            counts["identical_completions_skipped" if bad.reason == IDENTICAL else f"invalid_pairs_{bad.reason}"] += 1
+            continue
+        kept.append(p)
+    return kept
+
+
 def _read_tasks(path: Path) -> tuple[list, list]:
     from ..feedback.tasks import task_from_dict
 
@@ -113,7 +157,7 @@ class Quickstart:
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.q = cfg.quickstart
-        self.dir = Path(cfg.output_dir)
+        self.dir = check_output_dir(cfg.output_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stages = Stages(self.dir)
         self._tok = None
@@ -180,28 +224,27 @@ class Quickstart:
         from ..feedback import annotator_pairs, load_pool, read_samples
 
         q = self.q
-        samples = read_samples(self.dir / "samples.jsonl")
-        pool = load_pool(q.pool, seed=self.cfg.seed)
         counts: Counter = Counter()
+        samples = usable_samples(read_samples(self.dir / "samples.jsonl"), counts)
+        pool = load_pool(q.pool, seed=self.cfg.seed)
         pairs = annotator_pairs(samples, pool, strategy=q.pair_strategy, pairs_per_prompt=q.pairs_k(),
                                seed=self.cfg.seed, counts=counts)
-        kept = []
-        for p in pairs:  # identical texts carry no preference (and the data layer rejects them)
-            if p.chosen == p.rejected:
-                counts["identical_completions_skipped"] += 1
-            else:
-                kept.append(p)
+        kept = valid_pairs(pairs, counts)
+        if not kept:
+            raise DataError(f"no usable preference pairs ({', '.join(f'{k}={v}' for k, v in counts.items())}); "
+                            "sample more completions per prompt or more tokens", file=str(self.dir / "samples.jsonl"))
         save_records(kept, self.dir / "pairs.jsonl")
         flipped = sum(1 for p in kept if p.metadata.get("flipped"))
         return {"pairs": len(kept), "label_flips": flipped, **{k: int(v) for k, v in counts.items()}}
 
     def train(self) -> dict:
         from ..data import load_preferences
-        from ..training import latest_checkpoint, train
+        from ..training import train
 
         cfg = self.cfg.model_copy(deep=True)
-        if latest_checkpoint(self.dir / "checkpoints") is not None:
-            cfg.train.resume = True  # an interrupted training stage continues where it stopped
+        # An interrupted training stage continues where it stopped; checkpoints of other inputs (a changed
+        # train.lr, new pairs) are moved to history/ and training starts afresh (see preflab.training.rundir).
+        cfg.train.resume = "auto"
         records = load_preferences(self.dir / "pairs.jsonl").records
         result = train(cfg, records=records)
         return {"steps": result.steps, "tokens": result.tokens, "tokens_per_s": round(result.tokens_per_s, 1),
@@ -238,7 +281,7 @@ class Quickstart:
         fp_prompts = fingerprint("prompts", c.seed, q.suite, q.train_prompts, q.eval_prompts)
         fp_samples = fingerprint(fp_prompts, model_fp, q.samples_per_prompt, q.max_new_tokens, q.temperature,
                                  q.top_p, q.sample_batch_size)
-        fp_pairs = fingerprint(fp_samples, q.pool, q.pair_strategy, q.pairs_k())
+        fp_pairs = fingerprint(fp_samples, q.pool, q.pair_strategy, q.pairs_k(), PAIRS_VERSION)
         fp_train = fingerprint(fp_pairs, c.train.model_dump(exclude={"resume", "progress"}), c.objective.model_dump(),
                                c.lora.model_dump(), c.reference.model_dump())
         fp_eval = fingerprint(fp_train, q.eval_temperature, q.kl_samples_per_prompt, q.n_bootstrap)
@@ -249,7 +292,7 @@ class Quickstart:
         for name, fp, fn in (("prompts", fp_prompts, self.prompts), ("samples", fp_samples, self.samples),
                              ("pairs", fp_pairs, self.pairs), ("train", fp_train, self.train),
                              ("eval", fp_eval, self.evaluate), ("report", fp_report, self.report)):
-            _log(f"stage [bold]{name}[/]")
+            _log(f"stage {name}")
             info[name] = s.run(name, fp, fn, log=_log)
         timings = dict(s.timings, total=time.perf_counter() - t_all)
         summary = {**info["eval"], "pairs": info["pairs"].get("pairs"), "train_steps": info["train"].get("steps")}
@@ -277,4 +320,15 @@ def summarize(result) -> dict:
 
 
 def run_quickstart(cfg: RunConfig) -> QuickstartResult:
-    return Quickstart(cfg).run()
+    """Run the quickstart in ``cfg.output_dir``, holding that directory's lock (one run at a time);
+    a full disk is a one-line :class:`~preflab.errors.StorageError`."""
+    from ..algorithms import get_algorithm
+    from ..durable import disk_full_as_error
+    from ..runlock import run_lock
+    from ..training.lm_algorithms import ACCEPTED_KINDS
+
+    if "pairs" not in ACCEPTED_KINDS.get(get_algorithm(cfg.algorithm).data, ()):  # it trains on annotated pairs
+        raise ConfigError(f"the quickstart trains on the pairs its annotators label; algorithm '{cfg.algorithm}' "
+                          "does not train on a pair dataset (pick an offline one, e.g. dpo or kto)", field="algorithm")
+    with run_lock(cfg.output_dir), disk_full_as_error(cfg.output_dir):
+        return Quickstart(cfg).run()

@@ -1,9 +1,11 @@
-"""Named testbed algorithms (objective × schedule × defaults) and their evaluation against the exact answer.
+"""The testbed side of the algorithm table: schedule runners keyed by (data schedule, reference schedule),
+and the evaluation of a run against the exact answer.
 
-``run_algorithm("inpo", game, beta=0.1)`` trains with exact expectations and returns a :class:`Trajectory`;
-:func:`evaluate` measures it against the game's β-regularised Nash equilibrium (or any target table):
-distance (worst-context total variation), exploitability, KL to π_ref and the first iteration from which the
-tracked iterate stays within tolerance.
+Algorithms are defined once, in :mod:`preflab.algorithms`; :data:`ALGORITHMS` here is the table's
+testbed-runnable part. ``run_algorithm("inpo", game, beta=0.1)`` trains with exact expectations and returns a
+:class:`Trajectory`; :func:`evaluate` measures it against the game's β-regularised Nash equilibrium (or any
+target table): distance (worst-context total variation), exploitability, KL to π_ref and the first
+iteration from which the tracked iterate stays within tolerance.
 """
 
 from __future__ import annotations
@@ -14,97 +16,46 @@ from typing import Any
 
 import numpy as np
 
+from .. import algorithms as table
+from ..algorithms import Algorithm, get_algorithm
 from ..errors import ConfigError
 from . import schedules
 from .games import PreferenceGame
 from .schedules import TrainConfig, Trajectory
 from .solvers import exploitability, kl_divergence, tv_distance
 
-__all__ = ["ALGORITHMS", "Evaluation", "evaluate", "run_algorithm"]
+__all__ = ["ALGORITHMS", "RUNNERS", "Evaluation", "evaluate", "run_algorithm"]
 
+Runner = Callable[[Algorithm, PreferenceGame, TrainConfig], Trajectory]
 
-@dataclass(frozen=True)
-class Algorithm:
-    """A schedule and the defaults under which it converges on the testbed's games at β ≈ 0.1."""
-
-    schedule: Callable[[str, PreferenceGame, TrainConfig], Trajectory]
-    objective: str
-    defaults: dict[str, Any]
-    claim: str  # what the paper says it converges to
-
-
-_OFFLINE = {"iterations": 20, "inner_steps": 5}
-ALGORITHMS: dict[str, Algorithm] = {
-    **{
-        name: Algorithm(schedules.offline, name, _OFFLINE, claim)
-        for name, claim in [
-            ("dpo", "KL optimum (BT)"),
-            ("cdpo", "KL optimum, smoothed labels"),
-            ("rdpo", "KL optimum, clean labels"),
-            ("ipo", "π_ref exp(P(y ≻ μ)/β)"),
-            ("hinge", "margin 1/β"),
-            ("rpo", "DPO + SFT on chosen"),
-            ("simpo", "margin γ on mean log-probs"),
-            ("orpo", "SFT + odds-ratio contrast"),
-        ]
-    },
-    "online_dpo": Algorithm(
-        schedules.online_pairs, "online_dpo", {"iterations": 5, "inner_steps": 5}, "KL optimum (BT)"
-    ),
-    "xpo": Algorithm(
-        schedules.online_pairs, "xpo", {"iterations": 10, "inner_steps": 5}, "KL optimum + O(α)"
-    ),
-    "inpo": Algorithm(
-        schedules.iterative, "inpo", {"iterations": 150, "inner_steps": 4, "eta": 1.0}, "reg. Nash"
-    ),
-    "sppo": Algorithm(
-        schedules.iterative,
-        "sppo",
-        {"iterations": 150, "inner_steps": 3, "eta": 1.0},
-        "minimax winner (avg)",
-    ),
-    "dno": Algorithm(
-        schedules.iterative,
-        "dno",
-        {"iterations": 150, "inner_steps": 3, "eta": 1.0},
-        "minimax winner (avg)",
-    ),
-    "nash_md": Algorithm(
-        schedules.online_pg,
-        "nash_md",
-        {"iterations": 150, "inner_steps": 10, "eta": 0.01},
-        "reg. Nash + O(η/β)",
-    ),
-    "spo": Algorithm(
-        schedules.online_pg, "spo", {"iterations": 150, "inner_steps": 10}, "minimax winner (avg)"
-    ),
-    "nash_mp": Algorithm(
-        schedules.mirror_prox,
-        "nash_mp",
-        {"iterations": 40, "inner_steps": 2, "eta": 5.0},
-        "reg. Nash",
-    ),
-    "maxmin": Algorithm(
-        schedules.maxmin_dual, "maxmin", {"iterations": 300, "inner_steps": 1}, "max-min policy"
-    ),
+# How the testbed implements each (data schedule, reference schedule) with exact expectations.
+RUNNERS: dict[tuple[str, str], Runner] = {
+    (table.OFFLINE_PAIRS, table.FIXED): schedules.offline,
+    (table.OFFLINE_PAIRS, table.NONE): schedules.offline,
+    (table.OFFLINE_UNPAIRED, table.FIXED): schedules.offline,
+    (table.OFFLINE_RANKINGS, table.FIXED): schedules.offline,
+    (table.OFFLINE_RANKINGS, table.NONE): schedules.offline,
+    (table.ONLINE_PAIRS, table.FIXED): schedules.online_pairs,
+    (table.ITERATIVE, table.PREVIOUS_ITERATE): schedules.iterative,
+    (table.POLICY_GRADIENT, table.GEOMETRIC_MIXTURE): schedules.online_pg,
+    (table.POLICY_GRADIENT, table.NONE): schedules.online_pg,
+    (table.POLICY_GRADIENT, table.PROX_SNAPSHOTS): schedules.mirror_prox,
+    (table.GROUP_DUAL, table.FIXED): schedules.maxmin_dual,
 }
+
+ALGORITHMS: dict[str, Algorithm] = {name: a for name, a in table.ALGORITHMS.items() if a.on_testbed}
 
 
 def run_algorithm(name: str, game: PreferenceGame, beta: float = 0.1, **overrides: Any) -> Trajectory:
     """Train algorithm ``name`` on ``game`` with exact expectations; ``overrides`` are :class:`TrainConfig`
-    fields (iterations, inner_steps, lr, eta, data, init, optimizer, params)."""
-    if name not in ALGORITHMS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(ALGORITHMS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(
-            f"unknown testbed algorithm '{name}'{hint} (known: {', '.join(sorted(ALGORITHMS))})",
-            field="algorithms",
-        )
-    algo = ALGORITHMS[name]
-    cfg = replace(TrainConfig(beta=beta), **{**algo.defaults, **overrides})
-    return algo.schedule(algo.objective, game, cfg)
+    fields (iterations, inner_steps, lr, eta, data, init, optimizer, params) over the table's defaults."""
+    algo = get_algorithm(name, field_name="algorithms")
+    if not algo.on_testbed:
+        raise ConfigError(f"algorithm '{name}' has no testbed schedule (see `preflab algorithms`)",
+                          field="algorithms")
+    params = {**algo.params, **overrides.pop("params", {})}
+    cfg = replace(TrainConfig(beta=beta), **{**algo.testbed, **overrides, "params": params})
+    return RUNNERS[(algo.data, algo.reference)](algo, game, cfg)
 
 
 @dataclass

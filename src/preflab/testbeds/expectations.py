@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import TrainingError
 from ..objectives.base import PairInputs, RankingInputs, UnpairedInputs
 from ..objectives.game_inputs import GroupRewardInputs, IterativePairInputs, SampleInputs, XPOInputs
 
 __all__ = [
     "PairTable",
+    "distinct_pair_mass",
     "exact_group_samples",
     "exact_pairs",
     "exact_rankings",
@@ -41,6 +43,14 @@ def t(a: np.ndarray | Tensor) -> Tensor:
 def win_rates(pref: np.ndarray | Tensor, policy: np.ndarray | Tensor) -> Tensor:
     """(X, K) P(y ≻ π | x) = Σ_y' P(y ≻ y'|x) π(y'|x)."""
     return torch.einsum("xij,xj->xi", t(pref), t(policy))
+
+
+def distinct_pair_mass(mu: np.ndarray | Tensor) -> Tensor:
+    """(X,) the chance 1 − Σ_y μ(y|x)² that two independent draws from μ differ, summed as Σ_{y≠y'} μ(y) μ(y')
+    so that it stays accurate (and positive) when μ is nearly pure, where 1 − Σμ² rounds to 0."""
+    m = t(mu)
+    off_diagonal = ~torch.eye(m.shape[-1], dtype=torch.bool)
+    return (m.unsqueeze(-1) * m.unsqueeze(-2) * off_diagonal).sum((-2, -1))
 
 
 def _pair_index(X: int, K: int, distinct: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -73,7 +83,11 @@ class PairTable:
         mu_t, rho_t = t(mu), t(rho)
         X, K = mu_t.shape
         self.index = x, i, j = _pair_index(X, K, distinct)
-        norm = 1.0 - (mu_t**2).sum(-1) if distinct else torch.ones(X, dtype=mu_t.dtype)
+        norm = distinct_pair_mass(mu_t) if distinct else torch.ones(X, dtype=mu_t.dtype)
+        if distinct and bool(((norm <= 0) & (rho_t > 0)).any()):
+            x_pure = int(torch.nonzero((norm <= 0) & (rho_t > 0))[0])
+            raise TrainingError(f"pairs from a pure strategy in context {x_pure}: no distinct pairs to sample "
+                                "(1 − Σμ² = 0)", field="policy")
         self.weight = rho_t[x] * mu_t[x, i] * mu_t[x, j] / norm[x]
         self.prob = None
         if pref is not None:

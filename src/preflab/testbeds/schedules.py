@@ -1,9 +1,10 @@
 """Training schedules on a preference game with exact expectations: offline, iterative (reference = previous
 iterate), online policy gradient, mirror prox, and the max-min dual schedule.
 
-An algorithm = data schedule × registered objective × reference schedule. Each runner takes a game and a
-:class:`TrainConfig`, calls the registered objective through :func:`preflab.objectives.get_objective` on
-exact-expectation inputs (:mod:`.expectations`), and returns a :class:`Trajectory` of tabular policies.
+An algorithm = data schedule × registered objective × reference schedule (:mod:`preflab.algorithms`). Each
+runner takes the algorithm's table row, a game and a :class:`TrainConfig`, calls the row's registered
+objective through :func:`preflab.objectives.get_objective` on exact-expectation inputs (:mod:`.expectations`),
+and returns a :class:`Trajectory` of tabular policies.
 """
 
 from __future__ import annotations
@@ -17,9 +18,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from .. import algorithms as table
+from ..algorithms import Algorithm
+from ..errors import ConfigError, TrainingError
 from ..objectives import get_objective
-from .expectations import PairTable, exact_group_samples, exact_samples, exact_xpo_pairs, t, win_rates
+from .expectations import (
+    PairTable,
+    distinct_pair_mass,
+    exact_group_samples,
+    exact_rankings,
+    exact_samples,
+    exact_unpaired,
+    exact_xpo_pairs,
+    t,
+    win_rates,
+)
 from .games import PreferenceGame
 from .policy import TablePolicy, fit
 
@@ -101,26 +114,24 @@ def _data_policy(game: PreferenceGame, cfg: TrainConfig) -> np.ndarray:
     raise ConfigError(f"unknown data policy '{cfg.data}' (known: ref, uniform)", field="data")
 
 
-def offline(name: str, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
-    """A pair objective on a fixed dataset: all pairs from μ labelled by the annotators (population loss),
-    reference π_ref. Each iteration is ``inner_steps`` optimiser steps; records the policy after each."""
-    spec = get_objective(name)
-    if spec.inputs != "pair":
-        raise ConfigError(
-            f"objective '{name}' consumes '{spec.inputs}' inputs, not offline pairs", field="algorithm"
-        )
+COLLAPSED = 1e-12  # below this chance of drawing two distinct responses, a policy counts as pure
+
+
+def offline(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+    """A fixed dataset drawn from μ, as a population loss with reference π_ref: every pair labelled by the
+    annotators (pair objectives), every response labelled desirable with probability P(y ≻ μ) (unpaired:
+    KTO), or every ranking of the responses from Plackett–Luce on the game's rewards (listwise: PRO, LiPO).
+    Each iteration is ``inner_steps`` optimiser steps; records the policy after each."""
+    spec = get_objective(algo.objective)
     defaults = {"beta": cfg.beta} if "beta" in spec.params.__dataclass_fields__ else {}
-    params = _params(name, cfg, **defaults)
-    ref = t(np.log(game.ref))
-    table = PairTable(
-        _data_policy(game, cfg), game.context_probs, game.annotator_pref(), ref=ref, lengths=game.lengths
-    )
+    params = _params(algo.objective, cfg, **defaults)
+    inputs = _offline_inputs(algo, spec.inputs, game, cfg)
     pol = _init(game, cfg)
-    traj = Trajectory(name, [pol.probs()])
+    traj = Trajectory(algo.name, [pol.probs()], guarantee=algo.guarantee)
     for _ in range(cfg.iterations):
         traj.losses += fit(
             pol,
-            lambda lp: spec(table(lp), params)[0],
+            lambda lp: spec(inputs(lp), params)[0],
             optimizer=cfg.optimizer or "lbfgs",
             steps=cfg.inner_steps,
             lr=cfg.lr,
@@ -129,17 +140,48 @@ def offline(name: str, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
     return traj
 
 
-def iterative(name: str, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+def _offline_inputs(algo: Algorithm, kind: str, game: PreferenceGame, cfg: TrainConfig) -> Callable[[Tensor], Any]:
+    """log π → the objective's exact inputs over the whole dataset of ``algo``'s data schedule."""
+    ref, mu, rho = t(np.log(game.ref)), _data_policy(game, cfg), game.context_probs
+    wanted = {table.OFFLINE_PAIRS: "pair", table.OFFLINE_UNPAIRED: "unpaired", table.OFFLINE_RANKINGS: "ranking"}
+    if wanted.get(algo.data) != kind:
+        raise ConfigError(f"objective '{algo.objective}' consumes '{kind}' inputs, not {algo.data}", field="algorithm")
+    if kind == "pair":
+        return PairTable(mu, rho, game.annotator_pref(), ref=ref, lengths=game.lengths)
+    if kind == "unpaired":
+        desirable = win_rates(game.annotator_pref(), mu)
+        return lambda lp: exact_unpaired(lp, ref, mu, rho, desirable)
+    if game.rewards is None:
+        raise ConfigError(f"game '{game.name}' has no rewards to rank responses by (Plackett–Luce)", field="game")
+    lengths = np.ones_like(game.ref) if game.lengths is None else game.lengths
+    return lambda lp: exact_rankings(lp, ref, game.rewards, rho, lengths=lengths)
+
+
+def _check_support(algo: Algorithm, pi_t: np.ndarray, rho: np.ndarray, iteration: int) -> None:
+    """Pairs of distinct responses drawn from π_t exist in every context: a policy that collapsed to a pure
+    strategy gives an on-policy pair schedule nothing to learn from (and its pair weights divide by 0)."""
+    mass = distinct_pair_mass(pi_t).numpy()
+    collapsed = np.flatnonzero((mass < COLLAPSED) & (np.asarray(rho) > 0))
+    if collapsed.size:
+        x = int(collapsed[0])
+        raise TrainingError(
+            f"{algo.name}: the policy collapsed to a pure strategy at iteration {iteration} (context {x}, "
+            f"action {int(np.argmax(pi_t[x]))}): no distinct pairs to sample (1 − Σπ² = {mass[x]:.3g})",
+            field="policy",
+        )
+
+
+def iterative(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
     """Iterative self-play: at iteration t the pairs come from π_t, the reference schedule is π_t, and the
     objective is minimised to convergence. ``sppo`` (η = 1/β_SPPO = ``eta``), ``inpo`` (τ = beta, η = eta),
     ``dno`` (η = 1/eta), or any pair objective (iterative DPO: π_t as the reference)."""
+    name = algo.objective
     spec = get_objective(name)
     eta = 1.0 if cfg.eta is None else cfg.eta
     log_ref = t(np.log(game.ref))
     pref = t(game.annotator_pref())
     pol = _init(game, cfg)
-    guarantee = "average" if name in ("sppo", "dno") else "last"
-    traj = Trajectory(name, [pol.probs()], guarantee=guarantee)
+    traj = Trajectory(algo.name, [pol.probs()], guarantee=algo.guarantee)
     if name == "sppo":
         params = _params(name, cfg, beta=1.0 / eta)
     elif name == "inpo":
@@ -148,7 +190,9 @@ def iterative(name: str, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
         params = _params(name, cfg, eta=1.0 / eta)
     else:
         params = _params(name, cfg, beta=cfg.beta)
-    for _ in range(cfg.iterations):
+    for k in range(cfg.iterations):
+        if name != "sppo":  # SPPO's i.i.d. pairs keep identical ones; the others need distinct pairs
+            _check_support(algo, pol.probs(), game.context_probs, k + 1)
         loss_fn = _iterative_loss(name, spec, params, pol.probs(), game, pref, log_ref)
         traj.losses += fit(pol, loss_fn, optimizer=cfg.optimizer or "lbfgs", steps=cfg.inner_steps, lr=cfg.lr)
         traj.policies.append(pol.probs())
@@ -174,17 +218,21 @@ def _iterative_loss(
     return lambda lp: spec(table(lp), params)[0]
 
 
-def online_pairs(name: str, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+def online_pairs(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
     """Online DPO / XPO, batched: at each iteration fresh pairs from the current policy (XPO: one response
     from π, one from π_ref, plus exploration samples from π_ref) are judged by the annotators and the
-    objective is minimised with the reference fixed at π_ref."""
+    objective is minimised with the reference fixed at π_ref. A policy that collapses to a pure strategy
+    stops the run with a :class:`TrainingError` saying so (there are no distinct pairs left to sample)."""
+    name = algo.objective
     spec = get_objective(name)
     params = _params(name, cfg, beta=cfg.beta)
     log_ref = t(np.log(game.ref))
     pref = t(game.annotator_pref())
     pol = _init(game, cfg)
-    traj = Trajectory(name, [pol.probs()])
-    for _ in range(cfg.iterations):
+    traj = Trajectory(algo.name, [pol.probs()], guarantee=algo.guarantee)
+    for k in range(cfg.iterations):
+        if name != "xpo":  # XPO pairs a response of π with one of π_ref: distinct while π_ref has full support
+            _check_support(algo, pol.probs(), game.context_probs, k + 1)
         loss_fn = _online_pair_loss(name, spec, params, pol.probs(), game, pref, log_ref)
         traj.losses += fit(pol, loss_fn, optimizer=cfg.optimizer or "lbfgs", steps=cfg.inner_steps, lr=cfg.lr)
         traj.policies.append(pol.probs())
@@ -205,24 +253,25 @@ def _mixture(logp: Tensor, log_ref: Tensor, weight: float) -> Tensor:
     return torch.softmax((1 - weight) * logp + weight * log_ref, dim=-1)
 
 
-def online_pg(name: str, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
-    """Online policy gradient, one exact gradient step per iteration. ``nash_md``: the opponent is the
-    geometric mixture π^{1−ηβ} π_ref^{ηβ} (``eta`` default 0.01); ``spo``: the opponent is π itself (the
-    reward of y is its win rate against the policy's own samples), the guarantee being about the average."""
+def online_pg(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+    """Online policy gradient, one exact gradient step per iteration. Reference schedule
+    ``geometric_mixture`` (Nash-MD): the opponent is π^{1−ηβ} π_ref^{ηβ} (``eta`` default 0.01); ``none``
+    (SPO): the opponent is π itself (the reward of y is its win rate against the policy's own samples), and
+    the guarantee is the table's (the average iterate) unless the objective adds a KL penalty (``beta`` > 0:
+    the last iterate)."""
+    name = algo.objective
     spec = get_objective(name)
     log_ref = t(np.log(game.ref))
     pref = t(game.annotator_pref())
     pol = _init(game, cfg)
-    if name == "nash_md":
+    if algo.reference == table.GEOMETRIC_MIXTURE:
         params = _params(name, cfg, beta=cfg.beta)
         mix = cfg.beta * (0.01 if cfg.eta is None else cfg.eta)
-    elif name == "spo":
+    else:
         params = _params(name, cfg)
         mix = 0.0
-    else:
-        raise ConfigError(f"objective '{name}' has no online policy-gradient schedule", field="algorithm")
-    unregularised = name == "spo" and getattr(params, "beta", 0.0) == 0.0
-    traj = Trajectory(name, [pol.probs()], guarantee="average" if unregularised else "last")
+    regularised = getattr(params, "beta", 0.0) > 0.0
+    traj = Trajectory(algo.name, [pol.probs()], guarantee="last" if regularised else algo.guarantee)
     lr = (1.0 if cfg.lr is None else cfg.lr) * game.n_contexts
 
     def loss_fn(lp: Tensor) -> Tensor:
@@ -238,17 +287,18 @@ def online_pg(name: str, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
     return traj
 
 
-def mirror_prox(name: str, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+def mirror_prox(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
     """Nash-MP: per iteration k, an extrapolation step against π^k, then an update step from π^k against
     π^{k+½}; each step maximises P(π ≻ opponent) − β KL(π‖π_ref) − (1/η) KL(π‖π^k) with ``inner_steps``
     exact policy-gradient steps of the ``nash_mp`` objective."""
+    name = algo.objective
     spec = get_objective(name)
     eta = 1.0 if cfg.eta is None else cfg.eta
     params = _params(name, cfg, beta=cfg.beta, eta=eta)
     log_ref = t(np.log(game.ref))
     pref = t(game.annotator_pref())
     pol = _init(game, cfg)
-    traj = Trajectory(name, [pol.probs()])
+    traj = Trajectory(algo.name, [pol.probs()], guarantee=algo.guarantee)
     lr = (1.0 if cfg.lr is None else cfg.lr) / (cfg.beta + 1.0 / eta)
 
     def prox_step(start: np.ndarray, anchor: Tensor, opponent: np.ndarray) -> np.ndarray:
@@ -288,7 +338,7 @@ def _group_loss(
     return spec(exact_group_samples(lp, log_ref, game.group_rewards, game.context_probs, lam), params)[0]
 
 
-def maxmin_dual(name: str, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+def maxmin_dual(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
     """MaxMin-RLHF with a dual schedule. Each iteration takes ``inner_steps`` natural-policy-gradient steps
     (step 1/β by default: one step is the exact best response π_λ ∝ π_ref exp(Σ λ_k r_k/β)) of the
     ``maxmin`` objective for the current group weights λ, then a multiplicative-weights (mirror-descent)
@@ -298,7 +348,7 @@ def maxmin_dual(name: str, game: PreferenceGame, cfg: TrainConfig) -> Trajectory
     that oscillates at the kink between groups)."""
     if game.group_rewards is None:
         raise ConfigError(f"game '{game.name}' has no user groups", field="game")
-    spec = get_objective(name)
+    spec = get_objective(algo.objective)
     extra = dict(cfg.params)
     paper = bool(extra.pop("paper", False))
     params = spec.make_params(**{"beta": cfg.beta, **extra})
@@ -307,7 +357,7 @@ def maxmin_dual(name: str, game: PreferenceGame, cfg: TrainConfig) -> Trajectory
     log_ref = t(np.log(game.ref))
     pol = _init(game, cfg)
     lam = None if paper else torch.full((game.n_groups,), 1.0 / game.n_groups, dtype=torch.float64)
-    traj = Trajectory(name, [pol.probs()])
+    traj = Trajectory(algo.name, [pol.probs()], guarantee=algo.guarantee)
     optimizer = cfg.optimizer or "npg"
     lr = (1.0 if cfg.lr is None else cfg.lr) / cfg.beta * (1.0 if optimizer == "npg" else game.n_contexts)
     values: list[np.ndarray] = []

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..algorithms import Algorithm, get_algorithm
 from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizeOptions, Tokenizer, TokenizeStats, tokenize_records
 from ..errors import CheckpointError, ConfigError
@@ -30,8 +31,9 @@ from ..models.policy import (
 )
 from ..objectives import ObjectiveSpec, get_objective
 from . import setup
-from .config import make_params
+from .lm_algorithms import lm_schedule, objective_params
 from .online import OnlineSchedule, prompts_of
+from .rundir import RunStart, start_run
 from .schedule import OfflineSchedule, Schedule, eval_batches
 
 
@@ -55,6 +57,7 @@ class Parts:
     has_eval: bool
     tokenize_stats: TokenizeStats | None
     casts: list[FrozenCasts] = field(default_factory=list)  # bf16 copies of frozen weights; release() them
+    start: RunStart | None = None  # the run's provenance, and the checkpoint a fork starts from
 
     def release_casts(self) -> None:
         """Drop the frozen-weight copies (before the weights change: LoRA merge, end of training)."""
@@ -86,13 +89,10 @@ def make_accelerator(cfg: Any) -> Any:
     return accelerator
 
 
-def _objective(cfg: Any) -> tuple[ObjectiveSpec, Any]:
-    spec = get_objective(cfg.objective.name)
-    try:
-        params = make_params(spec.name, cfg.objective.params)
-    except ValueError as exc:
-        raise ConfigError(str(exc), field="objective.params") from None
-    return spec, params
+def _objective(cfg: Any) -> tuple[Algorithm, ObjectiveSpec, Any]:
+    """The run's row of the algorithm table, its objective and the objective's parameters."""
+    algo = get_algorithm(cfg.algorithm)
+    return algo, get_objective(algo.objective), objective_params(algo, cfg.objective.params)
 
 
 def _reference(mode: str, cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Module,
@@ -164,8 +164,8 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     acc = make_accelerator(cfg)
     set_seed(cfg.seed)
     train = cfg.train
-    spec, params = _objective(cfg)
-    kind = setup.schedule_kind(spec)
+    algo, spec, params = _objective(cfg)
+    kind = lm_schedule(algo)  # the table's data schedule picks the trainer's schedule
     mode = setup.reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, kind)
     if kind == "online" and judge is None:
         from .judging import judge_from_config
@@ -174,6 +174,9 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         if records is None and cfg.data.path is None:
             records = task_prompts
     records, eval_records = setup.load_records(cfg, spec, records, eval_records, kind)
+    # before the model changes (LoRA) and before anything is written to output_dir
+    start = start_run(cfg, records, eval_records, model, judge if kind == "online" else None,
+                      is_main=acc.is_main_process, barrier=acc.wait_for_everyone, log=acc.print)
     policy, tok = setup.load_policy(cfg, model, tokenizer)
     if train.compile:  # before any forward: the cached reference must be scored by the same kernels
         from ..models.loading import cache_dir
@@ -185,7 +188,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
                               field="train.compile")
     tk = Tokenizer(tok, TokenizeOptions(train.max_length, train.max_prompt_length, train.truncation,
                                         train.chat_template))
-    with_kl = spec.inputs == "unpaired" and spec.extra.get("kl", True)
+    with_kl = spec.inputs == "unpaired"  # KTO's reference point z needs mismatched (x, y') partners
     examples, stats = ([], None) if kind == "online" else tokenize_records(records, tk)
     eval_examples: list[Any] = []
     if eval_records:
@@ -238,7 +241,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         trainable=[p for p in scorer.parameters() if p.requires_grad], optimizer=optimizer,
         lr_scheduler=setup.build_scheduler(optimizer.optimizer, train, total), schedule=schedule,
         reference=reference, total_steps=total, eval_batches=lambda: batches(eval_examples),
-        has_eval=bool(eval_examples), tokenize_stats=stats, casts=casts)
+        has_eval=bool(eval_examples), tokenize_stats=stats, casts=casts, start=start)
 
 
 def _sampler(cfg: Any, acc: Any, scorer: Any, tok: Any) -> Callable[[list[Any], int], list[list[Any]]]:

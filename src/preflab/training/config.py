@@ -1,8 +1,10 @@
 """Config sections of a training run: ``train:``, ``objective:``, ``lora:``, ``reference:``, ``online:``.
 
-``objective.params`` is checked against the objective's own parameter dataclass when the config is
-loaded, so ``objective: {name: dpo, params: {bta: 0.1}}`` fails at once with "unknown parameter 'bta' of
-objective 'dpo'; did you mean 'beta'?" and the file's line number.
+The run's top-level ``algorithm:`` picks a row of the algorithm table (:mod:`preflab.algorithms`);
+``objective.params`` is checked against that algorithm's objective's parameter dataclass when the config is
+loaded (:func:`preflab.training.lm_algorithms.resolve_algorithm`), so ``algorithm: dpo`` with
+``objective: {params: {bta: 0.1}}`` fails at once with "unknown parameter 'bta' of objective 'dpo'; did you
+mean 'beta'?" and the file's line number.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import dataclasses
 import difflib
 from typing import Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from ..config import Section
 from ..errors import PreflabError
@@ -52,7 +54,7 @@ class TrainConfig(Section):
     log_every: int = Field(1, ge=1, description="Write train metrics every N optimizer steps.")
     save_every: int = Field(0, ge=0, description="Checkpoint every N optimizer steps (0 = never, the final model is always saved).")
     keep_last: int = Field(2, ge=1, description="Checkpoints kept on disk (older ones are deleted).")
-    resume: bool = Field(False, description="Continue from the latest checkpoint in output_dir/checkpoints.")
+    resume: bool | Literal["fork", "auto"] = Field(False, description="true: continue the run in output_dir (refused if its provenance differs); fork: new run from its weights; auto: continue or set it aside.")
     save_final: bool = Field(True, description="Save the final model as a Hugging Face directory output_dir/final.")
     merge_lora: bool = Field(True, description="Merge LoRA adapters into the final model (false = save the adapter only).")
     progress: bool = Field(True, description="Show a rich progress bar.")
@@ -61,30 +63,23 @@ class TrainConfig(Section):
 
 
 class ObjectiveConfig(Section):
-    """Which registered objective to train with, and its hyperparameters."""
+    """The algorithm's objective: its parameters, and (in old configs) the algorithm's name."""
 
-    name: str = Field("dpo", description="A registered objective (preflab.objectives.REGISTRY).")
-    params: dict[str, Any] = Field(default_factory=dict, description="The objective's parameters (its params dataclass).")
+    name: str | None = Field(None, description="Without algorithm: selects the algorithm of this name; resolved to the algorithm's objective.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The objective's parameters (its params dataclass), over the algorithm's defaults.")
 
     @field_validator("name")
     @classmethod
-    def _known(cls, name: str) -> str:
+    def _known(cls, name: str | None) -> str | None:
         from ..objectives import get_objective
 
+        if name is None:
+            return name
         try:
             get_objective(name)
         except PreflabError as err:
             raise ValueError(err.message) from None
         return name
-
-    @field_validator("params")
-    @classmethod
-    def _params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        name = info.data.get("name")
-        if name is None:  # the name itself was invalid; that error is reported
-            return params
-        make_params(name, params)
-        return params
 
 
 def make_params(name: str, params: dict[str, Any]) -> Any:
@@ -134,8 +129,14 @@ class OnlineSection(Section):
     temperature: float = Field(0.9, gt=0, description="Sampling temperature (must be > 0: two different samples are needed).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     soft_labels: bool = Field(False, description="Train on the judge's probability as a soft label instead of a hard one.")
-    judge: Literal["gold", "reward_model", "preference_model", "llm", "annotators"] = Field(
-        "gold", description="Judge when train() is given none (preflab.feedback.make_judge): gold = the task suite's scorers.")
+    judge: str = Field("gold", description="Registered judge used when train() is given none (preflab.feedback.JUDGES): gold = the task suite's scorers.")
     judge_args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the judge (e.g. model: PATH, temperature: 0.5, pool: noisy).")
     tasks: str = Field("default", description="Task suite (or family) whose prompts are trained on when there is no data; gold/annotator judges score them.")
     num_prompts: int = Field(64, ge=1, description="Tasks drawn from the suite.")
+
+    @field_validator("judge")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from ..feedback.judges import judge_name
+
+        return judge_name(name)

@@ -18,7 +18,4 @@ def judge_from_config(cfg: Any) -> tuple[Any, list[str]]:
 
     online = cfg.online
     tasks = get_suite(online.tasks).tasks(online.num_prompts, seed=cfg.seed)
-    needs_tasks = online.judge in ("gold", "annotators")
-    args = dict(online.judge_args)
-    judge = make_judge(online.judge, tasks=tasks, **args) if needs_tasks else make_judge(online.judge, **args)
-    return judge, [t.prompt for t in tasks]
+    return make_judge(online.judge, tasks=tasks, **online.judge_args), [t.prompt for t in tasks]

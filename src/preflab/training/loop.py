@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -24,11 +26,15 @@ import torch
 
 from ..config import RunConfig, dump_config
 from ..data.tokenize import TokenizeStats
-from ..errors import TrainingError
+from ..durable import atomic_write_text, disk_full_as_error, storage_error
+from ..errors import CheckpointError, PreflabWarning, StorageError, TrainingError
 from ..models.compile import uncompile
+from ..runlock import run_lock
 from . import checkpoint as ckpt
 from .build import Parts, build_parts
 from .observe import MetricsLog, ProgressBar, flat_config
+from .provenance import write_provenance
+from .rundir import fork_weights
 from .step import MetricMeans, evaluate, objective_loss
 
 StepCallback = Callable[[int, dict[str, float]], None]
@@ -58,9 +64,19 @@ def train(cfg: RunConfig, *, judge: Any = None, records: Any = None, eval_record
     ``judge`` (a :class:`preflab.feedback.Judge`) labels the online schedule's samples. ``model`` /
     ``tokenizer`` replace loading ``cfg.model`` (the model is trained in place). ``callbacks`` are called
     as ``fn(step, metrics)`` after every optimizer step (after its checkpoint, if any).
+
+    The main process holds the lock of ``cfg.output_dir`` for the whole run (:mod:`preflab.runlock`): a
+    second run on the same directory raises :class:`~preflab.errors.RunLockedError`.
     """
-    parts = build_parts(cfg, judge=judge, records=records, eval_records=eval_records, model=model,
-                        tokenizer=tokenizer)
+    with run_lock(cfg.output_dir, enabled=os.environ.get("RANK", "0") == "0"):
+        return _train(cfg, judge, records, eval_records, model, tokenizer, callbacks)
+
+
+def _train(cfg: RunConfig, judge: Any, records: Any, eval_records: Any, model: Any, tokenizer: Any,
+           callbacks: Sequence[StepCallback]) -> TrainResult:
+    with disk_full_as_error(cfg.output_dir):
+        parts = build_parts(cfg, judge=judge, records=records, eval_records=eval_records, model=model,
+                            tokenizer=tokenizer)
     try:
         return _Loop(cfg, parts, callbacks).run()
     finally:
@@ -99,38 +115,69 @@ class _Loop:
         self.ckpt_root = self.out / "checkpoints"
         self.step, self.tokens, self.resumed_from = 0, 0, None
         self.last_ckpt: Path | None = None
+        self.log: MetricsLog | None = None
         self.eval_metrics: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ resume / checkpoints
     def _resume(self) -> None:
-        latest = ckpt.latest_checkpoint(self.ckpt_root)
+        start = self.p.start
+        if start is not None and start.fork_from is not None:
+            self._load_weights(start.fork_from, fork_weights(start.fork_from))
+            self.acc.print(f"forked from {start.fork_from}: its weights, a fresh optimizer and schedule, step 0")
+            return
         if not self.cfg.train.resume:
-            if latest is not None:
+            if ckpt.step_dirs(self.ckpt_root):
                 raise TrainingError(f"{self.ckpt_root} already holds checkpoints; set train.resume: true to "
                                     "continue that run, or choose another output_dir")
             return
-        if latest is None:
-            self.acc.print(f"resume: no checkpoint in {self.ckpt_root}; starting from step 0")
+        if not ckpt.step_dirs(self.ckpt_root):
+            if self.cfg.train.resume is True:
+                self.acc.print(f"resume: no checkpoint in {self.ckpt_root}; starting from step 0")
             return
-        model_state, state = ckpt.load_checkpoint(latest, optimizer=self.p.optimizer.optimizer,
+        latest, failed = ckpt.find_intact(self.ckpt_root)
+        if latest is None:
+            reasons = "; ".join(f"{path.name}: {why}" for path, why in failed)
+            raise CheckpointError(f"no intact checkpoint to resume from ({reasons}); the metrics log is kept: "
+                                  "restore a checkpoint, or remove this directory to start over",
+                                  file=str(self.ckpt_root))
+        model_state, state = ckpt.load_checkpoint(latest, optimizer=self.p.optimizer.optimizer, verify=False,
                                                   scheduler=self.p.lr_scheduler, rank=self.acc.process_index)
         if state.get("objective") != self.cfg.objective.name:
             raise TrainingError(f"checkpoint {latest} was trained with objective '{state.get('objective')}', "
                                 f"not '{self.cfg.objective.name}'")
+        self._load_weights(latest, model_state)
+        self.p.schedule.load_state_dict(state["schedule"])
+        self.step, self.tokens = int(state["step"]), int(state.get("tokens", 0))
+        self.resumed_from, self.last_ckpt = self.step, latest
+        self._set_aside(failed, latest)
+        self.acc.print(f"resumed from {latest} (step {self.step})")
+
+    def _load_weights(self, source: Path, model_state: dict[str, torch.Tensor]) -> None:
         from ..models.policy import load_trainable_state_dict
 
         try:
             load_trainable_state_dict(self.p.policy, {k: v.to(self.acc.device) for k, v in model_state.items()})
         except KeyError as exc:
-            raise TrainingError(f"checkpoint {latest}: {exc.args[0]}") from None
-        self.p.schedule.load_state_dict(state["schedule"])
-        self.step, self.tokens = int(state["step"]), int(state.get("tokens", 0))
-        self.resumed_from, self.last_ckpt = self.step, latest
-        self.acc.print(f"resumed from {latest} (step {self.step})")
+            raise TrainingError(f"checkpoint {source}: {exc.args[0]}") from None
+
+    def _set_aside(self, failed: list[tuple[Path, str]], used: Path) -> None:
+        """Rename the damaged checkpoints newer than ``used`` (so pruning never keeps them over intact ones)."""
+        self.acc.wait_for_everyone()  # every process has chosen `used` before the names change
+        if not self.acc.is_main_process:
+            return
+        for path, why in failed:
+            try:
+                moved = f"was set aside as {ckpt.set_aside(path).name}"
+            except OSError as exc:
+                moved = f"could not be set aside ({exc.strerror})"
+            warnings.warn(f"checkpoint {path} is unusable: {why}; it {moved}, and the run falls back to the "
+                          f"previous intact checkpoint {used.name}", PreflabWarning, stacklevel=2)
 
     def _save(self) -> None:
         from ..models.policy import trainable_state_dict
 
+        if self.log is not None:
+            self.log.sync()  # the rows up to this checkpoint are as durable as the checkpoint itself
         state = {"objective": self.cfg.objective.name, "schedule": self.p.schedule.state_dict(),
                  "tokens": self.tokens, "world_size": self.acc.num_processes}
         self.last_ckpt = ckpt.save_checkpoint(
@@ -193,13 +240,24 @@ class _Loop:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> TrainResult:
+        """Run to ``total_steps``; a failed write (disk full) is one StorageError naming the last good checkpoint."""
+        try:
+            with disk_full_as_error(self.out):
+                return self._run()
+        except StorageError as err:
+            good = f"the last good checkpoint is {self.last_ckpt}" if self.last_ckpt else "no checkpoint was written"
+            raise StorageError(f"{err.message}; {good}", file=err.file) from None
+
+    def _run(self) -> TrainResult:
         cfg, acc, p = self.cfg, self.acc, self.p
         train = cfg.train
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+            if p.start is not None:
+                write_provenance(self.out, p.start.provenance)
         self._resume()
-        log = MetricsLog(self.out / "metrics.jsonl", acc.is_main_process, self.resumed_from)
+        log = self.log = MetricsLog(self.out / "metrics.jsonl", acc.is_main_process, self.resumed_from)
         if train.report_to:
             acc.init_trackers(train.project_name, config=flat_config(cfg))
         bar = ProgressBar(p.total_steps, self.step, train.progress and acc.is_main_process, cfg.objective.name)
@@ -242,7 +300,7 @@ class _Loop:
                              self.last_ckpt, p.tokenize_stats)
         if acc.is_main_process:
             summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
-            (self.out / "train_summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+            atomic_write_text(self.out / "train_summary.json", json.dumps(summary, indent=1, default=str))
         return result
 
     def _log_eval(self, log: MetricsLog) -> None:
@@ -255,6 +313,8 @@ class _Loop:
         """``output_dir/final``: an HF model directory (LoRA merged unless ``merge_lora: false``), written atomically."""
         import shutil
 
+        from safetensors import SafetensorError
+
         from ..models.policy import is_peft
 
         final, tmp = self.out / "final", self.out / ".tmp-final"
@@ -265,8 +325,12 @@ class _Loop:
             self.p.release_casts()  # merging changes the base weights: their bf16 copies would go stale
             if is_peft(model) and self.cfg.train.merge_lora:
                 model = model.merge_and_unload()
-            model.save_pretrained(tmp, safe_serialization=True)
-            self.p.tokenizer.save_pretrained(tmp)
+            try:
+                model.save_pretrained(tmp, safe_serialization=True)
+                self.p.tokenizer.save_pretrained(tmp)
+            except (OSError, SafetensorError) as exc:
+                shutil.rmtree(tmp, ignore_errors=True)  # free the space; an earlier `final` stays as it was
+                raise storage_error(tmp, exc, "cannot write the final model") from None
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
         self.acc.wait_for_everyone()

@@ -43,18 +43,6 @@ def check_trackers(names: list[str]) -> None:
                               f"(pip install {TRACKER_PACKAGES[name][0]})", field="train.report_to")
 
 
-def schedule_kind(spec: ObjectiveSpec) -> str:
-    """``online`` for objectives whose data is sampled during training (``extra['schedule']``, or an
-    ``online_`` name), else ``offline``; the objective's input kind must be one the LM trainer builds."""
-    kind = spec.extra.get("schedule") or ("online" if spec.name.startswith("online_") else "offline")
-    if spec.inputs not in KIND_OF_INPUTS or (kind == "online" and spec.inputs != "pair"):
-        raise ConfigError(
-            f"objective '{spec.name}' consumes '{spec.inputs}' inputs, which the language-model trainer does not "
-            f"build (it trains objectives over {', '.join(KIND_OF_INPUTS)}); it runs on the exact testbed",
-            field="objective.name")
-    return kind
-
-
 def reference_mode(setting: str, spec: ObjectiveSpec, lora: bool, schedule: str) -> str:
     """Resolve ``reference.mode`` (see :mod:`preflab.models.policy`)."""
     if not spec.needs_ref:
@@ -117,6 +105,9 @@ def load_records(cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_record
             eval_records = eval_res.records
     records = list(getattr(records, "records", records))
     eval_records = list(getattr(eval_records, "records", eval_records)) if eval_records is not None else None
+    check_weights(records, "training data", cfg.data.path, all_zero=schedule != "online")
+    if eval_records is not None:
+        check_weights(eval_records, "eval data", cfg.data.eval_path or cfg.data.path, all_zero=False)
     target = KIND_OF_INPUTS[spec.inputs]
 
     def as_target(rows: list[Any], what: str) -> list[Any]:
@@ -130,6 +121,25 @@ def load_records(cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_record
     if eval_records is not None:
         eval_records = as_target(eval_records, "eval data")
     return records, eval_records
+
+
+def check_weights(records: list[Any], what: str, source: str | None, *, all_zero: bool = True) -> None:
+    """Every row's ``weight`` is finite and in [0, 1e6] (rows given in Python skip the loader's checks), and
+    (``all_zero``) not every weight is 0: such a dataset would train as a silent no-op."""
+    from ..data.fields import BadRow, check_weight
+
+    weights = []
+    for i, record in enumerate(records):
+        w = getattr(record, "weight", None)
+        if w is None:
+            continue
+        try:
+            weights.append(check_weight(float(w)))
+        except (BadRow, TypeError, ValueError) as bad:
+            raise DataError(f"{what}: {getattr(bad, 'message', bad)}", file=source, row=i, field="weight") from None
+    if all_zero and weights and not any(weights):
+        raise DataError(f"{what}: every row has weight 0, so training would not change the model",
+                        file=source, field="weight")
 
 
 def build_optimizer(model: torch.nn.Module, train: Any) -> torch.optim.AdamW:

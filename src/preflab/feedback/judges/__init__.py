@@ -1,9 +1,10 @@
-"""Judges behind one interface: gold/rule, reward model, pairwise preference model, LLM, simulated."""
+"""Judges behind one interface: gold/rule, reward model, pairwise preference model, LLM, simulated; each
+registered by name (:func:`register_judge`) and built from a config by :func:`make_judge`."""
 
-from .factory import JUDGES, make_judge
 from .gold import GoldJudge
 from .llm import JUDGE_TEMPLATE, LLMJudge
 from .preference_model import PAIR_TEMPLATE, PreferenceModelJudge
+from .registry import JUDGES, get_judge, judge_name, make_judge, register_judge
 from .reward_model import RewardFnJudge, RewardModelJudge
 from .simulated import AnnotatorJudge
 
@@ -17,5 +18,8 @@ __all__ = [
     "PreferenceModelJudge",
     "RewardFnJudge",
     "RewardModelJudge",
+    "get_judge",
+    "judge_name",
     "make_judge",
+    "register_judge",
 ]

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from ...errors import DataError
 from ..judge import Judge
 from ..tasks import Task
 from .common import sigmoid
+from .registry import register_judge
 
 
 def _key(prompt) -> str:
     return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, ensure_ascii=False)
 
 
+@register_judge("gold")
 class GoldJudge(Judge):
     """``score`` = the task's gold score; ``compare`` = σ((s_a − s_b) / τ) (τ = 0: 1, 0, or ½ on a tie).
 
@@ -29,6 +32,11 @@ class GoldJudge(Judge):
         self.tasks = {_key(t.prompt): t for t in tasks}
         self.temperature = temperature
         self.scorer = scorer
+
+    @classmethod
+    def from_config(cls, *, tasks: Sequence[Any] = (), **kwargs: Any) -> GoldJudge:
+        """The tasks' gold scorers (``temperature`` from ``judge_args``)."""
+        return cls(tasks, **kwargs)
 
     def task_for(self, prompt) -> Task:
         if isinstance(prompt, Task):

@@ -13,9 +13,13 @@ which cancels any constant position bias and makes P(a ≻ b) + P(b ≻ a) = 1 e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from ...errors import ConfigError
 from ..judge import Judge
 from .common import encode, prompt_text, render, sigmoid
+from .registry import register_judge
 
 JUDGE_TEMPLATE = (
     "Which response follows the instruction better?\n\n"
@@ -26,10 +30,21 @@ JUDGE_TEMPLATE = (
 )
 
 
+@register_judge("llm")
 class LLMJudge(Judge):
     """A causal LM asked "A or B"; both orders averaged unless ``both_orders=False``."""
 
     name = "llm"
+
+    @classmethod
+    def from_config(cls, *, tasks: Sequence[Any] = (), model: str | None = None, trust_remote_code: bool = False,
+                    **kwargs: Any) -> LLMJudge:
+        """The causal LM ``model`` (default: the embedded SmolLM2) as the judge."""
+        from ...models import DEFAULT_MODEL, load_model, load_tokenizer
+
+        path = model or DEFAULT_MODEL
+        return cls(load_model(path, trust_remote_code=trust_remote_code),
+                   load_tokenizer(path, trust_remote_code=trust_remote_code), **kwargs)
 
     def __init__(self, model, tokenizer, *, template: str = JUDGE_TEMPLATE, labels: tuple[str, str] = ("A", "B"),
                  both_orders: bool = True, batch_size: int = 8, max_length: int | None = 4096) -> None:

@@ -9,18 +9,35 @@ P(a ≻ b) + P(b ≻ a) = 1 exactly. ``prob_fn`` plugs in any other batched pair
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from ...errors import ConfigError
 from ..judge import Judge
 from .common import encode, prompt_text, render
+from .registry import register_judge
 
 PAIR_TEMPLATE = "Instruction:\n{prompt}\n\nResponse A:\n{a}\n\nResponse B:\n{b}"
 
 
+@register_judge("preference_model")
 class PreferenceModelJudge(Judge):
     """P(a ≻ b) from a pairwise model: σ(logit) of a one-label classifier, or ``prob_fn``."""
 
     name = "preference_model"
+
+    @classmethod
+    def from_config(cls, *, tasks: Sequence[Any] = (), model: str | None = None, trust_remote_code: bool = False,
+                    **kwargs: Any) -> PreferenceModelJudge:
+        """The one-logit sequence-classification checkpoint ``model``."""
+        from transformers import AutoModelForSequenceClassification
+
+        from ...models import load_model, load_tokenizer
+
+        if not model:
+            raise ConfigError("the preference_model judge needs model=<checkpoint>", field="judge_args.model")
+        loaded = load_model(model, trust_remote_code=trust_remote_code, model_class=AutoModelForSequenceClassification)
+        return cls(loaded, load_tokenizer(model, trust_remote_code=trust_remote_code), **kwargs)
 
     def __init__(self, model=None, tokenizer=None, *, prob_fn: Callable[[list, list, list], list[float]] | None = None,
                  template: str = PAIR_TEMPLATE, symmetric: bool = True, batch_size: int = 8,

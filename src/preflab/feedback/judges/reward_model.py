@@ -9,16 +9,28 @@ own reward heads).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from ...errors import ConfigError
 from ..judge import Judge
 from .common import conversation, encode, render, sigmoid
+from .registry import register_judge
 
 
+@register_judge("reward_model")
 class RewardModelJudge(Judge):
     """A sequence-classification reward model behind the Judge interface."""
 
     name = "reward_model"
+
+    @classmethod
+    def from_config(cls, *, tasks: Sequence[Any] = (), model: str | None = None, trust_remote_code: bool = False,
+                    **kwargs: Any) -> RewardModelJudge:
+        """The reward-model checkpoint ``model`` (see :meth:`from_pretrained`)."""
+        if not model:
+            raise ConfigError("the reward_model judge needs model=<checkpoint>", field="judge_args.model")
+        return cls.from_pretrained(model, trust_remote_code=trust_remote_code, **kwargs)
 
     def __init__(self, model, tokenizer, *, batch_size: int = 8, max_length: int | None = 2048,
                  label_index: int = 0) -> None:

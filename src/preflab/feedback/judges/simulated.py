@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..annotators import Annotator, AnnotatorPool, Candidate
 from ..judge import Judge
+from .registry import register_judge
 
 
+@register_judge("annotators")
 class AnnotatorJudge(Judge):
     """``compare`` = the annotator's (or pool's) probability of labelling a ≻ b, noise included;
     ``label`` draws one seeded vote. Gold scores come from ``gold(prompt, response)``
@@ -17,6 +20,15 @@ class AnnotatorJudge(Judge):
         self.annotator = annotator
         self.gold = gold
         self.name = getattr(annotator, "name", "pool")
+
+    @classmethod
+    def from_config(cls, *, tasks: Sequence[Any] = (), pool: str = "bt", seed: int = 0,
+                    **kwargs: Any) -> AnnotatorJudge:
+        """The annotator pool ``pool`` (a preset or a spec file; ``seed``) over the gold scores of ``tasks``."""
+        from ..annotators import load_pool
+        from .gold import GoldJudge
+
+        return cls(load_pool(pool, seed=seed), GoldJudge(tasks, **kwargs).score)
 
     def _pair(self, prompt, a, b) -> tuple[Candidate, Candidate]:
         return Candidate(a, float(self.gold(prompt, a))), Candidate(b, float(self.gold(prompt, b)))

@@ -1,0 +1,199 @@
+"""The algorithm table: the one place that names an algorithm.
+
+An algorithm = **objective** (a registered pure loss, :mod:`preflab.objectives`) × **data schedule** (where
+the next batch comes from) × **reference schedule** (what the log-ratios are taken against), with its default
+parameters and the claim its paper makes about what it converges to (DESIGN.md, "The central idea").
+
+The exact testbed (:mod:`preflab.testbeds.algorithms`) and the language-model trainer
+(:mod:`preflab.training`) both read this table: each keys its schedule implementations by the
+(data schedule, reference schedule) of a row, so an algorithm checked on the testbed is the algorithm that
+trains an LM. ``runs`` says where each one runs today; tests check that it agrees with both
+implementations. A run config names ``algorithm:``; an algorithm without a language-model schedule is a
+config error, never a silent downgrade. ``preflab algorithms`` prints this table.
+
+Adding an algorithm: one objective (if new), one row here, one testbed test (``verified_by``), and a
+schedule only if its (data, reference) pair is new.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "ALGORITHMS",
+    "DATA_SCHEDULES",
+    "LM",
+    "OBJECTIVE_ONLY",
+    "REFERENCE_SCHEDULES",
+    "TESTBED",
+    "Algorithm",
+    "get_algorithm",
+]
+
+# Where an algorithm runs.
+LM = "lm"  # the language-model trainer (preflab train)
+TESTBED = "testbed"  # the exact tabular testbed (preflab testbed run)
+
+# Data schedules: where the next batch comes from.
+OFFLINE_PAIRS = "offline_pairs"
+OFFLINE_UNPAIRED = "offline_unpaired"
+OFFLINE_RANKINGS = "offline_rankings"
+ONLINE_PAIRS = "online_pairs"
+ITERATIVE = "iterative"
+POLICY_GRADIENT = "policy_gradient"
+GROUP_DUAL = "group_dual"
+
+DATA_SCHEDULES: dict[str, str] = {
+    OFFLINE_PAIRS: "a fixed dataset of preference pairs",
+    OFFLINE_UNPAIRED: "a fixed dataset of single completions labelled desirable / undesirable",
+    OFFLINE_RANKINGS: "a fixed dataset of rankings of several responses per prompt",
+    ONLINE_PAIRS: "pairs sampled from the current policy and judged at every step",
+    ITERATIVE: "rounds: sample from π_t, judge, then fit the round's loss",
+    POLICY_GRADIENT: "samples from the policy, rewarded by a pairwise judge, policy-gradient steps",
+    GROUP_DUAL: "policy-gradient steps on per-group rewards, a dual step on the group weights",
+}
+
+# Reference schedules: what log π is compared with.
+FIXED = "fixed"
+PREVIOUS_ITERATE = "previous_iterate"
+GEOMETRIC_MIXTURE = "geometric_mixture"
+PROX_SNAPSHOTS = "prox_snapshots"
+NONE = "none"
+
+REFERENCE_SCHEDULES: dict[str, str] = {
+    FIXED: "the initial policy π_ref, fixed for the whole run",
+    PREVIOUS_ITERATE: "the previous round's policy π_t (refreshed at round boundaries)",
+    GEOMETRIC_MIXTURE: "opponents drawn from π^{1−βη} π_ref^{βη}; KL to π_ref",
+    PROX_SNAPSHOTS: "mirror prox: the iterate π^k and its extrapolation π^{k+½}; KL to π_ref",
+    NONE: "no reference policy",
+}
+
+# Registered objectives that are not an algorithm's loss on their own (models fitted for the loop).
+OBJECTIVE_ONLY: dict[str, str] = {
+    "bt_reward": "fits a Bradley–Terry reward model",
+    "gpm": "fits a general preference model",
+    "hl_gauss": "fits a value / reward head by classification",
+    "maxmin_em": "fits MaxMin-RLHF's mixture of group reward models",
+}
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One row of the table.
+
+    objective: a registered objective. data / reference: keys of :data:`DATA_SCHEDULES` /
+    :data:`REFERENCE_SCHEDULES`. claim: what the paper says it converges to. verified_by: the testbed test
+    that checks the claim (``path::test``). paper: short citation. runs: where it runs today (:data:`LM`,
+    :data:`TESTBED`). params: objective parameters that differ from the objective's own defaults.
+    testbed: defaults of the testbed's :class:`~preflab.testbeds.TrainConfig` (iterations, inner steps,
+    η) under which it converges on the testbed's games at β ≈ 0.1. guarantee: "last" when the claim is
+    about the last iterate, "average" when it is about the mixture of iterates (no-regret self-play).
+    """
+
+    name: str
+    objective: str
+    data: str
+    reference: str
+    claim: str
+    verified_by: str
+    paper: str
+    runs: frozenset[str]
+    params: dict[str, Any] = field(default_factory=dict)
+    testbed: dict[str, Any] = field(default_factory=dict)
+    guarantee: str = "last"
+
+    @property
+    def on_lm(self) -> bool:
+        return LM in self.runs
+
+    @property
+    def on_testbed(self) -> bool:
+        return TESTBED in self.runs
+
+
+_BOTH = frozenset({LM, TESTBED})
+_TB = frozenset({TESTBED})
+_OFF = {"iterations": 20, "inner_steps": 5}
+_NASH = "tests/test_testbed_nash.py::test_converges_to_the_regularized_nash_equilibrium"
+_AVERAGE = "tests/test_testbed_nash.py::test_self_play_average_approaches_the_minimax_winner"
+_OFFLINE_TESTS = "tests/test_testbed_offline.py::"
+
+_ROWS = [
+    Algorithm("dpo", "dpo", OFFLINE_PAIRS, FIXED, "KL optimum π_ref·exp(r/β)/Z (Bradley–Terry)",
+              _OFFLINE_TESTS + "test_dpo_reaches_the_kl_regularised_optimum",
+              "Rafailov et al. 2023, DPO", _BOTH, testbed=_OFF),
+    Algorithm("cdpo", "cdpo", OFFLINE_PAIRS, FIXED, "KL optimum of the ε-smoothed labels",
+              _OFFLINE_TESTS + "test_cdpo_optimum_keeps_a_smoothed_margin",
+              "Mitchell 2023, cDPO", _BOTH, testbed=_OFF),
+    Algorithm("rdpo", "rdpo", OFFLINE_PAIRS, FIXED, "KL optimum of the clean labels (flip rate ε)",
+              _OFFLINE_TESTS + "test_rdpo_on_noisy_labels_reaches_the_clean_optimum_and_dpo_does_not",
+              "Chowdhury et al. 2024, rDPO", _BOTH, testbed=_OFF),
+    Algorithm("ipo", "ipo", OFFLINE_PAIRS, FIXED, "π_ref·exp(P(y ≻ μ)/β)/Z, μ the data policy",
+              _OFFLINE_TESTS + "test_ipo_reaches_its_population_solution",
+              "Azar et al. 2024, IPO", _BOTH, testbed=_OFF),
+    Algorithm("hinge", "hinge", OFFLINE_PAIRS, FIXED, "implicit reward margin 1/β",
+              _OFFLINE_TESTS + "test_hinge_optimum_is_the_unit_margin",
+              "Zhao et al. 2023, SLiC-HF", _BOTH, testbed=_OFF),
+    Algorithm("rpo", "rpo", OFFLINE_PAIRS, FIXED, "DPO + SFT on the chosen response",
+              _OFFLINE_TESTS + "test_sft_and_reference_free_objectives_reach_their_population_optimum",
+              "Liu et al. 2024, RPO", _BOTH, testbed=_OFF),
+    Algorithm("simpo", "simpo", OFFLINE_PAIRS, NONE, "margin γ on mean log-probs",
+              _OFFLINE_TESTS + "test_sft_and_reference_free_objectives_reach_their_population_optimum",
+              "Meng et al. 2024, SimPO", _BOTH, testbed=_OFF),
+    Algorithm("orpo", "orpo", OFFLINE_PAIRS, NONE, "SFT + odds-ratio contrast",
+              _OFFLINE_TESTS + "test_sft_and_reference_free_objectives_reach_their_population_optimum",
+              "Hong et al. 2024, ORPO", _BOTH, testbed=_OFF),
+    Algorithm("kto", "kto", OFFLINE_UNPAIRED, FIXED, "mass on the desirable responses (P(y ≻ μ) > ½)",
+              _OFFLINE_TESTS + "test_kto_moves_mass_onto_desirable_actions",
+              "Ethayarajh et al. 2024, KTO", _BOTH, testbed={"iterations": 1, "inner_steps": 12}),
+    Algorithm("pro", "pro", OFFLINE_RANKINGS, NONE, "softmax(r/β); with reference: KL optimum (Plackett–Luce)",
+              _OFFLINE_TESTS + "test_pro_with_reference_reaches_the_kl_optimum_on_plackett_luce_rankings",
+              "Song et al. 2024, PRO", _TB, testbed={"iterations": 1, "inner_steps": 40}),
+    Algorithm("lipo", "lipo", OFFLINE_RANKINGS, FIXED, "implicit reward ranks responses like r",
+              _OFFLINE_TESTS + "test_lipo_ranks_actions_like_the_true_reward",
+              "Liu et al. 2024, LiPO", _TB, testbed={"iterations": 1, "inner_steps": 60}),
+    Algorithm("online_dpo", "online_dpo", ONLINE_PAIRS, FIXED, "KL optimum π_ref·exp(r/β)/Z (Bradley–Terry judge)",
+              _OFFLINE_TESTS + "test_dpo_reaches_the_kl_regularised_optimum",
+              "Guo et al. 2024, OAIF", _BOTH, testbed={"iterations": 5, "inner_steps": 5}),
+    Algorithm("xpo", "xpo", ONLINE_PAIRS, FIXED, "KL optimum + O(α)",
+              _OFFLINE_TESTS + "test_xpo_bias_vanishes_with_alpha",
+              "Xie et al. 2024, XPO", _TB, testbed={"iterations": 10, "inner_steps": 5}),
+    Algorithm("iterative_dpo", "dpo", ITERATIVE, PREVIOUS_ITERATE, "round t: π_ref·exp(t·r/β)/Z, → argmax r",
+              _OFFLINE_TESTS + "test_iterative_dpo_round_t_is_the_kl_optimum_at_beta_over_t",
+              "Xiong et al. 2024, iterative DPO", _TB,
+              testbed={"iterations": 3, "inner_steps": 5}),
+    Algorithm("sppo", "sppo", ITERATIVE, PREVIOUS_ITERATE, "minimax winner (average iterate)", _AVERAGE,
+              "Wu et al. 2024, SPPO", _TB, testbed={"iterations": 150, "inner_steps": 3, "eta": 1.0},
+              guarantee="average"),
+    Algorithm("inpo", "inpo", ITERATIVE, PREVIOUS_ITERATE, "β-regularised Nash equilibrium", _NASH,
+              "Zhang et al. 2024, INPO", _TB, testbed={"iterations": 150, "inner_steps": 4, "eta": 1.0}),
+    Algorithm("dno", "dno", ITERATIVE, PREVIOUS_ITERATE, "minimax winner (average iterate)", _AVERAGE,
+              "Rosset et al. 2024, DNO", _TB, testbed={"iterations": 150, "inner_steps": 3, "eta": 1.0},
+              guarantee="average"),
+    Algorithm("nash_md", "nash_md", POLICY_GRADIENT, GEOMETRIC_MIXTURE, "β-regularised Nash + O(η/β)", _NASH,
+              "Munos et al. 2023, Nash-MD", _TB, testbed={"iterations": 150, "inner_steps": 10, "eta": 0.01}),
+    Algorithm("nash_mp", "nash_mp", POLICY_GRADIENT, PROX_SNAPSHOTS, "β-regularised Nash equilibrium", _NASH,
+              "Tiapkin et al. 2025, Nash-MP", _TB, testbed={"iterations": 40, "inner_steps": 2, "eta": 5.0}),
+    Algorithm("spo", "spo", POLICY_GRADIENT, NONE, "minimax winner (average iterate; β > 0: reg. Nash)", _AVERAGE,
+              "Swamy et al. 2024, SPO", _TB, testbed={"iterations": 150, "inner_steps": 10}, guarantee="average"),
+    Algorithm("maxmin", "maxmin", GROUP_DUAL, FIXED, "max-min policy over user groups",
+              "tests/test_testbed_groups.py::test_maxmin_converges_to_the_maxmin_policy",
+              "Chakraborty et al. 2024, MaxMin-RLHF", _TB, testbed={"iterations": 300, "inner_steps": 1}),
+]
+
+ALGORITHMS: dict[str, Algorithm] = {row.name: row for row in _ROWS}
+if len(ALGORITHMS) != len(_ROWS):  # pragma: no cover - a duplicated row is a bug in this file
+    raise RuntimeError("an algorithm is named twice in the table")
+
+
+def get_algorithm(name: str, *, field_name: str = "algorithm") -> Algorithm:
+    """Look an algorithm up by name; an unknown name is a one-line ConfigError naming the closest one."""
+    if name not in ALGORITHMS:
+        close = difflib.get_close_matches(name, list(ALGORITHMS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown algorithm '{name}'{hint} (see `preflab algorithms`)", field=field_name)
+    return ALGORITHMS[name]

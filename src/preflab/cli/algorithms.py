@@ -1,0 +1,65 @@
+"""``preflab algorithms``: the algorithm table — where each algorithm runs, its objective, schedules and paper."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def rows() -> list[dict[str, object]]:
+    """One plain dict per algorithm of :data:`preflab.algorithms.ALGORITHMS`, in table order."""
+    from ..algorithms import ALGORITHMS, LM, TESTBED
+
+    return [
+        {
+            "name": a.name,
+            "runs": [where for where in (LM, TESTBED) if where in a.runs],
+            "objective": a.objective,
+            "data": a.data,
+            "reference": a.reference,
+            "claim": a.claim,
+            "guarantee": a.guarantee,
+            "verified_by": a.verified_by,
+            "paper": a.paper,
+            "params": dict(a.params),
+            "testbed_defaults": dict(a.testbed),
+        }
+        for a in ALGORITHMS.values()
+    ]
+
+
+def _words(key: object) -> str:
+    return str(key).replace("_", " ")
+
+
+def algorithms_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print the whole table (claims, tests, defaults) as JSON."),
+) -> None:
+    """List every algorithm: where it runs (LM = `preflab train`, testbed = `preflab testbed run`), its
+    objective, data schedule, reference schedule and paper."""
+    table_rows = rows()
+    if as_json:
+        typer.echo(json.dumps(table_rows, indent=2, ensure_ascii=False))
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), title="preflab algorithms",
+                  caption="runs: LM = preflab train, TB = preflab testbed run; objective '=' = the algorithm's "
+                          "name. --json adds claims, tests and defaults.")
+    for name in ("algorithm", "runs", "objective"):
+        table.add_column(name, no_wrap=True)
+    for name in ("data", "reference", "paper"):  # these wrap between words at 80 columns
+        table.add_column(name, ratio=2 if name == "paper" else 1)
+    for r in table_rows:
+        runs = " ".join({"lm": "LM", "testbed": "TB"}[w] for w in r["runs"])  # type: ignore[union-attr]
+        objective = "=" if r["objective"] == r["name"] else str(r["objective"])
+        table.add_row(str(r["name"]), runs, objective, _words(r["data"]), _words(r["reference"]), str(r["paper"]))
+    console = Console()
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("algorithms")(algorithms_cmd)

@@ -1,0 +1,113 @@
+"""The language-model trainer's side of the algorithm table (:mod:`preflab.algorithms`).
+
+The trainer implements the table's data schedules in :data:`LM_SCHEDULES` (a fixed dataset, or pairs sampled
+and judged at every step) with the reference schedules in :data:`LM_REFERENCES` (the initial policy, or
+none). :func:`resolve_algorithm` runs when a run config is validated and decides, from the table alone, what
+the run trains:
+
+* ``algorithm: NAME`` names a row of the table; ``objective.params`` override its parameters.
+* An old config's ``objective: {name: NAME}`` (and no ``algorithm:``) selects the algorithm of the same name —
+  ``dpo``, ``ipo``, ``kto``, ``online_dpo`` … are both — as TRL users expect a loss name to select that
+  method; an objective that is no algorithm (``bt_reward``) is an error. Both given must agree.
+* An algorithm the trainer has no schedule for (``sppo``, ``inpo``, ``nash_md`` …) is a one-line
+  :class:`~preflab.errors.ConfigError` naming the config field — never a silent downgrade to offline DPO.
+* A data source the algorithm cannot train on (an offline dataset for an online algorithm, pairs for a
+  ranking objective, unpaired labels for a pair objective) is an error naming the ``data`` field.
+
+Afterwards ``cfg.algorithm`` holds the algorithm and ``cfg.objective.name`` its objective.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import algorithms as table
+from ..algorithms import ALGORITHMS, Algorithm, get_algorithm
+from ..errors import ConfigError
+
+__all__ = ["LM_REFERENCES", "LM_SCHEDULES", "check_data", "lm_schedule", "objective_params", "resolve_algorithm"]
+
+# The table's data schedules the LM trainer implements, and which of its schedules runs each.
+LM_SCHEDULES: dict[str, str] = {
+    table.OFFLINE_PAIRS: "offline",
+    table.OFFLINE_UNPAIRED: "offline",
+    table.ONLINE_PAIRS: "online",
+}
+LM_REFERENCES: tuple[str, ...] = (table.FIXED, table.NONE)
+
+# Record kinds (preflab.data) each offline data schedule can train on, after conversion
+# (rankings → pairs by data.rule → unpaired).
+ACCEPTED_KINDS: dict[str, tuple[str, ...]] = {
+    table.OFFLINE_PAIRS: ("pairs", "rankings"),
+    table.OFFLINE_UNPAIRED: ("pairs", "rankings", "unpaired"),
+    table.OFFLINE_RANKINGS: ("rankings",),
+}
+_FORMAT_KIND = {"preference": "pairs", "implicit_preference": "pairs", "unpaired": "unpaired", "rated": "rankings",
+                "ranking": "rankings"}
+
+
+def lm_schedule(algo: Algorithm, field: str = "algorithm") -> str:
+    """``"offline"`` or ``"online"``: the trainer's schedule for ``algo``; a ConfigError when it has none."""
+    if not algo.on_lm:
+        where = (f"it runs on the exact testbed only (preflab testbed run -a {algo.name})" if algo.on_testbed
+                 else "it has no schedule yet")
+        raise ConfigError(f"algorithm '{algo.name}' ({algo.data} data, {algo.reference} reference) has no "
+                          f"language-model schedule yet; {where}", field=field)
+    return LM_SCHEDULES[algo.data]
+
+
+def check_data(algo: Algorithm, data: Any) -> None:
+    """The ``data:`` section gives ``algo`` something its data schedule can train on."""
+    if algo.data not in ACCEPTED_KINDS:  # sampled during training: an offline dataset would go unused
+        for key in ("path", "eval_path"):
+            if getattr(data, key) is not None:
+                raise ConfigError(
+                    f"algorithm '{algo.name}' trains on {table.DATA_SCHEDULES[algo.data]}, not on an offline "
+                    f"dataset; remove data.{key} (prompts come from online.tasks) or pick an offline algorithm",
+                    field=f"data.{key}")
+        return
+    accepted = ACCEPTED_KINDS[algo.data]
+    if data.kind is not None and data.kind not in accepted:
+        raise ConfigError(f"algorithm '{algo.name}' trains on {_kinds(accepted)}, not {data.kind}",
+                          field="data.kind")
+    if data.kind is None and data.format is not None and _FORMAT_KIND[data.format] not in accepted:
+        raise ConfigError(f"algorithm '{algo.name}' trains on {_kinds(accepted)}; format '{data.format}' holds "
+                          f"{_FORMAT_KIND[data.format]}", field="data.format")
+
+
+def _kinds(kinds: tuple[str, ...]) -> str:
+    return kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} or {kinds[-1]}"
+
+
+def objective_params(algo: Algorithm, params: dict[str, Any]) -> Any:
+    """The objective's params dataclass: the table's defaults for ``algo``, then the config's ``params``."""
+    from .config import make_params
+
+    try:
+        return make_params(algo.objective, {**algo.params, **params})
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="objective.params") from None
+
+
+def resolve_algorithm(cfg: Any) -> Algorithm:
+    """Resolve and check ``cfg.algorithm`` / ``cfg.objective`` (see the module docstring); fills both in."""
+    named = cfg.objective.name
+    if cfg.algorithm is not None:
+        algo, field = get_algorithm(cfg.algorithm), "algorithm"
+        if named is not None and named != algo.objective:
+            raise ConfigError(f"objective.name '{named}' contradicts algorithm '{algo.name}', whose objective is "
+                              f"'{algo.objective}'; drop objective.name", field="objective.name")
+    elif named is not None:
+        if named not in ALGORITHMS:
+            raise ConfigError(f"objective '{named}' is not an algorithm; set algorithm: (see `preflab algorithms`)",
+                              field="objective.name")
+        algo, field = ALGORITHMS[named], "objective.name"
+    else:
+        algo, field = ALGORITHMS["dpo"], "algorithm"
+    lm_schedule(algo, field)
+    check_data(algo, cfg.data)
+    objective_params(algo, cfg.objective.params)
+    # Plain attribute writes: assignment would re-run this validation (validate_assignment).
+    cfg.__dict__["algorithm"] = algo.name
+    cfg.objective.__dict__["name"] = algo.objective
+    return algo

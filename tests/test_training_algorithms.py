@@ -1,0 +1,143 @@
+"""A run config names ``algorithm:``; the LM trainer takes the objective and the schedule from the table, and
+whatever it cannot run is a one-line config error naming the field and line (never a silent downgrade)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from preflab.algorithms import ALGORITHMS
+from preflab.config import load_config
+from preflab.errors import ConfigError
+from preflab.feedback import JUDGES, Judge, register_judge
+from preflab.models import tiny_model
+from preflab.training import read_metrics, train
+from preflab.training.lm_algorithms import check_data
+from test_training_utils import make_cfg, synthetic_pairs
+
+RECIPES = sorted(Path(__file__).resolve().parent.parent.glob("recipes/*.yaml"))
+
+
+def _first_steps(tmp_path, *overrides):
+    model, tok = tiny_model(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
+    cfg = make_cfg(tmp_path, *overrides, "train.batch_size=4", "train.max_steps=2", "train.lr=3e-3",
+                   "train.save_final=false")
+    train(cfg, records=synthetic_pairs(4), model=model, tokenizer=tok)
+    return cfg, read_metrics(tmp_path / "metrics.jsonl", "train")
+
+
+def test_algorithm_dpo_trains_exactly_like_objective_name_dpo(tmp_path):
+    new_cfg, new = _first_steps(tmp_path / "new", "algorithm=dpo", "objective.params.beta=0.3")
+    old_cfg, old = _first_steps(tmp_path / "old", "objective.name=dpo", "objective.params.beta=0.3")
+    assert (new_cfg.algorithm, new_cfg.objective.name) == (old_cfg.algorithm, old_cfg.objective.name) == ("dpo", "dpo")
+    assert new[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)  # π = π_ref before the first update
+    assert new[1]["loss"] < new[0]["loss"]  # the first update moved the policy
+    for a, b in zip(new, old, strict=True):  # same losses and margins, step by step, to float rounding
+        assert (a["loss"], a["rewards/margins"]) == pytest.approx((b["loss"], b["rewards/margins"]), abs=1e-7)
+
+
+@pytest.mark.parametrize(("yaml_text", "line", "message"), [
+    ("algorithm: sppo\n", 1,
+     "field 'algorithm': algorithm 'sppo' (iterative data, previous_iterate reference) has no language-model "
+     "schedule yet; it runs on the exact testbed only (preflab testbed run -a sppo)"),
+    ("objective:\n  name: sppo\n  params:\n    beta: 1.0\n", 2,  # used to train silently as offline DPO-like
+     "field 'objective.name': algorithm 'sppo' (iterative data, previous_iterate reference) has no "
+     "language-model schedule yet"),
+    ("algorithm: nash_mdd\n", 1, "field 'algorithm': unknown algorithm 'nash_mdd'; did you mean 'nash_md'?"),
+    ("seed: 0\nalgorithm: online_dpo\ndata:\n  path: prefs.jsonl\n", 4,
+     "field 'data.path': algorithm 'online_dpo' trains on pairs sampled from the current policy and judged at "
+     "every step, not on an offline dataset; remove data.path"),
+    ("algorithm: dpo\ndata:\n  format: unpaired\n", 3,
+     "field 'data.format': algorithm 'dpo' trains on pairs or rankings; format 'unpaired' holds unpaired"),
+    ("algorithm: ipo\nobjective:\n  name: dpo\n", 3,
+     "field 'objective.name': objective.name 'dpo' contradicts algorithm 'ipo', whose objective is 'ipo'"),
+    ("objective:\n  name: bt_reward\n", 2, "field 'objective.name': objective 'bt_reward' is not an algorithm"),
+    ("algorithm: simpo\nobjective:\n  params:\n    gama: 1.0\n", 3,
+     "field 'objective.params': unknown parameter 'gama' of objective 'simpo'; did you mean 'gamma'?"),
+])
+def test_what_the_trainer_cannot_run_is_a_config_error_at_load(tmp_path, yaml_text, line, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}, line {line}, {message}"), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_ranking_algorithm_given_pairs_names_the_data_field():
+    data = SimpleNamespace(path="x.jsonl", eval_path=None, kind="pairs", format=None)
+    with pytest.raises(ConfigError, match="^field 'data.kind': algorithm 'pro' trains on rankings, not pairs$"):
+        check_data(ALGORITHMS["pro"], data)
+    with pytest.raises(ConfigError, match="field 'data.format': .* format 'preference' holds pairs"):
+        check_data(ALGORITHMS["lipo"], SimpleNamespace(path="x", eval_path=None, kind=None, format="preference"))
+    check_data(ALGORITHMS["kto"], data)  # pairs split into desirable / undesirable completions (TRL's rule)
+    check_data(ALGORITHMS["dpo"], SimpleNamespace(path="x", eval_path=None, kind="rankings", format=None))
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["objective.name=online_dpo"])
+    assert (cfg.algorithm, cfg.objective.name) == ("online_dpo", "online_dpo")
+    assert load_config(None, []).algorithm == "dpo"
+    from preflab.config import dump_config
+
+    path = tmp_path / "resolved.yaml"
+    path.write_text(dump_config(load_config(None, ["algorithm=kto"])))
+    again = load_config(path)
+    assert (again.algorithm, again.objective.name) == ("kto", "kto")
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipes_name_an_algorithm_the_trainer_runs(recipe):
+    cfg = load_config(recipe)
+    assert "\nalgorithm: " in recipe.read_text() and "  name:" not in recipe.read_text().split("objective:")[1][:40]
+    algo = ALGORITHMS[cfg.algorithm]
+    assert algo.on_lm and cfg.objective.name == algo.objective
+    if recipe.stem != "quickstart":
+        assert recipe.stem == cfg.algorithm
+
+
+class Always(Judge):
+    """Prefers the first answer with a fixed probability (for the registry test)."""
+
+    def __init__(self, tasks, p: float = 0.5):
+        self.n_tasks, self.p, self.calls = len(tasks), p, 0
+        Always.last = self
+
+    @classmethod
+    def from_config(cls, *, tasks=(), **kwargs):
+        return cls(tasks, **kwargs)
+
+    def compare(self, prompt, a, b) -> float:
+        self.calls += 1
+        return self.p
+
+
+def test_a_registered_judge_is_usable_by_name_from_the_online_config(tmp_path):
+    register_judge("always_first")(Always)
+    try:
+        cfg = make_cfg(tmp_path, "algorithm=online_dpo", "online.judge=always_first", "online.judge_args.p=0.75",
+                       "online.num_prompts=3", "online.max_new_tokens=4", "train.batch_size=2",
+                       "train.max_steps=2", "train.lr=1e-3", "lora.enabled=true", "lora.r=4",
+                       "train.save_final=false")
+        model, tok = tiny_model()
+        train(cfg, model=model, tokenizer=tok)  # no judge= and no data: both come from the online config
+        rows = read_metrics(tmp_path / "metrics.jsonl", "train")
+        assert [r["online/judge_confidence"] for r in rows] == [0.75, 0.75]
+        assert (Always.last.n_tasks, Always.last.calls) == (3, 4)  # 2 steps × 2 prompts, tasks handed over
+        with pytest.raises(ConfigError, match="did you mean 'always_first'"):
+            load_config(None, ["algorithm=online_dpo", "online.judge=always_frist"])
+    finally:
+        JUDGES.pop("always_first", None)
+
+
+def test_the_quickstart_refuses_an_algorithm_that_does_not_train_on_its_pairs(tmp_path):
+    from preflab.pipelines import run_quickstart
+    from preflab.pipelines.defaults import quickstart_defaults
+
+    with pytest.raises(ConfigError, match="^field 'algorithm': the quickstart trains on the pairs its annotators "
+                                          "label; algorithm 'online_dpo' does not"):
+        run_quickstart(quickstart_defaults(["algorithm=online_dpo", f"output_dir={tmp_path}"]))
+    assert not any(tmp_path.iterdir())  # refused before any stage ran
