@@ -22,8 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ["models", "config", "data", "evaluate", "sample", "annotate", "train", "algorithms", "testbed",
-                    "quickstart"]
+_COMMAND_MODULES = ["models", "config", "data", "evaluate", "rm_eval", "sample", "annotate", "train", "algorithms",
+                    "testbed", "quickstart"]
 
 
 def _version(value: bool) -> None:

@@ -137,6 +137,12 @@ def load_records(cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_record
             return convert(rows, target, rule=cfg.data.rule, seed=cfg.seed)
         except TypeError as exc:  # not a preference record at all
             raise DataError(f"{what}: {exc}; objective '{spec.name}' trains on {target}") from None
+        except DataError as exc:  # e.g. unpaired labels for a pair objective (a reward model included)
+            if exc.field is not None:
+                raise
+            source = cfg.data.path if what == "training data" else (cfg.data.eval_path or cfg.data.path)
+            raise DataError(f"{what}: {exc.message}; algorithm '{cfg.algorithm}' trains on {target}",
+                            file=source, field="data.path" if source else "records") from None
 
     if schedule != "online":  # online training data are only prompts
         records = as_target(records, "training data")
