@@ -16,7 +16,11 @@ from preflab.data.collate import collate_examples
 from preflab.data.records import PreferencePair, Unpaired
 from preflab.data.tokenize import Tokenizer
 from preflab.errors import ConfigError, DataError
-from preflab.evaluation.reward_model import evaluate_reward_model, expected_calibration_error, reward_pair_metrics
+from preflab.evaluation.reward_model import (
+    evaluate_reward_model,
+    expected_calibration_error,
+    reward_pair_metrics,
+)
 from preflab.feedback import RewardEnsembleJudge, make_judge
 from preflab.models import RewardScorer, load_reward_model, load_tokenizer
 from preflab.models.policy import NoReference
