@@ -60,7 +60,7 @@ def rm_eval_cmd(
         typer.echo(f"ensemble std    {result.mean_uncertainty:.3f}")
     for fam, row in result.families.items():
         gold = f", gold {row['gold_agreement']:.3f}" if "gold_agreement" in row else ""
-        typer.echo(f"  {fam:<14}n={int(row['n'])}, accuracy {row['accuracy']:.3f}{gold}")
+        typer.echo(f"  {fam:<16} n={int(row['n'])}, accuracy {row['accuracy']:.3f}{gold}")
     typer.echo(f"wrote {out}")
 
 
