@@ -23,7 +23,7 @@ from preflab.training.setup import KIND_OF_INPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 LM_ALGORITHMS = {"dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo", "kto", "online_dpo", "iterative_dpo",
-                 "sppo", "inpo", "dno"}
+                 "sppo", "inpo", "dno", "bt_reward"}
 
 
 def test_every_objective_is_an_algorithms_loss_or_marked_objective_only():
@@ -38,12 +38,15 @@ def test_schedules_are_known_and_reference_free_objectives_have_no_reference():
     for a in ALGORITHMS.values():
         assert a.data in table.DATA_SCHEDULES and a.reference in table.REFERENCE_SCHEDULES, a.name
         assert a.guarantee in ("last", "average") and a.runs and a.runs <= {table.LM, table.TESTBED}
+        assert a.model in table.MODELS, a.name
         assert (a.reference == table.NONE) == (not REGISTRY[a.objective].needs_ref), a.name
 
 
 def test_the_testbed_runs_exactly_the_tables_testbed_algorithms():
     marked = {name for name, a in ALGORITHMS.items() if a.on_testbed}
-    assert set(testbed.ALGORITHMS) == marked == set(ALGORITHMS)
+    assert set(testbed.ALGORITHMS) == marked
+    # the reward-model fits run on the LM only; their objective's testbed test is their claim's verified_by
+    assert set(ALGORITHMS) - marked == {name for name, a in ALGORITHMS.items() if a.model != table.POLICY}
     assert all(testbed.ALGORITHMS[name] is ALGORITHMS[name] for name in marked)  # one definition each
     pairs = {(a.data, a.reference) for a in ALGORITHMS.values() if a.on_testbed}
     assert pairs == set(testbed.RUNNERS)  # every runner is used, every testbed algorithm has one
@@ -87,6 +90,7 @@ def test_algorithms_command_lists_every_algorithm_and_where_it_runs(monkeypatch)
     assert re.search(r"^sppo\s+LM TB\s+=\s+iterative\s+previous", out, re.M)
     assert re.search(r"^iterative_dpo\s+LM TB\s+dpo\s+iterative", out, re.M)
     assert re.search(r"^online_dpo\s+LM TB\s+=\s+online pairs\s+fixed", out, re.M)
+    assert re.search(r"^bt_reward\s+LM\s+=\s+offline pairs", out, re.M) and "→ reward" in out
 
 
 def test_algorithms_json_is_the_table():
@@ -96,7 +100,7 @@ def test_algorithms_json_is_the_table():
     assert list(rows) == list(ALGORITHMS)
     assert rows["nash_md"] == {
         "name": "nash_md", "runs": ["testbed"], "objective": "nash_md", "data": "policy_gradient",
-        "reference": "geometric_mixture", "claim": ALGORITHMS["nash_md"].claim, "guarantee": "last",
+        "reference": "geometric_mixture", "model": "policy", "claim": ALGORITHMS["nash_md"].claim, "guarantee": "last",
         "verified_by": ALGORITHMS["nash_md"].verified_by, "paper": "Munos et al. 2023, Nash-MD", "params": {},
         "testbed_defaults": {"iterations": 150, "inner_steps": 10, "eta": 0.01},
     }

@@ -2,7 +2,9 @@
 
 An algorithm = **objective** (a registered pure loss, :mod:`preflab.objectives`) × **data schedule** (where
 the next batch comes from) × **reference schedule** (what the log-ratios are taken against), with its default
-parameters and the claim its paper makes about what it converges to (DESIGN.md, "The central idea").
+parameters and the claim its paper makes about what it converges to (DESIGN.md, "The central idea"). The
+**model** it trains is the policy for every algorithm but the reward-model fits (``bt_reward``), which train a
+scalar head r(x, y) on the same data schedule and loop (:data:`MODELS`).
 
 The exact testbed (:mod:`preflab.testbeds.algorithms`) and the language-model trainer
 (:mod:`preflab.training`) both read this table: each keys its schedule implementations by the
@@ -27,6 +29,7 @@ __all__ = [
     "ALGORITHMS",
     "DATA_SCHEDULES",
     "LM",
+    "MODELS",
     "OBJECTIVE_ONLY",
     "REFERENCE_SCHEDULES",
     "TESTBED",
@@ -72,9 +75,17 @@ REFERENCE_SCHEDULES: dict[str, str] = {
     NONE: "no reference policy",
 }
 
+# What an algorithm trains.
+POLICY = "policy"
+REWARD = "reward"
+
+MODELS: dict[str, str] = {
+    POLICY: "the policy π(y|x): a causal LM scored by its sequence log-probs",
+    REWARD: "a scalar reward r(x, y): a causal LM with a one-logit head read at the last token",
+}
+
 # Registered objectives that are not an algorithm's loss on their own (models fitted for the loop).
 OBJECTIVE_ONLY: dict[str, str] = {
-    "bt_reward": "fits a Bradley–Terry reward model",
     "gpm": "fits a general preference model",
     "hl_gauss": "fits a value / reward head by classification",
     "maxmin_em": "fits MaxMin-RLHF's mixture of group reward models",
@@ -92,6 +103,7 @@ class Algorithm:
     testbed: defaults of the testbed's :class:`~preflab.testbeds.TrainConfig` (iterations, inner steps,
     η) under which it converges on the testbed's games at β ≈ 0.1. guarantee: "last" when the claim is
     about the last iterate, "average" when it is about the mixture of iterates (no-regret self-play).
+    model: what it trains, a key of :data:`MODELS` (the policy, or a reward model).
     """
 
     name: str
@@ -105,6 +117,7 @@ class Algorithm:
     params: dict[str, Any] = field(default_factory=dict)
     testbed: dict[str, Any] = field(default_factory=dict)
     guarantee: str = "last"
+    model: str = POLICY
 
     @property
     def on_lm(self) -> bool:
@@ -180,6 +193,9 @@ _ROWS = [
               "Tiapkin et al. 2025, Nash-MP", _TB, testbed={"iterations": 40, "inner_steps": 2, "eta": 5.0}),
     Algorithm("spo", "spo", POLICY_GRADIENT, NONE, "minimax winner (average iterate; β > 0: reg. Nash)", _AVERAGE,
               "Swamy et al. 2024, SPO", _TB, testbed={"iterations": 150, "inner_steps": 10}, guarantee="average"),
+    Algorithm("bt_reward", "bt_reward", OFFLINE_PAIRS, NONE, "r − r* constant per prompt (Bradley–Terry data)",
+              "tests/test_testbed_models.py::test_bt_reward_recovers_bradley_terry_rewards_up_to_a_shift",
+              "Bradley & Terry 1952; Ouyang et al. 2022", frozenset({LM}), model=REWARD),
     Algorithm("maxmin", "maxmin", GROUP_DUAL, FIXED, "max-min policy over user groups",
               "tests/test_testbed_groups.py::test_maxmin_converges_to_the_maxmin_policy",
               "Chakraborty et al. 2024, MaxMin-RLHF", _TB, testbed={"iterations": 300, "inner_steps": 1}),

@@ -23,8 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ["models", "config", "data", "evaluate", "sample", "annotate", "train", "algorithms", "testbed",
-                    "quickstart", "recipes"]
+_COMMAND_MODULES = ["models", "config", "data", "evaluate", "rm_eval", "sample", "annotate", "train", "algorithms",
+                    "testbed", "quickstart", "recipes"]
 
 
 def _version(value: bool) -> None:

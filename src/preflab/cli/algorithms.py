@@ -18,6 +18,7 @@ def rows() -> list[dict[str, object]]:
             "objective": a.objective,
             "data": a.data,
             "reference": a.reference,
+            "model": a.model,
             "claim": a.claim,
             "guarantee": a.guarantee,
             "verified_by": a.verified_by,
@@ -48,7 +49,7 @@ def algorithms_cmd(
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), title="preflab algorithms",
                   caption="runs: LM = preflab train, TB = preflab testbed run; objective '=' = the algorithm's "
-                          "name. --json adds claims, tests and defaults.")
+                          "name; → reward model = trains a reward model, not the policy. --json adds claims, tests and defaults.")
     for name in ("algorithm", "runs", "objective"):
         table.add_column(name, no_wrap=True)
     for name in ("data", "reference", "paper"):  # these wrap between words at 80 columns
@@ -56,7 +57,8 @@ def algorithms_cmd(
     for r in table_rows:
         runs = " ".join({"lm": "LM", "testbed": "TB"}[w] for w in r["runs"])  # type: ignore[union-attr]
         objective = "=" if r["objective"] == r["name"] else str(r["objective"])
-        table.add_row(str(r["name"]), runs, objective, _words(r["data"]), _words(r["reference"]), str(r["paper"]))
+        data = _words(r["data"]) + ("" if r["model"] == "policy" else f" → {r['model']} model")
+        table.add_row(str(r["name"]), runs, objective, data, _words(r["reference"]), str(r["paper"]))
     console = Console()
     console.print(table)
 

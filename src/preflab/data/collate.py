@@ -76,6 +76,7 @@ class ExampleBatch:
     weight: Tensor
     prob: Tensor | None = None
     label: Tensor | None = None
+    margin: Tensor | None = None  # pairs: reward gap asked of a reward model (None = none given; a missing one is 0)
     with_kl: bool = False
     meta: dict = field(default_factory=dict)
     winrate: Tensor | None = None
@@ -260,6 +261,7 @@ def collate_examples(examples: Sequence[TokenizedExample], kind: str, layout: st
     groups: list[Group] = [(ex.prompt_ids, list(ex.completions)) for ex in examples]
     sequences = collate_sequences(groups, layout, pad_id, pad_to_multiple_of)
     probs = [ex.prob for ex in examples]
+    margins = [ex.margin for ex in examples]
     return ExampleBatch(
         kind=kind,
         sequences=sequences,
@@ -268,5 +270,6 @@ def collate_examples(examples: Sequence[TokenizedExample], kind: str, layout: st
         weight=torch.tensor([ex.weight for ex in examples], dtype=torch.float32),
         prob=None if all(p is None for p in probs) else torch.tensor([1.0 if p is None else p for p in probs]),
         label=torch.tensor([ex.label for ex in examples]) if kind == "unpaired" else None,
+        margin=None if all(m is None for m in margins) else torch.tensor([m or 0.0 for m in margins]),
         with_kl=kind == "unpaired" and len(examples[0].completions) == 2,
     )

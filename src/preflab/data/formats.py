@@ -4,7 +4,7 @@
 format                 columns                                                      gives
 =====================  ===========================================================  ===========
 preference             ``prompt``, ``chosen``, ``rejected`` (TRL standard or        pairs
-                       conversational), optional ``preference_prob``, ``weight``...
+                       conversational), optional ``preference_prob``, ``margin``...
 implicit_preference    ``chosen``, ``rejected`` full transcripts, no ``prompt``     pairs
                        (HH-RLHF strings or message lists; shared prompt extracted)
 unpaired               ``prompt``, ``completion``, ``label`` (TRL/KTO unpaired)     unpaired
@@ -32,6 +32,7 @@ from .fields import (
     get_bool,
     get_id,
     get_metadata,
+    get_number,
     get_probability,
     get_str,
     get_text,
@@ -55,7 +56,8 @@ NATURAL_KIND: dict[str, str] = {
     "rated": "rankings",
     "ranking": "rankings",
 }
-_PAIR_KEYS = {"prompt", "chosen", "rejected", "id", "weight", "preference_prob", "annotator", "group", "metadata"}
+_PAIR_KEYS = {"prompt", "chosen", "rejected", "id", "weight", "preference_prob", "margin", "annotator", "group",
+              "metadata"}
 _UNPAIRED_KEYS = {"prompt", "completion", "label", "id", "weight", "annotator", "group", "metadata"}
 
 
@@ -147,6 +149,7 @@ def _pair(row: Mapping[str, Any], ctx: ParseContext, prompt: Text, chosen: Text,
         rejected,
         weight=get_weight(row, typed=ctx.typed),
         preference_prob=get_probability(row, "preference_prob", ctx.typed),
+        margin=get_number(row, "margin", ctx.typed),
         **_common(row, ctx, _PAIR_KEYS),
     )
 

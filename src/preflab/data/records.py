@@ -16,7 +16,9 @@ Text = str | list[Message]
 class PreferencePair:
     """One pairwise judgement: ``chosen`` was preferred to ``rejected`` for ``prompt``.
 
-    ``preference_prob`` is a soft label P(chosen ≻ rejected) (None = a hard label, i.e. 1.0).
+    ``preference_prob`` is a soft label P(chosen ≻ rejected) (None = a hard label, i.e. 1.0; 0.5 = a tie).
+    ``margin`` is the reward gap a reward model is asked for (Touvron et al. 2023; TRL's ``margin`` column);
+    None = 0. Policy objectives ignore it.
     """
 
     prompt: Text
@@ -25,6 +27,7 @@ class PreferencePair:
     id: str | None = None
     weight: float = 1.0
     preference_prob: float | None = None
+    margin: float | None = None
     annotator: str | None = None
     group: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -41,6 +41,7 @@ class TokenizedExample:
     weight: float = 1.0
     prob: float | None = None
     label: float | None = None
+    margin: float | None = None  # pairs: the reward gap asked of a reward model (None = 0)
     prompt_cut: int = 0
     completion_cut: int = 0
 
@@ -183,7 +184,8 @@ class Tokenizer:
         """One record as a :class:`TokenizedExample` (None when the truncation policy skips it)."""
         if isinstance(record, PreferencePair):
             texts = [("chosen", record.chosen), ("rejected", record.rejected)]
-            extra: dict[str, Any] = {"weight": record.weight, "prob": record.preference_prob}
+            extra: dict[str, Any] = {"weight": record.weight, "prob": record.preference_prob,
+                                     "margin": record.margin}
         elif isinstance(record, Unpaired):
             texts = [("completion", record.completion)]
             extra = {"weight": record.weight, "label": 1.0 if record.label else 0.0}

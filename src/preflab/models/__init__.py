@@ -10,15 +10,18 @@ from .loading import (
     load_tokenizer,
     resolve_model,
 )
+from .reward import RewardScorer, load_reward_model
 from .tiny import save_tiny_model, tiny_model, tiny_tokenizer
 
 __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDED",
+    "RewardScorer",
     "cache_dir",
     "list_models",
     "load_model",
     "load_model_and_tokenizer",
+    "load_reward_model",
     "load_tokenizer",
     "resolve_model",
     "save_tiny_model",

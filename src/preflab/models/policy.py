@@ -30,13 +30,14 @@ REFERENCE_MODES = ("adapters_disabled", "frozen_copy", "cached", "none")
 
 def apply_lora(model: nn.Module, r: int = 16, alpha: float = 32.0, dropout: float = 0.05,
                target_modules: str | list[str] = "all-linear", bias: str = "none",
-               modules_to_save: list[str] | None = None) -> nn.Module:
+               modules_to_save: list[str] | None = None, task_type: str = "CAUSAL_LM") -> nn.Module:
     """Wrap ``model`` in peft LoRA adapters (Hu et al. 2021: W + (α/r)·BA, B initialised to zero, so the
-    wrapped model starts equal to the base). Only adapter (and ``modules_to_save``) weights stay trainable."""
+    wrapped model starts equal to the base). Only adapter (and ``modules_to_save``) weights stay trainable.
+    ``task_type="SEQ_CLS"`` (a reward model) also trains and saves the classifier head (``score``) in full."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
-                        bias=bias, modules_to_save=modules_to_save, task_type="CAUSAL_LM")
+                        bias=bias, modules_to_save=modules_to_save, task_type=task_type)
     with warnings.catch_warnings():  # peft reads a transformers attribute that is deprecated (v5 -> v6)
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(model, config)

@@ -17,13 +17,18 @@ __all__ = ["bt_reward", "gpm", "gpm_operator", "gpm_prob", "gpm_score"]
 
 
 def _reward_metrics(chosen: Tensor, rejected: Tensor, loss: Tensor) -> Metrics:
+    """TRL's ``RewardTrainer`` names (``accuracy``: r_w > r_l; ``margin``: mean r_w − r_l) and DPO's ``rewards/*``."""
     chosen, rejected = chosen.detach(), rejected.detach()
+    accuracy = (chosen > rejected).to(chosen.dtype).mean()
+    margin = (chosen - rejected).mean()
     return {
         "loss": loss.detach(),
+        "accuracy": accuracy,
+        "margin": margin,
         "rewards/chosen": chosen.mean(),
         "rewards/rejected": rejected.mean(),
-        "rewards/margins": (chosen - rejected).mean(),
-        "rewards/accuracies": (chosen > rejected).to(chosen.dtype).mean(),
+        "rewards/margins": margin,
+        "rewards/accuracies": accuracy,
     }
 
 

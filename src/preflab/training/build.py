@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..algorithms import Algorithm, get_algorithm
+from ..algorithms import REWARD, Algorithm, get_algorithm
 from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizeOptions, Tokenizer, TokenizeStats, tokenize_records
 from ..errors import CheckpointError, ConfigError
@@ -29,6 +29,7 @@ from ..models.policy import (
     has_active_dropout,
     is_peft,
 )
+from ..models.reward import RewardScorer
 from ..objectives import ObjectiveSpec, get_objective
 from . import setup
 from .iterative import AnchoredReference, IterativeSchedule, PreviousIterateReference
@@ -36,8 +37,7 @@ from .lm_algorithms import SAMPLED, lm_schedule, objective_params
 from .online import OnlineSchedule, prompts_of
 from .rundir import RunStart, start_run
 from .schedule import OfflineSchedule, Schedule, eval_batches
-
-BATCH_KIND = {"iterative_pair": "pair"}  # objective inputs built from batches of another kind
+from .step import EXAMPLE_KINDS
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Parts:
     params: Any
     policy: torch.nn.Module  # the HF model (a peft model with LoRA), unwrapped
     tokenizer: Any
-    scorer: torch.nn.Module  # SequenceScorer, prepared by Accelerate (DDP-wrapped when distributed)
+    scorer: torch.nn.Module  # SequenceScorer or RewardScorer, prepared by Accelerate (DDP-wrapped when distributed)
     trainable: list[torch.nn.Parameter]
     optimizer: Any
     lr_scheduler: Any
@@ -204,7 +204,8 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     # before the model changes (LoRA) and before anything is written to output_dir
     start = start_run(cfg, records, eval_records, model, judge if kind in SAMPLED else None,
                       is_main=acc.is_main_process, barrier=acc.wait_for_everyone, log=acc.print)
-    policy, tok = setup.load_policy(cfg, model, tokenizer)
+    reward = algo.model == REWARD  # a reward model: the same loop, a scorer that reads rewards instead of log-probs
+    policy, tok = setup.load_policy(cfg, model, tokenizer, reward=reward)
     if train.compile:  # before any forward: the cached reference must be scored by the same kernels
         from ..models.loading import cache_dir
 
@@ -226,14 +227,16 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     if stats is not None:
         acc.print(f"data: {stats.summary()}")
 
-    scorer = SequenceScorer(policy, train.chunked_lm_head, train.logprob_chunk_size)
+    scorer: Any = (RewardScorer(policy) if reward
+                   else SequenceScorer(policy, train.chunked_lm_head, train.logprob_chunk_size))
     base_scorer = scorer
+    example_kind = EXAMPLE_KINDS[spec.inputs]
     optimizer = setup.build_optimizer(scorer, train)
     scorer, optimizer = acc.prepare(scorer, optimizer)
     eval_bs = train.eval_batch_size or train.batch_size
 
     def batches(items: list[Any]) -> Iterator[ExampleBatch]:
-        return eval_batches(items, BATCH_KIND.get(spec.inputs, spec.inputs), eval_bs, layout=train.layout, pad_id=tok.pad_token_id,
+        return eval_batches(items, example_kind, eval_bs, layout=train.layout, pad_id=tok.pad_token_id,
                             world_size=acc.num_processes, rank=acc.process_index, with_kl=with_kl)
 
     round_reference = PreviousIterateReference() if previous_iterate else None
@@ -252,7 +255,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
             score_fn=_policy_now(cfg, acc, base_scorer, policy, batches) if previous_iterate else None,
             seed=cfg.seed, layout=train.layout, world_size=acc.num_processes, rank=acc.process_index)
     else:
-        schedule = OfflineSchedule(examples, spec.inputs, train.batch_size, seed=cfg.seed, layout=train.layout,
+        schedule = OfflineSchedule(examples, example_kind, train.batch_size, seed=cfg.seed, layout=train.layout,
                                    pad_id=tok.pad_token_id, world_size=acc.num_processes,
                                    rank=acc.process_index, with_kl=with_kl)
     if isinstance(schedule, IterativeSchedule):

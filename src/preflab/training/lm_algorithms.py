@@ -8,7 +8,7 @@ the run trains:
 * ``algorithm: NAME`` names a row of the table; ``objective.params`` override its parameters.
 * An old config's ``objective: {name: NAME}`` (and no ``algorithm:``) selects the algorithm of the same name —
   ``dpo``, ``ipo``, ``kto``, ``online_dpo`` … are both — as TRL users expect a loss name to select that
-  method; an objective that is no algorithm (``bt_reward``) is an error. Both given must agree.
+  method; an objective that is no algorithm (``gpm``) is an error. Both given must agree.
 * An algorithm the trainer has no schedule for (``sppo``, ``inpo``, ``nash_md`` …) is a one-line
   :class:`~preflab.errors.ConfigError` naming the config field — never a silent downgrade to offline DPO.
 * A data source the algorithm cannot train on (an offline dataset for an online algorithm, pairs for a

@@ -11,7 +11,7 @@ from ..errors import ConfigError, DataError
 from ..objectives import ObjectiveSpec
 from .lm_algorithms import SAMPLED
 
-KIND_OF_INPUTS = {"pair": "pairs", "unpaired": "unpaired", "iterative_pair": "pairs"}
+KIND_OF_INPUTS = {"pair": "pairs", "unpaired": "unpaired", "iterative_pair": "pairs", "reward_pair": "pairs"}
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -62,28 +62,50 @@ def reference_mode(setting: str, spec: ObjectiveSpec, lora: bool, schedule: str)
     return mode
 
 
-def load_policy(cfg: Any, model: Any = None, tokenizer: Any = None) -> tuple[Any, Any]:
-    """The policy model (fp32 master weights unless model.dtype says otherwise) and tokenizer, LoRA applied."""
-    from ..models import load_model, load_tokenizer
+def load_policy(cfg: Any, model: Any = None, tokenizer: Any = None, *, reward: bool = False) -> tuple[Any, Any]:
+    """The model to train (fp32 master weights unless model.dtype says otherwise) and tokenizer, LoRA applied:
+    the policy, or (``reward``) a one-logit reward model whose ``score`` head LoRA trains in full."""
+    from ..models import load_model, load_reward_model, load_tokenizer
     from ..models.policy import apply_lora
 
     if tokenizer is None:
         tokenizer = load_tokenizer(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
                                    revision=cfg.model.revision)
-    if model is None:
-        model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype,
-                           trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if model is None:
+        load = load_reward_model if reward else load_model
+        extra = {"pad_token_id": tokenizer.pad_token_id} if reward else {}
+        model = load(cfg.model.name_or_path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
+                     revision=cfg.model.revision, **extra)
+    if reward:
+        mark_reward_model(model, tokenizer, cfg.train)
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = cfg.lora
     if lora.enabled:
         model = apply_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
-                           target_modules=lora.target_modules, modules_to_save=lora.modules_to_save)
+                           target_modules=lora.target_modules, modules_to_save=lora.modules_to_save,
+                           task_type="SEQ_CLS" if reward else "CAUSAL_LM")
     else:
         model.requires_grad_(True)
     return model, tokenizer
+
+
+def mark_reward_model(model: Any, tokenizer: Any, train: Any) -> None:
+    """Check that ``model`` is a one-logit reward model and record, in its config (saved in config.json), how its
+    training data were tokenised, so a judge scores new responses on the same ids."""
+    from ..models.reward import REWARD_CONFIG_KEY
+
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "num_labels", None) != 1:
+        raise ConfigError(f"{type(model).__name__} is not a one-logit reward model (a sequence-classification "
+                          "model with num_labels=1)", field="model.name_or_path")
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    setattr(config, REWARD_CONFIG_KEY, {"tokenization": "preflab", "chat_template": train.chat_template,
+                                        "max_length": train.max_length,
+                                        "max_prompt_length": train.max_prompt_length})
 
 
 def load_records(cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_records: Any = None,
@@ -116,6 +138,12 @@ def load_records(cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_record
             return convert(rows, target, rule=cfg.data.rule, seed=cfg.seed)
         except TypeError as exc:  # not a preference record at all
             raise DataError(f"{what}: {exc}; objective '{spec.name}' trains on {target}") from None
+        except DataError as exc:  # e.g. unpaired labels for a pair objective (a reward model included)
+            if exc.field is not None:
+                raise
+            source = cfg.data.path if what == "training data" else (cfg.data.eval_path or cfg.data.path)
+            raise DataError(f"{what}: {exc.message}; algorithm '{cfg.algorithm}' trains on {target}",
+                            file=source, field="data.path" if source else "records") from None
 
     if schedule not in SAMPLED:  # online and iterative training data are only prompts
         records = as_target(records, "training data")

@@ -1,8 +1,11 @@
-"""One forward pass: a batch → policy and reference log-probs → the objective's inputs → (loss, metrics).
+"""One forward pass: a batch → the scorer's values (and reference log-probs) → the objective's inputs → (loss, metrics).
 
 This is the only place where the LM world (token batches, models) meets the objectives' world (tensors of
-sequence log-probs). Sequences of a batch are ordered ``k·G + g`` (completion slot k of example g), so
-slot 0 is ``chosen`` (pairs) or the completion (unpaired), slot 1 ``rejected`` or the KL partner.
+sequence log-probs, or rewards). The scorer is what turns a batch into one value per sequence: summed log-probs
+of the policy (:class:`~preflab.models.logprobs.SequenceScorer`) or a reward model's rewards
+(:class:`~preflab.models.reward.RewardScorer`); the objective's input kind says which it gets. Sequences of a
+batch are ordered ``k·G + g`` (completion slot k of example g), so slot 0 is ``chosen`` (pairs) or the completion
+(unpaired), slot 1 ``rejected`` or the KL partner.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from torch import Tensor
 
 from ..data.collate import ExampleBatch
 from ..models.policy import Reference
-from ..objectives import ObjectiveSpec, PairInputs, UnpairedInputs
+from ..objectives import ObjectiveSpec, PairInputs, RewardPairInputs, UnpairedInputs
 from ..objectives.game_inputs import IterativePairInputs
 
 
@@ -58,11 +61,23 @@ def iterative_pair_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | Non
                                win_chosen=base.chosen_winrate, win_rejected=base.rejected_winrate)
 
 
+def reward_pair_inputs(batch: ExampleBatch, rewards: Tensor, ref: Tensor | None,
+                       anchor: Tensor | None = None) -> RewardPairInputs:
+    """Slot 0 = r(x, y_w), slot 1 = r(x, y_l), with the pairs' margins and soft labels (a tie is p = ½)."""
+    chosen, rejected = _slots(rewards, batch)
+    return RewardPairInputs(chosen_reward=chosen, rejected_reward=rejected, margin=batch.margin, prob=batch.prob,
+                            weight=batch.weight)
+
+
 INPUT_BUILDERS: dict[str, Callable[..., Any]] = {  # (batch, policy, ref, anchor) -> the objective's inputs
     "pair": pair_inputs,
     "unpaired": unpaired_inputs,
     "iterative_pair": iterative_pair_inputs,
+    "reward_pair": reward_pair_inputs,
 }
+# The batch kind (preflab.data.collate) each input kind is built from.
+EXAMPLE_KINDS: dict[str, str] = {"pair": "pair", "unpaired": "unpaired", "iterative_pair": "pair",
+                                 "reward_pair": "pair"}
 
 
 def objective_loss(spec: ObjectiveSpec, params: Any, scorer: Callable[[Any], Tensor], reference: Reference,

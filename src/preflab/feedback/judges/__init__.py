@@ -5,7 +5,7 @@ from .gold import GoldJudge
 from .llm import JUDGE_TEMPLATE, LLMJudge
 from .preference_model import PAIR_TEMPLATE, PreferenceModelJudge
 from .registry import JUDGES, get_judge, judge_name, make_judge, register_judge
-from .reward_model import RewardFnJudge, RewardModelJudge
+from .reward_model import RewardEnsembleJudge, RewardFnJudge, RewardModelJudge
 from .simulated import AnnotatorJudge
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "LLMJudge",
     "PreferenceModelJudge",
     "RewardFnJudge",
+    "RewardEnsembleJudge",
     "RewardModelJudge",
     "get_judge",
     "judge_name",
