@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 
@@ -65,17 +66,34 @@ def write_recipe(tmp_path, tiny_dir):
     return path
 
 
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """Run ``preflab ARGS`` through the console entry point; (exit code, stderr)."""
+def run_entry(args: list[str], monkeypatch, capsys) -> tuple[int | None, str, str]:
+    """Run ``preflab ARGS`` in-process through the console entry point (the one-line / exit-2 path);
+    (exit code, stdout, stderr)."""
     from preflab.cli import main
 
     monkeypatch.setattr(sys, "argv", ["preflab", *args])
     monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() installs its one-line printer
     with pytest.raises(SystemExit) as exit_:
         main()
-    err = capsys.readouterr().err
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
+def run_cli_output(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """:func:`run_entry` with a missing exit code read as 0."""
+    code, out, err = run_entry(args, monkeypatch, capsys)
+    return code or 0, out, err
+
+
+def jsonl_bytes(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """Run ``preflab ARGS`` through the console entry point; (exit code, stderr)."""
+    code, _, err = run_entry(list(args), monkeypatch, capsys)
     assert "Traceback" not in err
-    return exit_.value.code, err
+    return code, err
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:

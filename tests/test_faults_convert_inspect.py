@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from preflab import cli
+from fault_helpers import jsonl_bytes
+from fault_helpers import run_cli_output as run_cli
 from preflab.data import PreferencePair, Ranking, Unpaired, load_preferences, save_records, stream_preferences
 from preflab.data.stats import LengthStats, format_table
 from preflab.data.writers import check_output, write_records
@@ -33,17 +33,6 @@ BAD_LINES = [
 ]
 
 
-def jsonl_bytes(rows: list[dict]) -> bytes:
-    return "".join(json.dumps(r) + "\n" for r in rows).encode()
-
-
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run ``preflab ARGS`` in-process through the console entry (the one-line / exit-2 path)."""
-    monkeypatch.setattr(sys, "argv", ["preflab", *args])
-    with pytest.raises(SystemExit) as exit_:
-        cli.main()
-    out = capsys.readouterr()
-    return exit_.value.code or 0, out.out, out.err
 
 
 # ---------------------------------------------------------------------------------- convert

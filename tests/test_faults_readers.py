@@ -14,7 +14,6 @@ import gzip
 import io
 import json
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from preflab import cli
+from fault_helpers import jsonl_bytes
+from fault_helpers import run_cli_output as run_cli
 from preflab.data import PreferencePair, load_preferences
 from preflab.data import files as readers
 from preflab.errors import DataError
@@ -30,9 +30,6 @@ from preflab.errors import DataError
 GOOD = [{"prompt": f"p{i}", "chosen": f"c{i}", "rejected": f"r{i}"} for i in range(40)]
 GOOD_RECORDS = [PreferencePair(f"p{i}", f"c{i}", f"r{i}") for i in range(40)]
 
-
-def jsonl_bytes(rows: list[dict]) -> bytes:
-    return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
 
 def csv_bytes(rows: list[dict]) -> bytes:
@@ -49,14 +46,6 @@ def with_bad_line(bad: str, at: int = 5) -> bytes:
     lines.insert(at, bad)
     return ("\n".join(lines) + "\n").encode()
 
-
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run ``preflab ARGS`` in-process through the console entry (the one-line / exit-2 path)."""
-    monkeypatch.setattr(sys, "argv", ["preflab", *args])
-    with pytest.raises(SystemExit) as exit_:
-        cli.main()
-    out = capsys.readouterr()
-    return exit_.value.code or 0, out.out, out.err
 
 
 # ------------------------------------------------------------------------ whole-file faults
