@@ -5,9 +5,10 @@ expected loss), shown the history — ``raw`` (every round) or ``summary`` (per-
 the paper's summarised-history variant) — and asked for a probability distribution over the actions as a
 list of K numbers. The answer is parsed by :func:`parse_distribution`:
 
-1. the first ``[...]`` list in the answer (else all numbers in it) holding exactly K non-negative numbers with
-   a positive sum, normalised to sum 1 (so percentages work);
-2. else an answer naming exactly one action index (``"action 2"``, ``"2"``) is all weight on it;
+1. the first ``[...]`` list in the answer (else the first run of K comma-separated numbers) holding exactly K
+   non-negative numbers with a positive sum, normalised to sum 1 (so percentages work);
+2. else an answer that is one action index (``"2"``) or names one action only (``"action 2"``, repeated or
+   not) is all weight on it;
 3. else a **parse failure**: the round is played with the uniform distribution (the stated fallback) and
    counted; the run reports the failure rate.
 
@@ -26,18 +27,28 @@ from .agents import Agent, Observation
 VARIANTS = ("raw", "summary")
 _NUM = re.compile(r"-?\d+(?:\.\d+)?(?:[eE]-?\d+)?")
 _LIST = re.compile(r"\[([^\[\]]*)\]")
+_NUMBER = r"-?\d+(?:\.\d+)?"
+_ACTION = re.compile(r"\baction\s+(\d+)", re.IGNORECASE)
 
 
 def parse_distribution(text: str, k: int) -> np.ndarray | None:
     """The probability vector an answer states, or None when it cannot be parsed (see the module doc)."""
     m = _LIST.search(text)
-    numbers = [float(x) for x in _NUM.findall(m.group(1) if m else text)]
+    if m:
+        body = m.group(1)
+    else:
+        run = re.search(_NUMBER + r"(?:\s*,\s*" + _NUMBER + "){" + str(k - 1) + "}", text)
+        body = run.group(0) if run else ""
+    numbers = [float(x) for x in _NUM.findall(body)]
     if len(numbers) == k and all(x >= 0 for x in numbers) and sum(numbers) > 0:
         v = np.asarray(numbers, dtype=np.float64)
         return v / v.sum()
-    if len(numbers) == 1 and float(numbers[0]).is_integer() and 0 <= numbers[0] < k:
+    named = {int(a) for a in _ACTION.findall(text)}
+    if not named and re.fullmatch(r"\s*\d+\s*\.?\s*", text):
+        named = {int(float(text.strip().rstrip(".")))}
+    if len(named) == 1 and 0 <= (a := named.pop()) < k:
         v = np.zeros(k)
-        v[int(numbers[0])] = 1.0
+        v[a] = 1.0
         return v
     return None
 
@@ -155,12 +166,18 @@ class LMAgent(Agent):
         lines += [f"action {a}: won {wins[a].sum()} of {wins[a].sum() + wins[:, a].sum()} duels" for a in range(K)]
         return "\n".join(lines)
 
+    def ask(self, t: int) -> str:
+        return (f"Round {t + 1}: give your probability distribution over the {self.K} actions as a list of "
+                f"{self.K} numbers that sum to 1. Answer with the list only.")
+
     def prompt(self) -> list[dict[str, str]]:
-        ask = (f"Round {len(self.history) + 1}: give your probability distribution over the {self.K} actions "
-               f"as a list of {self.K} numbers that sum to 1, in the form [p0, ..., p{self.K - 1}]. "
-               "Answer with the list only.")
+        """System rules; a worked first round showing the answer format (the uniform distribution, the one
+        choice that favours no action); then the history and the question for the coming round."""
+        demo = "[" + ", ".join(f"{1 / self.K:.2f}" for _ in range(self.K)) + "]"
         return [{"role": "system", "content": self.rules()},
-                {"role": "user", "content": self.history_text() + "\n\n" + ask}]
+                {"role": "user", "content": "No rounds have been played yet.\n\n" + self.ask(0)},
+                {"role": "assistant", "content": demo},
+                {"role": "user", "content": self.history_text() + "\n\n" + self.ask(len(self.history))}]
 
     # ------------------------------------------------------------------ acting
     def take_answer(self, text: str) -> np.ndarray:

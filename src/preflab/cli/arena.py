@@ -66,6 +66,33 @@ def run(
         Console(width=160).print(f"wrote {escape(str(out / 'results.json'))} and {escape(str(path))}")
 
 
+@arena_app.command("train-regret")
+def train_regret(
+    out: Path = typer.Option(..., "--out", "-o", help="File to write the trained model to (torch state)."),
+    n_actions: int = typer.Option(3, "--n-actions", "-K", min=2, help="Actions."),
+    horizon: int = typer.Option(20, "--horizon", "-T", min=2, help="Length of the training sequences."),
+    steps: int = typer.Option(600, "--steps", min=1, help="Adam steps (fresh sequences each)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initialisation and the sequences."),
+) -> None:
+    """Train the single-layer self-attention learner with the regret-loss (Park et al.) and compare it with
+    FTRL on held-out sequences."""
+    import numpy as np
+
+    from ..arena.regret_loss import compare_with_ftrl, save, synthetic_losses, train
+
+    res = train(k=n_actions, horizon=horizon, steps=steps, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    cmp = compare_with_ftrl(res.model, synthetic_losses(512, horizon, n_actions, rng),
+                            synthetic_losses(512, horizon, n_actions, rng))
+    save(res.model, out)
+    console = Console(width=160)
+    console.print(f"regret-loss {res.losses[0]:.3f} -> {np.mean(res.losses[-20:]):.3f} over {steps} steps")
+    console.print(f"held-out: TV to FTRL (entropic, fitted eta {cmp['eta']:.2f}) {cmp['tv_to_ftrl']:.3f}, "
+                  f"TV to uniform {cmp['tv_to_uniform']:.3f}; regret model {cmp['regret_model']:.3f}, "
+                  f"FTRL {cmp['regret_ftrl']:.3f}, uniform {cmp['regret_uniform']:.3f}")
+    console.print(f"wrote {escape(str(out))}")
+
+
 @arena_app.command("list")
 def list_() -> None:
     """Environments and agents."""
