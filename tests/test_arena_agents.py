@@ -155,3 +155,18 @@ def test_regret_transformer_needs_a_model_and_a_readable_file(tmp_path):
     bad.write_text("nope")
     with pytest.raises(ConfigError, match="not a regret-loss transformer"):
         load(bad)
+
+
+def test_cli_llm_agent_on_a_model_directory(tiny_dir, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from preflab.cli import app
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["arena", "run", "--env", "duel:condorcet", "--agents", "llm_summary,rucb",
+                                   "--model", str(tiny_dir), "--horizon", "2", "--seeds", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    row = json.loads((out / "results.json").read_text())["agents"]["llm_summary"]
+    assert row["lm_rounds"] == 4 and row["parse_fallback"] == "uniform" and "parse failures" in res.output
