@@ -91,6 +91,10 @@ def test_band_and_no_regret_test():
     assert no_regret_test(3 * np.sqrt(t)).verdict == "sublinear"
     assert no_regret_test(0.25 * t).verdict == "linear"
     assert no_regret_test(-np.ones(400)).verdict == "sublinear"
+    # a short, nearly linear curve whose average does not keep falling is not called sublinear
+    t15 = np.arange(1, 16)
+    wobbly = no_regret_test(0.3 * t15 * (1 + 0.05 * (-1.0) ** t15))
+    assert wobbly.trend_p > 0.05 and wobbly.verdict != "sublinear"
 
 
 def test_project_simplex():

@@ -73,8 +73,8 @@ class NoRegretTest:
     Trend: the share of rounds where the average regret R̄(t)/t went down, with a one-sided sign-test
     p-value against "no trend". Regression: the exponent β of R̄(t) ≈ c·t^β fitted by least squares on
     log R̄ against log t over the last 80% of the rounds where R̄ > 0, its standard error, and the one-sided
-    p-value of β < 1. Verdict: ``sublinear`` when R̄(T) ≤ 0 or β's 95% upper bound is below 1, ``linear``
-    when its 95% lower bound is at least 1, else ``inconclusive``.
+    p-value of β < 1. Verdict: ``sublinear`` when R̄(T) ≤ 0, or when β's 95% upper bound is below 1 and the
+    trend p-value below 0.05; ``linear`` when β's 95% lower bound is at least 1; else ``inconclusive``.
     """
 
     final_regret: float
@@ -116,7 +116,10 @@ def no_regret_test(mean_regret: np.ndarray) -> NoRegretTest:
             p = 0.0 if exponent < 1 else 1.0
             upper = lower = exponent
         tol = 1e-6  # a curve that is exactly linear (β = 1 up to rounding) is linear
-        verdict = "sublinear" if upper < 1 - tol else "linear" if lower >= 1 - tol else "inconclusive"
+        # both checks must agree for "sublinear": the OLS standard error of a cumulative curve is optimistic
+        # (its residuals are correlated), so a fitted β < 1 alone is not enough
+        sublinear = upper < 1 - tol and trend_p < 0.05
+        verdict = "sublinear" if sublinear else "linear" if lower >= 1 - tol else "inconclusive"
     else:
         verdict = "inconclusive"
     return NoRegretTest(float(R[-1]), float(avg[-1]), down / max(len(diffs), 1), trend_p, exponent, se, p,

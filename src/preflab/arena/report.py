@@ -84,8 +84,9 @@ def write_report(summary: dict, out: Path) -> Path:
             '<h2 id="table">Results</h2>', table(header, rows),
             '<p class="muted">Regret is in expectation over each agent\'s own randomisation, against the realised '
             "losses (stochastic bandits: the arm means). Exponent β: least-squares fit of log R̄(t) on log t over "
-            "the last 80% of rounds, ± 1.96 s.e.; verdict sublinear when its 95% upper bound is below 1 (or "
-            "R̄(T) ≤ 0). Trend p: one-sided sign test that the average regret R̄(t)/t decreases.</p>"]
+            "the last 80% of rounds, ± 1.96 s.e. Trend p: one-sided sign test that the average regret R̄(t)/t "
+            "decreases. Verdict sublinear when β's 95% upper bound is below 1 and trend p < 0.05 (or R̄(T) ≤ 0), "
+            "linear when its lower bound is at least 1.</p>"]
     if any("final_row_probs" in r for r in rows_in):
         body.append('<h2 id="play">Final play (mean over seeds)</h2>')
         body.append(table(["pairing", "row player", "column player"],
