@@ -2,7 +2,8 @@
 
 Usage: python bench/arena_tables.py OUT_DIR. Besides each run's results.json it reads the LM cells for one
 diagnostic: the mean weight an agent puts on the current leader (the action with the least cumulative loss
-so far, rounds 2..T, ties skipped) — Hedge-like learners put more than ½ on it.
+so far, rounds 2..T, ties skipped) — Hedge-like learners put more than ½ on it — and the share of rounds
+played at the uniform distribution (to ±0.01).
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ def leader_weight(cell: dict) -> float | None:
     return float(np.mean(w)) if w else None
 
 
+def uniform_share(cell: dict) -> float:
+    """Share of rounds (over both players in a game) whose distribution is uniform to ±0.01."""
+    keys = [k for k in ("probs", "left", "row_probs", "col_probs") if k in cell]
+    shares = []
+    for key in keys:
+        P = np.array(cell[key])
+        shares.append(np.mean(np.all(np.abs(P - 1.0 / P.shape[1]) < 0.011, axis=1)))
+    return float(np.mean(shares))
+
+
 def main(root: Path) -> None:
     for run in sorted(p for p in root.iterdir() if (p / "results.json").is_file()):
         res = json.loads((run / "results.json").read_text())
@@ -40,7 +51,7 @@ def main(root: Path) -> None:
         head += ["CCE gap at T [95% CI]"] if game else ["D(T)"] if not cfg["env"].startswith(("bandit", "duel")) \
             else []
         head += ["weight on leader"] if cfg["env"].startswith("experts") else []
-        head += ["parse failures"]
+        head += ["parse failures", "rounds at uniform"]
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
         for name, r in res["agents"].items():
@@ -59,6 +70,8 @@ def main(root: Path) -> None:
                 ws = [w for c in cells if (w := leader_weight(c)) is not None]
                 row.append(f"{np.mean(ws):.2f}" if ws else "—")
             row.append(f"{r['parse_failures']}/{r['lm_rounds']}" if "parse_failures" in r else "—")
+            cells = [json.loads(p.read_text()) for p in sorted((run / "cells" / name).glob("seed*.json"))]
+            row.append(f"{np.mean([uniform_share(c) for c in cells]):.2f}")
             print("| " + " | ".join(row) + " |")
             if game:
                 print(f"|  | final play: row {np.round(r['final_row_probs'], 2).tolist()}, "
