@@ -170,3 +170,34 @@ def test_cli_llm_agent_on_a_model_directory(tiny_dir, tmp_path):
     assert res.exit_code == 0, res.output
     row = json.loads((out / "results.json").read_text())["agents"]["llm_summary"]
     assert row["lm_rounds"] == 4 and row["parse_fallback"] == "uniform" and "parse failures" in res.output
+
+
+def test_distillation_pairs_put_the_teachers_weights_on_the_better_action(tmp_path):
+    import json
+    import math
+
+    from typer.testing import CliRunner
+
+    from preflab.arena.distill import distillation_pairs
+    from preflab.arena.envs import experts_env
+    from preflab.cli import app
+
+    rows = distillation_pairs("experts:ftl_trap", [0], horizon=4, n_actions=2)
+    # ftl_trap: losses (½, 0) (0, 1) (1, 0) (0, 1); Hedge η = √(8 ln 2 / 4): round 2 after L = (½, 0)
+    eta = math.sqrt(8 * math.log(2) / 4)
+    p1 = 1 / (1 + math.exp(-eta * 0.5))  # weight on action 1, the leader
+    first = rows[0]
+    assert first["meta"]["round"] == 2
+    assert first["chosen"][0]["content"] == f"[{1 - p1:.2f}, {p1:.2f}]"
+    assert first["rejected"][0]["content"] == f"[{p1:.2f}, {1 - p1:.2f}]"
+    assert "Round 1: losses [0.50, 0.00]" in first["prompt"][-1]["content"]
+    # round 3 after L = (½, 1): the leader is action 0 now
+    assert rows[1]["meta"]["round"] == 3
+    assert json.loads(rows[1]["chosen"][0]["content"])[0] > 0.5
+    assert experts_env("ftl_trap", 2, 4, 0).losses[1].tolist() == [0.0, 1.0]
+    out = tmp_path / "pairs.jsonl"
+    res = CliRunner().invoke(app, ["arena", "distill-data", "--out", str(out), "--seeds", "0-2", "-T", "6"])
+    assert res.exit_code == 0, res.output
+    assert len(out.read_text().splitlines()) > 0 and "pairs from 3 hedge trajectories" in res.output
+    with pytest.raises(ConfigError, match="full-information"):
+        distillation_pairs("experts", [0], 4, 2, teacher="exp3")

@@ -93,6 +93,35 @@ def train_regret(
     console.print(f"wrote {escape(str(out))}")
 
 
+@arena_app.command("distill-data")
+def distill_data(
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL of preference pairs (TRL conversational layout)."),
+    env: str = typer.Option("experts:stochastic", "--env", "-e", help="An experts environment."),
+    teacher: str = typer.Option("hedge", "--teacher", help="A full-information agent: hedge, ftrl, ftpl, ftl."),
+    seeds: str = typer.Option("100-159", "--seeds", help="Training seeds 'a-b' (keep them apart from the "
+                              "evaluation seeds 0..n-1 of arena run)."),
+    horizon: int = typer.Option(15, "--horizon", "-T", min=2, help="Rounds per trajectory."),
+    n_actions: int = typer.Option(2, "--n-actions", "-K", min=2, help="Actions."),
+    variant: str = typer.Option("raw", "--variant", help="Prompt history: raw or summary."),
+) -> None:
+    """Write algorithm-distillation pairs: the LM agent's prompt, the teacher's answer (chosen) and the same
+    weights on the worse actions (rejected); train them with `preflab train recipes/dpo.yaml`."""
+    from ..arena.distill import distillation_pairs, write_pairs
+    from ..errors import ConfigError
+
+    try:
+        lo, _, hi = seeds.partition("-")
+        seed_list = list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ConfigError(f"seeds must be 'a-b' or 'a' (got '{seeds}')", field="seeds") from None
+    if variant not in ("raw", "summary"):
+        raise ConfigError(f"unknown variant '{variant}' (known: raw, summary)", field="variant")
+    rows = distillation_pairs(env, seed_list, horizon, n_actions, teacher=teacher, variant=variant)
+    write_pairs(rows, out)
+    Console(width=160).print(f"wrote {len(rows)} pairs from {len(seed_list)} {escape(teacher)} trajectories to "
+                             f"{escape(str(out))}")
+
+
 @arena_app.command("list")
 def list_() -> None:
     """Environments and agents."""
