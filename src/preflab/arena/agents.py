@@ -107,7 +107,7 @@ class Hedge(Agent):
 
 class FTRL(Agent):
     """Follow the regularised leader with the Euclidean regulariser ‖p‖²/(2η): p_t = Π_Δ(−η L_{t−1}), the
-    projection onto the simplex, η = 1 / √(T K) (regret ≤ 1/(2η) + ηTK/2 = √(T K), Orabona 2019 §7)."""
+    projection onto the simplex, η = 1 / √(T K) (regret ≤ 1/(2η) + ηTK/2 = √(T K); Orabona, A Modern Introduction to Online Learning)."""
 
     name = "ftrl"
 
@@ -273,8 +273,9 @@ class _DuelAgent(Agent):
 
 class RUCB(_DuelAgent):
     """Relative upper confidence bound (Zoghi et al. 2014), α = 0.51: the candidate c is drawn among arms whose
-    optimistic win probability is ≥ ½ against all others (kept if it was the hypothesised best), its opponent
-    is argmax_j U[j, c]. Regret O(K log T) on a Condorcet dueling bandit."""
+    optimistic win probability is ≥ ½ against all others, its opponent
+    is argmax_j U[j, c]; the hypothesised best is kept as the candidate with probability ½ while it stays in the
+    candidate set. Regret O(K log T) on a Condorcet dueling bandit (Zoghi et al.)."""
 
     name = "rucb"
 
@@ -322,7 +323,7 @@ class DoubleThompson(_DuelAgent):
         first = int(self.rng.choice(cands[score == score.max()]))
         draw = np.array([self.rng.beta(self.W[i, first] + 1, self.W[first, i] + 1) if i != first else 0.5
                          for i in range(K)])
-        draw[L[:, first] > 0.5] = -1.0  # surely beats `first`: already excluded from being a better candidate
+        draw[L[:, first] > 0.5] = -1.0  # DTS draws the second arm among those with lower bound l(i, first) ≤ ½
         draw[first] = 0.5
         second = int(self.rng.choice(np.flatnonzero(draw == draw.max())))
         return _one_hot(first, K), _one_hot(second, K)
