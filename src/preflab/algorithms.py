@@ -205,16 +205,16 @@ _ROWS = [
               "Chakraborty et al. 2024, MaxMin-RLHF", _TB, testbed={"iterations": 300, "inner_steps": 1}),
     # policy-gradient RLHF on rollouts (preflab.objectives.policy_gradient, training.rollouts)
     Algorithm("ppo", "ppo", ROLLOUTS, FIXED, _KL_OPT, _PG, "Schulman et al. 2017; Ouyang et al. 2022, PPO",
-              _TB, testbed={"iterations": 60, "inner_steps": 2}),
-    Algorithm("rloo", "rloo", ROLLOUTS, FIXED, _KL_OPT, _PG, "Ahmadian et al. 2024, RLOO", _TB,
+              _BOTH, testbed={"iterations": 60, "inner_steps": 2}),
+    Algorithm("rloo", "rloo", ROLLOUTS, FIXED, _KL_OPT, _PG, "Ahmadian et al. 2024, RLOO", _BOTH,
               testbed={"iterations": 60, "inner_steps": 2}),
-    Algorithm("reinforce_pp", "reinforce_pp", ROLLOUTS, FIXED, _KL_OPT, _PG, "Hu 2025, REINFORCE++", _TB,
+    Algorithm("reinforce_pp", "reinforce_pp", ROLLOUTS, FIXED, _KL_OPT, _PG, "Hu 2025, REINFORCE++", _BOTH,
               testbed={"iterations": 400, "inner_steps": 2, "lr": 0.01}),
-    Algorithm("remax", "remax", ROLLOUTS, FIXED, _KL_OPT, _PG, "Li et al. 2024, ReMax", _TB,
+    Algorithm("remax", "remax", ROLLOUTS, FIXED, _KL_OPT, _PG, "Li et al. 2024, ReMax", _BOTH,
               testbed={"iterations": 60, "inner_steps": 2}),
     Algorithm("grpo", "grpo", ROLLOUTS, FIXED,
               "k1 in the reward or Dr. GRPO + k2 in the loss: KL optimum; paper form (k3, std): another point",
-              _PG, "Shao et al. 2024, GRPO", _TB, testbed={"iterations": 60, "inner_steps": 1, "lr": 0.5}),
+              _PG, "Shao et al. 2024, GRPO", _BOTH, testbed={"iterations": 60, "inner_steps": 1, "lr": 0.5}),
 ]
 
 ALGORITHMS: dict[str, Algorithm] = {row.name: row for row in _ROWS}
