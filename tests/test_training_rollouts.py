@@ -55,11 +55,21 @@ def test_each_algorithm_trains_through_the_loop(tmp_path, algorithm):
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-5) and rows[0]["rollout/kl"] == pytest.approx(0.0, abs=1e-4)
     for r in rows:
         assert 0 < r["rollout/response_length"] <= 5 and 0 <= r["rollout/truncated"] <= 1
-        assert r["rollout/entropy"] > 0 and math.isfinite(r["loss"])
+        assert r["entropy"] > 0 and r["rollout/entropy"] > 0 and math.isfinite(r["loss"])
         assert "rollout/gold_reward" not in r  # a custom judge: no gold scorer known
     if algorithm == "ppo":
         assert all(r["loss/value"] > 0 for r in rows)
     assert _changed(before, model)
+
+
+def test_one_minibatch_per_rollout_takes_pi_old_from_the_update_itself(tmp_path):
+    model, tok = tiny_model()
+    train(_cfg(tmp_path, "grpo", "train.batch_size=8", "objective.params.beta=0"), records=PROMPTS, model=model,
+          tokenizer=tok, judge=length_reward())
+    rows = read_metrics(tmp_path / "metrics.jsonl", "train")
+    assert [r["rollout/index"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["ratio"] == 1.0 and r["clip_fraction"] == 0.0 for r in rows)  # exactly on-policy
+    assert all("rollout/kl" not in r and "kl" not in r for r in rows)  # β = 0: no reference at all
 
 
 def test_the_task_suite_gold_scorer_is_the_reward_by_default(tmp_path):

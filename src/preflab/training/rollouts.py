@@ -79,7 +79,12 @@ def rollout_loss(spec: Any, params: Any, scorer: Any, reference: Any, batch: Exa
                            mask=data["mask"].bool(), ref_logprobs=data.get("ref_logprobs"),
                            values=None if hl else padded_values, value_logits=padded_values if hl else None,
                            old_values=data.get("old_values"), returns=data.get("returns"))
-    return spec.fn(inputs, params)
+    if bool(torch.isnan(inputs.old_logprobs[inputs.mask]).any()):  # on-policy: π_old is this forward's policy
+        inputs.old_logprobs = logp.detach()
+    loss, metrics = spec.fn(inputs, params)
+    m = inputs.mask.float()
+    metrics["entropy"] = (-logp.detach() * m).sum() / m.sum().clamp_min(1)  # per-token estimate, E[−log π(y_t)]
+    return loss, metrics
 
 
 @dataclass
@@ -191,15 +196,27 @@ class RolloutSchedule(Schedule):
                                 field=self.judge_field)
         return torch.tensor([float(s) for s in scores], dtype=torch.float64)
 
-    def _score(self, examples: list[TokenizedExample]) -> dict[str, Tensor]:
-        """Per-token log π_old, log π_ref, mask and critic values (N, T) of ``examples``, no grad."""
+    @property
+    def on_policy(self) -> bool:
+        """One minibatch per rollout, no critic and no KL in the reward: π_old is the policy of the only update,
+        so its log-probs are that forward's, detached (ratio 1, as TRL does with one iteration), and the
+        rollout skips its own scoring pass of the policy."""
+        kl_reward = self.params.kl_in_reward and (self.params.beta > 0 or self.params.kl_target is not None)
+        return self.steps_per_rollout == 1 and self.value_head is None and not kl_reward
+
+    def _score(self, examples: list[TokenizedExample], policy: bool = True) -> dict[str, Tensor]:
+        """Per-token log π_old, log π_ref, mask and critic values (N, T) of ``examples``, no grad; without
+        ``policy`` π_old is not scored (NaN)."""
         parts: dict[str, list[Tensor]] = {}
         width = max(len(ex.completions[0]) for ex in examples)
         step = max(self.batch_size, 1)
         for start in range(0, len(examples), step):
             batch = rollout_batch(examples[start:start + step], self.layout, self.pad_id)
             with torch.no_grad():
-                tok, values = self.score_fn(batch)
+                if policy:
+                    tok, values = self.score_fn(batch)
+                else:
+                    tok, values = torch.full((int(batch.sequences.completion_lengths.sum()),), math.nan), None
                 ref = self.ref_fn(batch)
             got = {"old_logprobs": tok, "ref_logprobs": ref, "old_values": values,
                    "mask": torch.ones_like(tok, dtype=torch.bool)}
@@ -230,7 +247,7 @@ class RolloutSchedule(Schedule):
                 cut.append(comp.finish_reason != "stop")
         truncated = torch.tensor(cut)
         self.params.beta = self.kl_ctl.value  # β of this rollout, in the reward and in the loss
-        tensors = self._score(examples)
+        tensors = self._score(examples, policy=not self.on_policy)
         scores = rewards.clone()
         if self.truncated == "penalize":
             scores = scores - self.truncated_penalty * truncated.to(scores.dtype)
@@ -251,7 +268,7 @@ class RolloutSchedule(Schedule):
             tensors["returns"] = returns.float()
         metrics = self._metrics(rewards, tensors, truncated, prompts, samples)
         metrics["time/rollout"] = time.perf_counter() - t0
-        self.kl_ctl.update(metrics["rollout/kl"], self.rollout_size)  # the next rollout's β
+        self.kl_ctl.update(metrics.get("rollout/kl", 0.0), self.rollout_size)  # the next rollout's β
         self._set_rollout(t, RolloutData(examples, tensors, metrics))
         self._fresh_until = self.position + self.grad_accum
 
@@ -291,12 +308,13 @@ class RolloutSchedule(Schedule):
             "rollout/reward_std": float(rewards.std(unbiased=False)),
             "rollout/response_length": float(lengths.mean()),
             "rollout/truncated": float(truncated.float().mean()),
-            "rollout/entropy": float((-tensors["old_logprobs"] * mask).sum() / mask.sum().clamp_min(1)),
             "rollout/kl_coef": float(self.kl_ctl.value),
             "rollout/advantage_std": float(tensors["advantages"][mask.bool()].std(unbiased=False)) if mask.any() else 0.0,
         }
         ref = tensors.get("ref_logprobs")
-        out["rollout/kl"] = float(((tensors["old_logprobs"] - ref) * mask).sum(1).mean()) if ref is not None else 0.0
+        if ref is not None and not self.on_policy:  # on-policy rollouts measure the KL in the update ("kl")
+            out["rollout/kl"] = float(((tensors["old_logprobs"] - ref) * mask).sum(1).mean())
+            out["rollout/entropy"] = float((-tensors["old_logprobs"] * mask).sum() / mask.sum().clamp_min(1))
         if self.gold is not None:
             flat_prompts = [p for p, s in zip(prompts, samples, strict=True) for _ in s]
             gold = self.gold.score_batch(flat_prompts, [c.text for s in samples for c in s])
