@@ -214,7 +214,7 @@ _ROWS = [
               testbed={"iterations": 60, "inner_steps": 2}),
     Algorithm("grpo", "grpo", ROLLOUTS, FIXED,
               "k1 in the reward or Dr. GRPO + k2 in the loss: KL optimum; paper form (k3, std): another point",
-              _PG, "Shao et al. 2024, GRPO", _BOTH, testbed={"iterations": 60, "inner_steps": 1, "lr": 0.5}),
+              _PG, "Shao et al. 2024, GRPO", _BOTH, testbed={"iterations": 1000, "inner_steps": 1, "lr": 0.01}),
 ]
 
 ALGORITHMS: dict[str, Algorithm] = {row.name: row for row in _ROWS}

@@ -7,7 +7,8 @@ G → ∞ limit of leave-one-out means, group means and stds; ReMax's greedy com
 ``inner_steps`` epochs minimise the registered objective — the same clipped surrogate the language-model
 trainer minimises — by natural-gradient steps (the autograd gradient divided by ρ π, so that one step of size
 η on the unclipped surrogate is θ += η·(A − E_π A), mirror descent). PPO's critic is a per-context value table
-fitted by the objective's own value loss.
+fitted by the objective's own value loss. Each step is capped at 1 per logit (a trust region: normalised
+advantages near the optimum would otherwise take unbounded natural-gradient steps).
 
 With the KL in the reward (k1) the stationary points of every estimator are π_ref·exp(r/β)/Z; GRPO's paper form
 (k3 in the loss, rewards divided by the group std) is stationary where
@@ -76,7 +77,8 @@ def rollouts(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Traject
                 loss.backward()
                 with torch.no_grad():
                     fisher = rho[:, None] * logp.detach().exp()
-                    pol.logits -= lr * pol.logits.grad / fisher
+                    # a trust region on the logits: no step moves a log-probability ratio by more than 1
+                    pol.logits -= (lr * pol.logits.grad / fisher).clamp(-1.0, 1.0)
                     if value.grad is not None:
                         value -= 0.5 * value.grad / (rho * max(params.vf_coef, 1e-12))
                 traj.losses.append(float(loss.detach()))
