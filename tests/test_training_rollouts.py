@@ -182,3 +182,19 @@ def test_resumed_mid_rollout_equals_uninterrupted(tmp_path):
     assert [r["rollout/kl_coef"] for r in a] == pytest.approx([r["rollout/kl_coef"] for r in b])
     diff = max((state(whole)[k] - state(resumed)[k]).abs().max().item() for k in state(whole))
     assert diff < 1e-6
+
+
+def test_a_reward_model_is_the_proxy_and_the_gold_scorer_is_logged_beside_it(tmp_path, tiny_dir):
+    from preflab.models import load_reward_model
+
+    tok = tiny_tokenizer()
+    rm_dir = tmp_path / "rm"
+    load_reward_model(str(tiny_dir), pad_token_id=tok.pad_token_id).save_pretrained(rm_dir)
+    tok.save_pretrained(rm_dir)
+    model, tok = tiny_model()
+    cfg = _cfg(tmp_path / "run", "rloo", "online.num_prompts=4", "train.max_steps=2", "online.judge=reward_model",
+               f"online.judge_args={{model: {rm_dir}}}")
+    train(cfg, model=model, tokenizer=tok)
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl", "train")
+    assert all(math.isfinite(r["rollout/reward"]) and math.isfinite(r["rollout/gold_reward"]) for r in rows)
+    assert rows[0]["rollout/reward"] != rows[0]["rollout/gold_reward"]
