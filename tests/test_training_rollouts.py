@@ -109,6 +109,37 @@ def test_a_rollout_is_judged_once_and_its_advantages_are_the_estimators(tmp_path
     assert seen == list(range(8))  # one epoch = every completion once
 
 
+def test_prefix_shared_rollouts_encode_each_prompt_once_with_the_same_log_probs(tmp_path):
+    from preflab.models.logprobs import SequenceScorer
+    from preflab.training.rollouts import rollout_batch
+
+    model, tok = tiny_model()
+    tk = Tokenizer(tok)
+    exs = [tk.from_ids(i, tk.prompt_ids(PROMPTS[i // 3]), [tok(t, add_special_tokens=False)["input_ids"]])
+           for i, t in enumerate(["ab", "c", "def", "gh", "ijkl", "m"])]
+    scorer = SequenceScorer(model).eval()
+    padded, order_p = rollout_batch(exs, "padded", 0)
+    shared, order_s = rollout_batch(exs, "prefix_shared", 0)
+    assert order_p == list(range(6)) and order_s == [0, 3, 1, 4, 2, 5]
+    assert shared.sequences.input_ids.shape[0] == 2  # one row per prompt
+    with torch.no_grad():
+        a = to_padded(scorer(padded.sequences, per_token=True)[0], padded)
+        b = to_padded(scorer(shared.sequences, per_token=True)[0], shared)[torch.argsort(torch.tensor(order_s))]
+    assert torch.allclose(a, b, atol=1e-5)
+    _, order_mixed = rollout_batch(exs[:5], "prefix_shared", 0)  # groups of 3 and 2: one row per completion
+    assert order_mixed == list(range(5))
+
+
+def test_prefix_shared_layout_trains_like_padded(tmp_path):
+    rows = {}
+    for layout in ("padded", "prefix_shared"):
+        model, tok = tiny_model()
+        train(_cfg(tmp_path / layout, "rloo", "train.batch_size=8", "objective.params.beta=0", "train.max_steps=2",
+                   f"train.layout={layout}"), records=PROMPTS, model=model, tokenizer=tok, judge=length_reward())
+        rows[layout] = read_metrics(tmp_path / layout / "metrics.jsonl", "train")
+    assert [r["loss"] for r in rows["padded"]] == pytest.approx([r["loss"] for r in rows["prefix_shared"]], abs=1e-5)
+
+
 def test_to_padded_follows_the_plan():
     from preflab.data.collate import collate_sequences
 

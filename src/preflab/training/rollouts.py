@@ -58,12 +58,27 @@ def to_padded(flat: Tensor, batch: Any) -> Tensor:
     return out
 
 
-def rollout_batch(examples: Sequence[TokenizedExample], layout: str, pad_id: int) -> ExampleBatch:
-    """One completion per example (its prompt, its sampled ids) as an :class:`ExampleBatch` of kind ``rollout``."""
-    groups = [(ex.prompt_ids, [ex.completions[0]]) for ex in examples]
-    return ExampleBatch(kind="rollout", sequences=collate_sequences(groups, layout, pad_id), num_examples=len(examples),
-                        index=torch.tensor([ex.index for ex in examples], dtype=torch.long),
-                        weight=torch.tensor([ex.weight for ex in examples], dtype=torch.float32))
+def rollout_batch(examples: Sequence[TokenizedExample], layout: str, pad_id: int) -> tuple[ExampleBatch, list[int]]:
+    """Completions (one per example) as an :class:`ExampleBatch` of kind ``rollout``, and the order of
+    ``examples`` its sequences follow. With ``prefix_shared``, completions of one prompt share its row when every
+    prompt of the batch has the same number of them (a whole rollout, or whole groups): the prompt is encoded
+    once for its G completions; otherwise each completion has its own row."""
+    order = list(range(len(examples)))
+    groups: list[tuple[list[int], list[list[int]]]] = [(ex.prompt_ids, [ex.completions[0]]) for ex in examples]
+    if layout == "prefix_shared":
+        by_prompt: dict[tuple[int, ...], list[int]] = {}
+        for i, ex in enumerate(examples):
+            by_prompt.setdefault(tuple(ex.prompt_ids), []).append(i)
+        members = list(by_prompt.values())
+        if len({len(m) for m in members}) == 1 and len(members[0]) > 1:
+            k = len(members[0])
+            groups = [(examples[m[0]].prompt_ids, [examples[i].completions[0] for i in m]) for m in members]
+            order = [m[c] for c in range(k) for m in members]  # sequence c·R + g = completion c of prompt g
+    chosen = [examples[i] for i in order]
+    batch = ExampleBatch(kind="rollout", sequences=collate_sequences(groups, layout, pad_id),
+                         num_examples=len(examples), index=torch.tensor([ex.index for ex in chosen], dtype=torch.long),
+                         weight=torch.tensor([ex.weight for ex in chosen], dtype=torch.float32))
+    return batch, order
 
 
 def rollout_loss(spec: Any, params: Any, scorer: Any, reference: Any, batch: ExampleBatch) -> tuple[Tensor, dict]:
@@ -211,7 +226,9 @@ class RolloutSchedule(Schedule):
         width = max(len(ex.completions[0]) for ex in examples)
         step = max(self.batch_size, 1)
         for start in range(0, len(examples), step):
-            batch = rollout_batch(examples[start:start + step], self.layout, self.pad_id)
+            part = examples[start:start + step]
+            batch, order = rollout_batch(part, self.layout, self.pad_id)
+            back = torch.argsort(torch.tensor(order))  # sequence order → the order of ``part``
             with torch.no_grad():
                 if policy:
                     tok, values = self.score_fn(batch)
@@ -223,7 +240,7 @@ class RolloutSchedule(Schedule):
             for key, flat in got.items():
                 if flat is None:
                     continue
-                padded = to_padded(flat.detach().float().cpu(), batch)
+                padded = to_padded(flat.detach().float().cpu(), batch)[back]
                 padded = torch.nn.functional.pad(padded, (0, width - padded.shape[1]))
                 parts.setdefault(key, []).append(padded)
         return {k: torch.cat(v) for k, v in parts.items()}
@@ -334,7 +351,8 @@ class RolloutSchedule(Schedule):
         stream = ShuffledStream(self.rollout_size, self.seed * 1_009 + t + 1)
         rows = stream.rows(pos * self.batch_size, self.batch_size)
         self.position += 1
-        batch = rollout_batch([self.data.examples[i] for i in rows], self.layout, self.pad_id)
+        batch, order = rollout_batch([self.data.examples[i] for i in rows], self.layout, self.pad_id)
+        rows = [rows[i] for i in order]
         batch.meta["rollout"] = {k: v[rows] for k, v in self.data.tensors.items()}
         return batch
 
