@@ -7,8 +7,10 @@ the same prompts (the default task suite's, through the chat template), the same
 same max new tokens, temperature and batch (one optimizer step per rollout of ``prompts × G`` completions),
 full fine-tuning in fp32, AdamW at the same learning rate, and the same string reward (a Python function of the
 completion's text). β: 0 for GRPO (TRL's default: no reference model), 0.05 for RLOO (a frozen reference in
-both). TRL runs in its fastest CPU setting we know (no gradient checkpointing, ``use_cpu``, no bf16 on a CPU
-without AMX); preflab with its defaults.
+both). The loss aggregation matches TRL 1.16's defaults (GRPO: the mean over every completion token, its
+``loss_type="dapo"``; RLOO: the mean over completions). TRL runs in its fastest CPU setting we know (no gradient
+checkpointing, ``use_cpu``, no bf16 on a CPU without AMX); preflab with the ``prefix_shared`` layout (each prompt
+encoded once for its G completions; ``--layout padded`` for the plain one).
 
 Reported per row: completions/s and generated tokens/s over the timed steps (the first step is reported apart:
 it includes one-off warm-up), the rollout/update split (preflab: its ``time/rollout`` metric; TRL: the time in
@@ -53,9 +55,11 @@ def run_preflab(algo: str, args: argparse.Namespace, out_dir: str) -> dict[str, 
     from preflab.training import read_metrics, train
 
     beta = 0.0 if algo == "grpo" else 0.05
+    agg = "token_mean" if algo == "grpo" else "sequence_mean"  # TRL 1.16: GRPO's "dapo" loss, RLOO's per-sequence mean
     n = args.prompts * args.g
     cfg = load_config(None, [
         f"output_dir={out_dir}", f"algorithm={algo}", f"objective.params.beta={beta}", "train.bf16=false",
+        f"objective.params.loss_agg={agg}", f"train.layout={args.layout}",
         "train.progress=false", "train.warmup_steps=0", "train.scheduler=constant", f"train.lr={args.lr}",
         f"train.batch_size={n}", f"train.max_steps={args.steps}", "train.save_final=false",
         f"rollout.group_size={args.g}", f"rollout.prompts_per_rollout={args.prompts}",
@@ -169,6 +173,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--temperature", type=float, default=0.9)
     ap.add_argument("--lr", type=float, default=1e-6)
+    ap.add_argument("--layout", default="prefix_shared", help="preflab's batch layout (padded, prefix_shared).")
     ap.add_argument("--threads", type=int, default=0, help="torch threads per worker (0 = torch's default).")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--json", type=Path, default=None, help="Also write the raw results here.")
@@ -184,7 +189,7 @@ def main() -> None:
           f"{args.max_new_tokens} new tokens max, T={args.temperature}, {args.steps} steps (first one untimed)")
     passthrough = ["--steps", str(args.steps), "--prompts", str(args.prompts), "--g", str(args.g), "--max-new-tokens",
                    str(args.max_new_tokens), "--temperature", str(args.temperature), "--lr", str(args.lr),
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads), "--layout", args.layout]
     results = []
     for row in args.rows.split(","):
         res = run_worker(__file__, [*passthrough, "--row", row], args.timeout,
