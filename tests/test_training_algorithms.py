@@ -111,7 +111,7 @@ def test_recipes_name_an_algorithm_the_trainer_runs(recipe):
     algo = ALGORITHMS[cfg.algorithm]
     assert algo.on_lm and cfg.objective.name == algo.objective
     if recipe.stem != "quickstart":  # a recipe is named after its algorithm (reward_model: bt_reward's)
-        assert {"reward_model": "bt_reward"}.get(recipe.stem, recipe.stem) == cfg.algorithm
+        assert {"reward_model": "bt_reward", "ppo_reward_model": "ppo"}.get(recipe.stem, recipe.stem) == cfg.algorithm
 
 
 OFFLINE_PAIR_RECIPES = [p for p in RECIPES if p.stem in ("dpo", "ipo", "simpo", "orpo", "kto")]

@@ -153,3 +153,17 @@ class IterativeSection(Section):
     steps_per_round: int | None = Field(None, ge=1, description="Optimizer steps per round; null = one pass over the round's pairs.")
     pairs: Literal["best_worst", "all"] = Field("best_worst", description="Pairs per prompt: highest vs lowest estimated win rate, or every pair of distinct samples.")
     reference: Literal["previous_iterate", "initial"] = Field("previous_iterate", description="π_t of the round (the table's schedule) or the initial policy π_0 (iterative DPO only).")
+
+
+class RolloutSection(Section):
+    """Policy-gradient schedules (PPO, RLOO, REINFORCE++, ReMax, GRPO): G completions per prompt from the current
+    policy, rewards from online.judge, then epochs of minibatch steps. Sampling and prompts come from ``online:``."""
+
+    group_size: int = Field(4, ge=1, description="Completions G sampled per prompt (RLOO and GRPO need at least 2).")
+    prompts_per_rollout: int = Field(4, ge=1, description="Prompts per rollout batch; the rollout holds prompts_per_rollout × group_size completions.")
+    epochs: int = Field(1, ge=1, description="Passes over each rollout batch (PPO epochs), in minibatches of train.batch_size × train.grad_accum completions.")
+    reward: Literal["score", "win_rate"] = Field("score", description="score: the judge's score; win_rate: the fraction of the prompt's other samples it beats (pairwise judges).")
+    reward_norm: Literal["none", "batch", "running"] = Field("none", description="Normalise scores before the estimator: over the rollout batch, or by running mean and std.")
+    truncated: Literal["keep", "mask", "penalize"] = Field("keep", description="Completions cut by max_new_tokens (no EOS): trained as they are, left out of the loss, or penalised.")
+    truncated_penalty: float = Field(1.0, ge=0, description="With truncated: penalize, subtracted from a cut completion's score.")
+    gold: bool = Field(True, description="Also log the task suite's gold reward when the judge is not the gold one.")
