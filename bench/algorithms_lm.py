@@ -153,10 +153,10 @@ def main() -> None:
             wins = [eval_judge.compare(p, a, b) for p, a, b in zip(eval_prompts, samples.texts, samples0.texts,
                                                                   strict=True)]
             est = bootstrap_mean(wins, n_bootstrap=args.bootstrap, seed=0)
-            rows[method] = {"win_rate": est.mean, "ci": [est.lo, est.hi], "kl": kl.kl, "kl_se": kl.se,
+            rows[method] = {"win_rate": est.value, "ci": [est.ci_low, est.ci_high], "kl": kl.kl, "kl_se": kl.se, "kl_k3": kl.k3,
                             "judge_calls": judge.calls, "steps": result.steps, "train_tokens": result.tokens,
                             "wall_s": wall}
-            print(f"{oracle:12s} {method:14s} win {est.mean:.3f} [{est.lo:.3f}, {est.hi:.3f}]  KL {kl.kl:7.3f}  "
+            print(f"{oracle:12s} {method:14s} win {est.value:.3f} [{est.ci_low:.3f}, {est.ci_high:.3f}]  KL {kl.kl:7.3f}  "
                   f"calls {judge.calls:4d}  steps {result.steps:3d}  tokens {result.tokens:6d}  {wall:6.1f}s",
                   flush=True)
             del model

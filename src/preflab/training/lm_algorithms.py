@@ -38,6 +38,7 @@ __all__ = ["LM_REFERENCES", "LM_SCHEDULES", "SAMPLED", "check_data", "check_iter
 LM_SCHEDULES: dict[str, str] = {
     table.OFFLINE_PAIRS: "offline",
     table.OFFLINE_UNPAIRED: "offline",
+    table.OFFLINE_RANKINGS: "offline",
     table.ONLINE_PAIRS: "online",
     table.ITERATIVE: "iterative",
     table.POLICY_GRADIENT: "self_play",
