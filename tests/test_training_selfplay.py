@@ -275,6 +275,8 @@ def test_the_schedule_checks_its_game():
     ("algorithm: nash_md\ntrain:\n  max_steps: 3\n", 3, "field 'train.max_steps': algorithm 'nash_md' trains "
      "iterative.rounds × iterative.steps_per_round steps"),
     ("algorithm: xpo\nreference:\n  mode: cached\n", 3, "field 'reference.mode'"),
+    ("algorithm: xpo\nonline:\n  samples_per_prompt: 4\n", 3, "field 'online.samples_per_prompt': algorithm 'xpo' "
+     "pairs one answer of the policy with one of π_ref"),
 ])
 def test_a_self_play_config_the_trainer_cannot_run_is_a_one_line_error(tmp_path, yaml_text, line, message):
     path = tmp_path / "run.yaml"

@@ -93,6 +93,9 @@ def check_iterative(algo: Algorithm, cfg: Any) -> None:
     if LM_SCHEDULES.get(algo.data) == "self_play":
         _check_self_play(algo, cfg)
         return
+    if algo.name == "xpo" and cfg.online.samples_per_prompt != 2:
+        raise ConfigError("algorithm 'xpo' pairs one answer of the policy with one of π_ref; set "
+                          "online.samples_per_prompt to 2", field="online.samples_per_prompt")
     if LM_SCHEDULES.get(algo.data) != "iterative":
         return
     from ..objectives import get_objective
