@@ -33,7 +33,7 @@ import numpy as np
 
 ITERATIVE = ("iterative_dpo", "sppo", "inpo", "dno")
 SELF_PLAY = ("nash_md", "nash_mp", "spo")
-METHODS = (*ITERATIVE, *SELF_PLAY, "online_dpo", "xpo")
+METHODS = ("iterative_dpo", "nash_md", "sppo", "inpo", "nash_mp", "dno", "spo", "online_dpo", "xpo")
 
 
 def overrides(method: str, oracle: str, out: Path, args: argparse.Namespace) -> list[str]:
@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--eval-prompts", type=int, default=32)
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--tournament-only", action="store_true",
+                        help="skip training: rate the policies whose answers an earlier run saved")
     args = parser.parse_args()
 
     import torch
@@ -132,11 +134,15 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for oracle in args.oracles:
         eval_judge = make_judge("annotators", tasks=eval_tasks, pool=oracle)
-        answers: dict[str, list[str]] = {}
-        rows: dict[str, dict] = {}
-        kl0, samples0 = sample_kl(base, base, tok, eval_prompts, max_new_tokens=args.tokens, seed=777)
-        answers["initial"] = samples0.texts
-        for method in args.methods:
+        partial = args.out / f"partial-{oracle}.json"
+        saved = json.loads(partial.read_text()) if partial.is_file() else {"answers": {}, "rows": {}}
+        answers: dict[str, list[str]] = saved["answers"]
+        rows: dict[str, dict] = saved["rows"]
+        if "initial" not in answers:
+            answers["initial"] = sample_kl(base, base, tok, eval_prompts, max_new_tokens=args.tokens, seed=777)[1].texts
+        for method in [] if args.tournament_only else args.methods:
+            if method in rows:
+                continue
             out = args.out / oracle / method
             cfg = load_config(None, overrides(method, oracle, out, args))
             from preflab.training.judging import judge_from_config
@@ -150,7 +156,7 @@ def main() -> None:
             model.eval()
             kl, samples = sample_kl(model, base, tok, eval_prompts, max_new_tokens=args.tokens, seed=777)
             answers[method] = samples.texts
-            wins = [eval_judge.compare(p, a, b) for p, a, b in zip(eval_prompts, samples.texts, samples0.texts,
+            wins = [eval_judge.compare(p, a, b) for p, a, b in zip(eval_prompts, samples.texts, answers["initial"],
                                                                   strict=True)]
             est = bootstrap_mean(wins, n_bootstrap=args.bootstrap, seed=0)
             rows[method] = {"win_rate": est.value, "ci": [est.ci_low, est.ci_high], "kl": kl.kl, "kl_se": kl.se, "kl_k3": kl.k3,
@@ -159,6 +165,7 @@ def main() -> None:
             print(f"{oracle:12s} {method:14s} win {est.value:.3f} [{est.ci_low:.3f}, {est.ci_high:.3f}]  KL {kl.kl:7.3f}  "
                   f"calls {judge.calls:4d}  steps {result.steps:3d}  tokens {result.tokens:6d}  {wall:6.1f}s",
                   flush=True)
+            partial.write_text(json.dumps({"answers": answers, "rows": rows}))
             del model
         names = ["initial", *rows]
         per_prompt = np.zeros((len(names), len(names), len(eval_prompts)))
@@ -176,7 +183,7 @@ def main() -> None:
         lo, hi = np.percentile(reps, [2.5, 97.5], axis=0)
         result_doc = {
             "oracle": oracle, "args": {k: str(v) for k, v in vars(args).items()}, "methods": rows,
-            "initial_kl_check": kl0.kl, "tournament": {"names": names, "pref": pref.tolist()},
+            "tournament": {"names": names, "pref": pref.tolist()},
             "bt": {n: {"rating": float(r), "ci": [float(a), float(b)]} for n, r, a, b in zip(names, rating, lo, hi,
                                                                                          strict=True)},
         }
