@@ -14,17 +14,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from .data.config import DataConfig
 from .errors import ConfigError
+from .evaluation.config import EvalConfig
+from .pipelines.config import QuickstartSection
+from .sections import Section
+from .training.config import (
+    IterativeSection,
+    LoraSection,
+    ObjectiveConfig,
+    OnlineSection,
+    ReferenceSection,
+    TrainConfig,
+)
 
 T = TypeVar("T", bound=BaseModel)
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -35,19 +41,6 @@ class ModelConfig(Section):
     dtype: str = Field("auto", description="Weights dtype: auto (fp32 master weights), float32, bfloat16.")
     trust_remote_code: bool = Field(False, description="Allow the model repo's own Python code to run.")
     device: str = Field("auto", description="Device for sampling and evaluation: auto (a CUDA GPU if present), cpu, cuda:N.")
-
-
-from .data.config import DataConfig  # noqa: E402  (needs Section, defined above)
-from .evaluation.config import EvalConfig  # noqa: E402  (needs Section, defined above)
-from .pipelines.config import QuickstartSection  # noqa: E402  (needs Section, defined above)
-from .training.config import (  # noqa: E402  (needs Section, defined above)
-    IterativeSection,
-    LoraSection,
-    ObjectiveConfig,
-    OnlineSection,
-    ReferenceSection,
-    TrainConfig,
-)
 
 
 class RunConfig(Section):

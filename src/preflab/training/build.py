@@ -233,6 +233,9 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         acc.print(f"eval data: {eval_stats.summary()}")
     if stats is not None:
         acc.print(f"data: {stats.summary()}")
+    from ..threads import describe
+
+    acc.print(describe())
 
     scorer: Any = (RewardScorer(policy) if reward
                    else SequenceScorer(policy, train.chunked_lm_head, train.logprob_chunk_size))

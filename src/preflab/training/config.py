@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
-from ..config import Section
 from ..errors import PreflabError
+from ..sections import Section
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
@@ -40,8 +40,8 @@ class TrainConfig(Section):
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this; null = no clipping.")
     bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast with fp32 master weights; auto = where the hardware has bf16.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
-    compile: bool = Field(False, description="torch.compile each decoder block (regional compilation): fused kernels, fewer saved activations; a one-off compile (1–2 min on 2 CPU cores, ~3x less from the on-disk cache) that paid off after ~55–300 SmolLM2-135M steps on this project's CPUs (README, Performance).")
-    compile_memory_budget: float = Field(0.8, gt=0, le=1, description="With compile: the share of the saved activations' memory that the compiled backward may keep (PyTorch's activation_memory_budget); below 1, cheap ops are recomputed in backward instead of saved. 0.8 cut SmolLM2-135M's peak RSS by ~0.6 GB with no measurable slowdown (README, Performance).")
+    compile: bool = Field(False, description="torch.compile each decoder block (regional compilation); a one-off compile of 1–2 min that pays off over long runs (docs/performance.md).")
+    compile_memory_budget: float = Field(0.8, gt=0, le=1, description="With compile: the share of saved activations the compiled backward keeps (below 1 recomputes cheap ops; docs/performance.md).")
     max_length: int = Field(1024, ge=2, description="Max tokens of prompt + completion.")
     max_prompt_length: int | None = Field(None, ge=1, description="Max prompt tokens (keep_end cuts to this); null = max_length // 2 when cutting.")
     truncation: Literal["keep_end", "skip", "error"] = Field("keep_end", description="Rows longer than max_length: cut (prompt's end kept), skip (counted), or error.")
