@@ -74,6 +74,16 @@ def test_the_first_step_is_the_objective_on_each_lists_log_probs(tmp_path, algor
     assert row["loss"] == pytest.approx(loss.item(), rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.parametrize("algorithm", ["pro", "lipo"])
+def test_steps_on_a_fixed_batch_of_rankings_lower_the_loss(tmp_path, algorithm):
+    cfg = make_cfg(tmp_path, f"algorithm={algorithm}", "train.batch_size=4", "train.max_steps=4", "train.lr=3e-3",
+                   "train.save_final=false")
+    model, tok = tiny_model(**TINY)
+    result = train(cfg, records=RANKINGS, eval_records=RANKINGS, model=model, tokenizer=tok)
+    first = read_metrics(tmp_path / "metrics.jsonl", "train")[0]["loss"]  # before the first update
+    assert result.eval_metrics["loss"] < first - 1e-3
+
+
 def test_a_ranking_algorithm_given_pairs_is_a_config_error(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("algorithm: lipo\ndata:\n  path: x.jsonl\n  format: preference\n")
