@@ -307,3 +307,27 @@ def test_train_cli_with_an_offline_dataset_for_nash_md_exits_2(tmp_path, monkeyp
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {cfg}, line 4, field 'data.path': algorithm 'nash_md' trains on") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["nash_md", "nash_mp", "spo", "xpo"])
+def test_the_recipe_runs_as_shipped_through_the_cli_shrunk_by_set(name, tmp_path, tiny_dir, monkeypatch, capsys):
+    """`preflab train recipes/NAME.yaml --set ...`: the shipped judge (the noisy annotator pool on the default
+    suite's prompts), LoRA and sampling settings, on the tiny model and a few steps."""
+    from pathlib import Path
+
+    from preflab.cli import main
+
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / f"{name}.yaml"
+    shrink = (["train.max_steps=2"] if name == "xpo" else
+              ["iterative.rounds=1", "iterative.prompts_per_round=4", "iterative.steps_per_round=2"])
+    sets = [f"model.name_or_path={tiny_dir}", f"output_dir={tmp_path / 'run'}", "online.max_new_tokens=6",
+            "online.num_prompts=8", "train.batch_size=2", "train.grad_accum=1", "train.progress=false",
+            "train.save_every=0", "train.save_final=false", *shrink]
+    monkeypatch.setattr(sys, "argv", ["preflab", "train", str(recipe), *[a for s in sets for a in ("--set", s)]])
+    try:
+        main()
+    except SystemExit as done:
+        assert done.code in (0, None), capsys.readouterr().err
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl", "train")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r["loss"]) for r in rows)
