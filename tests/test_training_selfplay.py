@@ -90,8 +90,11 @@ def test_nash_md_rewards_each_sample_against_a_mixture_opponent_and_keeps_pi_ref
     mixes = []
     original = mixture.mixture_decode
 
+    models = []
+
     def spy(*args, **kwargs):
         mixes.append(kwargs["mix"])
+        models.append((args[0], args[1], kwargs.get("reference_context")))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(mixture, "mixture_decode", spy)
@@ -103,6 +106,12 @@ def test_nash_md_rewards_each_sample_against_a_mixture_opponent_and_keeps_pi_ref
     initial = copy.deepcopy(model)
     train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=judge)
     assert len(seen) == 4 and mixes == [0.25] * 4  # one mixture draw of the opponents per step
+    for policy, reference, context in models:  # the policy being trained, mixed with π_ref
+        if lora:  # π_ref = the same model with its adapters off
+            assert policy is reference and context is not None and policy.get_base_model() is model
+        else:  # π_ref = the frozen copy
+            assert policy is model and reference is not model and context is None
+            assert max_abs_diff(state(reference), state(initial)) == 0
     for step, (inputs, batch) in enumerate(zip(seen, batches, strict=True)):
         calls = judge.calls[6 * step: 6 * step + 6]  # 2 prompts x K = 3 samples, each against its opponent
         # sample k of prompt g is sequence k·G + g; the judge saw prompt g's samples in a row
