@@ -12,7 +12,8 @@ with a per-prompt baseline. The schedules differ in what a sample plays against:
   policy gradients): round k holds two snapshots of the trainable weights. The first half of the round
   (extrapolation) plays against samples of π^k, the round's starting weights, and the second half (update)
   restarts from π^k and plays against π^{k+½}, the weights the extrapolation reached: both half-steps are
-  proximal steps from π^k (``anchor`` = log π^k(y), scored with the π^k snapshot swapped in).
+  proximal steps from π^k (``anchor`` = log π^k(y), scored with the π^k snapshot swapped in). The restart
+  resets the trainable weights only; the optimizer's moments carry over.
 * **SPO** (Swamy et al. 2024, Alg. 1): no opponent; every pair of the K samples is judged and each sample's
   reward is the fraction of the other K − 1 it beats, P̂(y_k ≻ π) (leave-one-out, as in
   :func:`preflab.training.rounds.win_rates`).
