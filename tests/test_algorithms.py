@@ -23,7 +23,8 @@ from preflab.training.setup import KIND_OF_INPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 LM_ALGORITHMS = {"dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo", "kto", "online_dpo", "iterative_dpo",
-                 "sppo", "inpo", "dno", "bt_reward", "ppo", "rloo", "reinforce_pp", "remax", "grpo"}
+                 "sppo", "inpo", "dno", "bt_reward", "nash_md", "nash_mp", "spo", "xpo", "pro", "lipo",
+                 "ppo", "rloo", "reinforce_pp", "remax", "grpo"}
 
 
 def test_every_objective_is_an_algorithms_loss_or_marked_objective_only():
@@ -99,7 +100,7 @@ def test_algorithms_json_is_the_table():
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert list(rows) == list(ALGORITHMS)
     assert rows["nash_md"] == {
-        "name": "nash_md", "runs": ["testbed"], "objective": "nash_md", "data": "policy_gradient",
+        "name": "nash_md", "runs": ["lm", "testbed"], "objective": "nash_md", "data": "policy_gradient",
         "reference": "geometric_mixture", "model": "policy", "claim": ALGORITHMS["nash_md"].claim, "guarantee": "last",
         "verified_by": ALGORITHMS["nash_md"].verified_by, "paper": "Munos et al. 2023, Nash-MD", "params": {},
         "testbed_defaults": {"iterations": 150, "inner_steps": 10, "eta": 0.01},

@@ -73,7 +73,7 @@ def test_rejects_inconsistent_groups():
     with pytest.raises(ValueError, match="at least one token"):
         collate_padded([([1], [[]])], PAD)
     with pytest.raises(ValueError, match="unknown"):
-        collate_examples([], "ranking", "padded", PAD)
+        collate_examples([], "listwise", "padded", PAD)
 
 
 def _ex(i, prompt, comps, **kw):

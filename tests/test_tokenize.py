@@ -99,8 +99,10 @@ def test_weights_soft_labels_and_rankings(tiny):
     _, tok = tiny
     ex = Tokenizer(tok).example(PreferencePair("q", "a", "b", weight=2.5, preference_prob=0.8), 0)
     assert (ex.weight, ex.prob) == (2.5, 0.8)
-    with pytest.raises(DataError, match="rankings"):
-        Tokenizer(tok).example(Ranking("q", ["a", "b"], scores=[1, 0]), 4)
+    ranked = Tokenizer(tok).example(Ranking("q", ["a", "b", "c"], ranks=[2, 1, 3]), 4)  # listwise: K responses
+    assert len(ranked.completions) == 3 and ranked.scores == (-2.0, -1.0, -3.0)
+    with pytest.raises(DataError, match="row 4.*2 scores for 3 responses"):
+        Tokenizer(tok).example(Ranking("q", ["a", "b", "c"], scores=[1, 0]), 4)
 
 
 def test_template_with_default_system_prompt_keeps_prefix():

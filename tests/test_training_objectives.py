@@ -12,9 +12,11 @@ from preflab.training import read_metrics, train
 from preflab.training.lm_algorithms import lm_schedule
 from test_training_utils import make_cfg, synthetic_pairs
 
-# policy objectives (bt_reward trains a reward model: tests/test_reward_model.py)
+# policy objectives on pairs / unpaired labels (bt_reward trains a reward model: tests/test_reward_model.py;
+# the ranking algorithms PRO and LiPO: tests/test_training_listwise.py)
 OFFLINE = sorted(name for name, algo in ALGORITHMS.items()
-                 if algo.on_lm and lm_schedule(algo) == "offline" and algo.model == "policy")
+                 if algo.on_lm and lm_schedule(algo) == "offline" and algo.model == "policy"
+                 and algo.data != "offline_rankings")
 
 
 def _spec(name):

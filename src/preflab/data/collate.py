@@ -251,6 +251,8 @@ def collate_examples(examples: Sequence[TokenizedExample], kind: str, layout: st
     if kind == "pair":
         if any(len(ex.completions) != 2 for ex in examples):
             raise ValueError("pair batches need exactly two completions (chosen, rejected) per example")
+    elif kind == "ranking":
+        return _collate_rankings(examples, layout, pad_id, pad_to_multiple_of)
     elif kind == "unpaired":
         if any(ex.label is None for ex in examples):
             raise ValueError("unpaired batches need a label on every example")
@@ -273,3 +275,21 @@ def collate_examples(examples: Sequence[TokenizedExample], kind: str, layout: st
         margin=None if all(m is None for m in margins) else torch.tensor([m or 0.0 for m in margins]),
         with_kl=kind == "unpaired" and len(examples[0].completions) == 2,
     )
+
+
+def _collate_rankings(examples: Sequence[TokenizedExample], layout: str, pad_id: int,
+                      pad_to_multiple_of: int | None) -> ExampleBatch:
+    """Rankings of K_g responses: every list padded to the batch's largest K with copies of its last response
+    (``meta["mask"]`` False there), so sequence ``k·G + g`` is still slot k of row g; ``meta["scores"]`` (G, K)."""
+    if any(ex.scores is None or len(ex.scores) != len(ex.completions) for ex in examples):
+        raise ValueError("ranking batches need one score per completion on every example")
+    k = max(len(ex.completions) for ex in examples)
+    groups: list[Group] = [(ex.prompt_ids, list(ex.completions) + [ex.completions[-1]] * (k - len(ex.completions)))
+                           for ex in examples]
+    scores = torch.tensor([list(ex.scores) + [0.0] * (k - len(ex.scores)) for ex in examples], dtype=torch.float32)
+    mask = torch.tensor([[j < len(ex.completions) for j in range(k)] for ex in examples])
+    return ExampleBatch(
+        kind="ranking", sequences=collate_sequences(groups, layout, pad_id, pad_to_multiple_of),
+        num_examples=len(examples), index=torch.tensor([ex.index for ex in examples], dtype=torch.long),
+        weight=torch.tensor([ex.weight for ex in examples], dtype=torch.float32),
+        meta={"scores": scores, "mask": mask})

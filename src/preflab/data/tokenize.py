@@ -44,6 +44,7 @@ class TokenizedExample:
     prob: float | None = None
     label: float | None = None
     margin: float | None = None  # pairs: the reward gap asked of a reward model (None = 0)
+    scores: tuple[float, ...] | None = None  # rankings: one score per completion, higher = better
     prompt_cut: int = 0
     completion_cut: int = 0
 
@@ -200,8 +201,19 @@ class Tokenizer:
         elif isinstance(record, Unpaired):
             texts = [("completion", record.completion)]
             extra = {"weight": record.weight, "label": 1.0 if record.label else 0.0}
-        elif isinstance(record, Ranking):
-            raise DataError("rankings must be turned into pairs before tokenising (see training.as_kind)", row=row)
+        elif isinstance(record, Ranking):  # listwise objectives (PRO, LiPO): K responses with their scores
+            if len(record.responses) < 2:
+                raise DataError("a ranking needs at least two responses", row=row, field="responses")
+            texts = [(f"responses[{k}]", text) for k, text in enumerate(record.responses)]
+            if record.scores is not None:
+                scores = tuple(float(s) for s in record.scores)
+            elif record.ranks is not None:
+                scores = tuple(-float(r) for r in record.ranks)  # rank 1 = best = highest score
+            else:
+                raise DataError("a ranking needs scores or ranks", row=row, field="scores")
+            if len(scores) != len(texts):
+                raise DataError(f"{len(scores)} scores for {len(texts)} responses", row=row, field="scores")
+            extra = {"scores": scores}
         else:
             raise DataError(f"cannot tokenise a {type(record).__name__}", row=row)
         prompt = self.prompt_ids(record.prompt, row)

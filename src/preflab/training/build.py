@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .. import algorithms as table
 from ..algorithms import REWARD, Algorithm, get_algorithm
 from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizeOptions, Tokenizer, TokenizeStats, tokenize_records
@@ -37,6 +38,7 @@ from .lm_algorithms import SAMPLED, lm_schedule, objective_params
 from .online import OnlineSchedule, prompts_of
 from .rundir import RunStart, start_run
 from .schedule import OfflineSchedule, Schedule, eval_batches
+from .selfplay import SelfPlaySchedule, Snapshots
 from .step import EXAMPLE_KINDS
 
 
@@ -176,6 +178,11 @@ def _policy_now(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Mod
         table = build_reference_table(source, (b.to(acc.device) for b in batches(examples)), len(examples))
         return _merge_tables(acc, table)
 
+    def sequences(batch: ExampleBatch) -> torch.Tensor:  # one batch's sequences (Nash-MP's log π^k), on the CPU
+        with source.autocast():
+            return source.logprobs(batch.to(acc.device)).float().cpu()
+
+    score.sequences = sequences  # type: ignore[attr-defined]
     return score
 
 
@@ -251,11 +258,28 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
                             world_size=acc.num_processes, rank=acc.process_index, with_kl=with_kl)
 
     round_reference = PreviousIterateReference() if previous_iterate else None
+    ref_holder: dict[str, Reference] = {}  # the run's π_ref, for samplers built before it (Nash-MD, XPO)
     if kind == "online":
+        xpo = spec.inputs == "xpo_pair"
         schedule: Schedule = OnlineSchedule(
             prompts_of(records), _sampler(cfg, acc, scorer, tok), judge, tk, train.batch_size, seed=cfg.seed,
             layout=train.layout, world_size=acc.num_processes, rank=acc.process_index,
-            soft_labels=cfg.online.soft_labels)
+            soft_labels=cfg.online.soft_labels, samples_per_prompt=2 if xpo else cfg.online.samples_per_prompt,
+            pairs=cfg.online.pairs,
+            explore_fn=_mixture_sampler(cfg, acc, scorer, tok, ref_holder, 1.0) if xpo else None)
+    elif kind == "self_play":
+        it = cfg.iterative
+        game = {table.GEOMETRIC_MIXTURE: "nash_md", table.PROX_SNAPSHOTS: "nash_mp", table.NONE: "spo"}[algo.reference]
+        snapshots = Snapshots(policy) if game == "nash_mp" else None
+        score = _policy_now(cfg, acc, base_scorer, policy, batches) if game == "nash_mp" else None
+        schedule = SelfPlaySchedule(
+            prompts_of(records), _sampler(cfg, acc, scorer, tok), judge, tk, train.batch_size, game=game,
+            rounds=it.rounds, samples_per_prompt=it.samples_per_prompt, grad_accum=train.grad_accum,
+            prompts_per_round=it.prompts_per_round, steps_per_round=it.steps_per_round,
+            opponent_fn=(_mixture_sampler(cfg, acc, scorer, tok, ref_holder, it.mixture_coef)
+                         if game == "nash_md" else None),
+            snapshots=snapshots, score_fn=(lambda batch: score.sequences(batch)) if score is not None else None,
+            seed=cfg.seed, layout=train.layout, world_size=acc.num_processes, rank=acc.process_index)
     elif kind == "iterative":
         it = cfg.iterative
         schedule = IterativeSchedule(
@@ -275,7 +299,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         schedule = OfflineSchedule(examples, example_kind, train.batch_size, seed=cfg.seed, layout=train.layout,
                                    pad_id=tok.pad_token_id, world_size=acc.num_processes,
                                    rank=acc.process_index, with_kl=with_kl)
-    if isinstance(schedule, IterativeSchedule):
+    if isinstance(schedule, IterativeSchedule | SelfPlaySchedule):
         total = schedule.total_steps
     else:
         total = train.max_steps or schedule.steps_for_epochs(train.epochs, train.grad_accum)
@@ -299,6 +323,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         reference = AnchoredReference(initial, round_reference)
     if kind == "rollout":
         built.append(reference)
+    ref_holder["ref"] = reference.initial if isinstance(reference, AnchoredReference) else reference
     if bf16 and mode == "frozen_copy":
         frozen = reference.initial if isinstance(reference, AnchoredReference) else reference
         casts = [FrozenCasts(policy), FrozenCasts(frozen.scorer.model)]
@@ -308,6 +333,39 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         lr_scheduler=setup.build_scheduler(optimizer.optimizer, train, total), schedule=schedule,
         reference=reference, total_steps=total, eval_batches=lambda: batches(eval_examples),
         has_eval=bool(eval_examples), tokenize_stats=stats, casts=casts, start=start)
+
+
+def _mixture_sampler(cfg: Any, acc: Any, scorer: Any, tok: Any, holder: dict[str, Reference],
+                     mix: float) -> Callable[[list[Any], int], list[Any]]:
+    """One completion per prompt from the per-token geometric mixture π^{1−m} π_ref^{m} of the policy now and
+    the run's π_ref (:mod:`preflab.generation.mixture`): Nash-MD's opponents, and with m = 1 XPO's π_ref
+    samples. π_ref is the LoRA policy with its adapters off, or the frozen copy."""
+    from ..generation.mixture import sample_mixture
+    from ..generation.sampler import SamplingParams
+
+    online = cfg.online
+
+    def draw(prompts: list[Any], seed: int) -> list[Any]:
+        model = acc.unwrap_model(scorer).model
+        ref = holder["ref"]
+        if isinstance(ref, AdapterDisabledReference):
+            reference, context = model, model.disable_adapter
+        elif isinstance(ref, FrozenCopyReference):
+            reference, context = ref.scorer.model, None
+        else:  # pragma: no cover - the table gives these algorithms a reference
+            raise ConfigError("sampling from π_ref needs reference.mode adapters_disabled or frozen_copy",
+                              field="reference.mode")
+        was_training = model.training
+        model.eval()
+        try:
+            params = SamplingParams(max_new_tokens=online.max_new_tokens, temperature=online.temperature,
+                                    top_p=online.top_p, seed=seed, n=1, bf16=acc.mixed_precision == "bf16")
+            return [c[0] for c in sample_mixture(model, tok, prompts, params, mix=mix, reference=reference,
+                                                 reference_context=context)]
+        finally:
+            model.train(was_training)
+
+    return draw
 
 
 def _sampler(cfg: Any, acc: Any, scorer: Any, tok: Any) -> Callable[..., list[list[Any]]]:

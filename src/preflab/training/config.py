@@ -133,6 +133,8 @@ class OnlineSection(Section):
     judge_args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the judge (e.g. model: PATH, temperature: 0.5, pool: noisy).")
     tasks: str = Field("default", description="Task suite (or family) whose prompts are trained on when there is no data; gold/annotator judges score them.")
     num_prompts: int = Field(64, ge=1, description="Tasks drawn from the suite.")
+    samples_per_prompt: int = Field(2, ge=2, description="Online pair algorithms: completions sampled per prompt; above 2, every pair of a prompt's samples is judged and online.pairs picks the pairs trained on.")
+    pairs: Literal["best_worst", "all"] = Field("best_worst", description="With samples_per_prompt > 2: highest vs lowest estimated win rate, or every pair of samples.")
 
     @field_validator("judge")
     @classmethod
@@ -143,7 +145,9 @@ class OnlineSection(Section):
 
 
 class IterativeSection(Section):
-    """Iterative schedules (iterative DPO, SPPO): rounds of sample K per prompt from π_t → judge → train.
+    """Iterative schedules (iterative DPO, SPPO, INPO, DNO): rounds of sample K per prompt from π_t → judge →
+    train; and the self-play policy-gradient schedules (Nash-MD, Nash-MP, SPO), which sample K per prompt at
+    every step and use rounds for their prompts (and Nash-MP for its mirror-prox iterations).
 
     Sampling (max_new_tokens, temperature, top_p), the judge and the prompts come from ``online:``."""
 
@@ -153,6 +157,7 @@ class IterativeSection(Section):
     steps_per_round: int | None = Field(None, ge=1, description="Optimizer steps per round; null = one pass over the round's pairs.")
     pairs: Literal["best_worst", "all"] = Field("best_worst", description="Pairs per prompt: highest vs lowest estimated win rate, or every pair of distinct samples.")
     reference: Literal["previous_iterate", "initial"] = Field("previous_iterate", description="π_t of the round (the table's schedule) or the initial policy π_0 (iterative DPO only).")
+    mixture_coef: float = Field(0.5, ge=0, le=1, description="Nash-MD: the opponent's geometric mixture π^{1−m} π_ref^{m}, m = βη (0 = self-play against the policy, 1 = against π_ref).")
 
 
 class RolloutSection(Section):

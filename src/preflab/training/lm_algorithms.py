@@ -13,6 +13,9 @@ the run trains:
   :class:`~preflab.errors.ConfigError` naming the config field — never a silent downgrade to offline DPO.
 * A data source the algorithm cannot train on (an offline dataset for an online algorithm, pairs for a
   ranking objective, unpaired labels for a pair objective) is an error naming the ``data`` field.
+* The self-play policy-gradient algorithms (Nash-MD, Nash-MP, SPO: :mod:`preflab.training.selfplay`) take
+  their length and prompts from ``iterative:`` as well (rounds × steps per round); ``iterative.reference`` and
+  ``iterative.pairs`` do not apply to them, and SPO runs without a reference (its ``beta`` stays 0).
 * An iterative algorithm's length is ``iterative.rounds`` × its steps per round (``train.max_steps`` is an
   error), its reference is π_t unless ``iterative.reference: initial`` (only for an objective the table also
   trains against a fixed reference, i.e. iterative DPO), and ``reference.mode`` then only says how π_0 is kept
@@ -35,12 +38,16 @@ __all__ = ["LM_REFERENCES", "LM_SCHEDULES", "SAMPLED", "check_data", "check_iter
 LM_SCHEDULES: dict[str, str] = {
     table.OFFLINE_PAIRS: "offline",
     table.OFFLINE_UNPAIRED: "offline",
+    table.OFFLINE_RANKINGS: "offline",
     table.ONLINE_PAIRS: "online",
     table.ITERATIVE: "iterative",
     table.ROLLOUTS: "rollout",
+    table.POLICY_GRADIENT: "self_play",
 }
-LM_REFERENCES: tuple[str, ...] = (table.FIXED, table.PREVIOUS_ITERATE, table.NONE)
-SAMPLED = ("online", "iterative", "rollout")  # the trainer's schedules whose data the policy samples during training
+LM_REFERENCES: tuple[str, ...] = (table.FIXED, table.PREVIOUS_ITERATE, table.GEOMETRIC_MIXTURE,
+                                  table.PROX_SNAPSHOTS, table.NONE)
+# the trainer's schedules whose data the policy samples during training
+SAMPLED = ("online", "iterative", "self_play", "rollout")
 
 # Record kinds (preflab.data) each offline data schedule can train on, after conversion
 # (rankings → pairs by data.rule → unpaired).
@@ -85,6 +92,12 @@ def check_data(algo: Algorithm, data: Any) -> None:
 
 def check_iterative(algo: Algorithm, cfg: Any) -> None:
     """An iterative algorithm's run length, reference schedule and reference mode agree (module docstring)."""
+    if LM_SCHEDULES.get(algo.data) == "self_play":
+        _check_self_play(algo, cfg)
+        return
+    if algo.name == "xpo" and cfg.online.samples_per_prompt != 2:
+        raise ConfigError("algorithm 'xpo' pairs one answer of the policy with one of π_ref; set "
+                          "online.samples_per_prompt to 2", field="online.samples_per_prompt")
     if LM_SCHEDULES.get(algo.data) != "iterative":
         return
     from ..objectives import get_objective
@@ -109,6 +122,22 @@ def check_iterative(algo: Algorithm, cfg: Any) -> None:
         raise ConfigError(f"algorithm '{algo.name}' takes the previous iterate π_t as its reference, scored once "
                           "per round; reference.mode applies only to iterative.reference: initial (set it to auto)",
                           field="reference.mode")
+
+
+def _check_self_play(algo: Algorithm, cfg: Any) -> None:
+    if cfg.train.max_steps is not None:
+        raise ConfigError(f"algorithm '{algo.name}' trains iterative.rounds × iterative.steps_per_round steps; "
+                          "unset train.max_steps (set iterative.steps_per_round instead)", field="train.max_steps")
+    if cfg.iterative.reference != "previous_iterate":
+        raise ConfigError(f"algorithm '{algo.name}' plays against {table.REFERENCE_SCHEDULES[algo.reference]}; "
+                          "iterative.reference: initial is for iterative_dpo", field="iterative.reference")
+    if algo.reference == table.NONE and float({**algo.params, **cfg.objective.params}.get("beta", 0.0)) > 0:
+        raise ConfigError(f"algorithm '{algo.name}' runs on language models without a reference policy; its "
+                          "KL-regularised form (beta > 0) runs on the exact testbed only", field="objective.params")
+    if algo.reference == table.PROX_SNAPSHOTS and cfg.iterative.steps_per_round is not None \
+            and cfg.iterative.steps_per_round < 2:
+        raise ConfigError(f"algorithm '{algo.name}' splits each round into an extrapolation and an update half; "
+                          "it needs iterative.steps_per_round ≥ 2", field="iterative.steps_per_round")
 
 
 def _kinds(kinds: tuple[str, ...]) -> str:

@@ -11,6 +11,12 @@ The policy is trained on exactly the tokens it sampled (up to and including the 
 completion cut by ``max_new_tokens`` has no EOS), not on a decode/re-encode round trip; the judge reads
 the decoded text. Sampling seeds are a function of (run seed, batch position, process), so a resumed run
 samples the same completions as an uninterrupted one.
+
+With ``samples_per_prompt`` K > 2 every pair of a prompt's K samples is judged and the pairs are chosen as in
+a round of the iterative schedule (:func:`preflab.training.rounds.build_round`: best against worst by
+leave-one-out win rate, or all pairs). XPO (Xie et al. 2024, Alg. 1, and TRL's ``XPOTrainer``) pairs one
+sample of the policy with one of π_ref (``explore_fn``); the batch records which slot holds the π_ref sample
+ỹ, whose log π(ỹ|x) is XPO's exploration term.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+import torch
+
 from ..data.collate import ExampleBatch, collate_examples
 from ..data.tokenize import Tokenizer
 from ..errors import DataError
+from .rounds import build_round
 from .schedule import Schedule, ShuffledStream
 
 
@@ -33,7 +42,8 @@ class Sampled(Protocol):
     token_ids: list[int]
 
 
-SampleFn = Callable[[list[Any], int], list[list[Sampled]]]  # prompts, seed -> two completions per prompt
+SampleFn = Callable[..., list[list[Sampled]]]  # (prompts, seed[, n]) -> n (default two) completions per prompt
+ExploreFn = Callable[[list[Any], int], list[Sampled]]  # prompts, seed -> one π_ref completion per prompt
 
 
 def prompts_of(records: Sequence[Any]) -> list[Any]:
@@ -54,14 +64,17 @@ def prompts_of(records: Sequence[Any]) -> list[Any]:
 class OnlineSchedule(Schedule):
     """Pairs sampled from the policy and labelled by ``judge`` (``compare_batch``).
 
-    ``sample_fn(prompts, seed)`` returns two completions (``.text``, ``.token_ids``) per prompt.
+    ``sample_fn(prompts, seed)`` returns two completions (``.text``, ``.token_ids``) per prompt
+    (``sample_fn(prompts, seed, K)``: K of them, when ``samples_per_prompt`` is K > 2). ``explore_fn``
+    (XPO): one π_ref completion per prompt, paired with one of the policy's.
     """
 
     kind = "pair"
 
     def __init__(self, prompts: Sequence[Any], sample_fn: SampleFn, judge: Any, tokenizer: Tokenizer,
                  batch_size: int, *, seed: int = 0, layout: str = "padded", world_size: int = 1, rank: int = 0,
-                 soft_labels: bool = False):
+                 soft_labels: bool = False, samples_per_prompt: int = 2, pairs: str = "best_worst",
+                 explore_fn: ExploreFn | None = None):
         if not prompts:
             raise DataError("the online schedule needs at least one prompt")
         if tokenizer.opt.truncation == "skip":  # a skipped sample would change the batch size: cut it instead
@@ -69,6 +82,10 @@ class OnlineSchedule(Schedule):
         self.prompts, self.sample_fn, self.judge, self.tokenizer = list(prompts), sample_fn, judge, tokenizer
         self.batch_size, self.seed, self.layout = batch_size, seed, layout
         self.world_size, self.rank, self.soft_labels = world_size, rank, soft_labels
+        if samples_per_prompt < 2 or (explore_fn is not None and samples_per_prompt != 2):
+            raise ValueError("the online schedule judges at least two samples per prompt (XPO: exactly one of "
+                             "the policy and one of π_ref)")
+        self.k, self.pairs, self.explore_fn = samples_per_prompt, pairs, explore_fn
         self.pad_id = tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
         self.position = 0
         self.stream = ShuffledStream(len(self.prompts), seed)
@@ -83,7 +100,15 @@ class OnlineSchedule(Schedule):
         self.position += 1
         rows = self.stream.rows(start, self.batch_size)
         prompts = [self.prompts[i] for i in rows]
-        samples = self.sample_fn(prompts, seed)
+        if self.k > 2:
+            return self._judged_round(prompts, seed)
+        if self.explore_fn is not None:
+            mine, theirs = self.sample_fn(prompts, seed, 1), self.explore_fn(prompts, seed + 1)
+            if len(mine) != len(prompts) or len(theirs) != len(prompts) or any(len(s) != 1 for s in mine):
+                raise ValueError("XPO samples one completion per prompt from the policy and one from π_ref")
+            samples = [[s[0], r] for s, r in zip(mine, theirs, strict=True)]
+        else:
+            samples = self.sample_fn(prompts, seed)
         if len(samples) != len(prompts) or any(len(s) != 2 for s in samples):
             raise ValueError("sample_fn must return two completions per prompt")
         first, second = [s[0] for s in samples], [s[1] for s in samples]
@@ -106,7 +131,23 @@ class OnlineSchedule(Schedule):
             "online/identical": sum(a.token_ids == b.token_ids for a, b in zip(first, second, strict=True)) / len(probs),
             "online/completion_tokens": sum(lengths) / len(lengths),
         }
-        return collate_examples(examples, "pair", self.layout, self.pad_id)
+        batch = collate_examples(examples, "pair", self.layout, self.pad_id)
+        if self.explore_fn is not None:  # the π_ref sample is slot 1 unless the judge preferred it
+            batch.meta["explore_slot"] = torch.tensor([int(p >= 0.5) for p in probs])
+            self._last["online/explore_chosen"] = sum(p < 0.5 for p in probs) / len(probs)
+        return batch
+
+    def _judged_round(self, prompts: list[Any], seed: int) -> ExampleBatch:
+        """K > 2 samples per prompt: every pair judged, pairs chosen by ``self.pairs`` (a round's rules)."""
+        samples = self.sample_fn(prompts, seed, self.k)
+        if len(samples) != len(prompts) or any(len(s) != self.k for s in samples):
+            raise ValueError(f"sample_fn must return {self.k} completions per prompt")
+        data = build_round(prompts, samples, self.judge, self.tokenizer, rule=self.pairs,
+                           soft_labels=self.soft_labels)
+        self._last = {k.replace("iterative/", "online/"): v for k, v in data.metrics.items()}
+        batch = collate_examples(data.examples, "pair", self.layout, self.pad_id)
+        batch.winrate = data.winrates
+        return batch
 
     def metrics(self) -> dict[str, float]:
         return dict(self._last)

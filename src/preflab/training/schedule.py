@@ -80,8 +80,8 @@ class OfflineSchedule(Schedule):
                  shuffle: bool = True, with_kl: bool = False):
         if not examples:
             raise DataError("no training examples (every row was skipped or the dataset is empty)")
-        if kind not in ("pair", "unpaired"):
-            raise ValueError(f"the offline schedule produces 'pair' or 'unpaired' batches, not '{kind}'")
+        if kind not in ("pair", "unpaired", "ranking"):
+            raise ValueError(f"the offline schedule produces 'pair', 'unpaired' or 'ranking' batches, not '{kind}'")
         self.examples = attach_kl_partners(examples) if with_kl else list(examples)
         self.kind, self.batch_size, self.seed = kind, batch_size, seed
         self.layout, self.pad_id, self.shuffle = layout, pad_id, shuffle

@@ -12,7 +12,7 @@ from ..objectives import ObjectiveSpec
 from .lm_algorithms import SAMPLED
 
 KIND_OF_INPUTS = {"pair": "pairs", "unpaired": "unpaired", "iterative_pair": "pairs", "reward_pair": "pairs",
-                  "rollout": "prompts"}
+                  "samples": "pairs", "xpo_pair": "pairs", "ranking": "rankings", "rollout": "prompts"}
 
 
 def bf16_supported(device: torch.device) -> bool:

@@ -19,8 +19,8 @@ from torch import Tensor
 
 from ..data.collate import ExampleBatch
 from ..models.policy import Reference
-from ..objectives import ObjectiveSpec, PairInputs, RewardPairInputs, UnpairedInputs
-from ..objectives.game_inputs import IterativePairInputs
+from ..objectives import ObjectiveSpec, PairInputs, RankingInputs, RewardPairInputs, UnpairedInputs
+from ..objectives.game_inputs import IterativePairInputs, SampleInputs, XPOInputs
 
 
 def _slots(values: Tensor, batch: ExampleBatch) -> list[Tensor]:
@@ -69,15 +69,50 @@ def reward_pair_inputs(batch: ExampleBatch, rewards: Tensor, ref: Tensor | None,
                             weight=batch.weight)
 
 
+def ranking_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None,
+                   anchor: Tensor | None = None) -> RankingInputs:
+    """(G, K) log-probs of each list's K (padded) responses, with their scores, mask and lengths."""
+    def grid(values: Tensor) -> Tensor:
+        return torch.stack(_slots(values, batch), dim=1)
+
+    dev = policy.device
+    return RankingInputs(policy=grid(policy), ref=grid(ref) if ref is not None else None,
+                         scores=batch.meta["scores"].to(dev), mask=batch.meta["mask"].to(dev),
+                         length=grid(batch.sequences.completion_lengths).to(policy.dtype), weight=batch.weight)
+
+
+def sample_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: Tensor | None = None) -> SampleInputs:
+    """On-policy samples (:mod:`preflab.training.selfplay`): sequence k·G + g is sample k of prompt g; the
+    schedule put each sample's judged reward, its prompt group and (Nash-MP) log π^k in ``batch.meta``."""
+    dev = policy.device
+    meta = batch.meta
+    anchor = anchor if anchor is not None else meta.get("anchor")
+    return SampleInputs(policy=policy, reward=meta["reward"].to(dev), ref=ref,
+                        anchor=anchor.to(dev) if anchor is not None else None, group=meta["group"].to(dev))
+
+
+def xpo_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: Tensor | None = None) -> XPOInputs:
+    """Online pairs of one policy and one π_ref sample (the online schedule's XPO mode): ``policy_explore`` is
+    log π of the π_ref sample ỹ, in whichever slot the judge put it (``batch.meta["explore_slot"]``)."""
+    base = pair_inputs(batch, policy, ref)
+    slot = batch.meta["explore_slot"].to(policy.device)
+    explore = torch.where(slot == 0, base.policy_chosen, base.policy_rejected)
+    return XPOInputs(**vars(base), policy_explore=explore)
+
+
 INPUT_BUILDERS: dict[str, Callable[..., Any]] = {  # (batch, policy, ref, anchor) -> the objective's inputs
     "pair": pair_inputs,
     "unpaired": unpaired_inputs,
     "iterative_pair": iterative_pair_inputs,
     "reward_pair": reward_pair_inputs,
+    "samples": sample_inputs,
+    "ranking": ranking_inputs,
+    "xpo_pair": xpo_inputs,
 }
 # The batch kind (preflab.data.collate) each input kind is built from.
 EXAMPLE_KINDS: dict[str, str] = {"pair": "pair", "unpaired": "unpaired", "iterative_pair": "pair",
-                                 "reward_pair": "pair", "rollout": "rollout"}
+                                 "reward_pair": "pair", "samples": "samples", "xpo_pair": "pair",
+                                 "ranking": "ranking", "rollout": "rollout"}
 
 
 def objective_loss(spec: ObjectiveSpec, params: Any, scorer: Callable[[Any], Tensor], reference: Reference,
