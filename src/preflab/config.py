@@ -46,6 +46,7 @@ from .training.config import (  # noqa: E402  (needs Section, defined above)
     ObjectiveConfig,
     OnlineSection,
     ReferenceSection,
+    RewardSection,
     TrainConfig,
 )
 
@@ -65,6 +66,7 @@ class RunConfig(Section):
     reference: ReferenceSection = Field(default_factory=ReferenceSection, description="The reference policy π_ref.")
     online: OnlineSection = Field(default_factory=OnlineSection, description="Online schedule: sampling for online algorithms.")
     iterative: IterativeSection = Field(default_factory=IterativeSection, description="Iterative schedule: rounds of sampling from π_t, judging and training.")
+    reward: RewardSection = Field(default_factory=RewardSection, description="Reward-model head (algorithms that train a reward model).")
     quickstart: QuickstartSection = Field(default_factory=QuickstartSection, description="The end-to-end quickstart job.")
 
     @model_validator(mode="after")

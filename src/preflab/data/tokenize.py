@@ -42,6 +42,7 @@ class TokenizedExample:
     prob: float | None = None
     label: float | None = None
     margin: float | None = None  # pairs: the reward gap asked of a reward model (None = 0)
+    annotator: int | None = None  # pairs: the annotator's index in the dataset's sorted annotator names (mixtures)
     prompt_cut: int = 0
     completion_cut: int = 0
 

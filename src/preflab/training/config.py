@@ -153,3 +153,15 @@ class IterativeSection(Section):
     steps_per_round: int | None = Field(None, ge=1, description="Optimizer steps per round; null = one pass over the round's pairs.")
     pairs: Literal["best_worst", "all"] = Field("best_worst", description="Pairs per prompt: highest vs lowest estimated win rate, or every pair of distinct samples.")
     reference: Literal["previous_iterate", "initial"] = Field("previous_iterate", description="π_t of the round (the table's schedule) or the initial policy π_0 (iterative DPO only).")
+
+
+class RewardSection(Section):
+    """``reward:`` — the head of a reward model (algorithms that train one: bt_reward, gpm, maxmin_em)."""
+
+    head: Literal["scalar", "hl_gauss", "gpm", "mixture"] | None = Field(None, description="Reward head (preflab.models.reward_heads); null = the algorithm's: bt_reward scalar, gpm gpm, maxmin_em mixture.")
+    num_bins: int = Field(51, ge=2, description="hl_gauss: bins of the categorical head.")
+    v_min: float = Field(-10.0, description="hl_gauss: lowest reward the bins cover.")
+    v_max: float = Field(10.0, description="hl_gauss: highest reward the bins cover.")
+    sigma_ratio: float = Field(0.75, gt=0, description="hl_gauss: σ of the Gaussian target / bin width.")
+    dim: int = Field(8, ge=2, description="gpm: size 2k of the preference embedding (even).")
+    groups: int = Field(2, ge=1, description="mixture: number K of annotator groups (Bradley–Terry heads).")

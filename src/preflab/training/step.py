@@ -19,8 +19,14 @@ from torch import Tensor
 
 from ..data.collate import ExampleBatch
 from ..models.policy import Reference
-from ..objectives import ObjectiveSpec, PairInputs, RewardPairInputs, UnpairedInputs
-from ..objectives.game_inputs import IterativePairInputs
+from ..objectives import (
+    ObjectiveSpec,
+    PairInputs,
+    PreferenceEmbeddingInputs,
+    RewardPairInputs,
+    UnpairedInputs,
+)
+from ..objectives.game_inputs import GroupPairInputs, IterativePairInputs
 
 
 def _slots(values: Tensor, batch: ExampleBatch) -> list[Tensor]:
@@ -69,15 +75,36 @@ def reward_pair_inputs(batch: ExampleBatch, rewards: Tensor, ref: Tensor | None,
                             weight=batch.weight)
 
 
+def preference_embedding_inputs(batch: ExampleBatch, embeddings: Tensor, ref: Tensor | None,
+                                anchor: Tensor | None = None) -> PreferenceEmbeddingInputs:
+    """Slot 0 = v(x, y_w), slot 1 = v(x, y_l): (B, 2k) preference embeddings (GPM), with the soft labels."""
+    chosen, rejected = _slots(embeddings, batch)
+    return PreferenceEmbeddingInputs(chosen_embedding=chosen, rejected_embedding=rejected, prob=batch.prob,
+                                     weight=batch.weight)
+
+
+def group_pair_inputs(batch: ExampleBatch, rewards: Tensor, ref: Tensor | None,
+                      anchor: Tensor | None = None) -> GroupPairInputs:
+    """Slot 0 = r_k(x, y_w), slot 1 = r_k(x, y_l): (B, K) rewards of the K group heads, with each pair's
+    annotator id (MaxMin-RLHF's EM)."""
+    chosen, rejected = _slots(rewards, batch)
+    if batch.annotator is None:
+        raise ValueError("group_pairs inputs need the pairs' annotator ids (ExampleBatch.annotator)")
+    return GroupPairInputs(reward_chosen=chosen, reward_rejected=rejected, annotator=batch.annotator,
+                           weight=batch.weight)
+
+
 INPUT_BUILDERS: dict[str, Callable[..., Any]] = {  # (batch, policy, ref, anchor) -> the objective's inputs
     "pair": pair_inputs,
     "unpaired": unpaired_inputs,
     "iterative_pair": iterative_pair_inputs,
     "reward_pair": reward_pair_inputs,
+    "preference_embedding": preference_embedding_inputs,
+    "group_pairs": group_pair_inputs,
 }
 # The batch kind (preflab.data.collate) each input kind is built from.
 EXAMPLE_KINDS: dict[str, str] = {"pair": "pair", "unpaired": "unpaired", "iterative_pair": "pair",
-                                 "reward_pair": "pair"}
+                                 "reward_pair": "pair", "preference_embedding": "pair", "group_pairs": "pair"}
 
 
 def objective_loss(spec: ObjectiveSpec, params: Any, scorer: Callable[[Any], Tensor], reference: Reference,
