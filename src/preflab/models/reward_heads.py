@@ -77,9 +77,9 @@ class ScalarHead(RewardHead):
 @_register
 @dataclass(frozen=True)
 class HLGaussHead(RewardHead):
-    """``num_bins`` logits over equal bins of [v_min, v_max]; the reward is the expected bin centre. Trained with
-    the Bradley–Terry loss on that expectation, plus (``hl_gauss_coef`` of ``bt_reward``) the HL-Gauss
-    cross-entropy against each response's scalar score when the pairs carry one."""
+    """``num_bins`` logits over equal bins of [v_min, v_max]; the reward is the expected bin centre, and
+    ``bt_reward`` trains that expectation on pairs (the head is a parametrisation of r; preference pairs carry no
+    scalar target for the HL-Gauss cross-entropy of :func:`preflab.objectives.hl_gauss.hl_gauss`)."""
 
     name: ClassVar[str] = "hl_gauss"
     num_bins: int = 51
