@@ -17,8 +17,15 @@ from ..files import atomic_write_bytes as _atomic_write
 from ..files import check_output_dir
 from . import html as H
 from .overoptimization import OverOptimisation, overoptimisation
-from .plots import gold_family_plot, overoptimisation_plot, png_bytes, training_curves, win_rate_plot
-from .report_sections import eval_sections, overopt_section
+from .plots import (
+    gold_family_plot,
+    overoptimisation_plot,
+    png_bytes,
+    reliability_plot,
+    training_curves,
+    win_rate_plot,
+)
+from .report_sections import eval_sections, overopt_section, rm_eval_section
 from .result import EvalResult
 from .run_files import MetricsLog, RunContents, read_run
 
@@ -174,6 +181,18 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
                 body.append(eval_sections(ev, gold_plot))
             except (TypeError, ValueError, KeyError, AttributeError) as exc:
                 missing.append(f"eval/{path.name}: not shown ({type(exc).__name__}: {exc})")
+
+    if run.rm_eval is not None:
+        nav.append(("reward-model", "Reward model"))
+        body.append('<h2 id="reward-model">Reward model on held-out pairs</h2>')
+        try:
+            bins = [b for b in run.rm_eval.get("reliability") or [] if isinstance(b, dict)]
+            ece = run.rm_eval.get("ece")
+            body.append(rm_eval_section(run.rm_eval))
+            body.append(w.figure(reliability_plot(bins, ece if isinstance(ece, int | float) else None),
+                                 "reliability", "reliability diagram of the reward model"))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            missing.append(f"rm_eval.json: not shown ({type(exc).__name__}: {exc})")
 
     over = next((ev.overoptimisation for ev in evals if ev.overoptimisation and len(ev.overoptimisation.points) > 1),
                 None)
