@@ -39,7 +39,6 @@ def test_in_and_out_of_family_split_by_hand():
 def test_rm_eval_splits_held_out_families_and_the_report_draws_the_reliability_diagram(tmp_path, tiny_dir,
                                                                                       monkeypatch, capsys):
     from fault_helpers import run_cli
-
     from preflab.evaluation.report import build_report
 
     tok = load_tokenizer(str(tiny_dir))
