@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ["models", "config", "data", "evaluate", "rm_eval", "sample", "annotate", "train", "algorithms",
+_COMMAND_MODULES = ["models", "config", "data", "evaluate", "rm_eval", "overopt", "sample", "annotate", "train", "algorithms",
                     "testbed", "quickstart", "recipes"]
 
 
