@@ -60,7 +60,6 @@ def test_a_proxy_that_rewards_an_exploit_over_optimises():
 
 def test_overopt_command_writes_the_curve_the_report_plots(tmp_path, tiny_dir, monkeypatch, capsys):
     from fault_helpers import run_cli, run_cli_output
-
     from preflab.evaluation.report import build_report
     from preflab.evaluation.result import EvalResult
     from preflab.models import load_reward_model, load_tokenizer
