@@ -206,6 +206,19 @@ def annotator_ids(records: list[Any], examples: list[Any], eval_records: list[An
     return train, held
 
 
+def _suite_gold(cfg: Any, records: Any) -> Any:
+    """The task suite's gold scorer when every online prompt is one of ``online.tasks``' prompts (None otherwise):
+    the online schedule logs the gold reward of its samples with it."""
+    from ..feedback.judges import GoldJudge
+    from ..feedback.tasks import get_suite
+
+    tasks = get_suite(cfg.online.tasks).tasks(cfg.online.num_prompts, seed=cfg.seed)
+    known = {repr(t.prompt) for t in tasks}
+    if not records or any(repr(getattr(r, "prompt", r)) not in known for r in records):
+        return None
+    return GoldJudge(tasks).score_batch
+
+
 def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_records: Any = None,
                 model: Any = None, tokenizer: Any = None) -> Parts:
     """Build every part of a run from ``cfg`` (see :func:`preflab.training.train`)."""
@@ -273,7 +286,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         schedule: Schedule = OnlineSchedule(
             prompts_of(records), _sampler(cfg, acc, scorer, tok), judge, tk, train.batch_size, seed=cfg.seed,
             layout=train.layout, world_size=acc.num_processes, rank=acc.process_index,
-            soft_labels=cfg.online.soft_labels)
+            soft_labels=cfg.online.soft_labels, gold=_suite_gold(cfg, records))
     elif kind == "iterative":
         it = cfg.iterative
         schedule = IterativeSchedule(

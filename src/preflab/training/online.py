@@ -7,6 +7,12 @@ preferred one (with ``soft_labels`` the pair also carries max(p, 1 − p) as its
 always does). The objective is any registered pair objective (DPO by default); only the data source
 differs from the offline schedule, so the training loop is unchanged.
 
+Every batch is on-policy, so the step logs ``kl``: the mean of log π(y|x) − log π_ref(y|x) over its samples, the k1
+estimate of KL(π‖π_ref) at the current weights. With a ``gold`` scorer (the task suite's, when the prompts come
+from it) the schedule also logs ``gold_reward``, the mean gold score of the samples, and ``proxy_reward``, the
+judge's mean score when it scores single responses (a reward model), so the report's over-optimisation curve
+(gold and proxy against KL) fills for the run.
+
 The policy is trained on exactly the tokens it sampled (up to and including the EOS that ended them; a
 completion cut by ``max_new_tokens`` has no EOS), not on a decode/re-encode round trip; the judge reads
 the decoded text. Sampling seeds are a function of (run seed, batch position, process), so a resumed run
@@ -61,7 +67,7 @@ class OnlineSchedule(Schedule):
 
     def __init__(self, prompts: Sequence[Any], sample_fn: SampleFn, judge: Any, tokenizer: Tokenizer,
                  batch_size: int, *, seed: int = 0, layout: str = "padded", world_size: int = 1, rank: int = 0,
-                 soft_labels: bool = False):
+                 soft_labels: bool = False, gold: Callable[[list[Any], list[str]], list[float]] | None = None):
         if not prompts:
             raise DataError("the online schedule needs at least one prompt")
         if tokenizer.opt.truncation == "skip":  # a skipped sample would change the batch size: cut it instead
@@ -69,6 +75,7 @@ class OnlineSchedule(Schedule):
         self.prompts, self.sample_fn, self.judge, self.tokenizer = list(prompts), sample_fn, judge, tokenizer
         self.batch_size, self.seed, self.layout = batch_size, seed, layout
         self.world_size, self.rank, self.soft_labels = world_size, rank, soft_labels
+        self.gold = gold
         self.pad_id = tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
         self.position = 0
         self.stream = ShuffledStream(len(self.prompts), seed)
@@ -106,7 +113,16 @@ class OnlineSchedule(Schedule):
             "online/identical": sum(a.token_ids == b.token_ids for a, b in zip(first, second, strict=True)) / len(probs),
             "online/completion_tokens": sum(lengths) / len(lengths),
         }
-        return collate_examples(examples, "pair", self.layout, self.pad_id)
+        texts = [a.text for a in first] + [b.text for b in second]
+        if self.gold is not None:
+            scores = self.gold(prompts * 2, texts)
+            self._last["gold_reward"] = sum(scores) / len(scores)
+        if getattr(self.judge, "can_score", False):
+            scores = self.judge.score_batch(prompts * 2, texts)
+            self._last["proxy_reward"] = sum(scores) / len(scores)
+        batch = collate_examples(examples, "pair", self.layout, self.pad_id)
+        batch.meta["on_policy"] = True
+        return batch
 
     def metrics(self) -> dict[str, float]:
         return dict(self._last)

@@ -116,7 +116,11 @@ def objective_loss(spec: ObjectiveSpec, params: Any, scorer: Callable[[Any], Ten
     policy = scorer(batch.sequences).float()
     ref = reference.logprobs(batch) if spec.needs_ref else None
     inputs = INPUT_BUILDERS[spec.inputs](batch, policy, ref, reference.anchor(batch))
-    return spec.fn(inputs, params)
+    loss, metrics = spec.fn(inputs, params)
+    if batch.meta.get("on_policy") and ref is not None and "kl" not in metrics:
+        # every sequence was just sampled from π at these weights: mean log π/π_ref is KL(π‖π_ref) (k1 estimator)
+        metrics = {**metrics, "kl": (policy.detach() - ref.float()).mean()}
+    return loss, metrics
 
 
 class MetricMeans:
