@@ -16,7 +16,7 @@ from preflab.data.records import PreferencePair
 from preflab.data.tokenize import Tokenizer
 from preflab.errors import ConfigError
 from preflab.feedback import make_judge
-from preflab.models import RewardScorer, load_tokenizer
+from preflab.models import RewardScorer, load_reward_model, load_tokenizer
 from preflab.training import train
 
 CYCLE = ("rock", "paper", "scissors")  # paper ≻ rock, scissors ≻ paper, rock ≻ scissors
@@ -211,3 +211,23 @@ def test_bad_reward_model_input_is_one_line(tmp_path, tiny_dir, tiny):
     assert str(err.value).startswith("field 'reward.head': algorithm 'gpm' trains a reward head of kind gpm")
     with pytest.raises(ConfigError, match="even size"):
         config(tmp_path, tiny_dir, "gpm", "x", dim=5)
+
+
+def test_a_tokenizer_larger_than_the_models_embedding_is_refused(tmp_path, tiny_dir, monkeypatch, capsys):
+    from fault_helpers import run_cli
+
+    tok = load_tokenizer(str(tiny_dir))
+    torch.manual_seed(0)
+    model = load_reward_model(str(tiny_dir), pad_token_id=tok.pad_token_id)
+    rows = model.get_input_embeddings().num_embeddings
+    big = load_tokenizer(str(tiny_dir))
+    big.add_tokens([f"<extra_{i}>" for i in range(rows - len(big) + 5)])
+    with pytest.raises(ConfigError, match=f"its tokenizer has {rows + 5} tokens but the model's embedding has {rows}"):
+        train(config(tmp_path, tiny_dir, "bt_reward", "big"), records=separable(4, 0), tokenizer=big)
+    model.save_pretrained(tmp_path / "rm" / "final")
+    big.save_pretrained(tmp_path / "rm" / "final")
+    from preflab.data import save_records
+
+    save_records(separable(4, 0), tmp_path / "p.jsonl")
+    code, line = run_cli(monkeypatch, capsys, "rm-eval", str(tmp_path / "rm"), "--pairs", str(tmp_path / "p.jsonl"))
+    assert code == 2 and f"tokenizer has {rows + 5} tokens" in line
