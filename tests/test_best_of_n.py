@@ -84,10 +84,15 @@ def test_overopt_command_writes_the_curve_the_report_plots(tmp_path, tiny_dir, m
     assert [p.kl for p in over.points] == pytest.approx([best_of_n_kl(n) for n in (1, 2, 4)])
     html = build_report(runs[0]).path.read_text()
     assert "Over-optimisation: gold vs proxy reward" in html
-    # an ensemble with a penalty: its own file
+    # an ensemble, with and without a penalty from one scoring pass: one file each; λ = 0 selects by the mean
     code, out, _ = run_cli_output(["overopt", str(tmp_path / "s.jsonl"), "--proxy", str(runs[0]), "--proxy",
-                                   str(runs[1]), "--penalty", "1"], monkeypatch, capsys)
-    assert code == 0 and (runs[0] / "eval" / "overopt_penalty1.json").is_file()
+                                   str(runs[1]), "--penalty", "0", "--penalty", "1"], monkeypatch, capsys)
+    assert code == 0, out
+    plain = EvalResult.load(runs[0] / "eval" / "overopt_ensemble.json").overoptimisation
+    penalised = EvalResult.load(runs[0] / "eval" / "overopt_ensemble_penalty1.json").overoptimisation
+    assert plain.points[0].gold == pytest.approx(0.15) and penalised.points[0].gold == pytest.approx(0.15)
+    html = build_report(runs[0]).path.read_text()
+    assert html.count("gold and proxy reward vs KL") == 3  # one plot per curve
     # bad input: samples without gold scores; more n than samples; a penalty without an ensemble
     (tmp_path / "nogold.jsonl").write_text(json.dumps({"prompt": "q", "completions": ["a", "b"]}) + "\n")
     code, line = run_cli(monkeypatch, capsys, "overopt", str(tmp_path / "nogold.jsonl"), "--proxy", str(runs[0]))

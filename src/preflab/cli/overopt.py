@@ -5,6 +5,7 @@ that ``preflab report`` plots."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -16,10 +17,12 @@ def overopt_cmd(
                                    "from a task suite)."),
     proxy: list[Path] = typer.Option(..., "--proxy", help="Proxy reward model dir (a run dir or its final/); "
                                      "repeat for an ensemble (mean reward)."),
-    penalty: float = typer.Option(0.0, "--penalty", min=0.0, help="Ensemble penalty λ: select by mean − λ·std of "
-                                  "the members' rewards (Coste et al. 2024)."),
+    penalty: list[float] = typer.Option([0.0], "--penalty", min=0.0, help="Ensemble penalty λ: select by mean − "
+                                        "λ·std of the members' rewards (Coste et al. 2024); repeat for one curve "
+                                        "per λ from one scoring pass."),
     n_max: int | None = typer.Option(None, "--n-max", min=1, help="Largest n (default: the samples per prompt)."),
-    out: Path | None = typer.Option(None, "--out", help="Result JSON (default PROXY_RUN/eval/overopt[_penalty].json)."),
+    out: Path | None = typer.Option(None, "--out", help="Result JSON (default PROXY_RUN/eval/overopt[_ensemble][_penalty<λ>].json; "
+                                    "one λ only)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Sequences per reward-model forward pass."),
 ) -> None:
     """Best-of-n against a proxy reward model: proxy and gold reward against KL = log n − (n−1)/n."""
@@ -42,8 +45,11 @@ def overopt_cmd(
     if n_top > fewest:
         raise DataError(f"best-of-{n_top} needs {n_top} completions per prompt; the file has {fewest} for some "
                         "prompt (sample with -k)", file=str(samples), field="completions")
-    if penalty > 0 and len(proxy) < 2:
+    if any(lam > 0 for lam in penalty) and len(proxy) < 2:
         raise ConfigError("an ensemble penalty needs at least two --proxy models", field="penalty")
+    if out is not None and len(penalty) > 1:
+        raise ConfigError("--out names one file; several --penalty values write one file each into the run's eval/",
+                          field="out")
     resolved = [_model_and_run(p) for p in proxy]
     for m, _ in resolved:
         if _head_name(m) not in ("scalar", "hl_gauss"):
@@ -57,27 +63,43 @@ def overopt_cmd(
         means, stds = members[0].score_batch(flat_p, flat_c), [0.0] * len(flat_c)
     else:
         means, stds = RewardEnsembleJudge(members).score_with_uncertainty(flat_p, flat_c)
-    proxy_scores, selection, start = [], [], 0
+    proxy_scores, start = [], 0
     for r in rows:
-        k = len(r.completions)
-        proxy_scores.append(means[start:start + k])
-        selection.append([m - penalty * s for m, s in zip(means[start:start + k], stds[start:start + k],
-                                                           strict=True)])
-        start += k
-    points, over = best_of_n_curve(proxy_scores, [r.gold_scores for r in rows],
-                                   sizes=bon_sizes(n_top), selection=selection)
-    name = "overopt" + (f"_penalty{penalty:g}" if penalty > 0 else "")
-    judge = f"proxy:{','.join(str(m) for m, _ in resolved)}"
-    result = EvalResult(name=name, a_name="best-of-n", b_name="samples", judge=judge, overoptimisation=over,
-                        meta={"samples": str(samples), "prompts": len(rows), "n_max": n_top, "penalty": penalty,
-                              "kl": "log n - (n-1)/n", "proxy_models": [str(m) for m, _ in resolved]})
-    if out is None:
-        run = resolved[0][1]
-        if run is None:
-            raise ConfigError(f"{proxy[0]} is not a run directory; say where the result goes with --out", field="out")
-        out = run / "eval" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.save(check_output_file(out, "--out"))
+        proxy_scores.append(means[start:start + len(r.completions)])
+        start += len(r.completions)
+    for lam in penalty:
+        selection = [[m - lam * s for m, s in zip(p, stds[b:b + len(p)], strict=True)]
+                     for p, b in zip(proxy_scores, _offsets(proxy_scores), strict=True)]
+        points, over = best_of_n_curve(proxy_scores, [r.gold_scores for r in rows], sizes=bon_sizes(n_top),
+                                       selection=selection)
+        name = "overopt" + ("_ensemble" if len(members) > 1 else "") + (f"_penalty{lam:g}" if lam > 0 else "")
+        judge = f"proxy:{','.join(str(m) for m, _ in resolved)}"
+        result = EvalResult(name=name, a_name="best-of-n", b_name="samples", judge=judge, overoptimisation=over,
+                            meta={"samples": str(samples), "prompts": len(rows), "n_max": n_top, "penalty": lam,
+                                  "kl": "log n - (n-1)/n", "proxy_models": [str(m) for m, _ in resolved]})
+        target = out
+        if target is None:
+            run = resolved[0][1]
+            if run is None:
+                raise ConfigError(f"{proxy[0]} is not a run directory; say where the result goes with --out",
+                                  field="out")
+            target = run / "eval" / f"{name}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        result.save(check_output_file(target, "--out"))
+        _print(points, over, lam, target)
+
+
+def _offsets(groups: list[list[float]]) -> list[int]:
+    """Start of each prompt's scores in the flat list."""
+    starts, at = [], 0
+    for g in groups:
+        starts.append(at)
+        at += len(g)
+    return starts
+
+
+def _print(points: list, over: Any, lam: float, out: Path) -> None:
+    typer.echo(f"penalty λ = {lam:g}" if lam > 0 else "no penalty")
     typer.echo(f"{'n':>4} {'KL':>7} {'proxy':>9} {'gold':>9} {'± se':>7}")
     for pt in points:
         typer.echo(f"{pt.n:>4} {pt.kl:>7.3f} {pt.proxy:>9.4f} {pt.gold:>9.4f} {pt.gold_se:>7.4f}")
