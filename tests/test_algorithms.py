@@ -24,7 +24,7 @@ from preflab.training.setup import KIND_OF_INPUTS
 ROOT = Path(__file__).resolve().parent.parent
 LM_ALGORITHMS = {"dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo", "kto", "online_dpo", "iterative_dpo",
                  "sppo", "inpo", "dno", "bt_reward", "nash_md", "nash_mp", "spo", "xpo", "pro", "lipo",
-                 "ppo", "rloo", "reinforce_pp", "remax", "grpo"}
+                 "ppo", "rloo", "reinforce_pp", "remax", "grpo", "gpm", "maxmin_em"}
 
 
 def test_every_objective_is_an_algorithms_loss_or_marked_objective_only():

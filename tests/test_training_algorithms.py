@@ -67,7 +67,7 @@ def test_algorithm_dpo_trains_exactly_like_objective_name_dpo(tmp_path):
      "field 'data.format': algorithm 'dpo' trains on pairs or rankings; format 'unpaired' holds unpaired"),
     ("algorithm: ipo\nobjective:\n  name: dpo\n", 3,
      "field 'objective.name': objective.name 'dpo' contradicts algorithm 'ipo', whose objective is 'ipo'"),
-    ("objective:\n  name: gpm\n", 2, "field 'objective.name': objective 'gpm' is not an algorithm"),
+    ("objective:\n  name: hl_gauss\n", 2, "field 'objective.name': objective 'hl_gauss' is not an algorithm"),
     ("algorithm: bt_reward\ndata:\n  format: unpaired\n", 3,
      "field 'data.format': algorithm 'bt_reward' trains on pairs or rankings; format 'unpaired' holds unpaired"),
     ("algorithm: simpo\nobjective:\n  params:\n    gama: 1.0\n", 3,

@@ -83,6 +83,8 @@ def test_online_dpo_trains_from_its_own_samples(tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3]
     # step 1: policy == reference (adapters start at zero), so the DPO loss is exactly log 2
     assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    # on-policy batches log KL(π‖π_ref) (k1): exactly 0 while the adapters are still zero, then away from it
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6) and all(math.isfinite(r["kl"]) for r in rows)
     assert all(0.5 <= r["online/judge_confidence"] <= 1.0 for r in rows)
     assert all(0 < r["online/completion_tokens"] <= 6 for r in rows)  # ≤ 6 sampled tokens (EOS included)
     assert result.steps == 3 and math.isfinite(result.train_metrics["loss"])
@@ -108,3 +110,21 @@ def test_online_needs_max_steps_and_no_cached_reference(tmp_path):
     with pytest.raises(ConfigError, match="cannot be cached"):
         train(make_cfg(tmp_path, "objective.name=online_dpo", "reference.mode=cached", "train.max_steps=1"),
               records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge())
+
+
+def test_online_runs_on_suite_prompts_log_gold_and_proxy_reward_for_the_over_optimisation_curve(tmp_path):
+    from preflab.evaluation.report import build_report
+    from preflab.feedback.tasks import get_suite
+
+    cfg = make_cfg(tmp_path, "objective.name=online_dpo", "train.batch_size=2", "train.max_steps=3", "train.lr=1e-3",
+                   "online.max_new_tokens=6", "online.temperature=1.0", "online.num_prompts=4",
+                   "train.save_final=false")
+    model, tok = tiny_model()
+    train(cfg, model=model, tokenizer=tok)  # judge: gold, prompts: the suite's
+    rows = read_metrics(tmp_path / "metrics.jsonl", "train")
+    assert all(0.0 <= r["gold_reward"] <= 1.0 for r in rows)
+    assert [r["proxy_reward"] for r in rows] == [r["gold_reward"] for r in rows]  # the gold judge is the proxy
+    assert {"kl", "gold_reward"} <= set(rows[-1])
+    assert len(get_suite("default").tasks(4, seed=0)) == 4
+    html = build_report(tmp_path).path.read_text()
+    assert "Over-optimisation: gold vs proxy reward" in html and "from metrics.jsonl" in html

@@ -83,14 +83,12 @@ REWARD = "reward"
 
 MODELS: dict[str, str] = {
     POLICY: "the policy π(y|x): a causal LM scored by its sequence log-probs",
-    REWARD: "a scalar reward r(x, y): a causal LM with a one-logit head read at the last token",
+    REWARD: "a reward / preference model: a causal LM with a classifier head read at the last token (reward.head)",
 }
 
 # Registered objectives that are not an algorithm's loss on their own (models fitted for the loop).
 OBJECTIVE_ONLY: dict[str, str] = {
-    "gpm": "fits a general preference model",
-    "hl_gauss": "fits a value / reward head by classification",
-    "maxmin_em": "fits MaxMin-RLHF's mixture of group reward models",
+    "hl_gauss": "fits a value / reward head by classification (reward.head: hl_gauss of bt_reward)",
 }
 
 
@@ -200,6 +198,12 @@ _ROWS = [
     Algorithm("bt_reward", "bt_reward", OFFLINE_PAIRS, NONE, "r − r* constant per prompt (Bradley–Terry data)",
               "tests/test_testbed_models.py::test_bt_reward_recovers_bradley_terry_rewards_up_to_a_shift",
               "Bradley & Terry 1952; Ouyang et al. 2022", frozenset({LM}), model=REWARD),
+    Algorithm("gpm", "gpm", OFFLINE_PAIRS, NONE, "any skew-symmetric preference, cycles included",
+              "tests/test_testbed_models.py::test_gpm_represents_the_cycle_exactly",
+              "Zhang et al. 2024, General Preference Model", frozenset({LM}), model=REWARD),
+    Algorithm("maxmin_em", "maxmin_em", OFFLINE_PAIRS, NONE, "one Bradley–Terry reward per annotator group (EM)",
+              "tests/test_testbed_groups.py::test_em_recovers_the_groups_and_the_maxmin_policy",
+              "Chakraborty et al. 2024, MaxMin-RLHF", frozenset({LM}), model=REWARD),
     Algorithm("maxmin", "maxmin", GROUP_DUAL, FIXED, "max-min policy over user groups",
               "tests/test_testbed_groups.py::test_maxmin_converges_to_the_maxmin_policy",
               "Chakraborty et al. 2024, MaxMin-RLHF", _TB, testbed={"iterations": 300, "inner_steps": 1}),

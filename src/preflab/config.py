@@ -27,6 +27,7 @@ from .training.config import (
     ObjectiveConfig,
     OnlineSection,
     ReferenceSection,
+    RewardSection,
     RolloutSection,
     TrainConfig,
 )
@@ -60,6 +61,7 @@ class RunConfig(Section):
     online: OnlineSection = Field(default_factory=OnlineSection, description="Online schedule: sampling for online algorithms.")
     iterative: IterativeSection = Field(default_factory=IterativeSection, description="Iterative schedule: rounds of sampling from π_t, judging and training.")
     rollout: RolloutSection = Field(default_factory=RolloutSection, description="Policy-gradient schedule: G samples per prompt, rewards, epochs over each rollout.")
+    reward: RewardSection = Field(default_factory=RewardSection, description="Reward-model head (algorithms that train a reward model).")
     quickstart: QuickstartSection = Field(default_factory=QuickstartSection, description="The end-to-end quickstart job.")
 
     @model_validator(mode="after")

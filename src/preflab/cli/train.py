@@ -16,7 +16,7 @@ def train_cmd(
     fork: bool = typer.Option(False, "--fork", help="Start a new run from the latest checkpoint's weights in "
                               "OUTPUT_DIR (the old run moves to OUTPUT_DIR/history/), e.g. after changing train.lr."),
 ) -> None:
-    """Train a policy (or, with algorithm: bt_reward, a reward model) with the config's objective, data and schedule; writes OUTPUT_DIR/{metrics.jsonl,
+    """Train a policy (or, with algorithm: bt_reward / gpm / maxmin_em, a reward model) with the config's objective, data and schedule; writes OUTPUT_DIR/{metrics.jsonl,
     checkpoints/, final/, provenance.json}. With train.resume: true a run continues only if its settings,
     data and model are unchanged (provenance.json); --fork starts a new run from its weights instead."""
     from ..config import load_config
@@ -34,13 +34,22 @@ def train_cmd(
     summary = f"{result.steps} steps, loss {last.get('loss', float('nan')):.4f}"
     if "rewards/margins" in last:
         summary += f", reward margin {last['rewards/margins']:.3f}, accuracy {last.get('rewards/accuracies', float('nan')):.2f}"
+    elif "preference/prob" in last:
+        summary += f", P(chosen ≻ rejected) {last['preference/prob']:.3f}, accuracy {last.get('rewards/accuracies', float('nan')):.2f}"
     summary += f", {result.tokens_per_s:,.0f} tokens/s"
     err_console.print(f"[green]done[/green]: {summary}")
     if result.eval_metrics:
         ev = result.eval_metrics
         line = f"eval loss {ev.get('loss', float('nan')):.4f}"
         if "accuracy" in ev:  # a reward model: TRL's RewardTrainer metrics on the held-out pairs
-            line += f", accuracy {ev['accuracy']:.3f}, margin {ev.get('margin', float('nan')):.3f}"
+            line += f", accuracy {ev['accuracy']:.3f}"
+            if "margin" in ev:
+                line += f", margin {ev['margin']:.3f}"
+            if "log_likelihood" in ev:  # a mixture (maxmin_em): the annotators' marginal log-likelihood
+                line += f", log-likelihood {ev['log_likelihood']:.3f}"
+        elif "preference/prob" in ev:  # a general preference model: P(chosen ≻ rejected) on the held-out pairs
+            line += (f", accuracy {ev.get('rewards/accuracies', float('nan')):.3f}, mean P(chosen ≻ rejected) "
+                     f"{ev['preference/prob']:.3f}")
         err_console.print(line)
     if result.final_model_dir is not None:
         typer.echo(str(result.final_model_dir))

@@ -80,6 +80,7 @@ class ExampleBatch:
     with_kl: bool = False
     meta: dict = field(default_factory=dict)
     winrate: Tensor | None = None
+    annotator: Tensor | None = None  # pairs: integer annotator ids (MaxMin-RLHF's mixture), when every pair has one
 
     def to(self, device: torch.device | str) -> ExampleBatch:
         moved = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}
@@ -264,6 +265,7 @@ def collate_examples(examples: Sequence[TokenizedExample], kind: str, layout: st
     sequences = collate_sequences(groups, layout, pad_id, pad_to_multiple_of)
     probs = [ex.prob for ex in examples]
     margins = [ex.margin for ex in examples]
+    annotators = [ex.annotator for ex in examples]
     return ExampleBatch(
         kind=kind,
         sequences=sequences,
@@ -274,6 +276,7 @@ def collate_examples(examples: Sequence[TokenizedExample], kind: str, layout: st
         label=torch.tensor([ex.label for ex in examples]) if kind == "unpaired" else None,
         margin=None if all(m is None for m in margins) else torch.tensor([m or 0.0 for m in margins]),
         with_kl=kind == "unpaired" and len(examples[0].completions) == 2,
+        annotator=None if any(a is None for a in annotators) else torch.tensor(annotators, dtype=torch.long),
     )
 
 

@@ -45,6 +45,7 @@ class TokenizedExample:
     label: float | None = None
     margin: float | None = None  # pairs: the reward gap asked of a reward model (None = 0)
     scores: tuple[float, ...] | None = None  # rankings: one score per completion, higher = better
+    annotator: int | None = None  # pairs: the annotator's index in the dataset's sorted annotator names (mixtures)
     prompt_cut: int = 0
     completion_cut: int = 0
 

@@ -120,6 +120,32 @@ def overoptimisation_plot(over: OverOptimisation) -> Figure | None:
     return fig
 
 
+def reliability_plot(bins: list[dict], ece: float | None = None) -> Figure | None:
+    """Reliability diagram of a reward model (``rm_eval.json``'s ``reliability`` bins): the predicted winner's
+    mean confidence against how often it won, per bin, the diagonal = perfect calibration; bar width ∝ count."""
+    rows = [b for b in bins if b.get("count")]
+    if not rows:
+        return None
+    fig = Figure(figsize=(4.6, 4.0), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0.5, 1.0], [0.5, 1.0], ":", color="#888", lw=1, label="perfect calibration")
+    total = sum(b["count"] for b in rows)
+    for b in rows:
+        width = (b["hi"] - b["lo"]) * (0.35 + 0.65 * b["count"] / total)
+        ax.bar((b["lo"] + b["hi"]) / 2, b["accuracy"], width=width, color=GREEN, alpha=0.35, edgecolor=GREEN)
+    ax.plot([b["confidence"] for b in rows], [b["accuracy"] for b in rows], "o-", color=GREEN, ms=4,
+            label="observed")
+    ax.set_xlim(0.5, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("confidence of the predicted winner  max(q, 1 − q)")
+    ax.set_ylabel("how often it won")
+    title = "Reliability diagram" + (f" (ECE {ece:.3f})" if ece is not None and np.isfinite(ece) else "")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def win_rate_plot(evals: list[EvalResult]) -> Figure | None:
     """Forest plot: every evaluation's win rate (and LC win rate) with its CI, against the 50% line."""
     rows = []

@@ -17,8 +17,15 @@ from ..files import atomic_write_bytes as _atomic_write
 from ..files import check_output_dir
 from . import html as H
 from .overoptimization import OverOptimisation, overoptimisation
-from .plots import gold_family_plot, overoptimisation_plot, png_bytes, training_curves, win_rate_plot
-from .report_sections import eval_sections, overopt_section
+from .plots import (
+    gold_family_plot,
+    overoptimisation_plot,
+    png_bytes,
+    reliability_plot,
+    training_curves,
+    win_rate_plot,
+)
+from .report_sections import eval_sections, overopt_section, rm_eval_section
 from .result import EvalResult
 from .run_files import MetricsLog, RunContents, read_run
 
@@ -175,17 +182,34 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
             except (TypeError, ValueError, KeyError, AttributeError) as exc:
                 missing.append(f"eval/{path.name}: not shown ({type(exc).__name__}: {exc})")
 
-    over = next((ev.overoptimisation for ev in evals if ev.overoptimisation and len(ev.overoptimisation.points) > 1),
-                None)
+    if run.rm_eval is not None:
+        nav.append(("reward-model", "Reward model"))
+        body.append('<h2 id="reward-model">Reward model on held-out pairs</h2>')
+        try:
+            bins = [b for b in run.rm_eval.get("reliability") or [] if isinstance(b, dict)]
+            ece = run.rm_eval.get("ece")
+            body.append(rm_eval_section(run.rm_eval))
+            body.append(w.figure(reliability_plot(bins, ece if isinstance(ece, int | float) else None),
+                                 "reliability", "reliability diagram of the reward model"))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            missing.append(f"rm_eval.json: not shown ({type(exc).__name__}: {exc})")
+
+    curves = [(ev.name, ev.overoptimisation) for ev in evals
+              if ev.overoptimisation and len(ev.overoptimisation.points) > 1]
     over_source = "evaluation results"
-    if over is None and run.metrics is not None:
-        over, over_source = overopt_from_metrics(run.metrics), "metrics.jsonl"
-    if over is not None:
+    if not curves and run.metrics is not None:
+        from_log = overopt_from_metrics(run.metrics)
+        curves, over_source = ([("metrics", from_log)] if from_log is not None else []), "metrics.jsonl"
+    if curves:
         nav.append(("overoptimisation", "Over-optimisation"))
         body.append('<h2 id="overoptimisation">Over-optimisation: gold vs proxy reward</h2>')
-        body.append(w.figure(overoptimisation_plot(over), "overoptimisation", "gold and proxy reward vs KL"))
+        for i, (name, over) in enumerate(curves):  # one plot per evaluation that holds a curve (e.g. best-of-n runs)
+            if len(curves) > 1:
+                body.append(f"<h3>{H.esc(name)}</h3>")
+            slug = "overoptimisation" if i == 0 else f"overoptimisation_{_slug(name)}"
+            body.append(w.figure(overoptimisation_plot(over), slug, f"gold and proxy reward vs KL ({name})"))
         if over_source == "metrics.jsonl":
-            body.append(overopt_section(over, "Over-optimisation table (from metrics.jsonl)"))
+            body.append(overopt_section(curves[0][1], "Over-optimisation table (from metrics.jsonl)"))
     else:  # most runs are not meant to produce it: a note, not a missing part
         body.append('<p class="muted">No over-optimisation plot: it needs checkpoints scored with KL and gold reward '
                     f"(in eval/*.json, or metrics.jsonl keys {H.esc(', '.join(GOLD_KEYS[:2]))}), which this run "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import html as H
 from .html import Raw, ci, esc, fmt, table
 from .overoptimization import OverOptimisation
 from .result import EvalResult
@@ -175,3 +176,35 @@ def _text(value) -> str:
 
 def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def rm_eval_section(rm: dict) -> str:
+    """A reward model's held-out evaluation (``rm_eval.json``): accuracy, ECE, gold agreement, in / out of the
+    training families, per family."""
+    def num(key: str, row: dict | None = None) -> object:
+        value = (row or rm).get(key)
+        return value if isinstance(value, int | float) else None
+
+    rows = [["pairs", H.fmt(num("n"), 0)], ["accuracy (labels)", H.fmt(num("accuracy"))],
+            ["expected calibration error", H.fmt(num("ece"))], ["mean margin", H.fmt(num("mean_margin"))]]
+    if rm.get("gold_agreement") is not None:
+        rows.append(["gold agreement", f"{H.fmt(num('gold_agreement'))} ({H.fmt(num('gold_pairs'), 0)} pairs)"])
+    if rm.get("mean_uncertainty") is not None:
+        rows.append(["ensemble std (mean)", H.fmt(num("mean_uncertainty"))])
+    html = H.table(["measure", "value"], rows)
+    split = [(label, rm.get(key)) for label, key in (("training families (in distribution)", "in_family"),
+                                                     ("held-out families (out of distribution)", "out_of_family"))]
+    split = [(label, row) for label, row in split if isinstance(row, dict)]
+    if split:
+        html += H.table(["pairs of", "n", "accuracy", "gold agreement"],
+                        [[label, H.fmt(num("n", row), 0), H.fmt(num("accuracy", row)),
+                          H.fmt(num("gold_agreement", row))] for label, row in split])
+    families = rm.get("families")
+    if isinstance(families, dict) and families:
+        seen = set(rm.get("train_families") or [])
+        html += "<details><summary>Per family</summary>" + H.table(
+            ["family", "trained on", "n", "accuracy", "gold agreement"],
+            [[fam, ("yes" if fam in seen else "no") if seen else "", H.fmt(num("n", row), 0),
+              H.fmt(num("accuracy", row)), H.fmt(num("gold_agreement", row))]
+             for fam, row in families.items() if isinstance(row, dict)]) + "</details>"
+    return html

@@ -13,6 +13,9 @@ model predicts q = σ(r(x, y_w) − r(x, y_l)) (Bradley & Terry 1952; Stiennon e
   ``preflab annotate`` and the quickstart from the task suite's gold scorers), the share of pairs with unequal
   gold scores that the rewards order like gold does — against the truth, where ``accuracy`` is against the
   (possibly noisy) labels.
+* **in / out of distribution**: given the task families the model was trained on (``train_families``), the same
+  accuracy and gold agreement over the pairs of those families (``in_family``) and over the pairs of every other
+  family (``out_of_family``, held-out task families), so a reward model that only memorised its families shows.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 from ..errors import DataError
 
 __all__ = ["ReliabilityBin", "RewardModelEval", "evaluate_reward_model", "expected_calibration_error",
-           "reward_pair_metrics"]
+           "families_of", "reward_pair_metrics"]
 
 
 @dataclass
@@ -53,6 +56,9 @@ class RewardModelEval:
     gold_pairs: int = 0
     mean_uncertainty: float | None = None  # ensembles: mean std of the members' rewards
     families: dict[str, dict[str, float]] = field(default_factory=dict)
+    train_families: list[str] | None = None
+    in_family: dict[str, float] | None = None  # n, accuracy (and gold_agreement) over the training families' pairs
+    out_of_family: dict[str, float] | None = None  # the same over every other family's pairs (held-out families)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,8 +94,10 @@ def expected_calibration_error(probs: Sequence[float], labels: Sequence[float], 
 
 def reward_pair_metrics(chosen: Sequence[float], rejected: Sequence[float], labels: Sequence[float | None],
                         gold: Sequence[tuple[float, float] | None] | None = None,
-                        families: Sequence[str | None] | None = None, n_bins: int = 10) -> RewardModelEval:
-    """Accuracy, ECE and gold agreement from the rewards of each pair's chosen and rejected response."""
+                        families: Sequence[str | None] | None = None, n_bins: int = 10,
+                        train_families: Sequence[str] | None = None) -> RewardModelEval:
+    """Accuracy, ECE and gold agreement from the rewards of each pair's chosen and rejected response; per family,
+    and (``train_families``) in and out of the families the model was trained on."""
     n = len(chosen)
     if len(rejected) != n or len(labels) != n:
         raise DataError(f"{n} chosen rewards, {len(rejected)} rejected rewards and {len(labels)} labels")
@@ -109,7 +117,25 @@ def reward_pair_metrics(chosen: Sequence[float], rejected: Sequence[float], labe
                 fam_gold, _ = _gold_agreement([d[i] for i in idx], [gold[i] for i in idx])
                 row["gold_agreement"] = math.nan if fam_gold is None else fam_gold
             result.families[fam] = row
+    if train_families is not None and families is not None:
+        seen = set(train_families)
+        result.train_families = sorted(seen)
+        inside = [i for i, f in enumerate(families) if f is not None and f in seen]
+        outside = [i for i, f in enumerate(families) if f is not None and f not in seen]
+        result.in_family = _subset(d, p, gold, inside) if inside else None
+        result.out_of_family = _subset(d, p, gold, outside) if outside else None
     return result
+
+
+def _subset(d: list[float], p: list[float], gold: Sequence[tuple[float, float] | None] | None,
+            idx: list[int]) -> dict[str, float]:
+    acc, _ = _accuracy([d[i] for i in idx], [p[i] for i in idx])
+    row = {"n": float(len(idx)), "accuracy": acc}
+    if gold is not None:
+        agree, n_gold = _gold_agreement([d[i] for i in idx], [gold[i] for i in idx])
+        row["gold_agreement"] = math.nan if agree is None else agree
+        row["gold_pairs"] = float(n_gold)
+    return row
 
 
 def _accuracy(d: list[float], p: list[float]) -> tuple[float, int]:
@@ -135,23 +161,36 @@ def _gold_of(pair: Any) -> tuple[float, float] | None:
         return None
 
 
-def evaluate_reward_model(judge: Any, pairs: Sequence[Any], *, n_bins: int = 10) -> RewardModelEval:
-    """Score every pair's two responses with ``judge`` (a reward model judge, or an ensemble) and measure."""
+def families_of(pairs: Sequence[Any]) -> list[str | None]:
+    """Each pair's task family (``metadata.family``, written by ``preflab annotate`` from the task suite)."""
+    return [(getattr(pr, "metadata", None) or {}).get("family") for pr in pairs]
+
+
+def evaluate_reward_model(judge: Any, pairs: Sequence[Any], *, n_bins: int = 10,
+                          train_families: Sequence[str] | None = None) -> RewardModelEval:
+    """Score every pair's two responses with ``judge`` (a reward model judge, or an ensemble) and measure;
+    ``train_families``: the families of the training data, for the in- / out-of-distribution split."""
     if not pairs:
         raise DataError("no held-out pairs to evaluate the reward model on", field="pairs")
     prompts = [pr.prompt for pr in pairs]
     both = list(pairs)
     uncertainty = getattr(judge, "score_with_uncertainty", None)
-    if callable(uncertainty):
+    if not getattr(judge, "can_score", True):  # a pairwise model (GPM): its logit d = log q/(1 − q) per pair
+        q = judge.compare_batch(prompts, [pr.chosen for pr in both], [pr.rejected for pr in both])
+        eps = 1e-12
+        rewards = [math.log(max(x, eps) / max(1.0 - x, eps)) for x in q] + [0.0] * len(q)
+        stds = None
+    elif callable(uncertainty):
         rewards, stds = uncertainty(prompts * 2, [pr.chosen for pr in both] + [pr.rejected for pr in both])
     else:
         rewards, stds = judge.score_batch(prompts * 2, [pr.chosen for pr in both] + [pr.rejected for pr in both]), None
     n = len(both)
     gold = [_gold_of(pr) for pr in both]
-    families = [(getattr(pr, "metadata", None) or {}).get("family") for pr in both]
+    families = families_of(both)
     result = reward_pair_metrics(rewards[:n], rewards[n:], [pr.preference_prob for pr in both],
                                  gold if any(g is not None for g in gold) else None,
-                                 families if any(f is not None for f in families) else None, n_bins)
+                                 families if any(f is not None for f in families) else None, n_bins,
+                                 train_families)
     if stds is not None:
         result.mean_uncertainty = sum(stds) / len(stds)
     return result

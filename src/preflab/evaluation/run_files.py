@@ -20,6 +20,7 @@ from .result import EvalResult
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 EVAL_DIR = "eval"
+RM_EVAL_FILE = "rm_eval.json"
 
 
 @dataclass
@@ -91,6 +92,7 @@ class RunContents:
     config_text: str | None = None
     evals: list[tuple[Path, EvalResult]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    rm_eval: dict | None = None  # RM_EVAL_FILE: a reward model's held-out evaluation (preflab rm-eval)
 
 
 def read_run(run_dir: str | Path) -> RunContents:
@@ -112,9 +114,16 @@ def read_run(run_dir: str | Path) -> RunContents:
         out.config_text = config_path.read_text(encoding="utf-8", errors="replace")
     else:
         out.problems.append(f"no {CONFIG_FILE}: the run's configuration is not shown")
+    rm_path = run_dir / RM_EVAL_FILE
+    if rm_path.is_file():
+        try:
+            rm = json.loads(rm_path.read_text(encoding="utf-8"))
+            out.rm_eval = rm if isinstance(rm, dict) else None
+        except (OSError, json.JSONDecodeError) as exc:
+            out.problems.append(f"{RM_EVAL_FILE} skipped: {exc}")
     eval_dir = run_dir / EVAL_DIR
     files = sorted(eval_dir.glob("*.json")) if eval_dir.is_dir() else []
-    if not files:
+    if not files and out.rm_eval is None:
         out.problems.append(f"no {EVAL_DIR}/*.json: no evaluation results (run `preflab eval`)")
     for f in files:
         try:

@@ -24,8 +24,10 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ModelNotFoundError
 from .attention import scoring_attention
 from .logprobs import attention_mask_for
+from .reward_heads import head_of_model
 
-__all__ = ["REWARD_CONFIG_KEY", "RewardScorer", "last_token_positions", "load_reward_model"]
+__all__ = ["REWARD_CONFIG_KEY", "RewardScorer", "check_reward_checkpoint", "check_tokenizer", "last_token_positions",
+           "load_reward_model"]
 
 #: Attribute of the saved model's config (config.json) that records how preflab tokenised the training data, so
 #: a judge scores new responses on the same ids (see :class:`preflab.feedback.judges.RewardModelJudge`).
@@ -36,13 +38,42 @@ def _is_classifier(config: Any) -> bool:
     return any(str(a).endswith("ForSequenceClassification") for a in (getattr(config, "architectures", None) or []))
 
 
+def check_reward_checkpoint(name_or_path: str, *, trust_remote_code: bool = False, field: str = "judge_args.model",
+                            ) -> None:
+    """A checkpoint read as a reward model must be a sequence classifier (a trained head): a causal LM would get a
+    freshly initialised, random head. A one-line ConfigError names it and ``field``."""
+    from transformers import AutoConfig
+
+    from .loading import _not_found, resolve_model
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model(name_or_path), trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise _not_found(name_or_path, exc) from None
+    if not _is_classifier(config):
+        arch = ", ".join(getattr(config, "architectures", None) or [type(config).__name__])
+        raise ConfigError(f"model '{name_or_path}' ({arch}) has no trained reward head; train one with preflab train "
+                          "(algorithm: bt_reward or gpm) or pass a sequence-classification checkpoint", field=field)
+
+
+def check_tokenizer(model: Any, tokenizer: Any, name: str, field: str = "judge_args.model") -> None:
+    """The tokenizer's ids must index the model's embedding table (a tokenizer from another model family would
+    read garbage or fail deep inside the forward): a one-line ConfigError."""
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    rows = int(emb.num_embeddings) if emb is not None else int(getattr(model.config, "vocab_size", 0) or 0)
+    if rows and len(tokenizer) > rows:
+        raise ConfigError(f"model '{name}': its tokenizer has {len(tokenizer)} tokens but the model's embedding "
+                          f"has {rows} rows (a tokenizer from another model?)", field=field)
+
+
 def load_reward_model(name_or_path: str, *, dtype: str = "auto", trust_remote_code: bool = False,
-                      revision: str | None = None, pad_token_id: int | None = None) -> Any:
-    """``AutoModelForSequenceClassification`` with one label from a causal LM checkpoint (a fresh ``score``
-    head, initialised from the global seed) or from a one-label classifier (its trained head). A classifier with
-    several labels, or an architecture transformers has no classification class for, is a one-line error naming
-    ``model.name_or_path``. ``pad_token_id`` is written into the config when it has none (batched pooling needs
-    it)."""
+                      revision: str | None = None, pad_token_id: int | None = None, num_labels: int = 1) -> Any:
+    """``AutoModelForSequenceClassification`` with ``num_labels`` outputs (1: a Bradley–Terry reward; more for the
+    heads of :mod:`preflab.models.reward_heads`) from a causal LM checkpoint (a fresh ``score`` head, initialised
+    from the global seed) or from a classifier with as many labels (its trained head). A classifier with another
+    number of labels, or an architecture transformers has no classification class for, is a one-line error
+    naming ``model.name_or_path``. ``pad_token_id`` is written into the config when it has none (batched pooling
+    needs it)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from .loading import _not_found, _torch_dtype, hub_kernels_off, resolve_model
@@ -52,10 +83,11 @@ def load_reward_model(name_or_path: str, *, dtype: str = "auto", trust_remote_co
         config = AutoConfig.from_pretrained(resolved, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as exc:
         raise _not_found(name_or_path, exc) from None
-    if _is_classifier(config) and config.num_labels != 1:
-        raise ConfigError(f"model '{name_or_path}' is a classifier with {config.num_labels} labels; a Bradley–Terry "
-                          "reward model has one (start from its causal LM instead)", field="model.name_or_path")
-    config.num_labels = 1
+    if _is_classifier(config) and config.num_labels != num_labels:
+        what = "a Bradley–Terry reward model has one" if num_labels == 1 else f"this reward head needs {num_labels}"
+        raise ConfigError(f"model '{name_or_path}' is a classifier with {config.num_labels} labels; {what} (start "
+                          "from its causal LM instead)", field="model.name_or_path")
+    config.num_labels = num_labels
     if getattr(config, "pad_token_id", None) is None and pad_token_id is not None:
         config.pad_token_id = pad_token_id
     try:
@@ -88,7 +120,8 @@ def last_token_positions(batch: Any, pad_id: int | None) -> Tensor:
 
 
 class RewardScorer(nn.Module):
-    """``forward(batch) -> (S,)`` rewards of every sequence of a ``SequenceBatch`` (any layout).
+    """``forward(batch) -> (S,)`` rewards of every sequence of a ``SequenceBatch`` (any layout); for a head that
+    is not one reward per sequence (:mod:`preflab.models.reward_heads`: ``gpm``, ``mixture``), ``(S, num_labels)``.
 
     The trainer's seam between a model and an objective: where :class:`~preflab.models.logprobs.SequenceScorer`
     turns a batch into summed log-probs, this turns it into rewards, and the same loop trains either. Decoder
@@ -103,6 +136,7 @@ class RewardScorer(nn.Module):
         inner = self.inner
         self.decoder = getattr(inner, getattr(inner, "base_model_prefix", ""), None) is not None and hasattr(inner, "score")
         self.pad_id = getattr(inner.config, "pad_token_id", None)
+        self.head = head_of_model(inner)
 
     @property
     def inner(self) -> nn.Module:
@@ -116,7 +150,7 @@ class RewardScorer(nn.Module):
             if batch.layout != "padded":
                 raise ConfigError(f"{type(inner).__name__} pools on its own; use train.layout: padded",
                                   field="train.layout")
-            return self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0]
+            return self.head.output(self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits)
         backbone = getattr(inner, inner.base_model_prefix)
         checkpointing = bool(getattr(backbone, "gradient_checkpointing", False))
         with scoring_attention(None if checkpointing else inner.config, batch.input_ids):
@@ -124,4 +158,4 @@ class RewardScorer(nn.Module):
             hidden = backbone(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
                               use_cache=False).last_hidden_state
         hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, last_token_positions(batch, self.pad_id))
-        return inner.score(hidden).squeeze(-1)
+        return self.head.output(inner.score(hidden))

@@ -15,6 +15,7 @@ from .config import (
     ObjectiveConfig,
     OnlineSection,
     ReferenceSection,
+    RewardSection,
     TrainConfig,
     make_params,
 )
@@ -30,7 +31,7 @@ _LAZY = {
     "latest_checkpoint": "checkpoint",
 }
 
-__all__ = ["IterativeSection", "LoraSection", "ObjectiveConfig", "OnlineSection", "ReferenceSection", "TrainConfig",
+__all__ = ["IterativeSection", "LoraSection", "ObjectiveConfig", "OnlineSection", "ReferenceSection", "RewardSection", "TrainConfig",
            "make_params", *_LAZY]
 
 

@@ -34,7 +34,7 @@ from ..models.reward import RewardScorer
 from ..objectives import ObjectiveSpec, get_objective
 from . import setup
 from .iterative import AnchoredReference, IterativeSchedule, PreviousIterateReference
-from .lm_algorithms import SAMPLED, lm_schedule, objective_params
+from .lm_algorithms import SAMPLED, lm_schedule, objective_params, reward_head
 from .online import OnlineSchedule, prompts_of
 from .rundir import RunStart, start_run
 from .schedule import OfflineSchedule, Schedule, eval_batches
@@ -186,6 +186,46 @@ def _policy_now(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Mod
     return score
 
 
+def annotator_ids(records: list[Any], examples: list[Any], eval_records: list[Any] | None, eval_examples: list[Any],
+                  data: Any) -> tuple[list[Any], list[Any]]:
+    """Each example with its annotator's index among the training data's sorted annotator names; a pair without
+    an annotator (or an eval pair whose annotator never labelled training data) is a one-line DataError."""
+    from ..errors import DataError
+
+    def name(record: Any, row: int, what: str, source: str | None) -> str:
+        who = getattr(record, "annotator", None)
+        if not who:
+            raise DataError(f"{what}: a mixture reward model (maxmin_em) needs the annotator of every pair",
+                            file=source, row=row, field="annotator")
+        return str(who)
+
+    ids = {a: i for i, a in enumerate(sorted({name(r, i, "training data", data.path) for i, r in enumerate(records)}))}
+    train = [replace(ex, annotator=ids[records[ex.index].annotator]) for ex in examples]
+    held: list[Any] = []
+    offset = len(records)
+    for ex in eval_examples:
+        row = ex.index - offset
+        who = name(eval_records[row], row, "eval data", data.eval_path or data.path)  # type: ignore[index]
+        if who not in ids:
+            raise DataError(f"eval data: annotator '{who}' labelled no training pair, so no group is known for it",
+                            file=data.eval_path or data.path, row=row, field="annotator")
+        held.append(replace(ex, annotator=ids[who]))
+    return train, held
+
+
+def _suite_gold(cfg: Any, records: Any) -> Any:
+    """The task suite's gold scorer when every online prompt is one of ``online.tasks``' prompts (None otherwise):
+    the online schedule logs the gold reward of its samples with it."""
+    from ..feedback.judges import GoldJudge
+    from ..feedback.tasks import get_suite
+
+    tasks = get_suite(cfg.online.tasks).tasks(cfg.online.num_prompts, seed=cfg.seed)
+    known = {repr(t.prompt) for t in tasks}
+    if not records or any(repr(getattr(r, "prompt", r)) not in known for r in records):
+        return None
+    return GoldJudge(tasks).score_batch
+
+
 def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_records: Any = None,
                 model: Any = None, tokenizer: Any = None) -> Parts:
     """Build every part of a run from ``cfg`` (see :func:`preflab.training.train`)."""
@@ -215,7 +255,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     start = start_run(cfg, records, eval_records, model, judge if kind in SAMPLED else None,
                       is_main=acc.is_main_process, barrier=acc.wait_for_everyone, log=acc.print)
     reward = algo.model == REWARD  # a reward model: the same loop, a scorer that reads rewards instead of log-probs
-    policy, tok = setup.load_policy(cfg, model, tokenizer, reward=reward)
+    policy, tok = setup.load_policy(cfg, model, tokenizer, reward=reward, head=reward_head(algo, cfg))
     if train.compile:  # before any forward: the cached reference must be scored by the same kernels
         from ..models.loading import cache_dir
 
@@ -239,6 +279,8 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     from ..threads import describe
 
     acc.print(describe())
+    if spec.inputs == "group_pairs":  # a mixture over annotator groups: every pair names its annotator
+        examples, eval_examples = annotator_ids(records, examples, eval_records, eval_examples, cfg.data)
 
     scorer: Any = (RewardScorer(policy) if reward
                    else SequenceScorer(policy, train.chunked_lm_head, train.logprob_chunk_size))
@@ -265,7 +307,7 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
             prompts_of(records), _sampler(cfg, acc, scorer, tok), judge, tk, train.batch_size, seed=cfg.seed,
             layout=train.layout, world_size=acc.num_processes, rank=acc.process_index,
             soft_labels=cfg.online.soft_labels, samples_per_prompt=2 if xpo else cfg.online.samples_per_prompt,
-            pairs=cfg.online.pairs,
+            pairs=cfg.online.pairs, gold=_suite_gold(cfg, records),
             explore_fn=_mixture_sampler(cfg, acc, scorer, tok, ref_holder, 1.0) if xpo else None)
     elif kind == "self_play":
         it = cfg.iterative

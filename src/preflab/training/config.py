@@ -172,3 +172,15 @@ class RolloutSection(Section):
     truncated: Literal["keep", "mask", "penalize"] = Field("keep", description="Completions cut by max_new_tokens (no EOS): trained as they are, left out of the loss, or penalised.")
     truncated_penalty: float = Field(1.0, ge=0, description="With truncated: penalize, subtracted from a cut completion's score.")
     gold: bool = Field(True, description="Also log the task suite's gold reward when the judge is not the gold one.")
+
+
+class RewardSection(Section):
+    """``reward:`` — the head of a reward model (algorithms that train one: bt_reward, gpm, maxmin_em)."""
+
+    head: Literal["scalar", "hl_gauss", "gpm", "mixture"] | None = Field(None, description="Reward head (preflab.models.reward_heads); null = the algorithm's: bt_reward scalar, gpm gpm, maxmin_em mixture.")
+    num_bins: int = Field(51, ge=2, description="hl_gauss: bins of the categorical head.")
+    v_min: float = Field(-10.0, description="hl_gauss: lowest reward the bins cover.")
+    v_max: float = Field(10.0, description="hl_gauss: highest reward the bins cover.")
+    sigma_ratio: float = Field(0.75, gt=0, description="hl_gauss: σ of the Gaussian target / bin width.")
+    dim: int = Field(8, ge=2, description="gpm: size 2k of the preference embedding (even).")
+    groups: int = Field(2, ge=1, description="mixture: number K of annotator groups (Bradley–Terry heads).")

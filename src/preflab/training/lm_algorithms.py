@@ -32,7 +32,8 @@ from .. import algorithms as table
 from ..algorithms import ALGORITHMS, Algorithm, get_algorithm
 from ..errors import ConfigError
 
-__all__ = ["LM_REFERENCES", "LM_SCHEDULES", "SAMPLED", "check_data", "check_iterative", "lm_schedule", "objective_params", "resolve_algorithm"]
+__all__ = ["LM_REFERENCES", "LM_SCHEDULES", "REWARD_HEADS", "SAMPLED", "check_data", "check_iterative", "lm_schedule", "objective_params", "resolve_algorithm",
+           "reward_head"]
 
 # The table's data schedules the LM trainer implements, and which of its schedules runs each.
 LM_SCHEDULES: dict[str, str] = {
@@ -144,6 +145,35 @@ def _kinds(kinds: tuple[str, ...]) -> str:
     return kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} or {kinds[-1]}"
 
 
+# The reward heads (preflab.models.reward_heads) each reward-model algorithm can train; the first is its default.
+REWARD_HEADS: dict[str, tuple[str, ...]] = {"bt_reward": ("scalar", "hl_gauss"), "gpm": ("gpm",),
+                                            "maxmin_em": ("mixture",)}
+
+
+def reward_head(algo: Algorithm, cfg: Any) -> Any:
+    """The :class:`~preflab.models.reward_heads.RewardHead` a reward-model algorithm trains (None for a policy):
+    ``reward.head`` (default: the algorithm's), sized by the ``reward:`` section; GPM's τ and normalisation are
+    its objective's, so the saved model's judge computes P(y ≻ y') as the loss did."""
+    from ..models.reward_heads import HEADS
+
+    if algo.model != table.REWARD:
+        return None
+    allowed = REWARD_HEADS.get(algo.name, ("scalar",))
+    name = cfg.reward.head or allowed[0]
+    if name not in allowed:
+        raise ConfigError(f"algorithm '{algo.name}' trains a reward head of kind {_kinds(allowed)}, not '{name}'",
+                          field="reward.head")
+    r = cfg.reward
+    if name == "hl_gauss":
+        return HEADS[name](num_bins=r.num_bins, v_min=r.v_min, v_max=r.v_max, sigma_ratio=r.sigma_ratio)
+    if name == "gpm":
+        params = objective_params(algo, cfg.objective.params)
+        return HEADS[name](dim=r.dim, tau=params.tau, normalize=params.normalize)
+    if name == "mixture":
+        return HEADS[name](groups=r.groups)
+    return HEADS[name]()
+
+
 def objective_params(algo: Algorithm, params: dict[str, Any]) -> Any:
     """The objective's params dataclass: the table's defaults for ``algo``, then the config's ``params``."""
     from .config import make_params
@@ -179,6 +209,11 @@ def resolve_algorithm(cfg: Any) -> Algorithm:
         check_rollout(algo.name, r.group_size, r.prompts_per_rollout, cfg.train.batch_size, cfg.train.grad_accum,
                       reward=r.reward)
     objective_params(algo, cfg.objective.params)
+    if algo.model == table.REWARD:
+        reward_head(algo, cfg)
+    elif cfg.reward.head is not None:
+        raise ConfigError(f"algorithm '{algo.name}' trains a policy; reward.head is for reward-model algorithms "
+                          f"({', '.join(REWARD_HEADS)})", field="reward.head")
     # Plain attribute writes: assignment would re-run this validation (validate_assignment).
     cfg.__dict__["algorithm"] = algo.name
     cfg.objective.__dict__["name"] = algo.objective

@@ -7,6 +7,12 @@ preferred one (with ``soft_labels`` the pair also carries max(p, 1 − p) as its
 always does). The objective is any registered pair objective (DPO by default); only the data source
 differs from the offline schedule, so the training loop is unchanged.
 
+Every batch is on-policy, so the step logs ``kl``: the mean of log π(y|x) − log π_ref(y|x) over its samples, the k1
+estimate of KL(π‖π_ref) at the current weights. With a ``gold`` scorer (the task suite's, when the prompts come
+from it) the schedule also logs ``gold_reward``, the mean gold score of the samples, and ``proxy_reward``, the
+judge's mean score when it scores single responses (a reward model), so the report's over-optimisation curve
+(gold and proxy against KL) fills for the run.
+
 The policy is trained on exactly the tokens it sampled (up to and including the EOS that ended them; a
 completion cut by ``max_new_tokens`` has no EOS), not on a decode/re-encode round trip; the judge reads
 the decoded text. Sampling seeds are a function of (run seed, batch position, process), so a resumed run
@@ -74,7 +80,8 @@ class OnlineSchedule(Schedule):
     def __init__(self, prompts: Sequence[Any], sample_fn: SampleFn, judge: Any, tokenizer: Tokenizer,
                  batch_size: int, *, seed: int = 0, layout: str = "padded", world_size: int = 1, rank: int = 0,
                  soft_labels: bool = False, samples_per_prompt: int = 2, pairs: str = "best_worst",
-                 explore_fn: ExploreFn | None = None):
+                 explore_fn: ExploreFn | None = None,
+                 gold: Callable[[list[Any], list[str]], list[float]] | None = None):
         if not prompts:
             raise DataError("the online schedule needs at least one prompt")
         if tokenizer.opt.truncation == "skip":  # a skipped sample would change the batch size: cut it instead
@@ -86,6 +93,7 @@ class OnlineSchedule(Schedule):
             raise ValueError("the online schedule judges at least two samples per prompt (XPO: exactly one of "
                              "the policy and one of π_ref)")
         self.k, self.pairs, self.explore_fn = samples_per_prompt, pairs, explore_fn
+        self.gold = gold
         self.pad_id = tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
         self.position = 0
         self.stream = ShuffledStream(len(self.prompts), seed)
@@ -131,11 +139,26 @@ class OnlineSchedule(Schedule):
             "online/identical": sum(a.token_ids == b.token_ids for a, b in zip(first, second, strict=True)) / len(probs),
             "online/completion_tokens": sum(lengths) / len(lengths),
         }
+        # the policy's own samples (XPO's second one is π_ref's): their gold and proxy rewards
+        self._log_rewards(prompts, [[a] for a in first] if self.explore_fn is not None else samples)
         batch = collate_examples(examples, "pair", self.layout, self.pad_id)
+        batch.meta["on_policy"] = self.explore_fn is None
         if self.explore_fn is not None:  # the π_ref sample is slot 1 unless the judge preferred it
             batch.meta["explore_slot"] = torch.tensor([int(p >= 0.5) for p in probs])
             self._last["online/explore_chosen"] = sum(p < 0.5 for p in probs) / len(probs)
         return batch
+
+    def _log_rewards(self, prompts: list[Any], samples: list[list[Any]]) -> None:
+        """Mean gold reward (the task suite's scorer, when the prompts are its tasks) and mean proxy reward (a
+        judge that scores, e.g. a reward model) of the policy's samples: the over-optimisation curve's points."""
+        flat_prompts = [p for p, group in zip(prompts, samples, strict=True) for _ in group]
+        texts = [c.text for group in samples for c in group]
+        if self.gold is not None:
+            scores = self.gold(flat_prompts, texts)
+            self._last["gold_reward"] = sum(scores) / len(scores)
+        if getattr(self.judge, "can_score", False):
+            scores = self.judge.score_batch(flat_prompts, texts)
+            self._last["proxy_reward"] = sum(scores) / len(scores)
 
     def _judged_round(self, prompts: list[Any], seed: int) -> ExampleBatch:
         """K > 2 samples per prompt: every pair judged, pairs chosen by ``self.pairs`` (a round's rules)."""
@@ -145,8 +168,9 @@ class OnlineSchedule(Schedule):
         data = build_round(prompts, samples, self.judge, self.tokenizer, rule=self.pairs,
                            soft_labels=self.soft_labels)
         self._last = {k.replace("iterative/", "online/"): v for k, v in data.metrics.items()}
+        self._log_rewards(prompts, samples)
         batch = collate_examples(data.examples, "pair", self.layout, self.pad_id)
-        batch.winrate = data.winrates
+        batch.winrate = data.winrates  # no "on_policy": the judge picked these samples, so no unbiased KL
         return batch
 
     def metrics(self) -> dict[str, float]:

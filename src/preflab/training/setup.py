@@ -12,7 +12,8 @@ from ..objectives import ObjectiveSpec
 from .lm_algorithms import SAMPLED
 
 KIND_OF_INPUTS = {"pair": "pairs", "unpaired": "unpaired", "iterative_pair": "pairs", "reward_pair": "pairs",
-                  "samples": "pairs", "xpo_pair": "pairs", "ranking": "rankings", "rollout": "prompts"}
+                  "samples": "pairs", "xpo_pair": "pairs", "ranking": "rankings", "rollout": "prompts",
+                  "preference_embedding": "pairs", "group_pairs": "pairs"}
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -63,9 +64,11 @@ def reference_mode(setting: str, spec: ObjectiveSpec, lora: bool, schedule: str)
     return mode
 
 
-def load_policy(cfg: Any, model: Any = None, tokenizer: Any = None, *, reward: bool = False) -> tuple[Any, Any]:
+def load_policy(cfg: Any, model: Any = None, tokenizer: Any = None, *, reward: bool = False,
+                head: Any = None) -> tuple[Any, Any]:
     """The model to train (fp32 master weights unless model.dtype says otherwise) and tokenizer, LoRA applied:
-    the policy, or (``reward``) a one-logit reward model whose ``score`` head LoRA trains in full."""
+    the policy, or (``reward``) a reward model with ``head`` (:mod:`preflab.models.reward_heads`; default a
+    one-logit scalar head) whose ``score`` layer LoRA trains in full."""
     from ..models import load_model, load_reward_model, load_tokenizer
     from ..models.policy import apply_lora
 
@@ -74,13 +77,20 @@ def load_policy(cfg: Any, model: Any = None, tokenizer: Any = None, *, reward: b
                                    revision=cfg.model.revision)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if reward and head is None:
+        from ..models.reward_heads import ScalarHead
+
+        head = ScalarHead()
     if model is None:
         load = load_reward_model if reward else load_model
-        extra = {"pad_token_id": tokenizer.pad_token_id} if reward else {}
+        extra = {"pad_token_id": tokenizer.pad_token_id, "num_labels": head.num_labels} if reward else {}
         model = load(cfg.model.name_or_path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
                      revision=cfg.model.revision, **extra)
     if reward:
-        mark_reward_model(model, tokenizer, cfg.train)
+        from ..models.reward import check_tokenizer
+
+        check_tokenizer(model, tokenizer, cfg.model.name_or_path, field="model.name_or_path")
+        mark_reward_model(model, tokenizer, cfg.train, head)
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = cfg.lora
@@ -93,20 +103,26 @@ def load_policy(cfg: Any, model: Any = None, tokenizer: Any = None, *, reward: b
     return model, tokenizer
 
 
-def mark_reward_model(model: Any, tokenizer: Any, train: Any) -> None:
-    """Check that ``model`` is a one-logit reward model and record, in its config (saved in config.json), how its
-    training data were tokenised, so a judge scores new responses on the same ids."""
+def mark_reward_model(model: Any, tokenizer: Any, train: Any, head: Any = None) -> None:
+    """Check that ``model`` is a sequence classifier with ``head.num_labels`` outputs (one for the default scalar
+    head) and record, in its config (saved in config.json), its head and how its training data were tokenised,
+    so a judge reads the same outputs of the same ids."""
     from ..models.reward import REWARD_CONFIG_KEY
+    from ..models.reward_heads import ScalarHead
 
+    head = head or ScalarHead()
     config = getattr(model, "config", None)
-    if config is None or getattr(config, "num_labels", None) != 1:
-        raise ConfigError(f"{type(model).__name__} is not a one-logit reward model (a sequence-classification "
-                          "model with num_labels=1)", field="model.name_or_path")
+    labels = getattr(config, "num_labels", None) if config is not None else None
+    if labels != head.num_labels or not hasattr(model, "score") and not hasattr(model, "classifier"):
+        what = ("a one-logit reward model (a sequence-classification model with num_labels=1)"
+                if head.num_labels == 1 else f"a sequence-classification model with the {head.num_labels} outputs "
+                f"of the '{head.name}' reward head")
+        raise ConfigError(f"{type(model).__name__} (num_labels={labels}) is not {what}", field="model.name_or_path")
     if getattr(config, "pad_token_id", None) is None:
         config.pad_token_id = tokenizer.pad_token_id
     setattr(config, REWARD_CONFIG_KEY, {"tokenization": "preflab", "chat_template": train.chat_template,
                                         "max_length": train.max_length,
-                                        "max_prompt_length": train.max_prompt_length})
+                                        "max_prompt_length": train.max_prompt_length, "head": head.to_dict()})
 
 
 def load_records(cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_records: Any = None,

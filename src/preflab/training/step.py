@@ -19,8 +19,15 @@ from torch import Tensor
 
 from ..data.collate import ExampleBatch
 from ..models.policy import Reference
-from ..objectives import ObjectiveSpec, PairInputs, RankingInputs, RewardPairInputs, UnpairedInputs
-from ..objectives.game_inputs import IterativePairInputs, SampleInputs, XPOInputs
+from ..objectives import (
+    ObjectiveSpec,
+    PairInputs,
+    PreferenceEmbeddingInputs,
+    RankingInputs,
+    RewardPairInputs,
+    UnpairedInputs,
+)
+from ..objectives.game_inputs import GroupPairInputs, IterativePairInputs, SampleInputs, XPOInputs
 
 
 def _slots(values: Tensor, batch: ExampleBatch) -> list[Tensor]:
@@ -100,6 +107,25 @@ def xpo_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: 
     return XPOInputs(**vars(base), policy_explore=explore)
 
 
+def preference_embedding_inputs(batch: ExampleBatch, embeddings: Tensor, ref: Tensor | None,
+                                anchor: Tensor | None = None) -> PreferenceEmbeddingInputs:
+    """Slot 0 = v(x, y_w), slot 1 = v(x, y_l): (B, 2k) preference embeddings (GPM), with the soft labels."""
+    chosen, rejected = _slots(embeddings, batch)
+    return PreferenceEmbeddingInputs(chosen_embedding=chosen, rejected_embedding=rejected, prob=batch.prob,
+                                     weight=batch.weight)
+
+
+def group_pair_inputs(batch: ExampleBatch, rewards: Tensor, ref: Tensor | None,
+                      anchor: Tensor | None = None) -> GroupPairInputs:
+    """Slot 0 = r_k(x, y_w), slot 1 = r_k(x, y_l): (B, K) rewards of the K group heads, with each pair's
+    annotator id (MaxMin-RLHF's EM)."""
+    chosen, rejected = _slots(rewards, batch)
+    if batch.annotator is None:
+        raise ValueError("group_pairs inputs need the pairs' annotator ids (ExampleBatch.annotator)")
+    return GroupPairInputs(reward_chosen=chosen, reward_rejected=rejected, annotator=batch.annotator,
+                           weight=batch.weight)
+
+
 INPUT_BUILDERS: dict[str, Callable[..., Any]] = {  # (batch, policy, ref, anchor) -> the objective's inputs
     "pair": pair_inputs,
     "unpaired": unpaired_inputs,
@@ -108,11 +134,14 @@ INPUT_BUILDERS: dict[str, Callable[..., Any]] = {  # (batch, policy, ref, anchor
     "samples": sample_inputs,
     "ranking": ranking_inputs,
     "xpo_pair": xpo_inputs,
+    "preference_embedding": preference_embedding_inputs,
+    "group_pairs": group_pair_inputs,
 }
 # The batch kind (preflab.data.collate) each input kind is built from.
 EXAMPLE_KINDS: dict[str, str] = {"pair": "pair", "unpaired": "unpaired", "iterative_pair": "pair",
                                  "reward_pair": "pair", "samples": "samples", "xpo_pair": "pair",
-                                 "ranking": "ranking", "rollout": "rollout"}
+                                 "ranking": "ranking", "rollout": "rollout", "preference_embedding": "pair",
+                                 "group_pairs": "pair"}
 
 
 def objective_loss(spec: ObjectiveSpec, params: Any, scorer: Callable[[Any], Tensor], reference: Reference,
@@ -128,7 +157,11 @@ def objective_loss(spec: ObjectiveSpec, params: Any, scorer: Callable[[Any], Ten
     policy = scorer(batch.sequences).float()
     ref = reference.logprobs(batch) if spec.needs_ref else None
     inputs = INPUT_BUILDERS[spec.inputs](batch, policy, ref, reference.anchor(batch))
-    return spec.fn(inputs, params)
+    loss, metrics = spec.fn(inputs, params)
+    if batch.meta.get("on_policy") and ref is not None and "kl" not in metrics:
+        # every sequence was just sampled from π at these weights: mean log π/π_ref is KL(π‖π_ref) (k1 estimator)
+        metrics = {**metrics, "kl": (policy.detach() - ref.float()).mean()}
+    return loss, metrics
 
 
 class MetricMeans:

@@ -2,6 +2,7 @@
 registered by name (:func:`register_judge`) and built from a config by :func:`make_judge`."""
 
 from .gold import GoldJudge
+from .gpm import GPMJudge
 from .llm import JUDGE_TEMPLATE, LLMJudge
 from .preference_model import PAIR_TEMPLATE, PreferenceModelJudge
 from .registry import JUDGES, get_judge, judge_name, make_judge, register_judge
@@ -13,6 +14,7 @@ __all__ = [
     "JUDGE_TEMPLATE",
     "PAIR_TEMPLATE",
     "AnnotatorJudge",
+    "GPMJudge",
     "GoldJudge",
     "LLMJudge",
     "PreferenceModelJudge",

@@ -27,6 +27,7 @@ class RewardModelJudge(Judge):
     """A sequence-classification reward model behind the Judge interface."""
 
     name = "reward_model"
+    reads_embeddings = False  # GPMJudge: the outputs are preference embeddings, not rewards
 
     @classmethod
     def from_config(cls, *, tasks: Sequence[Any] = (), model: str | list[str] | None = None,
@@ -51,6 +52,19 @@ class RewardModelJudge(Judge):
         if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
             model.config.pad_token_id = tokenizer.pad_token_id  # batched pooling needs it
         self._ids = _trained_tokenization(model, tokenizer)
+        from ...models.reward_heads import head_of_model
+
+        self.head = head_of_model(model)
+        if (self.head.name == "gpm") != self.reads_embeddings:
+            if self.reads_embeddings:
+                raise ConfigError(f"this model has a '{self.head.name}' reward head, not preference embeddings; use "
+                                  "judge: reward_model", field="judge_args.model")
+            raise ConfigError("this model is a general preference model (preference embeddings, no scalar reward); "
+                              "use judge: gpm", field="judge_args.model")
+        labels = int(getattr(model.config, "num_labels", 1))
+        if not 0 <= label_index < labels or self.head.name == "hl_gauss" and label_index:
+            raise ConfigError(f"label_index {label_index} is not a reward of this model ({labels} outputs, "
+                              f"'{self.head.name}' head)", field="judge_args.label_index")
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, trust_remote_code: bool = False, **kwargs) -> RewardModelJudge:
@@ -58,21 +72,33 @@ class RewardModelJudge(Judge):
         from transformers import AutoModelForSequenceClassification
 
         from ...models import load_model, load_tokenizer
+        from ...models.reward import check_reward_checkpoint, check_tokenizer
 
+        check_reward_checkpoint(name_or_path, trust_remote_code=trust_remote_code)
         tok = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
         model = load_model(name_or_path, trust_remote_code=trust_remote_code,
                            model_class=AutoModelForSequenceClassification)
+        check_tokenizer(model, tok, name_or_path)
         judge = cls(model, tok, **kwargs)
-        judge.name = f"rm:{name_or_path}"
+        judge.name = f"{'gpm' if cls.reads_embeddings else 'rm'}:{name_or_path}"
         return judge
 
     def score_batch(self, prompts: list, responses: list) -> list[float]:
+        """r(x, y) per response: the logit of ``label_index`` (for a mixture, group ``label_index``'s reward), or
+        the expected bin centre of an ``hl_gauss`` head."""
+        out = self.outputs_batch(prompts, responses)
+        if self.head.name == "hl_gauss":
+            return self.head.output(out).tolist()
+        return out[:, self.label_index].tolist()
+
+    def outputs_batch(self, prompts: list, responses: list) -> Any:
+        """(N, num_labels) float32 outputs of the classifier at each response's last token."""
         import torch
 
         from ...generation.sampler import bf16_autocast_ok
 
         pairs = list(zip(prompts, responses, strict=True))
-        out: list[float] = []
+        out: list[Any] = []
         for s in range(0, len(pairs), self.batch_size):
             chunk = pairs[s:s + self.batch_size]
             if self._ids is not None:
@@ -84,8 +110,8 @@ class RewardModelJudge(Judge):
             with torch.no_grad(), torch.autocast(self.model.device.type, dtype=torch.bfloat16,
                                                  enabled=bf16_autocast_ok(self.model)):
                 logits = self.model(**enc).logits
-            out.extend(logits[:, self.label_index].float().tolist())
-        return out
+            out.append(logits.float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, int(getattr(self.model.config, "num_labels", 1)))
 
     def score(self, prompt, response) -> float:
         return self.score_batch([prompt], [response])[0]
