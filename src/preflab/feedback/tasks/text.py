@@ -61,13 +61,11 @@ def mentions(text: str, targets) -> int:
 
 def echoes(response: str, prompt: str) -> bool:
     """The response mostly repeats the prompt: half or more of its word trigrams (casefolded) occur in the
-    prompt; for answers of one or two words, all of its words do. Empty answers do not echo."""
+    prompt. Answers under three words have no trigram and never echo (``42`` may well be in the prompt)."""
     got = [w.casefold() for w in words(response)]
     src = [w.casefold() for w in words(prompt)]
-    if not got:
-        return False
     if len(got) < 3:
-        return all(w in src for w in got)
+        return False
     grams = [tuple(got[i:i + 3]) for i in range(len(got) - 2)]
     seen = {tuple(src[i:i + 3]) for i in range(len(src) - 2)}
     return sum(1 for g in grams if g in seen) * 2 >= len(grams)
