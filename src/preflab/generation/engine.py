@@ -54,18 +54,18 @@ def supports_engine(model) -> bool:
 
 
 def _decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """One query per row: softmax(q·Kᵀ·scale + mask)·V with the query heads grouped over their KV head."""
+    """One query per row: softmax(q·Kᵀ·scale + mask)·V with the query heads grouped over their KV head, in float32
+    (scores, softmax and the weighted sum, as the fused kernels accumulate), rounded to the query's dtype once."""
     import torch
 
     b, h, _, d = query.shape
     hkv = key.shape[1]
-    q = query.reshape(b, hkv, h // hkv, d)
-    scores = torch.matmul(q, key.transpose(-1, -2)).float() * (scaling if scaling is not None else d**-0.5)
+    q = query.reshape(b, hkv, h // hkv, d).to(key.dtype)  # the slot cache holds float32 keys and values
+    scores = torch.matmul(q, key.transpose(-1, -2)) * (scaling if scaling is not None else d**-0.5)
     if attention_mask is not None:
         scores = scores + attention_mask
-    probs = scores.softmax(-1).to(value.dtype)
-    out = torch.matmul(probs, value)  # [b, hkv, groups, d]
-    return out.reshape(b, 1, h, d), None
+    out = torch.matmul(scores.softmax(-1), value)  # [b, hkv, groups, d]
+    return out.reshape(b, 1, h, d).to(query.dtype), None
 
 
 def _attention_name(original: str) -> str:
@@ -110,7 +110,8 @@ def engine_attention(model):
 
 
 class SlotCache:
-    """Per-layer K/V buffers ``[slots, kv_heads, capacity, head_dim]``. Before each decoding forward the engine
+    """Per-layer K/V buffers ``[slots, kv_heads, capacity, head_dim]`` (float32 when the model computes in bf16 or
+    fp16: the stored values are exact, and decoding attention accumulates in float32 as fused kernels do). Before each decoding forward the engine
     sets ``write_cols`` (each row's next column) and ``width`` (columns the attention reads); ``update``
     writes the step's keys/values in place and returns the first ``rows`` rows up to ``width``."""
 
@@ -128,9 +129,10 @@ class SlotCache:
         import torch
 
         for k, v in zip(layer_keys, layer_values, strict=True):
-            self.keys.append(torch.zeros((self.slots, k.shape[1], self.capacity, k.shape[3]), dtype=k.dtype,
+            dtype = torch.float32 if k.dtype in (torch.bfloat16, torch.float16) else k.dtype
+            self.keys.append(torch.zeros((self.slots, k.shape[1], self.capacity, k.shape[3]), dtype=dtype,
                                          device=k.device))
-            self.values.append(torch.zeros((self.slots, v.shape[1], self.capacity, v.shape[3]), dtype=v.dtype,
+            self.values.append(torch.zeros((self.slots, v.shape[1], self.capacity, v.shape[3]), dtype=dtype,
                                            device=v.device))
 
     def insert(self, row: int, count: int, layer_keys: list, layer_values: list, src_row: int) -> None:
@@ -151,8 +153,8 @@ class SlotCache:
 
         rows = torch.arange(key_states.shape[0], device=key_states.device)
         k, v = self.keys[layer_idx], self.values[layer_idx]
-        k[rows, :, self.write_cols] = key_states[:, :, 0]
-        v[rows, :, self.write_cols] = value_states[:, :, 0]
+        k[rows, :, self.write_cols] = key_states[:, :, 0].to(k.dtype)
+        v[rows, :, self.write_cols] = value_states[:, :, 0].to(v.dtype)
         n = key_states.shape[0]
         return k[:n, :, :self.width], v[:n, :, :self.width]
 
