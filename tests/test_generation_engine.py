@@ -168,3 +168,17 @@ def test_engine_support_and_fallback(tiny):
     with pytest.raises(ConfigError, match="does not support model type 'gpt2'"):
         sampler_mod.pick_engine(fake, "rollout")
     assert model.config._attn_implementation in ("sdpa", "eager")  # the engine restored the model's attention
+
+
+def test_logprobs_are_in_the_models_dtype_when_decoding_casts_weights(tiny):
+    model, tok = tiny
+    params = SamplingParams(max_new_tokens=6, temperature=1.0, n=2, seed=4, bf16=None, return_logprobs=True)
+    out = sample(model, tok, PROMPTS[:2], params)
+    for text, row in zip(render_prompts(tok, PROMPTS[:2]), out, strict=True):
+        prompt = tok(text, add_special_tokens=False)["input_ids"]
+        for c in row:
+            assert c.token_logprobs is None  # not requested
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([prompt + c.token_ids])).logits[0].double(), -1)
+            want = sum(logp[len(prompt) - 1 + k, t].item() for k, t in enumerate(c.token_ids))
+            assert c.logprob == pytest.approx(want, abs=1e-3)  # fp32 scores, even where decoding ran in bf16
