@@ -1,4 +1,5 @@
-"""Batched sampling from a causal LM with Hugging Face ``generate`` (KV cache), reproducible by seed.
+"""Batched sampling from a causal LM, reproducible by seed: the rollout engine (:mod:`.engine`), the plain
+decoding loop (:mod:`.decode`) or Hugging Face ``generate``, chosen by ``SamplingParams.engine``.
 
 :func:`sample` answers each prompt (a string or a chat message list, rendered through the tokenizer's
 chat template) with ``n`` completions and returns, for each, the text, the completion token ids (up to
@@ -8,8 +9,9 @@ truncation: the quantity that DPO / policy-gradient objectives need, not the sam
 
 Reproducibility: one ``seed`` seeds torch's generator (in a forked RNG state, so the caller's global
 state is untouched). The same prompts, parameters and model give the same completions; a prompt's
-completions may change with the *other* prompts in its batch (sampling draws one random tensor per
-step for the whole batch), as in every batched sampler.
+completions may change with the *other* prompts in its batch, and with ``batch_size`` (sampling draws one
+random tensor per step for the whole batch, and the rollout engine's rows depend on which sequences share
+them), as in every batched sampler.
 """
 
 from __future__ import annotations
