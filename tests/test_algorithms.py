@@ -23,7 +23,7 @@ from preflab.training.setup import KIND_OF_INPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 LM_ALGORITHMS = {"dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo", "kto", "online_dpo", "iterative_dpo",
-                 "sppo", "inpo", "dno", "bt_reward"}
+                 "sppo", "inpo", "dno", "bt_reward", "ppo", "rloo", "reinforce_pp", "remax", "grpo"}
 
 
 def test_every_objective_is_an_algorithms_loss_or_marked_objective_only():

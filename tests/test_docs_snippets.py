@@ -56,6 +56,10 @@ def size_overrides(command: tuple[str, ...], tiny: str) -> list[str]:
              ("generate",): ["--model", tiny, "--max-new-tokens", "4"],
              ("data", "inspect"): ["--tokenizer", tiny],
              ("testbed", "run"): ["--iterations", "10"]}
+    from preflab.cli.oneline import oneline_algorithms
+
+    if command and command[0] in oneline_algorithms():  # preflab dpo --model ... --dataset ...
+        return [item for value in TRAIN_SETS for item in ("--set", value)]
     for key, values in sets.items():
         if command[: len(key)] == key:
             return [item for value in values for item in ("--set", value)]

@@ -111,3 +111,15 @@ def test_template_with_default_system_prompt_keeps_prefix():
     ex = Tokenizer(t).example(PreferencePair("Hi", "Yo", "No"), 0)
     assert t.decode(ex.prompt_ids).startswith("<|im_start|>system\nDefault<|im_end|>\n<|im_start|>user\nHi")
     assert ex.completions[0] == ids(t, "Yo") + [t.eos_token_id]
+
+
+def test_an_hh_transcript_prompt_renders_turn_by_turn_in_training_and_sampling():
+    from preflab.data.tokenize import as_messages
+    from preflab.generation.sampler import chat_messages
+
+    prompt = "\n\nHuman: hi there\n\nAssistant: hello\n\nHuman: how are you?\n\nAssistant:"
+    turns = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello"},
+             {"role": "user", "content": "how are you?"}]
+    assert as_messages(prompt, "user") == chat_messages(prompt) == turns
+    assert as_messages("Human rights are ...", "user") == [{"role": "user", "content": "Human rights are ..."}]
+    assert as_messages("\n\nHuman: hi\n\nAssistant:", "assistant")[0]["role"] == "assistant"  # completions stay

@@ -111,7 +111,28 @@ def test_recipes_name_an_algorithm_the_trainer_runs(recipe):
     algo = ALGORITHMS[cfg.algorithm]
     assert algo.on_lm and cfg.objective.name == algo.objective
     if recipe.stem != "quickstart":  # a recipe is named after its algorithm (reward_model: bt_reward's)
-        assert {"reward_model": "bt_reward"}.get(recipe.stem, recipe.stem) == cfg.algorithm
+        assert {"reward_model": "bt_reward", "ppo_reward_model": "ppo"}.get(recipe.stem, recipe.stem) == cfg.algorithm
+
+
+OFFLINE_PAIR_RECIPES = [p for p in RECIPES if p.stem in ("dpo", "ipo", "simpo", "orpo", "kto")]
+
+
+@pytest.mark.parametrize("recipe", OFFLINE_PAIR_RECIPES, ids=lambda p: p.stem)
+def test_offline_recipes_train_as_shipped_on_a_tiny_model(recipe, tmp_path, tiny_dir):
+    """The shipped settings (prefix-shared layout, cached reference, LoRA) run: two steps, loss log 2 first."""
+    from preflab.data import save_records
+
+    data = save_records(synthetic_pairs(12), tmp_path / "prefs.jsonl")
+    cfg = load_config(recipe, [f"model.name_or_path={tiny_dir}", f"data.path={data}", f"output_dir={tmp_path / 'run'}",
+                               "train.max_steps=2", "train.batch_size=2", "train.grad_accum=1", "train.bf16=false",
+                               "train.progress=false", "train.save_every=0", "train.eval_every=0"])
+    result = train(cfg)
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl", "train")
+    assert [row["step"] for row in rows] == [1, 2] and result.final_model_dir is not None
+    beta = cfg.objective.params["beta"]
+    first = {"dpo": math.log(2), "ipo": (1 / (2 * beta)) ** 2}  # π = π_ref before the first update (margin 0)
+    if cfg.algorithm in first:
+        assert rows[0]["loss"] == pytest.approx(first[cfg.algorithm], rel=1e-5)
 
 
 class Always(Judge):

@@ -49,6 +49,7 @@ ONLINE_PAIRS = "online_pairs"
 ITERATIVE = "iterative"
 POLICY_GRADIENT = "policy_gradient"
 GROUP_DUAL = "group_dual"
+ROLLOUTS = "rollouts"
 
 DATA_SCHEDULES: dict[str, str] = {
     OFFLINE_PAIRS: "a fixed dataset of preference pairs",
@@ -58,6 +59,7 @@ DATA_SCHEDULES: dict[str, str] = {
     ITERATIVE: "rounds: sample from π_t, judge, then fit the round's loss",
     POLICY_GRADIENT: "samples from the policy, rewarded by a pairwise judge, policy-gradient steps",
     GROUP_DUAL: "policy-gradient steps on per-group rewards, a dual step on the group weights",
+    ROLLOUTS: "G completions per prompt from the policy, scored by a judge; epochs of clipped policy-gradient steps",
 }
 
 # Reference schedules: what log π is compared with.
@@ -134,6 +136,8 @@ _OFF = {"iterations": 20, "inner_steps": 5}
 _NASH = "tests/test_testbed_nash.py::test_converges_to_the_regularized_nash_equilibrium"
 _AVERAGE = "tests/test_testbed_nash.py::test_self_play_average_approaches_the_minimax_winner"
 _OFFLINE_TESTS = "tests/test_testbed_offline.py::"
+_PG = "tests/test_testbed_rollouts.py::test_each_method_reaches_the_kl_regularised_optimum"
+_KL_OPT = "KL optimum π_ref·exp(r/β)/Z (k1 KL in the reward)"
 
 _ROWS = [
     Algorithm("dpo", "dpo", OFFLINE_PAIRS, FIXED, "KL optimum π_ref·exp(r/β)/Z (Bradley–Terry)",
@@ -199,6 +203,18 @@ _ROWS = [
     Algorithm("maxmin", "maxmin", GROUP_DUAL, FIXED, "max-min policy over user groups",
               "tests/test_testbed_groups.py::test_maxmin_converges_to_the_maxmin_policy",
               "Chakraborty et al. 2024, MaxMin-RLHF", _TB, testbed={"iterations": 300, "inner_steps": 1}),
+    # policy-gradient RLHF on rollouts (preflab.objectives.policy_gradient, training.rollouts)
+    Algorithm("ppo", "ppo", ROLLOUTS, FIXED, _KL_OPT, _PG, "Schulman et al. 2017; Ouyang et al. 2022, PPO",
+              _BOTH, testbed={"iterations": 60, "inner_steps": 2}),
+    Algorithm("rloo", "rloo", ROLLOUTS, FIXED, _KL_OPT, _PG, "Ahmadian et al. 2024, RLOO", _BOTH,
+              testbed={"iterations": 60, "inner_steps": 2}),
+    Algorithm("reinforce_pp", "reinforce_pp", ROLLOUTS, FIXED, _KL_OPT, _PG, "Hu 2025, REINFORCE++", _BOTH,
+              testbed={"iterations": 400, "inner_steps": 2, "lr": 0.01}),
+    Algorithm("remax", "remax", ROLLOUTS, FIXED, _KL_OPT, _PG, "Li et al. 2024, ReMax", _BOTH,
+              testbed={"iterations": 60, "inner_steps": 2}),
+    Algorithm("grpo", "grpo", ROLLOUTS, FIXED,
+              "k1 in the reward or Dr. GRPO + k2 in the loss: KL optimum; paper form (k3, std): another point",
+              _PG, "Shao et al. 2024, GRPO", _BOTH, testbed={"iterations": 1000, "inner_steps": 1, "lr": 0.01}),
 ]
 
 ALGORITHMS: dict[str, Algorithm] = {row.name: row for row in _ROWS}

@@ -14,17 +14,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from .data.config import DataConfig
 from .errors import ConfigError
+from .evaluation.config import EvalConfig
+from .pipelines.config import QuickstartSection
+from .sections import Section
+from .training.config import (
+    IterativeSection,
+    LoraSection,
+    ObjectiveConfig,
+    OnlineSection,
+    ReferenceSection,
+    RolloutSection,
+    TrainConfig,
+)
 
 T = TypeVar("T", bound=BaseModel)
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -35,19 +42,6 @@ class ModelConfig(Section):
     dtype: str = Field("auto", description="Weights dtype: auto (fp32 master weights), float32, bfloat16.")
     trust_remote_code: bool = Field(False, description="Allow the model repo's own Python code to run.")
     device: str = Field("auto", description="Device for sampling and evaluation: auto (a CUDA GPU if present), cpu, cuda:N.")
-
-
-from .data.config import DataConfig  # noqa: E402  (needs Section, defined above)
-from .evaluation.config import EvalConfig  # noqa: E402  (needs Section, defined above)
-from .pipelines.config import QuickstartSection  # noqa: E402  (needs Section, defined above)
-from .training.config import (  # noqa: E402  (needs Section, defined above)
-    IterativeSection,
-    LoraSection,
-    ObjectiveConfig,
-    OnlineSection,
-    ReferenceSection,
-    TrainConfig,
-)
 
 
 class RunConfig(Section):
@@ -65,6 +59,7 @@ class RunConfig(Section):
     reference: ReferenceSection = Field(default_factory=ReferenceSection, description="The reference policy π_ref.")
     online: OnlineSection = Field(default_factory=OnlineSection, description="Online schedule: sampling for online algorithms.")
     iterative: IterativeSection = Field(default_factory=IterativeSection, description="Iterative schedule: rounds of sampling from π_t, judging and training.")
+    rollout: RolloutSection = Field(default_factory=RolloutSection, description="Policy-gradient schedule: G samples per prompt, rewards, epochs over each rollout.")
     quickstart: QuickstartSection = Field(default_factory=QuickstartSection, description="The end-to-end quickstart job.")
 
     @model_validator(mode="after")

@@ -111,6 +111,9 @@ def main() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os.execve(sys.executable, list(sys.orig_argv), env)
+    from .threads import apply_default
+
+    apply_default()  # before torch is imported: it sizes its thread pool from OMP_NUM_THREADS then
     from .cli import main as cli_main
 
     cli_main()

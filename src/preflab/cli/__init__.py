@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 _COMMAND_MODULES = ["models", "config", "data", "evaluate", "rm_eval", "sample", "annotate", "train", "algorithms",
-                    "testbed", "quickstart", "recipes"]
+                    "testbed", "quickstart", "recipes", "arena", "oneline"]
 
 
 def _version(value: bool) -> None:

@@ -78,8 +78,7 @@ def sample_cmd(
                                                                   device="auto"),
                                    tokenizer=load_tokenizer(model, trust_remote_code=trust_remote_code))
     t1 = time.perf_counter()
-    with err_console.status(f"sampling {len(items)} prompts x {num_samples} ({sampler.name})"):
-        results = sampler.generate([p for _, p, _ in items], params)
+    results = _sample_with_progress(sampler, [p for _, p, _ in items], params)
     t2 = time.perf_counter()
     rows = []
     for (pid, prompt, task), comps in zip(items, results, strict=True):
@@ -91,6 +90,25 @@ def sample_cmd(
     write_samples(rows, out)
     _summary(rows, t2 - t1)
     err_console.print(f"[dim]wrote {len(rows)} prompts to {escape(str(out))}; load {t1 - t0:.1f}s, sample {t2 - t1:.1f}s[/dim]")
+
+
+def _sample_with_progress(sampler, prompts: list, params) -> list:
+    """``sampler.generate`` in chunks of a few generate calls, with a count of completions and an ETA. Chunk
+    ``i`` samples with seed ``params.seed + i`` (its first prompt's index): reproducible, whatever the chunking
+    of a later run's progress display."""
+    from dataclasses import replace
+
+    from ..progress import Work
+
+    per_call = max(1, params.batch_size // params.n)
+    chunk = per_call * 4
+    results: list = []
+    with Work(f"sampling ({sampler.name})", len(prompts) * params.n, unit="completions") as work:
+        for start in range(0, len(prompts), chunk):
+            part = prompts[start:start + chunk]
+            results.extend(sampler.generate(part, replace(params, seed=params.seed + start)))
+            work.advance(len(part) * params.n)
+    return results
 
 
 def _summary(rows, seconds: float) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..config import Section
+from ..sections import Section
 
 FormatName = Literal["preference", "implicit_preference", "unpaired", "rated", "ranking"]
 KindName = Literal["pairs", "rankings", "unpaired"]

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import DataError
+from .fields import BadRow
+from .implicit import transcript_to_messages
 from .records import PreferencePair, Ranking, Text, Unpaired
 
 Truncation = Literal["keep_end", "skip", "error"]
@@ -87,8 +89,17 @@ class TokenizeOptions:
 
 
 def as_messages(text: Text, role: str) -> list[dict[str, Any]]:
-    """A plain string becomes one message of ``role``; a message list is kept."""
-    return [{"role": role, "content": text}] if isinstance(text, str) else list(text)
+    """A plain string becomes one message of ``role``; a message list is kept. A user prompt that is an HH
+    transcript (``"\\n\\nHuman: ...\\n\\nAssistant:"``, as HH-RLHF's implicit prompts are) becomes its turns,
+    so the chat template renders each turn with its own role instead of one message holding the markers."""
+    if not isinstance(text, str):
+        return list(text)
+    if role == "user" and text.lstrip("\n").startswith("Human:"):
+        try:
+            return [dict(m) for m in transcript_to_messages("\n\n" + text.lstrip("\n"))]
+        except BadRow:
+            pass
+    return [{"role": role, "content": text}]
 
 
 def _as_plain(text: Text, what: str, row: int) -> str:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..config import Section
+from ..sections import Section
 
 
 class EvalConfig(Section):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..progress import Work
 from .gold import gold_by_family
 from .groups import per_group_results
 from .kl import estimate_kl
@@ -216,9 +217,20 @@ def evaluate_policies(
     """
     sampling = sampling or EvalSampling()
     texts = [prompt_text(p) for p in prompts]
+    with Work("eval", 2 + (answers_b is None) + kl, unit="stages", every_s=0) as work:
+        return _evaluate(policy, reference, tokenizer, prompts, texts, judge, sampling, work, kl=kl,
+                         kl_samples_per_prompt=kl_samples_per_prompt, length_unit=length_unit, bf16=bf16,
+                         answers_b=answers_b, **kwargs)
+
+
+def _evaluate(policy, reference, tokenizer, prompts: Sequence, texts: list, judge, sampling: EvalSampling,
+              work: Work, *, kl: bool, kl_samples_per_prompt: int, length_unit: str, bf16: bool,
+              answers_b: Sequence[str] | None, **kwargs: Any) -> EvalResult:
     t0 = time.perf_counter()
+    work.update(0, f"policy answers to {len(texts)} prompts")
     a = _sample(policy, tokenizer, texts, sampling, bf16)
     if answers_b is None:
+        work.advance(1, "reference answers")
         with _as_reference(policy, reference) as ref:
             b = _sample(ref, tokenizer, texts, sampling, bf16)
         b_texts, b_lens = b.texts, [len(c) for c in b.completion_ids]
@@ -226,10 +238,12 @@ def evaluate_policies(
         b_texts = list(answers_b)
         b_lens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in b_texts]
     t_sample = time.perf_counter() - t0
+    work.advance(1, "judging and statistics")
     lengths = ([len(c) for c in a.completion_ids], b_lens) if length_unit == "tokens" else None
     result = evaluate_answers(prompts, a.texts, b_texts, judge, lengths=lengths, **kwargs)
     t_judge = time.perf_counter() - t0 - t_sample
     if kl:
+        work.advance(1, "KL(policy || reference)")
         reuse = sampling.temperature == 1.0 and sampling.top_p == 1.0 and kl_samples_per_prompt == 1
         kl_samples = a if reuse else sample_completions(
             policy, tokenizer, texts, n_per_prompt=kl_samples_per_prompt, max_new_tokens=sampling.max_new_tokens,
@@ -245,6 +259,7 @@ def evaluate_policies(
         "seconds": {"sampling": round(t_sample, 2), "judging": round(t_judge, 2),
                     "kl": round(time.perf_counter() - t0 - t_sample - t_judge, 2)},
     })
+    work.advance(1, "done")
     return result
 
 

@@ -91,10 +91,11 @@ class Completion:
 
 
 def chat_messages(prompt) -> list[dict[str, str]]:
-    """A prompt as chat messages: a plain string becomes one user turn."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return list(prompt)
+    """A prompt as chat messages: a plain string becomes one user turn (an HH transcript, its turns), as in
+    training (:func:`preflab.data.tokenize.as_messages`)."""
+    from ..data.tokenize import as_messages
+
+    return as_messages(prompt, "user")
 
 
 def render_prompts(tokenizer, prompts: list) -> list[str]:

@@ -253,8 +253,12 @@ class SequenceScorer(nn.Module):
         elif chunked_head and not supports_chunked_head(model):
             raise ValueError(f"{type(model).__name__} transforms its logits; the chunked lm-head cannot be used")
         self.chunked_head = bool(chunked_head)
+        self.value_head: nn.Module | None = None  # PPO's critic on the final hidden states (models/value.py)
 
-    def forward(self, batch: Any) -> Tensor:
+    def forward(self, batch: Any, per_token: bool = False) -> Any:
+        """(S,) summed completion log-probs; with ``per_token`` the (N,) log-probs of the completion tokens in
+        plan order (``batch.sequence_index``) and the value head's outputs at the states predicting them (None
+        without a value head): ``(token_logprobs, values)``."""
         # CPU, short rows: flash forward, matmul backward (models/attention.py). Not under gradient checkpointing,
         # whose backward recomputes the blocks outside this context (with the default kernel).
         decoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else None
@@ -264,8 +268,8 @@ class SequenceScorer(nn.Module):
             if fast and self._packable(batch):
                 packing = RowPacking.of(batch.attention_mask)
                 with row_packing(packing):
-                    return self._forward(batch, packing)
-            return self._forward(batch)
+                    return self._forward(batch, packing, per_token)
+            return self._forward(batch, None, per_token)
 
     def _packable(self, batch: Any) -> bool:
         """Prefix-shared rows with padding, scored through :func:`scoring_sdpa` (no attention dropout)."""
@@ -275,7 +279,7 @@ class SequenceScorer(nn.Module):
         dropout = float(getattr(self.model.config, "attention_dropout", 0.0) or 0.0)
         return batch.num_tokens < batch.input_ids.numel() and (dropout == 0.0 or not self.model.training)
 
-    def _forward(self, batch: Any, packing: RowPacking | None = None) -> Tensor:
+    def _forward(self, batch: Any, packing: RowPacking | None = None, per_token: bool = False) -> Any:
         inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids,
                   "attention_mask": attention_mask_for(self.model, batch.attention_mask, batch.position_ids)}
         logit_index = batch.logit_index
@@ -283,6 +287,7 @@ class SequenceScorer(nn.Module):
             inputs["input_ids"] = batch.input_ids.reshape(-1)[packing.tokens].unsqueeze(0)
             inputs["position_ids"] = batch.position_ids.reshape(-1)[packing.tokens].unsqueeze(0)
             logit_index = packing.slots.reshape(-1)[logit_index]
+        values = None
         if self.chunked_head:
             hidden = self.model.get_decoder()(**inputs, use_cache=False).last_hidden_state
             hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, logit_index)
@@ -291,9 +296,16 @@ class SequenceScorer(nn.Module):
             tok = linear_token_logprobs(hidden, head.weight if cached is None else cached, batch.target_ids,
                                         getattr(head, "bias", None), self.chunk_size)
         else:
-            logits = self.model(**inputs, use_cache=False).logits
-            logits = logits.reshape(-1, logits.shape[-1]).index_select(0, logit_index)
+            out = self.model(**inputs, use_cache=False, output_hidden_states=self.value_head is not None and per_token)
+            logits = out.logits.reshape(-1, out.logits.shape[-1]).index_select(0, logit_index)
             tok = token_logprobs(logits, batch.target_ids, self.chunk_size)
+            if self.value_head is not None and per_token:
+                hidden = out.hidden_states[-1]
+                hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, logit_index)
+        if per_token:
+            if self.value_head is not None:
+                values = self.value_head(hidden.float())
+            return tok, values
         return segment_sum(tok, batch.sequence_index, batch.num_sequences)
 
 

@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     nash,
     online,
     pairwise,
+    policy_gradient,
     reference_free,
     reward_models,
     self_play,

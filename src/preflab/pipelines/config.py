@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..config import Section
+from ..sections import Section
 
 
 class QuickstartSection(Section):

@@ -21,6 +21,7 @@ from ..algorithms import Algorithm, get_algorithm
 from ..errors import ConfigError
 from . import schedules
 from .games import PreferenceGame
+from .rollouts import rollouts
 from .schedules import TrainConfig, Trajectory
 from .solvers import exploitability, kl_divergence, tv_distance
 
@@ -41,6 +42,7 @@ RUNNERS: dict[tuple[str, str], Runner] = {
     (table.POLICY_GRADIENT, table.NONE): schedules.online_pg,
     (table.POLICY_GRADIENT, table.PROX_SNAPSHOTS): schedules.mirror_prox,
     (table.GROUP_DUAL, table.FIXED): schedules.maxmin_dual,
+    (table.ROLLOUTS, table.FIXED): rollouts,
 }
 
 ALGORITHMS: dict[str, Algorithm] = {name: a for name, a in table.ALGORITHMS.items() if a.on_testbed}

@@ -194,7 +194,10 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     anchored = previous_iterate and spec.inputs == "iterative_pair"
     mode = ("previous_iterate" if previous_iterate and not anchored
             else setup.reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, kind))
-    if kind in SAMPLED and judge is None:
+    if kind == "rollout" and params.beta == 0 and params.kl_target is None and cfg.reference.mode == "auto":
+        mode = "none"  # no KL term: no reference to keep (TRL's GRPO default, β = 0)
+    judge_from_cfg = kind in SAMPLED and judge is None
+    if judge_from_cfg:
         from .judging import judge_from_config
 
         judge, task_prompts = judge_from_config(cfg)
@@ -226,10 +229,18 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         acc.print(f"eval data: {eval_stats.summary()}")
     if stats is not None:
         acc.print(f"data: {stats.summary()}")
+    from ..threads import describe
+
+    acc.print(describe())
 
     scorer: Any = (RewardScorer(policy) if reward
                    else SequenceScorer(policy, train.chunked_lm_head, train.logprob_chunk_size))
     base_scorer = scorer
+    if kind == "rollout" and algo.objective == "ppo":  # PPO's critic: a value head on the shared trunk
+        from ..models.value import ValueHead
+
+        scorer.value_head = ValueHead(policy.config.hidden_size, params.value_head, params.num_bins, params.v_min,
+                                      params.v_max)
     example_kind = EXAMPLE_KINDS[spec.inputs]
     optimizer = setup.build_optimizer(scorer, train)
     scorer, optimizer = acc.prepare(scorer, optimizer)
@@ -254,6 +265,12 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
             soft_labels=cfg.online.soft_labels, reference=round_reference,
             score_fn=_policy_now(cfg, acc, base_scorer, policy, batches) if previous_iterate else None,
             seed=cfg.seed, layout=train.layout, world_size=acc.num_processes, rank=acc.process_index)
+    elif kind == "rollout":
+        from .rollouts import make_rollout_schedule
+
+        built: list[Reference] = []  # the reference is built below; the schedule's first rollout comes later
+        schedule = make_rollout_schedule(cfg, acc, scorer, lambda: built[0], tok, tk, judge, prompts_of(records),
+                                         algo.name, params, from_config=judge_from_cfg)
     else:
         schedule = OfflineSchedule(examples, example_kind, train.batch_size, seed=cfg.seed, layout=train.layout,
                                    pad_id=tok.pad_token_id, world_size=acc.num_processes,
@@ -280,6 +297,8 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     if anchored:
         initial = _reference(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
         reference = AnchoredReference(initial, round_reference)
+    if kind == "rollout":
+        built.append(reference)
     if bf16 and mode == "frozen_copy":
         frozen = reference.initial if isinstance(reference, AnchoredReference) else reference
         casts = [FrozenCasts(policy), FrozenCasts(frozen.scorer.model)]

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
-from ..config import Section
 from ..errors import PreflabError
+from ..sections import Section
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
@@ -40,8 +40,8 @@ class TrainConfig(Section):
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this; null = no clipping.")
     bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast with fp32 master weights; auto = where the hardware has bf16.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
-    compile: bool = Field(False, description="torch.compile each decoder block (regional compilation): fused kernels, fewer saved activations; a one-off compile (1–2 min on 2 CPU cores, ~3x less from the on-disk cache) that paid off after ~55–300 SmolLM2-135M steps on this project's CPUs (README, Performance).")
-    compile_memory_budget: float = Field(0.8, gt=0, le=1, description="With compile: the share of the saved activations' memory that the compiled backward may keep (PyTorch's activation_memory_budget); below 1, cheap ops are recomputed in backward instead of saved. 0.8 cut SmolLM2-135M's peak RSS by ~0.6 GB with no measurable slowdown (README, Performance).")
+    compile: bool = Field(False, description="torch.compile each decoder block (regional compilation); a one-off compile of 1–2 min that pays off over long runs (docs/performance.md).")
+    compile_memory_budget: float = Field(0.8, gt=0, le=1, description="With compile: the share of saved activations the compiled backward keeps (below 1 recomputes cheap ops; docs/performance.md).")
     max_length: int = Field(1024, ge=2, description="Max tokens of prompt + completion.")
     max_prompt_length: int | None = Field(None, ge=1, description="Max prompt tokens (keep_end cuts to this); null = max_length // 2 when cutting.")
     truncation: Literal["keep_end", "skip", "error"] = Field("keep_end", description="Rows longer than max_length: cut (prompt's end kept), skip (counted), or error.")
@@ -153,3 +153,17 @@ class IterativeSection(Section):
     steps_per_round: int | None = Field(None, ge=1, description="Optimizer steps per round; null = one pass over the round's pairs.")
     pairs: Literal["best_worst", "all"] = Field("best_worst", description="Pairs per prompt: highest vs lowest estimated win rate, or every pair of distinct samples.")
     reference: Literal["previous_iterate", "initial"] = Field("previous_iterate", description="π_t of the round (the table's schedule) or the initial policy π_0 (iterative DPO only).")
+
+
+class RolloutSection(Section):
+    """Policy-gradient schedules (PPO, RLOO, REINFORCE++, ReMax, GRPO): G completions per prompt from the current
+    policy, rewards from online.judge, then epochs of minibatch steps. Sampling and prompts come from ``online:``."""
+
+    group_size: int = Field(4, ge=1, description="Completions G sampled per prompt (RLOO and GRPO need at least 2).")
+    prompts_per_rollout: int = Field(4, ge=1, description="Prompts per rollout batch; the rollout holds prompts_per_rollout × group_size completions.")
+    epochs: int = Field(1, ge=1, description="Passes over each rollout batch (PPO epochs), in minibatches of train.batch_size × train.grad_accum completions.")
+    reward: Literal["score", "win_rate"] = Field("score", description="score: the judge's score; win_rate: the fraction of the prompt's other samples it beats (pairwise judges).")
+    reward_norm: Literal["none", "batch", "running"] = Field("none", description="Normalise scores before the estimator: over the rollout batch, or by running mean and std.")
+    truncated: Literal["keep", "mask", "penalize"] = Field("keep", description="Completions cut by max_new_tokens (no EOS): trained as they are, left out of the loss, or penalised.")
+    truncated_penalty: float = Field(1.0, ge=0, description="With truncated: penalize, subtracted from a cut completion's score.")
+    gold: bool = Field(True, description="Also log the task suite's gold reward when the judge is not the gold one.")

@@ -37,9 +37,10 @@ LM_SCHEDULES: dict[str, str] = {
     table.OFFLINE_UNPAIRED: "offline",
     table.ONLINE_PAIRS: "online",
     table.ITERATIVE: "iterative",
+    table.ROLLOUTS: "rollout",
 }
 LM_REFERENCES: tuple[str, ...] = (table.FIXED, table.PREVIOUS_ITERATE, table.NONE)
-SAMPLED = ("online", "iterative")  # the trainer's schedules whose data the policy samples during training
+SAMPLED = ("online", "iterative", "rollout")  # the trainer's schedules whose data the policy samples during training
 
 # Record kinds (preflab.data) each offline data schedule can train on, after conversion
 # (rankings → pairs by data.rule → unpaired).
@@ -142,6 +143,12 @@ def resolve_algorithm(cfg: Any) -> Algorithm:
     lm_schedule(algo, field)
     check_data(algo, cfg.data)
     check_iterative(algo, cfg)
+    if LM_SCHEDULES.get(algo.data) == "rollout":
+        from .rollouts import check_rollout
+
+        r = cfg.rollout
+        check_rollout(algo.name, r.group_size, r.prompts_per_rollout, cfg.train.batch_size, cfg.train.grad_accum,
+                      reward=r.reward)
     objective_params(algo, cfg.objective.params)
     # Plain attribute writes: assignment would re-run this validation (validate_assignment).
     cfg.__dict__["algorithm"] = algo.name

@@ -278,6 +278,8 @@ class _Loop:
                 session_tokens, session_time = session_tokens + metrics["tokens"], session_time + step_time
                 metrics["tokens_per_s"] = window_tokens / max(window_time, 1e-9)
                 metrics["step_time"] = step_time
+                if "time/rollout" in metrics:  # the rollout schedule: sampling + judging + scoring this step
+                    metrics["time/update"] = step_time - metrics["time/rollout"]
                 metrics["epoch"] = getattr(p.schedule, "epoch", 0.0)
                 bar.update(self.step, metrics)
                 if self.step % train.log_every == 0 or self.step == p.total_steps:

@@ -14,16 +14,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 from ..durable import append_line, atomic_write_text, fsync_file, storage_error
 from ..errors import DataError, PreflabWarning
 
@@ -134,30 +124,27 @@ def _fmt(metrics: dict[str, Any], key: str, spec: str) -> str:
 
 
 class ProgressBar:
-    """Rich progress: step n/N, loss, reward margin, accuracy, tokens/s, elapsed and ETA."""
+    """Training progress (:class:`preflab.progress.Work`): step n/N, loss, reward margin, accuracy, tokens/s,
+    elapsed and ETA; the margin and tokens/s only where the terminal is wider than 100 columns."""
 
     def __init__(self, total: int, start: int = 0, enabled: bool = True, description: str = "train"):
-        self.enabled = enabled
-        if not enabled:
-            return
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=Console(stderr=True),  # stdout stays clean for scripts
-        )
-        self.task = self.progress.add_task(description, total=total, completed=start, info="")
-        self.progress.start()
+        from ..progress import Work
+
+        self.work = Work(description, total, start=start, enabled=enabled, unit="steps").__enter__()
+        self.wide = self.work.console.width > 100
 
     def update(self, step: int, metrics: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        info = (f"loss {_fmt(metrics, 'loss', '.4f')}  margin {_fmt(metrics, 'rewards/margins', '.3f')}  "
-                f"acc {_fmt(metrics, 'rewards/accuracies', '.2f')}  {_fmt(metrics, 'tokens_per_s', ',.0f')} tok/s")
-        self.progress.update(self.task, completed=step, info=info)
+        info = f"loss {_fmt(metrics, 'loss', '.4f')}"
+        if self.wide and "rewards/margins" in metrics:
+            info += f"  margin {_fmt(metrics, 'rewards/margins', '.3f')}"
+        if "rewards/accuracies" in metrics:
+            info += f"  acc {_fmt(metrics, 'rewards/accuracies', '.2f')}"
+        if self.wide and "tokens_per_s" in metrics:
+            info += f"  {_fmt(metrics, 'tokens_per_s', ',.0f')} tok/s"
+        self.work.update(step, info)
 
     def close(self) -> None:
-        if self.enabled:
-            self.progress.stop()
+        self.work.__exit__(None, None, None)
 
 
 def flat_config(cfg: Any) -> dict[str, Any]:

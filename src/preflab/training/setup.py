@@ -11,7 +11,8 @@ from ..errors import ConfigError, DataError
 from ..objectives import ObjectiveSpec
 from .lm_algorithms import SAMPLED
 
-KIND_OF_INPUTS = {"pair": "pairs", "unpaired": "unpaired", "iterative_pair": "pairs", "reward_pair": "pairs"}
+KIND_OF_INPUTS = {"pair": "pairs", "unpaired": "unpaired", "iterative_pair": "pairs", "reward_pair": "pairs",
+                  "rollout": "prompts"}
 
 
 def bf16_supported(device: torch.device) -> bool:

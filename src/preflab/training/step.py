@@ -77,12 +77,16 @@ INPUT_BUILDERS: dict[str, Callable[..., Any]] = {  # (batch, policy, ref, anchor
 }
 # The batch kind (preflab.data.collate) each input kind is built from.
 EXAMPLE_KINDS: dict[str, str] = {"pair": "pair", "unpaired": "unpaired", "iterative_pair": "pair",
-                                 "reward_pair": "pair"}
+                                 "reward_pair": "pair", "rollout": "rollout"}
 
 
 def objective_loss(spec: ObjectiveSpec, params: Any, scorer: Callable[[Any], Tensor], reference: Reference,
                    batch: ExampleBatch) -> tuple[Tensor, dict[str, Any]]:
     """Run policy (with grad) and reference (without) on ``batch`` and apply the objective."""
+    if spec.inputs == "rollout":  # per-token inputs: the rollout carries π_old, π_ref and the advantages
+        from .rollouts import rollout_loss
+
+        return rollout_loss(spec, params, scorer, reference, batch)
     if spec.inputs not in INPUT_BUILDERS:
         raise ValueError(f"objective '{spec.name}' consumes '{spec.inputs}' inputs; the LM trainer builds "
                          f"{', '.join(INPUT_BUILDERS)}")

@@ -1,0 +1,535 @@
+"""Rollout schedule: policy-gradient RLHF (PPO, RLOO, REINFORCE++, ReMax, GRPO) through the one training loop.
+
+Rollout t (t = 0, 1, …):
+
+1. the next ``prompts_per_rollout`` prompts of a seeded shuffle get G = ``group_size`` completions each from the
+   policy as it is now (π_old), seeded by (run seed, t): a resumed run draws the same samples. The policy trains
+   on exactly the sampled token ids, up to and including the EOS that ended them; a completion cut by
+   ``max_new_tokens`` has none (``rollout.truncated`` keeps, masks or penalises it);
+2. the judge scores every completion (``reward: score``: a gold scorer, a reward model, a weighted sum) or
+   compares every pair of a prompt's completions (``reward: win_rate``: the fraction of the others it beats, as
+   SPO). A non-finite reward or a wrong count is a one-line :class:`~preflab.errors.DataError` raised before any
+   weights change; ReMax also decodes and scores one greedy completion per prompt;
+3. one no-grad scoring pass (eval mode) gives per-token log π_old, log π_ref and (PPO) the critic's values; the
+   algorithm's estimator (:func:`preflab.objectives.policy_gradient.estimate_advantages`) turns them and the
+   (optionally normalised) scores into per-token advantages, with the KL coefficient of the run's KL controller;
+4. ``epochs`` seeded shuffled passes over the rollout's completions feed the loop, ``train.batch_size``
+   completions per micro-batch, so one optimizer step is a minibatch of ``batch_size × grad_accum``.
+
+The loop never sees a rollout boundary. A checkpoint holds the rollout's ids and per-token tensors, the KL
+controller, the running reward statistics and the critic (``state_dict()["tensors"]``), so a run resumed
+mid-rollout trains on exactly what an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..data.collate import ExampleBatch, collate_sequences
+from ..data.tokenize import TokenizedExample, Tokenizer
+from ..errors import ConfigError, DataError
+from ..objectives.advantages import AdaptiveKLController, FixedKLController, kl_estimate
+from ..objectives.policy_gradient import RolloutInputs, RolloutScores, estimate_advantages
+from .schedule import Schedule, ShuffledStream
+
+SampleFn = Callable[..., list[list[Any]]]  # (prompts, seed, n, greedy=False) -> n completions per prompt
+ScoreFn = Callable[[ExampleBatch], tuple[Tensor, Tensor | None]]  # -> per-token log π (N,), values (N,) | None
+RefFn = Callable[[ExampleBatch], Tensor | None]  # -> per-token log π_ref (N,)
+
+GROUP_BASELINES = ("rloo", "grpo")
+
+
+def to_padded(flat: Tensor, batch: Any) -> Tensor:
+    """Per-token values in plan order (N, …) → (S, T, …) right-padded by completion length."""
+    seqs = batch.sequences if isinstance(batch, ExampleBatch) else batch
+    lengths = seqs.completion_lengths.to(flat.device)
+    starts = torch.cumsum(lengths, 0) - lengths
+    index = seqs.sequence_index.to(flat.device)
+    pos = torch.arange(flat.shape[0], device=flat.device) - starts[index]
+    out = flat.new_zeros((seqs.num_sequences, int(lengths.max()) if lengths.numel() else 0, *flat.shape[1:]))
+    out[index, pos] = flat
+    return out
+
+
+def rollout_batch(examples: Sequence[TokenizedExample], layout: str, pad_id: int) -> tuple[ExampleBatch, list[int]]:
+    """Completions (one per example) as an :class:`ExampleBatch` of kind ``rollout``, and the order of
+    ``examples`` its sequences follow. With ``prefix_shared``, completions of one prompt share its row when every
+    prompt of the batch has the same number of them (a whole rollout, or whole groups): the prompt is encoded
+    once for its G completions; otherwise each completion has its own row."""
+    order = list(range(len(examples)))
+    groups: list[tuple[list[int], list[list[int]]]] = [(ex.prompt_ids, [ex.completions[0]]) for ex in examples]
+    if layout == "prefix_shared":
+        by_prompt: dict[tuple[int, ...], list[int]] = {}
+        for i, ex in enumerate(examples):
+            by_prompt.setdefault(tuple(ex.prompt_ids), []).append(i)
+        members = list(by_prompt.values())
+        if len({len(m) for m in members}) == 1 and len(members[0]) > 1:
+            k = len(members[0])
+            groups = [(examples[m[0]].prompt_ids, [examples[i].completions[0] for i in m]) for m in members]
+            order = [m[c] for c in range(k) for m in members]  # sequence c·R + g = completion c of prompt g
+    chosen = [examples[i] for i in order]
+    batch = ExampleBatch(kind="rollout", sequences=collate_sequences(groups, layout, pad_id),
+                         num_examples=len(examples), index=torch.tensor([ex.index for ex in chosen], dtype=torch.long),
+                         weight=torch.tensor([ex.weight for ex in chosen], dtype=torch.float32))
+    return batch, order
+
+
+def rollout_loss(spec: Any, params: Any, scorer: Any, reference: Any, batch: ExampleBatch) -> tuple[Tensor, dict]:
+    """The objective on a minibatch of a rollout: per-token log π (with grad) and critic values from one forward."""
+    tok, values = scorer(batch.sequences, per_token=True)
+    data = {k: v.to(tok.device) for k, v in batch.meta["rollout"].items()}
+    logp = to_padded(tok.float(), batch)
+    width = logp.shape[1]
+    data = {k: v[:, :width] for k, v in data.items()}
+    padded_values = None if values is None else to_padded(values.float(), batch)
+    hl = padded_values is not None and padded_values.dim() == 3
+    inputs = RolloutInputs(logprobs=logp, old_logprobs=data["old_logprobs"], advantages=data["advantages"],
+                           mask=data["mask"].bool(), ref_logprobs=data.get("ref_logprobs"),
+                           values=None if hl else padded_values, value_logits=padded_values if hl else None,
+                           old_values=data.get("old_values"), returns=data.get("returns"))
+    if bool(torch.isnan(inputs.old_logprobs[inputs.mask]).any()):  # on-policy: π_old is this forward's policy
+        inputs.old_logprobs = logp.detach()
+    loss, metrics = spec.fn(inputs, params)
+    m = inputs.mask.float()
+    metrics["entropy"] = (-logp.detach() * m).sum() / m.sum().clamp_min(1)  # per-token estimate, E[−log π(y_t)]
+    return loss, metrics
+
+
+@dataclass
+class RolloutData:
+    """One rollout: its completions (one per example, ``index`` = position in the rollout), their per-token
+    tensors (N, T) and the rollout's metrics."""
+
+    examples: list[TokenizedExample]
+    tensors: dict[str, Tensor]
+    metrics: dict[str, float]
+
+
+class RunningMoments:
+    """Running mean and variance of rewards across rollouts (Chan et al.'s parallel update)."""
+
+    def __init__(self) -> None:
+        self.count, self.mean, self.var = 0.0, 0.0, 1.0
+
+    def update(self, x: Tensor) -> None:
+        n, m, v = float(x.numel()), float(x.mean()), float(x.var(unbiased=False)) if x.numel() > 1 else 0.0
+        total = self.count + n
+        delta = m - self.mean
+        self.var = (self.count * self.var + n * v + delta**2 * self.count * n / total) / total
+        self.mean += delta * n / total
+        self.count = total
+
+
+class RolloutSchedule(Schedule):
+    """Rollouts of G completions per prompt and minibatch passes over them (see the module docstring)."""
+
+    kind = "rollout"
+
+    def __init__(self, prompts: Sequence[Any], sample_fn: SampleFn, judge: Any, tokenizer: Tokenizer,
+                 batch_size: int, *, algorithm: str, params: Any, score_fn: ScoreFn, ref_fn: RefFn,
+                 group_size: int = 4, prompts_per_rollout: int = 4, epochs: int = 1, grad_accum: int = 1,
+                 reward: str = "score", reward_norm: str = "none", truncated: str = "keep",
+                 truncated_penalty: float = 1.0, gold: Any = None, value_head: Any = None, seed: int = 0,
+                 layout: str = "padded", world_size: int = 1, rank: int = 0, judge_field: str = "online.judge"):
+        if not prompts:
+            raise DataError("the rollout schedule needs at least one prompt")
+        if world_size != 1:
+            raise ConfigError("the rollout schedule runs in one process (multi-process rollouts are not built yet)",
+                              field="train")
+        check_rollout(algorithm, group_size, prompts_per_rollout, batch_size, grad_accum, judge, reward, judge_field)
+        if tokenizer.opt.truncation == "skip":  # a skipped completion would change the rollout's size
+            tokenizer = Tokenizer(tokenizer.tok, replace(tokenizer.opt, truncation="keep_end"))
+        self.prompts, self.sample_fn, self.judge, self.tokenizer = list(prompts), sample_fn, judge, tokenizer
+        self.algorithm, self.params, self.score_fn, self.ref_fn = algorithm, params, score_fn, ref_fn
+        self.g, self.per_rollout = group_size, min(prompts_per_rollout, len(self.prompts))
+        self.epochs, self.batch_size, self.grad_accum = epochs, batch_size, grad_accum
+        self.reward, self.reward_norm, self.truncated, self.truncated_penalty = reward, reward_norm, truncated, truncated_penalty
+        self.gold, self.value_head, self.seed, self.layout = gold, value_head, seed, layout
+        self.judge_field = judge_field
+        self.pad_id = tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
+        self.rollout_size = self.per_rollout * group_size
+        if self.rollout_size % (batch_size * grad_accum):
+            raise ConfigError(f"a rollout of {self.per_rollout} prompts × {group_size} completions does not split into "
+                              f"minibatches of train.batch_size × train.grad_accum = {batch_size * grad_accum}",
+                              field="rollout.prompts_per_rollout")
+        self.steps_per_rollout = epochs * self.rollout_size // (batch_size * grad_accum)
+        self.kl_ctl: Any = (AdaptiveKLController(params.beta, params.kl_target, params.kl_horizon)
+                            if params.kl_target is not None else FixedKLController(params.beta))
+        self.moments = RunningMoments()
+        self.position = 0  # micro-batches served
+        self.data: RolloutData | None = None
+        self.rollout = -1
+        self._prompt_order = ShuffledStream(len(self.prompts), seed)
+        self._fresh_until = -1  # micro-batches of the step that drew the rollout report its time
+
+    @property
+    def micro_per_rollout(self) -> int:
+        return self.steps_per_rollout * self.grad_accum
+
+    def sampling_seed(self, t: int) -> int:
+        return (self.seed * 1_000_003 + t) * 1_019 + 11
+
+    def rollout_prompts(self, t: int) -> list[Any]:
+        return [self.prompts[i] for i in self._prompt_order.rows(t * self.per_rollout, self.per_rollout)]
+
+    # ------------------------------------------------------------------ one rollout
+    def _rewards(self, prompts: list[Any], texts: list[list[str]]) -> Tensor:
+        """(P·G,) rewards in prompt-major order, checked (count, finiteness) before anything trains on them."""
+        flat_prompts = [p for p, ts in zip(prompts, texts, strict=True) for _ in ts]
+        flat = [t for ts in texts for t in ts]
+        name = getattr(self.judge, "name", type(self.judge).__name__)
+        if self.reward == "score":
+            scores = list(self.judge.score_batch(flat_prompts, flat))
+            if len(scores) != len(flat):
+                raise DataError(f"judge '{name}' returned {len(scores)} rewards for {len(flat)} completions",
+                                field=self.judge_field)
+        else:
+            scores = []
+            for p, ts in zip(prompts, texts, strict=True):
+                pairs = [(i, j) for i in range(len(ts)) for j in range(i + 1, len(ts))]
+                probs = list(self.judge.compare_batch([p] * len(pairs), [ts[i] for i, _ in pairs], [ts[j] for _, j in pairs]))
+                if len(probs) != len(pairs):
+                    raise DataError(f"judge '{name}' returned {len(probs)} verdicts for {len(pairs)} pairs",
+                                    field=self.judge_field)
+                wins = [0.0] * len(ts)
+                for (i, j), prob in zip(pairs, probs, strict=True):
+                    wins[i] += float(prob)
+                    wins[j] += 1.0 - float(prob)
+                scores += [w / (len(ts) - 1) for w in wins]
+        per_prompt = len(texts[0]) if texts else 1
+        for k, value in enumerate(scores):
+            if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+                raise DataError(f"judge '{name}' returned a non-finite reward ({value}) for completion "
+                                f"{k % per_prompt + 1} of prompt {str(flat_prompts[k])[:60]!r}", row=k // per_prompt,
+                                field=self.judge_field)
+        return torch.tensor([float(s) for s in scores], dtype=torch.float64)
+
+    @property
+    def on_policy(self) -> bool:
+        """One minibatch per rollout, no critic and no KL in the reward: π_old is the policy of the only update,
+        so its log-probs are that forward's, detached (ratio 1, as TRL does with one iteration), and the
+        rollout skips its own scoring pass of the policy."""
+        kl_reward = self.params.kl_in_reward and (self.params.beta > 0 or self.params.kl_target is not None)
+        return self.steps_per_rollout == 1 and self.value_head is None and not kl_reward
+
+    def _score(self, examples: list[TokenizedExample], policy: bool = True) -> dict[str, Tensor]:
+        """Per-token log π_old, log π_ref, mask and critic values (N, T) of ``examples``, no grad; without
+        ``policy`` π_old is not scored (NaN)."""
+        parts: dict[str, list[Tensor]] = {}
+        width = max(len(ex.completions[0]) for ex in examples)
+        step = max(self.batch_size, 1)
+        for start in range(0, len(examples), step):
+            part = examples[start:start + step]
+            batch, order = rollout_batch(part, self.layout, self.pad_id)
+            back = torch.argsort(torch.tensor(order))  # sequence order → the order of ``part``
+            with torch.no_grad():
+                if policy:
+                    tok, values = self.score_fn(batch)
+                else:
+                    tok, values = torch.full((int(batch.sequences.completion_lengths.sum()),), math.nan), None
+                ref = self.ref_fn(batch)
+            got = {"old_logprobs": tok, "ref_logprobs": ref, "old_values": values,
+                   "mask": torch.ones_like(tok, dtype=torch.bool)}
+            for key, flat in got.items():
+                if flat is None:
+                    continue
+                padded = to_padded(flat.detach().float().cpu(), batch)[back]
+                padded = torch.nn.functional.pad(padded, (0, width - padded.shape[1]))
+                parts.setdefault(key, []).append(padded)
+        return {k: torch.cat(v) for k, v in parts.items()}
+
+    def start_rollout(self, t: int) -> None:
+        """Sample, judge and score rollout t with the policy as it is now, and estimate its advantages."""
+        t0 = time.perf_counter()
+        prompts = self.rollout_prompts(t)
+        samples = self.sample_fn(prompts, self.sampling_seed(t), self.g)
+        if len(samples) != len(prompts) or any(len(s) != self.g for s in samples):
+            raise ValueError(f"sample_fn must return {self.g} completions per prompt")
+        rewards = self._rewards(prompts, [[c.text for c in s] for s in samples])
+        examples, cut = [], []
+        for i, (prompt, comps) in enumerate(zip(prompts, samples, strict=True)):
+            prompt_ids = self.tokenizer.prompt_ids(prompt, i)
+            for comp in comps:
+                ids = list(comp.token_ids) or [self.tokenizer.tok.eos_token_id]
+                ex = self.tokenizer.from_ids(len(examples), prompt_ids, [ids])
+                assert ex is not None  # keep_end never skips
+                examples.append(ex)
+                cut.append(comp.finish_reason != "stop")
+        truncated = torch.tensor(cut)
+        self.params.beta = self.kl_ctl.value  # β of this rollout, in the reward and in the loss
+        tensors = self._score(examples, policy=not self.on_policy)
+        scores = rewards.clone()
+        if self.truncated == "penalize":
+            scores = scores - self.truncated_penalty * truncated.to(scores.dtype)
+        shift, scale = self._moments(scores)
+        scores = (scores - shift) / scale
+        group = torch.arange(len(prompts)).repeat_interleave(self.g)
+        baseline = self._greedy_baseline(prompts, shift, scale) if self.algorithm == "remax" else None
+        mask = tensors["mask"]
+        if self.truncated == "mask":
+            mask = mask & ~truncated[:, None]
+            tensors["mask"] = mask
+        scores_in = RolloutScores(score=scores.float(), group=group, mask=mask, old_logprobs=tensors["old_logprobs"],
+                                  ref_logprobs=tensors.get("ref_logprobs"), values=tensors.get("old_values"),
+                                  baseline_score=baseline)
+        adv, returns = estimate_advantages(self.algorithm, scores_in, self.params, beta=self.kl_ctl.value)
+        tensors["advantages"] = adv.float()
+        if returns is not None:
+            tensors["returns"] = returns.float()
+        metrics = self._metrics(rewards, tensors, truncated, prompts, samples)
+        metrics["time/rollout"] = time.perf_counter() - t0
+        self.kl_ctl.update(metrics.get("rollout/kl", 0.0), self.rollout_size)  # the next rollout's β
+        self._set_rollout(t, RolloutData(examples, tensors, metrics))
+        self._fresh_until = self.position + self.grad_accum
+
+    def _moments(self, scores: Tensor) -> tuple[float, float]:
+        """(shift, scale) of ``reward_norm``: none (0, 1), the rollout batch's mean and std, or running ones."""
+        if self.reward_norm == "batch":
+            return float(scores.mean()), float(scores.std(unbiased=False)) + 1e-8
+        if self.reward_norm == "running":
+            self.moments.update(scores)
+            return self.moments.mean, math.sqrt(self.moments.var) + 1e-8
+        return 0.0, 1.0
+
+    def _greedy_baseline(self, prompts: list[Any], shift: float, scale: float) -> Tensor:
+        """ReMax: the total reward of each prompt's greedy completion (normalised like the sampled ones, with its
+        own KL term when the KL is in the reward), repeated over the prompt's G samples."""
+        if self.reward != "score":
+            raise ConfigError("ReMax needs a judge that scores (rollout.reward: score)", field="rollout.reward")
+        greedy = [g[0] for g in self.sample_fn(prompts, self.sampling_seed(t=-1), 1, greedy=True)]
+        scores = (self._rewards(prompts, [[g.text] for g in greedy]) - shift) / scale
+        eos = self.tokenizer.tok.eos_token_id
+        examples = [self.tokenizer.from_ids(i, self.tokenizer.prompt_ids(p, i), [list(g.token_ids) or [eos]])
+                    for i, (p, g) in enumerate(zip(prompts, greedy, strict=True))]
+        tens = self._score([ex for ex in examples if ex is not None])
+        total = scores.float()
+        ref = tens.get("ref_logprobs")
+        if self.params.kl_in_reward and ref is not None and self.params.beta:
+            kl = kl_estimate(tens["old_logprobs"], ref, self.params.kl_estimator) * tens["mask"]
+            total = total - self.params.beta * kl.sum(1)
+        return total.repeat_interleave(self.g)
+
+    def _metrics(self, rewards: Tensor, tensors: dict[str, Tensor], truncated: Tensor, prompts: list[Any],
+                 samples: list[list[Any]]) -> dict[str, float]:
+        mask = tensors["mask"].float()
+        lengths = torch.tensor([float(len(c.token_ids)) for s in samples for c in s])
+        out = {
+            "rollout/reward": float(rewards.mean()),
+            "rollout/reward_std": float(rewards.std(unbiased=False)),
+            "rollout/response_length": float(lengths.mean()),
+            "rollout/truncated": float(truncated.float().mean()),
+            "rollout/kl_coef": float(self.kl_ctl.value),
+            "rollout/advantage_std": float(tensors["advantages"][mask.bool()].std(unbiased=False)) if mask.any() else 0.0,
+        }
+        ref = tensors.get("ref_logprobs")
+        if ref is not None and not self.on_policy:  # on-policy rollouts measure the KL in the update ("kl")
+            out["rollout/kl"] = float(((tensors["old_logprobs"] - ref) * mask).sum(1).mean())
+            out["rollout/entropy"] = float((-tensors["old_logprobs"] * mask).sum() / mask.sum().clamp_min(1))
+        if self.gold is not None:
+            flat_prompts = [p for p, s in zip(prompts, samples, strict=True) for _ in s]
+            gold = self.gold.score_batch(flat_prompts, [c.text for s in samples for c in s])
+            out["rollout/gold_reward"] = sum(float(g) for g in gold) / len(gold)
+        return out
+
+    def _set_rollout(self, t: int, data: RolloutData) -> None:
+        self.rollout, self.data = t, data
+        data.metrics["rollout/index"] = float(t + 1)
+
+    # ------------------------------------------------------------------ the loop's side
+    def next_batch(self) -> ExampleBatch:
+        t, pos = divmod(self.position, self.micro_per_rollout)
+        if t != self.rollout:
+            self.start_rollout(t)
+        assert self.data is not None
+        stream = ShuffledStream(self.rollout_size, self.seed * 1_009 + t + 1)
+        rows = stream.rows(pos * self.batch_size, self.batch_size)
+        self.position += 1
+        batch, order = rollout_batch([self.data.examples[i] for i in rows], self.layout, self.pad_id)
+        rows = [rows[i] for i in order]
+        batch.meta["rollout"] = {k: v[rows] for k, v in self.data.tensors.items()}
+        return batch
+
+    def metrics(self) -> dict[str, float]:
+        if self.data is None:
+            return {}
+        out = dict(self.data.metrics)
+        if self.position > self._fresh_until:
+            out["time/rollout"] = 0.0
+        return out
+
+    @property
+    def epoch(self) -> float:
+        """Passes over the current rollout so far."""
+        if self.data is None:
+            return 0.0
+        return (self.position - self.rollout * self.micro_per_rollout) * self.batch_size / self.rollout_size
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "type": "rollout", "position": self.position, "rollout": self.rollout, "rollout_size": self.rollout_size,
+            "steps_per_rollout": self.steps_per_rollout, "num_prompts": len(self.prompts), "seed": self.seed,
+            "kl_coef": self.kl_ctl.value, "beta": self.params.beta, "fresh_until": self._fresh_until,
+            "moments": [self.moments.count, self.moments.mean, self.moments.var],
+        }
+        tensors: dict[str, Tensor] = {}
+        if self.data is not None:
+            state["metrics"] = dict(self.data.metrics)
+            tensors.update(_pack(self.data))
+        if self.value_head is not None:
+            tensors.update({f"value_head.{k}": v.detach().cpu() for k, v in self.value_head.state_dict().items()})
+        if tensors:
+            state["tensors"] = tensors
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mine = {"rollout_size": self.rollout_size, "steps_per_rollout": self.steps_per_rollout,
+                "num_prompts": len(self.prompts)}
+        for key, value in mine.items():
+            if state.get(key) != value:
+                raise DataError(f"checkpoint was written with {key}={state.get(key)}, this run has {value}; "
+                                "resume needs the same prompts, rollout shape and batch size")
+        self.position, self._fresh_until = int(state["position"]), int(state.get("fresh_until", -1))
+        self.kl_ctl.load_state_dict({"value": float(state["kl_coef"])})
+        self.params.beta = float(state["beta"])
+        self.moments.count, self.moments.mean, self.moments.var = (float(x) for x in state["moments"])
+        tensors = state.get("tensors") or {}
+        if self.value_head is not None:
+            head = {k[len("value_head."):]: v for k, v in tensors.items() if k.startswith("value_head.")}
+            if head:
+                with torch.no_grad():
+                    for k, v in self.value_head.state_dict().items():
+                        v.copy_(head[k])
+        if int(state.get("rollout", -1)) < 0 or "ids" not in tensors:
+            self.rollout, self.data = -1, None
+            return
+        data = _unpack(tensors)
+        data.metrics.update(state.get("metrics", {}))
+        self.rollout, self.data = int(state["rollout"]), data
+
+
+def _pack(data: RolloutData) -> dict[str, Tensor]:
+    seqs = [s for ex in data.examples for s in (ex.prompt_ids, ex.completions[0])]
+    out = {"ids": torch.tensor([tok for s in seqs for tok in s], dtype=torch.long),
+           "lengths": torch.tensor([len(s) for s in seqs], dtype=torch.long).reshape(-1, 2)}
+    out.update({f"t.{k}": v for k, v in data.tensors.items()})
+    return out
+
+
+def _unpack(tensors: dict[str, Tensor]) -> RolloutData:
+    ids = tensors["ids"].tolist()
+    examples, at = [], 0
+    for row, (lp, lc) in enumerate(tensors["lengths"].tolist()):
+        examples.append(TokenizedExample(row, ids[at:at + lp], (ids[at + lp:at + lp + lc],)))
+        at += lp + lc
+    data = {k[2:]: v for k, v in tensors.items() if k.startswith("t.")}
+    if "mask" in data:
+        data["mask"] = data["mask"].bool()
+    return RolloutData(examples, data, {})
+
+
+def check_rollout(algorithm: str, group_size: int, prompts_per_rollout: int, batch_size: int, grad_accum: int,
+                  judge: Any = None, reward: str = "score", judge_field: str = "online.judge") -> None:
+    """The rollout's shape suits the algorithm and the judge can give what ``reward`` asks (one-line errors)."""
+    if algorithm in GROUP_BASELINES and group_size < 2:
+        raise ConfigError(f"algorithm '{algorithm}' takes its baseline from the other samples of the same prompt; "
+                          f"it needs rollout.group_size ≥ 2 (got {group_size})", field="rollout.group_size")
+    if judge is not None and reward == "score" and not getattr(judge, "can_score", False):
+        name = getattr(judge, "name", type(judge).__name__)
+        raise ConfigError(f"judge '{name}' only compares pairs and cannot score single completions; use a judge "
+                          "that scores (gold, reward_model) or set rollout.reward: win_rate", field=judge_field)
+    if reward == "win_rate" and group_size < 2:
+        raise ConfigError("rollout.reward: win_rate compares a prompt's samples with each other; it needs "
+                          "rollout.group_size ≥ 2", field="rollout.group_size")
+
+
+# ---------------------------------------------------------------------------------------------- assembly
+def reference_token_logprobs(reference: Any, batch: ExampleBatch) -> Tensor | None:
+    """Per-token log π_ref (N,) of ``batch`` from the run's reference (a frozen copy, or the LoRA base with the
+    adapters off), no grad, eval mode; None without a reference. A cached reference holds sequence sums only."""
+    from ..models.policy import AdapterDisabledReference, FrozenCopyReference, NoReference
+
+    if isinstance(reference, NoReference) or reference is None:
+        return None
+    if not isinstance(reference, (FrozenCopyReference, AdapterDisabledReference)):
+        raise ConfigError(f"the rollout schedule needs per-token reference log-probs; reference.mode "
+                          f"'{reference.mode}' has none (use frozen_copy or adapters_disabled)", field="reference.mode")
+    scorer = reference.scorer
+    was_training = scorer.training
+    scorer.eval()
+    try:
+        with torch.no_grad(), reference.autocast():
+            if isinstance(reference, AdapterDisabledReference):
+                with scorer.model.disable_adapter():
+                    return scorer(batch.sequences, per_token=True)[0].float()
+            return scorer(batch.sequences, per_token=True)[0].float()
+    finally:
+        scorer.train(was_training)
+
+
+def make_rollout_schedule(cfg: Any, acc: Any, scorer: Any, reference: Callable[[], Any], tok: Any, tk: Tokenizer,
+                          judge: Any, prompts: list[Any], algorithm: str, params: Any,
+                          from_config: bool = False) -> RolloutSchedule:
+    """The run's :class:`RolloutSchedule`: sampling from the prepared ``scorer``'s model (``online:``), scoring
+    with it in eval mode, per-token reference log-probs from ``reference()`` (built after the schedule). The gold
+    reward is logged beside the proxy one when the judge is the gold one, or (``from_config``) when the prompts are
+    the task suite's."""
+    from ..generation.sampler import SamplingParams, sample
+
+    online, r = cfg.online, cfg.rollout
+    bf16 = acc.mixed_precision == "bf16"
+
+    def model_of() -> Any:
+        return acc.unwrap_model(scorer)
+
+    def draw(batch_prompts: list[Any], seed: int, n: int, greedy: bool = False) -> list[list[Any]]:
+        model = model_of().model
+        was_training = model.training
+        model.eval()
+        try:
+            sp = SamplingParams(max_new_tokens=online.max_new_tokens, temperature=0.0 if greedy else online.temperature,
+                                top_p=online.top_p, seed=seed, n=n, bf16=bf16,
+                                batch_size=max(32, n * len(batch_prompts)))
+            return sample(model, tok, batch_prompts, sp)
+        finally:
+            model.train(was_training)
+
+    def score(batch: ExampleBatch) -> tuple[Tensor, Tensor | None]:
+        unwrapped = model_of()
+        was_training = unwrapped.training
+        unwrapped.eval()
+        try:
+            with torch.no_grad(), acc.autocast():
+                tok_lp, values = unwrapped(batch.to(acc.device).sequences, per_token=True)
+            if values is not None:
+                values = unwrapped.value_head.decode(values.float())
+            return tok_lp.float(), values
+        finally:
+            unwrapped.train(was_training)
+
+    from ..feedback.judges.gold import GoldJudge
+
+    gold = None
+    if r.gold and isinstance(judge, GoldJudge):
+        gold = judge
+    elif r.gold and from_config:  # the proxy judge scores the suite's prompts: their gold scorers are known
+        from ..feedback import make_judge
+        from ..feedback.tasks import get_suite
+
+        tasks = get_suite(online.tasks).tasks(online.num_prompts, seed=cfg.seed)
+        if {repr(t.prompt) for t in tasks} >= {repr(p) for p in prompts}:
+            gold = make_judge("gold", tasks=tasks)
+    return RolloutSchedule(
+        prompts, draw, judge, tk, cfg.train.batch_size, algorithm=algorithm, params=params, score_fn=score,
+        ref_fn=lambda batch: reference_token_logprobs(reference(), batch.to(acc.device)),
+        group_size=r.group_size, prompts_per_rollout=r.prompts_per_rollout, epochs=r.epochs,
+        grad_accum=cfg.train.grad_accum, reward=r.reward, reward_norm=r.reward_norm, truncated=r.truncated,
+        truncated_penalty=r.truncated_penalty, gold=gold, value_head=getattr(model_of(), "value_head", None),
+        seed=cfg.seed, layout=cfg.train.layout, world_size=acc.num_processes, rank=acc.process_index)
