@@ -135,12 +135,12 @@ class SlotCache:
             self.values.append(torch.zeros((self.slots, v.shape[1], self.capacity, v.shape[3]), dtype=dtype,
                                            device=v.device))
 
-    def insert(self, row: int, count: int, layer_keys: list, layer_values: list, src_row: int) -> None:
-        """Rows ``row .. row+count-1`` get source row ``src_row``'s columns ``0 .. L-1`` (a prefill's KV)."""
+    def insert(self, rows, layer_keys: list, layer_values: list, src_row: int) -> None:
+        """Rows ``rows`` (an index tensor) get source row ``src_row``'s columns ``0 .. L-1`` (a prefill's KV)."""
         for buf_k, buf_v, k, v in zip(self.keys, self.values, layer_keys, layer_values, strict=True):
             width = k.shape[2]
-            buf_k[row:row + count, :, :width] = k[src_row]
-            buf_v[row:row + count, :, :width] = v[src_row]
+            buf_k[rows, :, :width] = k[src_row].to(buf_k.dtype)
+            buf_v[rows, :, :width] = v[src_row].to(buf_v.dtype)
 
     def keep(self, index, width: int) -> None:
         """Compact: rows ``index`` (ascending) move to the front, in order."""
@@ -211,14 +211,15 @@ def rollout(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, 
     order = sorted(range(num), key=lambda i: (-len(prompt_ids[i]), i))  # similar lengths prefill together
     queue_pos = 0
     ready: list[_Prefilled] = []
-    # per active row: prompt index, sample index, start column, next write column, generated count
-    row_prompt: list[int] = []
+    # per row (rows 0..A-1 of the cache): prompt and sample index (None: a hole left by a finished sequence),
+    # start column, next write column, tokens generated, the token to feed next
+    row_prompt: list[int | None] = []
     row_sample: list[int] = []
     start = torch.zeros(0, dtype=torch.long, device=dev)
     end = torch.zeros(0, dtype=torch.long, device=dev)
     count = torch.zeros(0, dtype=torch.long, device=dev)
-    fed = None  # tokens to feed for the rows that have been decoding, [A]
-    stats = {"prefill_calls": 0, "prefill_tokens": 0, "decode_steps": 0, "decode_rows": 0}
+    fed = torch.zeros(0, dtype=torch.long, device=dev)
+    stats = {"prefill_calls": 0, "prefill_tokens": 0, "decode_steps": 0, "decode_rows": 0, "compactions": 0}
 
     def prefill(k: int) -> None:
         nonlocal queue_pos
@@ -243,33 +244,47 @@ def rollout(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, 
             ready.append(_Prefilled(i, reps, 0, r, keys, values, logits[r], width - len(prompt_ids[i]), width))
 
     while True:
-        # refill free rows: prefilled samples first, then the next prompts
-        active = len(row_prompt)
-        new_logits = []
-        new_start, new_end = [], []
-        while active < slots and (ready or queue_pos < num):
+        # refill: holes first (in place, no cache copy), then new rows up to ``slots``
+        holes = [r for r, p in enumerate(row_prompt) if p is None]
+        fresh_rows: list[int] = []
+        fresh_logits = []
+        while (holes or len(row_prompt) < slots) and (ready or queue_pos < num):
             if not ready:
-                want = -(-(slots - active) // reps)
-                prefill(max(1, min(want, max_prefill_prompts)))
+                free = len(holes) + slots - len(row_prompt)
+                prefill(max(1, min(-(-free // reps), max_prefill_prompts)))
             entry = ready[0]
-            take = min(slots - active, entry.remaining)
-            cache.insert(active, take, entry.keys, entry.values, entry.src_row)
-            for j in range(take):
-                row_prompt.append(entry.prompt)
-                row_sample.append(entry.next_sample + j)
-            new_logits.append(entry.logits.expand(take, -1))
-            new_start += [entry.start] * take
-            new_end += [entry.width] * take
+            take = min(len(holes) + slots - len(row_prompt), entry.remaining)
+            rows, holes = holes[:take], holes[take:]
+            extra = take - len(rows)
+            if extra:
+                rows += range(len(row_prompt), len(row_prompt) + extra)
+                row_prompt += [None] * extra
+                row_sample += [0] * extra
+                pad = torch.zeros(extra, dtype=torch.long, device=dev)
+                start, end, count, fed = (torch.cat([t, pad]) for t in (start, end, count, fed))
+            index = torch.tensor(rows, dtype=torch.long, device=dev)
+            cache.insert(index, entry.keys, entry.values, entry.src_row)
+            for j, r in enumerate(rows):
+                row_prompt[r] = entry.prompt
+                row_sample[r] = entry.next_sample + j
+            start[index], end[index], count[index] = entry.start, entry.width, 0
+            fresh_rows += rows
+            fresh_logits.append(entry.logits.expand(take, -1))
             entry.next_sample += take
             entry.remaining -= take
-            active += take
             if entry.remaining == 0:
                 ready.pop(0)
-        if active == 0:
+        alive_list = [p is not None for p in row_prompt]
+        if not any(alive_list):
             break
-        decoding = fed.shape[0] if fed is not None else 0
-        parts = []
-        if decoding:
+        alive = torch.tensor(alive_list, device=dev)
+        fresh = torch.zeros(len(row_prompt), dtype=torch.bool, device=dev)
+        if fresh_rows:
+            fresh[torch.tensor(fresh_rows, dtype=torch.long, device=dev)] = True
+        decoding = alive & ~fresh
+        if bool(decoding.any()):
+            # every row is fed (holes and fresh rows too: their logits are discarded, and a fresh row's write at
+            # its next column is overwritten by its first real token at the next step)
             cache.write_cols = end
             cache.width = int(end.max()) + 1
             cols = torch.arange(cache.width, device=dev)
@@ -277,37 +292,48 @@ def rollout(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, 
             mask = torch.zeros(valid.shape, dtype=torch.float32, device=dev).masked_fill_(~valid, float("-inf"))
             mask = mask[:, None, None, :]
             mask._preflab_slots = True
-            parts.append(_forward(model, fed[:, None], mask, (end - start)[:, None], cache, cache_kw, True))
-            end = end + 1
+            logits = _forward(model, fed[:, None], mask, (end - start).clamp(min=0)[:, None], cache, cache_kw,
+                              True)
+            end = end + decoding.long()
             stats["decode_steps"] += 1
-            stats["decode_rows"] += decoding
-        if new_logits:
-            parts += new_logits
-            start = torch.cat([start, torch.tensor(new_start, dtype=torch.long, device=dev)])
-            end = torch.cat([end, torch.tensor(new_end, dtype=torch.long, device=dev)])
-            count = torch.cat([count, torch.zeros(len(new_start), dtype=torch.long, device=dev)])
-        logits = torch.cat(parts) if len(parts) > 1 else parts[0]
+            stats["decode_rows"] += int(decoding.sum())
+        else:
+            logits = torch.zeros((len(row_prompt), fresh_logits[0].shape[-1]), dtype=fresh_logits[0].dtype,
+                                 device=dev)
+        if fresh_rows:
+            logits[torch.tensor(fresh_rows, dtype=torch.long, device=dev)] = torch.cat(fresh_logits).to(logits.dtype)
         tok = draw(logits, temperature, top_k, top_p)
-        count = count + 1
-        finished = torch.isin(tok, stops) | (count >= max_new_tokens)
+        count = count + alive.long()
+        finished = alive & (torch.isin(tok, stops) | (count >= max_new_tokens))
         tok_list = tok.tolist()
         lp_list = None
         if lps is not None:
-            lp = logits.float().log_softmax(-1).gather(-1, tok[:, None]).squeeze(-1)
-            lp_list = lp.tolist()
+            lp_list = logits.float().log_softmax(-1).gather(-1, tok[:, None]).squeeze(-1).tolist()
         for r, t in enumerate(tok_list):
-            tokens[row_prompt[r]][row_sample[r]].append(t)
-            if lp_list is not None:
-                lps[row_prompt[r]][row_sample[r]].append(lp_list[r])
+            if alive_list[r]:
+                tokens[row_prompt[r]][row_sample[r]].append(t)
+                if lp_list is not None:
+                    lps[row_prompt[r]][row_sample[r]].append(lp_list[r])
         fed = tok
         if bool(finished.any()):
-            keep = (~finished).nonzero().squeeze(-1)
+            for r in finished.nonzero().squeeze(-1).tolist():
+                row_prompt[r] = None
+            start = start.masked_fill(finished, 0)
+            end = end.masked_fill(finished, 0)
+            count = count.masked_fill(finished, 0)
+        drained = not ready and queue_pos >= num
+        dead = sum(p is None for p in row_prompt)
+        if drained and dead and dead * 4 >= len(row_prompt):
+            # the queue is empty: drop the holes once they are a quarter of the batch (one cache copy)
+            keep = torch.tensor([r for r, p in enumerate(row_prompt) if p is not None], dtype=torch.long,
+                                device=dev)
             if keep.numel():
                 cache.keep(keep, int(end.max()) + 1)
             kept = keep.tolist()
             row_prompt = [row_prompt[i] for i in kept]
             row_sample = [row_sample[i] for i in kept]
             start, end, count, fed = start[keep], end[keep], count[keep], fed[keep]
+            stats["compactions"] += 1
     if reps != n:
         tokens = [[row[0][:] for _ in range(n)] for row in tokens]
         if lps is not None:
