@@ -11,8 +11,9 @@ for the others). Compared with ``generate(num_return_sequences=n)`` it
   row holds one sequence between its own start and end column, so sequences of different prompts and ages
   share a batch, and a decoding step writes every row's new key in place (no ``torch.cat`` of the cache);
 * does **continuous batching**: a sequence that ends (stop token or ``max_new_tokens``) leaves its row at once
-  and the row is refilled from the queue of pending samples (prefilling the next prompts when the queue of
-  prefilled ones is empty), so the batch stays full until the queue runs dry;
+  and the row is refilled in place from the queue of pending samples (prefilling the next prompts when the
+  queue of prefilled ones is empty), so the batch stays full until the queue runs dry; only then are the rows
+  compacted (one cache copy once a quarter of them are empty);
 * computes decoding attention (one query per row) as a grouped matmul over the row's valid columns: on a CPU
   PyTorch's fused SDPA kernel spends ~5 ms a layer on a one-token query with a mask at batch 64, half of a
   SmolLM2-135M decoding step (``bench/generation.py``);
