@@ -1,63 +1,162 @@
-"""Sampling throughput of preflab's sampler (Hugging Face ``generate`` with KV cache) at batch sizes
-1, 8 and 32, on the default model and the default task suite's prompts.
+"""Sampling throughput, side by side: preflab's rollout engine against Hugging Face ``generate`` (and, with
+``--engines``, preflab's plain decoding loop) on the same prompts and settings, in one process.
 
-    .venv/bin/python bench/generation.py                        # SmolLM2-135M-Instruct, batches 1/8/32
-    .venv/bin/python bench/generation.py --batch-sizes 1,8 --max-new-tokens 32 --bf16 on   # autocast on CPU too
+    .venv/bin/python bench/generation.py                              # SmolLM2-135M-Instruct, n=8 and n=1
+    .venv/bin/python bench/generation.py --prompts 4 --dtypes fp32    # a quick look
+    .venv/bin/python bench/generation.py --engines rollout,loop,generate --out result.json
 
-Each row samples ``--prompts`` prompts (at least one full batch) once after one untimed warm-up batch,
-temperature 0.7, top-p 1, up to ``--max-new-tokens`` tokens (completions stop early at EOS, so rows
-report the tokens actually generated). ``completions/s`` = completions / wall-clock seconds;
-``tokens/s`` = generated tokens (EOS included, padding excluded) / seconds. The load average is printed
-because the benchmark shares the CPU with whatever else runs.
+Settings: the quickstart's (``--n 8``, 64 new tokens, temperature 0.8, top-p 1) and the same at n = 1, each
+with fp32 weights and with bf16 weights (``SamplingParams.bf16``: the fp32 weights are cast for the call where
+the CPU has bf16 matmuls). Every engine samples the same ``--prompts`` prompts of the default task suite with the
+same ``--batch-size`` (sequences decoded at once; ``generate`` gets ``batch_size // n`` prompts per call). Engines
+run one after the other within each setting, each after an untimed warm-up call, so that a change in the
+machine's load hits all of them alike; ``--repeats`` > 1 alternates them again and keeps each engine's best.
+
+Columns: ``tok/s`` = generated tokens (stop token included, padding excluded) per wall-clock second;
+``compl/s`` = completions per second; ``peak RSS`` = the process's largest resident set during the call
+(polled every 10 ms, MiB); ``MFU`` = useful FLOPs per second over the measured matmul peak of the weights' dtype
+(useful FLOPs: each prompt encoded once, then each generated token, 2·N per token for the decoder's matmuls,
+2·d·V for the lm-head, 4·d·layers per attended position; work an engine repeats, such as encoding a prompt once
+per sample, is not counted). ``greedy`` rows decode at temperature 0 with every engine and count the prompts
+whose tokens equal ``generate``'s exactly.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_line  # noqa: E402
+from _common import current_rss_mb, decoder_params, load_average, machine_line, matmul_peak, table  # noqa: E402
+
+
+class RssPeak:
+    """Largest resident set size seen while the block runs (a polling thread)."""
+
+    def __enter__(self):
+        self.peak = current_rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, current_rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, current_rss_mb())
+
+
+def useful_flops(model, prompt_lens: list[int], completions) -> float:
+    """Each prompt encoded once, then every generated token (see the module docstring)."""
+    cfg = model.config
+    d, layers, vocab = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
+    n_body = decoder_params(model)
+    flops = 0.0
+    for plen, row in zip(prompt_lens, completions, strict=True):
+        flops += 2.0 * n_body * plen + 4.0 * d * layers * plen * (plen + 1) / 2 + 2.0 * d * vocab
+        for c in row:
+            t = c.num_tokens
+            # token k (0-based) attends to plen + k + 1 positions; the last token is not fed back
+            fed = max(t - 1, 0)
+            flops += 2.0 * n_body * fed + 2.0 * d * vocab * fed + 4.0 * d * layers * (fed * plen + fed * (fed + 1) / 2)
+    return flops
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--batch-sizes", default="1,8,32")
-    ap.add_argument("--prompts", type=int, default=32, help="Prompts per row (rounded up to a full batch).")
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--n", type=int, default=8, help="Samples per prompt of the first setting (the second is n=1).")
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
-                    help="bf16 autocast: auto (GPU only), on, off (the model dtype, fp32).")
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--engines", default="rollout,generate")
+    ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--greedy-prompts", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="Also write the rows as JSON here.")
     args = ap.parse_args()
+
+    import torch
 
     from preflab.feedback.tasks import get_suite
     from preflab.generation import SamplingParams, sample
+    from preflab.generation.sampler import cpu_bf16_supported, render_prompts
     from preflab.models import load_model, load_tokenizer
 
     tok, model = load_tokenizer(args.model), load_model(args.model)
+    engines = args.engines.split(",")
+    dtypes = args.dtypes.split(",")
     print(f"# {args.model} on {machine_line()}")
-    bf16 = {"auto": None, "on": True, "off": False}[args.bf16]
-    print(f"# max_new_tokens={args.max_new_tokens}, temperature 0.7, bf16 autocast: {args.bf16}")
-    header = f"{'batch':>5} {'prompts':>7} {'seconds':>8} {'tokens':>7} {'tok/compl':>9} {'completions/s':>13} {'tokens/s':>9}"
-    print(header)
-    print("-" * len(header))
-    for bs in [int(x) for x in args.batch_sizes.split(",")]:
-        n = max(bs, -(-args.prompts // bs) * bs if bs > 1 else min(args.prompts, 8))
-        prompts = [t.prompt for t in get_suite("default").tasks(n + bs, seed=args.seed)]
-        params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.7, seed=args.seed,
-                                batch_size=bs, bf16=bf16)
-        sample(model, tok, prompts[n:], params)  # warm-up batch
-        t0 = time.perf_counter()
-        out = sample(model, tok, prompts[:n], params)
-        dt = time.perf_counter() - t0
-        tokens = sum(c.num_tokens for row in out for c in row)
-        print(f"{bs:>5} {n:>7} {dt:>8.1f} {tokens:>7} {tokens / n:>9.1f} {n / dt:>13.2f} {tokens / dt:>9.1f}",
-              flush=True)
+    peaks = {"fp32": matmul_peak(torch.float32)[0]}
+    if "bf16" in dtypes:
+        peaks["bf16"] = matmul_peak(torch.bfloat16)[0] if cpu_bf16_supported() else float("nan")
+    print("# matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    prompts = [t.prompt for t in get_suite("default").tasks(args.prompts + 1, seed=args.seed)]
+    warm, prompts = prompts[:1], prompts[1:]
+    prompt_lens = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in render_prompts(tok, prompts)]
+    rows = []
+    for n in dict.fromkeys([args.n, 1]):
+        for dt in dtypes:
+            base = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed, n=n,
+                        batch_size=args.batch_size, bf16=dt == "bf16")
+            best: dict[str, dict] = {}
+            for _ in range(args.repeats):
+                for eng in engines:
+                    params = SamplingParams(**base, engine=eng)
+                    sample(model, tok, warm, SamplingParams(**{**base, "max_new_tokens": 4}, engine=eng))
+                    with RssPeak() as rss:
+                        t0 = time.perf_counter()
+                        out = sample(model, tok, prompts, params)
+                        dt_s = time.perf_counter() - t0
+                    tokens = sum(c.num_tokens for row in out for c in row)
+                    row = dict(setting=f"n={n}", dtype=dt, engine=eng, seconds=dt_s, tokens=tokens,
+                               tok_s=tokens / dt_s, compl_s=len(prompts) * n / dt_s, rss=rss.peak,
+                               mfu=useful_flops(model, prompt_lens, out) / dt_s / peaks[dt],
+                               load=load_average()[0])
+                    if eng not in best or row["tok_s"] > best[eng]["tok_s"]:
+                        best[eng] = row
+                    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}),
+                          flush=True)
+            ref = best.get("generate")
+            for row in best.values():
+                row["speedup"] = row["tok_s"] / ref["tok_s"] if ref else float("nan")
+                rows.append(row)
+    greedy = []
+    if "generate" in engines:
+        gp = prompts[:args.greedy_prompts]
+        for dt in dtypes:
+            params = dict(max_new_tokens=args.max_new_tokens, temperature=0.0, batch_size=args.batch_size,
+                          bf16=dt == "bf16")
+            ref = sample(model, tok, gp, SamplingParams(**params, engine="generate"))
+            for eng in engines:
+                if eng == "generate":
+                    continue
+                got = sample(model, tok, gp, SamplingParams(**params, engine=eng))
+                same = sum(a[0].token_ids == b[0].token_ids for a, b in zip(got, ref, strict=True))
+                greedy.append(dict(engine=eng, dtype=dt, identical=f"{same}/{len(gp)}"))
+    print()
+    print(table(rows, [("setting", "setting"), ("dtype", "weights"), ("engine", "engine"), ("seconds", "seconds"),
+                       ("tokens", "tokens"), ("tok_s", "tok/s"), ("compl_s", "compl/s"), ("rss", "peak RSS MiB"),
+                       ("mfu", "MFU"), ("speedup", "× generate"), ("load", "load 1 min")]))
+    if greedy:
+        print()
+        print(table(greedy, [("engine", "greedy engine"), ("dtype", "weights"),
+                             ("identical", "prompts token-identical to generate")]))
     print(f"# after: {machine_line()}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"rows": rows, "greedy": greedy, "peaks": peaks}, indent=1),
+                                  encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,12 @@ from preflab.feedback.samples import PromptSamples, read_samples, write_samples
 from preflab.feedback.tasks import get_suite
 
 TASK = get_suite("word_limit").tasks(1, seed=0)[0]
+TOPIC = TASK.params["topic_words"][0]  # word_limit answers must be on topic
+AB, CDE, W40, W20 = f"{TOPIC} b", f"c d {TOPIC}", " ".join([TOPIC] * 40), " ".join([TOPIC] * 20)
 
 
 def make_samples() -> list[PromptSamples]:
-    comps = ["a b", " ".join(["w"] * 40), " ".join(["w"] * 20), "c d e"]
+    comps = [AB, W40, W20, CDE]
     return [
         PromptSamples(prompt=TASK.prompt, completions=comps, id="p0", task=TASK,
                       gold_scores=[TASK.score(c) for c in comps]),
@@ -34,11 +36,11 @@ def test_rule_pairs_and_rankings():
     samples = make_samples()
     counts = Counter()
     pairs = builders.rule_pairs(samples, "best-vs-worst", counts=counts)
-    assert [(p.chosen, p.rejected) for p in pairs] == [("a b", " ".join(["w"] * 40)), ("y", "x")]
+    assert [(p.chosen, p.rejected) for p in pairs] == [(AB, W40), ("y", "x")]
     assert pairs[0].metadata["family"] == "word_limit" and pairs[0].annotator == "gold"
     assert pairs[1].metadata == {"score_chosen": 0.9, "score_rejected": 0.2}
     allp = builders.rule_pairs(samples, "all-pairs", counts=counts)
-    assert len(allp) == 5 + 3  # prompt 0: 6 pairs, one tie ("a b" vs "c d e" both score 1)
+    assert len(allp) == 5 + 3  # prompt 0: 6 pairs, one tie (AB vs CDE both score 1)
     assert counts["tied_pairs"] == 1
     ranks = builders.to_rankings(samples, [[1, 2, 3, 4], [3, 2, 1]], annotator="rm")
     assert ranks[1].scores == [3.0, 2.0, 1.0] and ranks[1].annotator == "rm"
@@ -152,10 +154,10 @@ def test_annotator_pairs_by_ranking_rule():
     counts = Counter()
     gold = builders.annotator_pairs(samples, load_pool("gold"), strategy="best-vs-worst", counts=counts)
     # a noiseless annotator's Borda ranking puts the gold best first and the gold worst last
-    assert gold[0].chosen in ("a b", "c d e")  # both score 1: the tie's vote decides
-    assert [(p.chosen, p.rejected) for p in gold][0][1] == " ".join(["w"] * 40) and gold[1].chosen == "y"
+    assert gold[0].chosen in (AB, CDE)  # both score 1: the tie's vote decides
+    assert [(p.chosen, p.rejected) for p in gold][0][1] == W40 and gold[1].chosen == "y"
     assert [(p.metadata["gold_chosen"], p.metadata["gold_rejected"]) for p in gold] == [
-        (1.0, TASK.score(" ".join(["w"] * 40))), (0.9, 0.2)]
+        (1.0, TASK.score(W40)), (0.9, 0.2)]
     assert counts["agrees_with_gold"] == 2 and gold[0].annotator == "gold"
     # label noise: flips make some best-vs-worst pairs wrong, but far fewer than a single noisy vote does
     many = [PromptSamples(prompt=f"p{i}", completions=["a", "b", "c", "d"], id=f"p{i}",

@@ -44,11 +44,12 @@ def test_gold_judge():
     judge = GoldJudge(tasks)
     t = tasks[0]
     k = t.params["max_words"]
-    short, long = "one two", " ".join(["w"] * (2 * k))
+    topic = t.params["topic_words"][0]  # word_limit answers must be on topic
+    short, long = f"one {topic}", " ".join([topic] * (2 * k))
     assert judge.score(t.prompt, long) == 0.5 and judge.score(t, short) == 1.0
     assert judge.compare(t.prompt, short, long) == 1.0
     assert judge.compare(t.prompt, long, short) == 0.0
-    assert judge.compare(t.prompt, short, "three four") == 0.5
+    assert judge.compare(t.prompt, short, f"three {topic}") == 0.5
     assert GoldJudge(tasks, temperature=0.25).compare(t, short, long) == pytest.approx(sigmoid(0.5 / 0.25))
     with pytest.raises(DataError, match="no task"):
         judge.score("unknown prompt", "x")
@@ -160,10 +161,11 @@ def test_make_judge(tiny_rm, tmp_path):
     from preflab.feedback import make_judge
 
     tasks = get_suite("word_limit").tasks(2, seed=0)
+    topic = tasks[0].params["topic_words"][0]  # word_limit answers must be on topic
     gold = make_judge("gold", tasks=tasks, temperature=0.0)
-    assert gold.compare(tasks[0], "one", " ".join(["w"] * 50)) == 1.0
+    assert gold.compare(tasks[0], topic, " ".join([topic] * 50)) == 1.0
     ann = make_judge("annotators", tasks=tasks, pool="noisy", seed=0)
-    assert ann.compare(tasks[0].prompt, "one", " ".join(["w"] * 50)) == pytest.approx(0.8, abs=1e-3)
+    assert ann.compare(tasks[0].prompt, topic, " ".join([topic] * 50)) == pytest.approx(0.8, abs=1e-3)
     rm, tok = tiny_rm
     rm.save_pretrained(tmp_path / "rm")
     tok.save_pretrained(tmp_path / "rm")

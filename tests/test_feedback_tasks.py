@@ -161,3 +161,43 @@ def test_ending_phrase_ignores_case_punctuation_and_markdown():
     assert s("ending_phrase", p, "Bread needs time. *i HOPE this helps*") == 1.0
     assert s("ending_phrase", p, "I hope this helps. More text.") == 0.5
     assert s("ending_phrase", {"phrase": "That is all."}, "Bread. That’s all.") == pytest.approx(0.4 / 3)  # that's ≠ that
+
+
+DEGENERATE = {
+    "empty": lambda t: "",
+    "constant": lambda t: "ok",
+    "generic": lambda t: "Sure! Here is a clear and helpful answer to your question.",
+    "echo": lambda t: t.prompt,
+}
+
+
+@pytest.mark.parametrize("family", SUITES["default"].families)
+def test_default_families_have_100_distinct_prompts_and_no_degenerate_credit(family):
+    tasks = get_suite(family).tasks(100, seed=0)
+    assert len({t.prompt for t in tasks}) == 100
+    for name, answer in DEGENERATE.items():
+        assert max(t.score(answer(t)) for t in tasks) == 0.0, name
+
+
+def test_echo_and_topic_guards():
+    from preflab.feedback.tasks.text import echoes, mentions
+
+    prompt = "Describe the ocean. Answer in at most 8 words."
+    assert echoes(prompt, prompt) and echoes("Describe the ocean please", prompt)  # 1 of 2 trigrams copied
+    assert not echoes("The ocean is vast and deep.", prompt) and not echoes("42", "What is 40 plus 2? 42")
+    assert mentions("Oceans and the seas", ["ocean", "sea", "fish"]) == 2
+    assert mentions("Libraries lend books", ["library", "book"]) == 2 and mentions("raincoat", ["rain"]) == 0
+    task = get_family("word_limit").make(0, 0)
+    topic = task.params["topic_words"][0]
+    assert task.score(f"I like {topic} a lot.") == 1.0  # on topic, 5 words within every limit (>= 8)
+    assert task.score("I like turtles a lot.") == 0.0
+    assert s("word_limit", {"max_words": 4, "topic_words": ["sea"]}, "the sea is big and blue") == pytest.approx(4 / 6)
+    assert s("exclude_keyword", {"forbidden": "ocean", "topic_words": ["sea"]},
+             "It is wide and blue and it never ends at all.") == 0.0
+    assert s("include_keywords", {"keywords": ["blue", "quiet", "window"], "min_words": 8},
+             "blue quiet window") == pytest.approx(3 / 8)
+    pos = {"target": "positive", "credit": "signed", "product_words": ["laptop"]}
+    assert s("sentiment", pos, "This laptop is a laptop.") == 0.0  # neutral: no credit
+    assert s("sentiment", pos, "I love it, it is wonderful!") == 0.0  # never names the laptop
+    assert s("sentiment", {**pos, "target": "negative"}, "This laptop is wonderful, I love it!") == 0.0
+    assert s("sentiment", pos, "This laptop is wonderful, I love it!") > 0.8

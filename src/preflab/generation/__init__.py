@@ -1,6 +1,8 @@
-"""Sampling from a policy: Hugging Face ``generate`` (KV cache) or vLLM behind one backend interface."""
+"""Sampling from a policy: the rollout engine (CPU/GPU), the plain decoding loop, Hugging Face ``generate`` (the
+reference) or vLLM, behind one backend interface."""
 
 from .backends import HFBackend, SamplerBackend, VLLMBackend, make_backend, vllm_available
+from .engine import rollout, supports_engine
 from .logprobs import completion_logprobs
 from .sampler import Completion, SamplingParams, chat_messages, generate_chat, sample
 
@@ -14,6 +16,8 @@ __all__ = [
     "completion_logprobs",
     "generate_chat",
     "make_backend",
+    "rollout",
     "sample",
+    "supports_engine",
     "vllm_available",
 ]

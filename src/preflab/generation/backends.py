@@ -1,4 +1,5 @@
-"""Sampler backends: Hugging Face ``generate`` everywhere, vLLM when it is installed and a GPU is present.
+"""Sampler backends: preflab's :func:`~preflab.generation.sample` everywhere (the rollout engine, the plain loop or
+Hugging Face ``generate``, see ``SamplingParams.engine``), vLLM when it is installed and a GPU is present.
 
 Both return the same :class:`~preflab.generation.sampler.Completion` lists, so callers (the CLI, online
 training schedules) pick a backend once with :func:`make_backend` and never branch on it again.
@@ -24,7 +25,7 @@ class SamplerBackend(ABC):
 
 
 class HFBackend(SamplerBackend):
-    """Hugging Face ``generate`` with KV cache, left padding and bf16 autocast (see :func:`sample`)."""
+    """An in-memory Hugging Face model sampled by :func:`sample` (the rollout engine where the model supports it)."""
 
     name = "hf"
 

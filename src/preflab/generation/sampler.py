@@ -1,4 +1,5 @@
-"""Batched sampling from a causal LM with Hugging Face ``generate`` (KV cache), reproducible by seed.
+"""Batched sampling from a causal LM, reproducible by seed: the rollout engine (:mod:`.engine`), the plain
+decoding loop (:mod:`.decode`) or Hugging Face ``generate``, chosen by ``SamplingParams.engine``.
 
 :func:`sample` answers each prompt (a string or a chat message list, rendered through the tokenizer's
 chat template) with ``n`` completions and returns, for each, the text, the completion token ids (up to
@@ -8,8 +9,9 @@ truncation: the quantity that DPO / policy-gradient objectives need, not the sam
 
 Reproducibility: one ``seed`` seeds torch's generator (in a forked RNG state, so the caller's global
 state is untouched). The same prompts, parameters and model give the same completions; a prompt's
-completions may change with the *other* prompts in its batch (sampling draws one random tensor per
-step for the whole batch), as in every batched sampler.
+completions may change with the *other* prompts in its batch, and with ``batch_size`` (sampling draws one
+random tensor per step for the whole batch, and the rollout engine's rows depend on which sequences share
+them), as in every batched sampler.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .decode import decode, supports_decode
+from .engine import engine_attention, rollout, supports_engine
+
+ENGINES = ("auto", "rollout", "loop", "generate")
 
 
 @dataclass
@@ -45,6 +50,13 @@ class SamplingParams:
     every weight at every decoding step; bf16 weights decode ~2x faster than fp32 on this project's
     CPU, see bench/generation.py). None = wherever supported, True = the same (an error-free no-op where
     unsupported), False = never (the model's own dtype)."""
+    engine: str = "auto"
+    """Decoding loop: ``"rollout"`` (:mod:`.engine`: one prefill per prompt, continuous batching, slot KV
+    cache), ``"loop"`` (:mod:`.decode`: a left-padded batch whose finished rows leave), ``"generate"`` (Hugging
+    Face ``generate``, the reference) or ``"auto"``: the first of these the model supports."""
+    return_token_logprobs: bool = False
+    """Also return each generated token's log-prob under the decoding weights, from the decoding pass itself
+    (:attr:`Completion.token_logprobs`; the rollout engine only)."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -54,6 +66,7 @@ class SamplingParams:
             (self.n >= 1, "n", "must be >= 1"),
             (self.top_k >= 0, "top_k", "must be >= 0"),
             (self.batch_size >= 1, "batch_size", "must be >= 1"),
+            (self.engine in ENGINES, "engine", f"must be one of {', '.join(ENGINES)}"),
         ]
         for ok, name, msg in checks:
             if not ok:
@@ -69,6 +82,8 @@ class Completion:
     finish_reason: str
     logprob: float | None = None
     metadata: dict = field(default_factory=dict)
+    token_logprobs: list[float] | None = None
+    """Per generated token, log π(token | prefix) under the decoding weights (``return_token_logprobs``)."""
 
     @property
     def num_tokens(self) -> int:
@@ -85,9 +100,32 @@ def chat_messages(prompt) -> list[dict[str, str]]:
 
 def render_prompts(tokenizer, prompts: list) -> list[str]:
     """Chat-template each prompt, ending with the assistant's generation prompt."""
+    if not getattr(tokenizer, "chat_template", None):
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        raise ConfigError(f"the tokenizer '{name}' has no chat template: set tokenizer.chat_template (or load an "
+                          "instruct model) before sampling chat prompts", field="model.name_or_path")
     return [
         tokenizer.apply_chat_template(chat_messages(p), add_generation_prompt=True, tokenize=False) for p in prompts
     ]
+
+
+def context_length(model) -> int | None:
+    """The model's maximum number of positions (``max_position_embeddings``), None when it declares none."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    value = getattr(getattr(base, "config", None), "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) else None
+
+
+def check_context(model, prompt_ids: list[list[int]], max_new_tokens: int) -> None:
+    """One-line error, before any decoding, when a prompt plus ``max_new_tokens`` exceeds the context."""
+    limit = context_length(model)
+    if limit is None:
+        return
+    for i, ids in enumerate(prompt_ids):
+        if len(ids) + max_new_tokens > limit:
+            raise ConfigError(f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it needs "
+                              f"{len(ids) + max_new_tokens} positions but the model's context is {limit}",
+                              field="sampling.max_new_tokens")
 
 
 def eos_ids(model, tokenizer, extra: tuple[int, ...] = ()) -> list[int]:
@@ -146,11 +184,38 @@ def bf16_weights(model, enabled: bool | None = True):
             p.data = data
 
 
-def sample(model, tokenizer, prompts: list, params: SamplingParams | None = None) -> list[list[Completion]]:
-    """Sample ``params.n`` completions for every prompt; result ``[i][j]`` is prompt i's j-th completion."""
+def casts_weights(model, enabled: bool | None) -> bool:
+    """Whether :func:`bf16_weights` casts this model's weights (a CPU with bf16 support, fp32 parameters)."""
     import torch
 
-    from .logprobs import completion_logprobs
+    if enabled is False or model.device.type != "cpu" or not cpu_bf16_supported():
+        return False
+    return any(p.dtype == torch.float32 for p in model.parameters())
+
+
+def pick_engine(model, engine: str = "auto") -> str:
+    """The decoding loop :func:`sample` runs: the requested one, or for ``"auto"`` the first the model supports
+    of rollout engine, own loop, ``generate``."""
+    if engine == "rollout" and not supports_engine(model):
+        model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+        raise ConfigError(f"the rollout engine does not support model type '{model_type}' (use engine: loop or "
+                          "generate)", field="sampling.engine")
+    if engine == "loop" and not supports_decode(model):
+        raise ConfigError("this model's forward takes no KV cache / position ids (use engine: generate)",
+                          field="sampling.engine")
+    if engine != "auto":
+        return engine
+    if supports_engine(model):
+        return "rollout"
+    return "loop" if supports_decode(model) else "generate"
+
+
+def sample(model, tokenizer, prompts: list, params: SamplingParams | None = None) -> list[list[Completion]]:
+    """Sample ``params.n`` completions for every prompt; result ``[i][j]`` is prompt i's j-th completion.
+
+    Checks the whole request first (chat template, every prompt's length against the model's context) and
+    raises a one-line :class:`~preflab.errors.ConfigError` before any decoding."""
+    import torch
 
     params = params or SamplingParams()
     if not prompts:
@@ -158,12 +223,87 @@ def sample(model, tokenizer, prompts: list, params: SamplingParams | None = None
     texts = render_prompts(tokenizer, prompts)
     stop = eos_ids(model, tokenizer, params.stop_token_ids)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
+    prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    check_context(model, prompt_ids, params.max_new_tokens)
+    engine = pick_engine(model, params.engine)
+    if params.return_token_logprobs and engine != "rollout":
+        raise ConfigError(f"per-token log-probs come from the rollout engine only (engine: {engine})",
+                          field="sampling.return_token_logprobs")
+    if engine != "rollout":
+        return _sample_batches(model, tokenizer, texts, prompt_ids, params, stop, pad_id, engine == "loop")
+    exact = not casts_weights(model, params.bf16) and not (
+        model.device.type == "cuda" and bf16_autocast_ok(model, params.bf16))
+    want_token_lps = params.return_token_logprobs or (params.return_logprobs and exact)
+    gpu_autocast = model.device.type == "cuda" and bf16_autocast_ok(model, params.bf16)
+    with torch.random.fork_rng(devices=_rng_devices(model)):
+        torch.manual_seed(params.seed)
+        with torch.no_grad(), bf16_weights(model, params.bf16), torch.autocast(
+                model.device.type, dtype=torch.bfloat16, enabled=gpu_autocast), engine_attention(model):
+            res = rollout(model, prompt_ids, n=params.n, max_new_tokens=params.max_new_tokens, stop_ids=stop,
+                          pad_id=pad_id, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
+                          slots=params.batch_size, token_logprobs=want_token_lps)
+    seq_lps = None
+    if params.return_logprobs and not exact:  # decoded with cast weights: score under the model's own dtype
+        seq_lps = _rescore(model, prompt_ids, res.tokens, pad_id, params)
+    results = []
+    for i, row in enumerate(res.tokens):
+        comps = []
+        for j, ids in enumerate(row):
+            tlp = res.token_logprobs[i][j] if res.token_logprobs is not None else None
+            logprob = None
+            if params.return_logprobs:
+                logprob = seq_lps[i][j] if seq_lps is not None else float(sum(tlp))
+            comps.append(Completion(
+                text=tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                token_ids=ids,
+                finish_reason="stop" if ids and ids[-1] in stop else "length",
+                logprob=logprob,
+                token_logprobs=tlp if params.return_token_logprobs else None,
+            ))
+        results.append(comps)
+    return results
+
+
+def _rescore(model, prompt_ids, tokens, pad_id: int, params: SamplingParams) -> list[list[float]]:
+    """Summed completion log-probs in the model's own dtype (one forward per ``batch_size`` sequences)."""
+    import torch
+
+    from .logprobs import completion_logprobs
+
+    flat = [(i, j) for i, row in enumerate(tokens) for j in range(len(row))]
+    out = [[0.0] * len(row) for row in tokens]
+    for s in range(0, len(flat), params.batch_size):
+        chunk = flat[s:s + params.batch_size]
+        plen = max(len(prompt_ids[i]) for i, _ in chunk)
+        clen = max(len(tokens[i][j]) for i, j in chunk)
+        seq = torch.full((len(chunk), plen + clen), pad_id, dtype=torch.long)
+        pmask = torch.zeros((len(chunk), plen), dtype=torch.long)
+        cmask = torch.zeros((len(chunk), clen), dtype=torch.long)
+        for r, (i, j) in enumerate(chunk):
+            p, c = prompt_ids[i], tokens[i][j]
+            seq[r, plen - len(p):plen] = torch.tensor(p)
+            seq[r, plen:plen + len(c)] = torch.tensor(c, dtype=torch.long)
+            pmask[r, plen - len(p):] = 1
+            cmask[r, :len(c)] = 1
+        dev = model.device
+        lps = completion_logprobs(model, seq.to(dev), pmask.to(dev), cmask.to(dev), bf16=params.bf16)
+        for r, (i, j) in enumerate(chunk):
+            out[i][j] = float(lps[r])
+    return out
+
+
+def _sample_batches(model, tokenizer, texts, prompt_ids, params: SamplingParams, stop, pad_id: int,
+                    own_loop: bool) -> list[list[Completion]]:
+    """The batch-at-a-time paths: the plain decoding loop (:func:`.decode.decode`) or ``generate``."""
+    import torch
+
+    from .logprobs import completion_logprobs
+
     per_call = max(1, params.batch_size // params.n)
     # Longest prompts first: similar lengths share a batch (less padding); order restored below.
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    lengths = [len(ids) for ids in prompt_ids]
     order = sorted(range(len(texts)), key=lambda i: (-lengths[i], i))
     results: list[list[Completion] | None] = [None] * len(texts)
-    own_loop = supports_decode(model)
     kwargs = _generate_kwargs(params, stop, pad_id)
     with torch.random.fork_rng(devices=_rng_devices(model)):
         torch.manual_seed(params.seed)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ...errors import ConfigError, DataError
+from .text import echoes
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,8 @@ class Task:
     params: dict[str, Any] = field(default_factory=dict)
 
     def score(self, response: str) -> float:
-        """Gold score of ``response`` in [0, 1]."""
-        return get_family(self.family).score(self.params, response)
+        """Gold score of ``response`` in [0, 1] (0 for an answer that repeats the prompt, see :func:`score_task`)."""
+        return score_task(self.family, self.params, response, prompt=self.prompt)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "family": self.family, "prompt": self.prompt, "params": dict(self.params)}
@@ -72,8 +73,12 @@ def get_family(name: str) -> TaskFamily:
     return FAMILIES[name]
 
 
-def score_task(family: str, params: dict[str, Any], response: str) -> float:
-    """Gold score of ``response`` for a task given by its family name and parameters."""
+def score_task(family: str, params: dict[str, Any], response: str, prompt: str | None = None) -> float:
+    """Gold score of ``response`` for a task given by its family name and parameters. With the ``prompt``, an
+    answer that mostly repeats it scores 0 (:func:`~preflab.feedback.tasks.text.echoes`: half or more of its
+    word trigrams come from the prompt), whatever the family's scorer would give."""
+    if prompt is not None and echoes(response, prompt):
+        return 0.0
     return get_family(family).score(params, response)
 
 

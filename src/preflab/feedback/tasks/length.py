@@ -6,8 +6,17 @@ import random
 from typing import Any
 
 from .base import TaskFamily, register_family
-from .text import word_count
-from .vocab import INSTRUCTIONS, TOPICS
+from .text import mentions, word_count
+from .vocab import ASSOCIATED, INSTRUCTIONS, TOPICS
+
+_STOP = {"the", "a", "an", "at", "of", "in"}
+
+
+def topic_words(topic: str, exclude: str | None = None) -> list[str]:
+    """Words that put an answer on ``topic``: the topic phrase's words, its head noun and its
+    :data:`~preflab.feedback.tasks.vocab.ASSOCIATED` words (without ``exclude``)."""
+    out = [w for w in topic.split() if w not in _STOP] + [TOPICS[topic], *ASSOCIATED[topic]]
+    return [w for w in dict.fromkeys(out) if w != exclude]
 
 
 @register_family
@@ -15,7 +24,10 @@ class WordLimit(TaskFamily):
     """"... Answer in at most k words."
 
     Gold score, with w the response's word count (:func:`~preflab.feedback.tasks.text.words`):
-    0 if w = 0; 1 if w ≤ k; k / w otherwise (twice the limit earns 0.5, four times 0.25).
+    0 if w = 0; 1 if w ≤ k; k / w otherwise (twice the limit earns 0.5, four times 0.25). The answer must be
+    on topic: when the task lists ``topic_words`` (the topic's own words and
+    :data:`~preflab.feedback.tasks.vocab.ASSOCIATED` ones), an answer using none of them scores 0, so "ok"
+    or any short generic sentence earns nothing.
     """
 
     name = "word_limit"
@@ -26,11 +38,13 @@ class WordLimit(TaskFamily):
         topic = rng.choice(sorted(TOPICS))
         k = rng.choice(self.limits)
         prompt = f"{rng.choice(INSTRUCTIONS).format(topic=topic)} Answer in at most {k} words."
-        return prompt, {"max_words": k}
+        return prompt, {"max_words": k, "topic_words": topic_words(topic)}
 
     def score(self, params: dict[str, Any], response: str) -> float:
         k, w = int(params["max_words"]), word_count(response)
         if w == 0:
+            return 0.0
+        if params.get("topic_words") and not mentions(response, params["topic_words"]):
             return 0.0
         return 1.0 if w <= k else k / w
 

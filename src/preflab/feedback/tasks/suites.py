@@ -20,11 +20,32 @@ class TaskSuite:
     description: str = ""
 
     def tasks(self, n: int, seed: int = 0) -> list[Task]:
-        """``n`` tasks, families interleaved round-robin (balanced to within one task per family)."""
+        """``n`` tasks with distinct prompts, families interleaved round-robin (balanced to within one task per
+        family). A family's k-th task is the k-th distinct prompt among ``make(seed, 0), make(seed, 1), …``,
+        so the first tasks do not depend on ``n``."""
         if n < 0:
             raise ConfigError(f"number of tasks must be >= 0 (got {n})", field="n")
         fams = [get_family(f) for f in self.families]
-        return [fams[j % len(fams)].make(seed, j // len(fams)) for j in range(n)]
+        quota = [len(range(i, n, len(fams))) for i in range(len(fams))]
+        drawn = [distinct_tasks(fam, q, seed) for fam, q in zip(fams, quota, strict=True)]
+        return [drawn[j % len(fams)][j // len(fams)] for j in range(n)]
+
+
+def distinct_tasks(fam, count: int, seed: int, max_tries: int = 20) -> list[Task]:
+    """The first ``count`` tasks of a family whose prompts are distinct (repeats are skipped)."""
+    out: list[Task] = []
+    seen: set[str] = set()
+    index = 0
+    while len(out) < count:
+        if index >= max_tries * max(count, 10):
+            raise ConfigError(f"task family '{fam.name}' yields only {len(out)} distinct prompts "
+                              f"(asked for {count})", field="n")
+        task = fam.make(seed, index)
+        index += 1
+        if task.prompt not in seen:
+            seen.add(task.prompt)
+            out.append(task)
+    return out
 
 
 SUITES: dict[str, TaskSuite] = {}

@@ -40,3 +40,32 @@ def normalise(text: str) -> str:
     """Casefolded, whitespace collapsed, straight quotes, surrounding quotes/space stripped."""
     text = text.replace("’", "'").replace("“", '"').replace("”", '"')
     return " ".join(text.casefold().split()).strip(" \"'*_`")
+
+
+def matches_word(word: str, target: str) -> bool:
+    """``word`` is ``target`` or an inflection of it: plural -s/-es/-ies, or any longer word when ``target`` has
+    five letters or more (``rain`` ≠ ``rainbow`` but ``ocean`` ~ ``oceans``, ``bread`` ~ ``breads``,
+    ``climb`` ~ ``climbing``). Both casefolded by the caller."""
+    if word in (target, target + "s", target + "es"):
+        return True
+    if target.endswith("y") and word == target[:-1] + "ies":
+        return True
+    return len(target) >= 5 and word.startswith(target)
+
+
+def mentions(text: str, targets) -> int:
+    """How many of ``targets`` (words) occur in ``text`` (see :func:`matches_word`)."""
+    found = [w.casefold() for w in words(text)]
+    return sum(1 for t in targets if any(matches_word(w, t.casefold()) for w in found))
+
+
+def echoes(response: str, prompt: str) -> bool:
+    """The response mostly repeats the prompt: half or more of its word trigrams (casefolded) occur in the
+    prompt. Answers under three words have no trigram and never echo (``42`` may well be in the prompt)."""
+    got = [w.casefold() for w in words(response)]
+    src = [w.casefold() for w in words(prompt)]
+    if len(got) < 3:
+        return False
+    grams = [tuple(got[i:i + 3]) for i in range(len(got) - 2)]
+    seen = {tuple(src[i:i + 3]) for i in range(len(src) - 2)}
+    return sum(1 for g in grams if g in seen) * 2 >= len(grams)

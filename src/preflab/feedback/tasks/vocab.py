@@ -83,6 +83,7 @@ JSON_TEMPLATES = [
 BULLET_TEMPLATES = [
     "List {k} {what} as a bulleted list. Start every line with '- ' and write nothing else.",
     "Name {k} {what}. Answer only with a bulleted list, one item per line, each line starting with '- '.",
+    "Give me {k} {what}, formatted as a bulleted list ('- ' before each item) and nothing else.",
 ]
 
 # How an answer that must avoid a word is asked for ({topic}, {word})
@@ -90,6 +91,9 @@ EXCLUDE_TEMPLATES = [
     "Describe {topic} in two sentences without using the word '{word}'.",
     "Write three sentences about {topic}, but never use the word '{word}'.",
     "Explain what is special about {topic} without ever saying '{word}'.",
+    "Tell a child about {topic} in a few sentences. Do not use the word '{word}'.",
+    "Write a short paragraph on {topic}. The word '{word}' is not allowed.",
+    "Give two facts about {topic} without writing the word '{word}'.",
 ]
 
 QUESTIONS = [
@@ -102,3 +106,41 @@ QUESTIONS = [
     "What is the best way to learn a language?",
     "Why should we drink water?",
 ]
+
+# topic phrase -> words an on-topic answer is likely to use besides the head noun (scorers of word_limit and
+# exclude_keyword ask for one of them, so that a generic or constant answer is not on topic)
+ASSOCIATED: dict[str, tuple[str, ...]] = {
+    "the ocean": ("sea", "water", "wave", "salt", "fish", "deep", "marine", "whale", "coral", "tide", "beach"),
+    "coffee": ("bean", "cup", "caffeine", "drink", "brew", "espresso", "morning", "roast", "mug", "aroma"),
+    "a rainy day": ("rainy", "raining", "rainfall", "umbrella", "wet", "cloud", "puddle", "storm", "drop", "grey",
+                    "gray", "cozy"),
+    "bicycles": ("bike", "ride", "riding", "pedal", "wheel", "cycling", "cyclist", "tire", "tyre", "gear"),
+    "the moon": ("lunar", "night", "sky", "orbit", "earth", "crater", "phase", "tide", "astronaut", "full"),
+    "libraries": ("book", "read", "reading", "librarian", "shelf", "shelves", "borrow", "quiet", "knowledge"),
+    "gardening": ("plant", "flower", "soil", "seed", "grow", "growing", "vegetable", "water", "weed", "dig"),
+    "winter": ("cold", "snow", "ice", "frost", "season", "december", "january", "warm", "coat", "freezing"),
+    "trains": ("rail", "railway", "track", "station", "travel", "passenger", "locomotive", "journey", "ride"),
+    "chess": ("board", "piece", "king", "queen", "pawn", "knight", "bishop", "rook", "move", "game",
+              "strategy", "checkmate"),
+    "bread baking": ("baking", "bake", "dough", "flour", "yeast", "oven", "loaf", "knead", "crust"),
+    "mountains": ("peak", "climb", "climbing", "hike", "hiking", "summit", "snow", "high", "valley", "rock"),
+    "music": ("song", "melody", "sound", "rhythm", "instrument", "listen", "sing", "band", "note", "play"),
+    "cats": ("kitten", "pet", "purr", "fur", "feline", "whisker", "paw", "meow", "independent"),
+    "dogs": ("puppy", "pet", "bark", "loyal", "walk", "fur", "tail", "companion", "paw", "canine"),
+    "the city at night": ("night", "light", "street", "building", "urban", "dark", "neon", "skyline", "busy"),
+    "volcanoes": ("lava", "eruption", "erupt", "magma", "ash", "mountain", "crater", "hot", "earth"),
+    "honey bees": ("honey", "hive", "flower", "pollen", "pollinate", "nectar", "queen", "buzz", "colony", "insect"),
+    "friendship": ("friendly", "trust", "support", "loyal", "together", "companion", "care", "relationship",
+                   "share"),
+    "the desert": ("sand", "dry", "hot", "cactus", "dune", "heat", "oasis", "arid", "camel", "sun"),
+    "computers": ("software", "hardware", "program", "data", "screen", "keyboard", "internet", "machine",
+                  "technology", "code"),
+    "forests": ("tree", "wood", "woods", "leaf", "leaves", "wildlife", "green", "nature", "animal", "oxygen"),
+    "soccer": ("football", "ball", "goal", "team", "player", "match", "field", "kick", "game", "sport"),
+    "birthdays": ("cake", "party", "gift", "present", "celebrate", "celebration", "candle", "age", "friend",
+                  "year"),
+    "rivers": ("water", "stream", "flow", "flowing", "fish", "bank", "current", "sea", "valley", "boat"),
+    "the sun": ("star", "light", "heat", "solar", "sky", "energy", "warm", "sunlight", "earth", "bright"),
+    "painting": ("painter", "art", "artist", "color", "colour", "canvas", "brush", "picture", "create", "artwork"),
+    "snow": ("snowflake", "cold", "winter", "white", "ice", "flake", "frozen", "snowman", "freeze"),
+}

@@ -1,0 +1,342 @@
+"""The rollout engine: one prefill per prompt shared by its n samples, continuous batching over a slot KV cache.
+
+:func:`rollout` is what :func:`preflab.generation.sample` runs for the decoder-only architectures listed in
+:data:`ENGINE_MODEL_TYPES` (it falls back to :mod:`.decode`'s loop, and that to Hugging Face ``generate``,
+for the others). Compared with ``generate(num_return_sequences=n)`` it
+
+* **prefills each prompt once** (a left-padded batch of prompts, Hugging Face's own attention) and copies the
+  prompt's keys and values into the KV rows of each of its ``n`` samples, instead of encoding the prompt
+  ``n`` times;
+* keeps a **slot KV cache**: per layer one preallocated ``[slots, kv_heads, capacity, head_dim]`` buffer; each
+  row holds one sequence between its own start and end column, so sequences of different prompts and ages
+  share a batch, and a decoding step writes every row's new key in place (no ``torch.cat`` of the cache);
+* does **continuous batching**: a sequence that ends (stop token or ``max_new_tokens``) leaves its row at once
+  and the row is refilled in place from the queue of pending samples (prefilling the next prompts when the
+  queue of prefilled ones is empty), so the batch stays full until the queue runs dry; only then are the rows
+  compacted (one cache copy once a quarter of them are empty);
+* computes decoding attention (one query per row) as a grouped matmul over the row's valid columns: on a CPU
+  PyTorch's fused SDPA kernel spends ~5 ms a layer on a one-token query with a mask at batch 64, half of a
+  SmolLM2-135M decoding step (``bench/generation.py``);
+* optionally returns every generated token's log-probability under the decoding weights, from the same pass
+  (a float32 ``log_softmax`` of the logits the token was drawn from, before temperature and truncation).
+
+Sampling (temperature, top-k, top-p, CDF inversion with one uniform per row) is :func:`.decode.draw`, the same
+as the plain loop's. Draws consume torch's global generator, which :func:`~preflab.generation.sample` forks
+and seeds, so a call is reproducible for the same prompts, parameters and weights. The engine reads the live
+model's parameters at every step: after an optimiser update the next call samples from the updated policy
+without any rebuild.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+ENGINE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "granite", "olmo", "olmo2", "phi3"})
+"""Architectures whose attention layers write their keys and values through ``cache.update`` and attend over
+exactly what it returns (full causal attention, RoPE applied before the cache): the engine's slot cache and
+grouped decoding attention are exact for them."""
+
+_ATTN_PREFIX = "preflab_rollout_"
+
+
+def supports_engine(model) -> bool:
+    """Decoder-only models of :data:`ENGINE_MODEL_TYPES` without sliding-window attention."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return False
+    if getattr(config, "model_type", None) not in ENGINE_MODEL_TYPES:
+        return False
+    if "sliding_attention" in (getattr(config, "layer_types", None) or []):
+        return False
+    sliding = getattr(config, "sliding_window", None)
+    return sliding is None or getattr(config, "use_sliding_window", True) is False
+
+
+def _decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """One query per row: softmax(q·Kᵀ·scale + mask)·V with the query heads grouped over their KV head, in float32
+    (scores, softmax and the weighted sum, as the fused kernels accumulate), rounded to the query's dtype once."""
+    import torch
+
+    b, h, _, d = query.shape
+    hkv = key.shape[1]
+    q = query.reshape(b, hkv, h // hkv, d).to(key.dtype)  # the slot cache holds float32 keys and values
+    scores = torch.matmul(q, key.transpose(-1, -2)) * (scaling if scaling is not None else d**-0.5)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    out = torch.matmul(scores.softmax(-1), value)  # [b, hkv, groups, d]
+    return out.reshape(b, 1, h, d).to(query.dtype), None
+
+
+def _attention_name(original: str) -> str:
+    """Register (once) an attention implementation that decodes with :func:`_decode_attention` and prefills
+    with ``original`` (its mask function too)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    name = _ATTN_PREFIX + original
+    if name in ALL_ATTENTION_FUNCTIONS:
+        return name
+    if original == "eager":
+        from transformers.models.llama.modeling_llama import eager_attention_forward as prefill
+    else:
+        prefill = ALL_ATTENTION_FUNCTIONS[original]
+
+    def attention(module, query, key, value, attention_mask, **kwargs):
+        if query.shape[2] == 1 and getattr(attention_mask, "_preflab_slots", False):
+            return _decode_attention(module, query, key, value, attention_mask, **kwargs)
+        return prefill(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register(name, attention)
+    AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[original])
+    return name
+
+
+@contextlib.contextmanager
+def engine_attention(model):
+    """The model's config names the engine's attention implementation inside the block (restored after)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config
+    original = config._attn_implementation or "eager"
+    if original.startswith(_ATTN_PREFIX):
+        yield
+        return
+    config._attn_implementation = _attention_name(original)
+    try:
+        yield
+    finally:
+        config._attn_implementation = original
+
+
+class SlotCache:
+    """Per-layer K/V buffers ``[slots, kv_heads, capacity, head_dim]`` (float32 when the model computes in bf16 or
+    fp16: the stored values are exact, and decoding attention accumulates in float32 as fused kernels do). Before each decoding forward the engine
+    sets ``write_cols`` (each row's next column) and ``width`` (columns the attention reads); ``update``
+    writes the step's keys/values in place and returns the first ``rows`` rows up to ``width``."""
+
+    is_compileable = False
+
+    def __init__(self, slots: int, capacity: int) -> None:
+        self.slots, self.capacity = slots, capacity
+        self.keys: list = []
+        self.values: list = []
+        self.rows = 0
+        self.write_cols = None
+        self.width = 0
+
+    def allocate_like(self, layer_keys: list, layer_values: list) -> None:
+        import torch
+
+        for k, v in zip(layer_keys, layer_values, strict=True):
+            dtype = torch.float32 if k.dtype in (torch.bfloat16, torch.float16) else k.dtype
+            self.keys.append(torch.zeros((self.slots, k.shape[1], self.capacity, k.shape[3]), dtype=dtype,
+                                         device=k.device))
+            self.values.append(torch.zeros((self.slots, v.shape[1], self.capacity, v.shape[3]), dtype=dtype,
+                                           device=v.device))
+
+    def insert(self, rows, layer_keys: list, layer_values: list, src_row: int) -> None:
+        """Rows ``rows`` (an index tensor) get source row ``src_row``'s columns ``0 .. L-1`` (a prefill's KV)."""
+        for buf_k, buf_v, k, v in zip(self.keys, self.values, layer_keys, layer_values, strict=True):
+            width = k.shape[2]
+            buf_k[rows, :, :width] = k[src_row].to(buf_k.dtype)
+            buf_v[rows, :, :width] = v[src_row].to(buf_v.dtype)
+
+    def keep(self, index, width: int) -> None:
+        """Compact: rows ``index`` (ascending) move to the front, in order."""
+        n = index.numel()
+        for buf in (*self.keys, *self.values):
+            buf[:n, :, :width] = buf[index, :, :width]
+
+    def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
+        import torch
+
+        rows = torch.arange(key_states.shape[0], device=key_states.device)
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        k[rows, :, self.write_cols] = key_states[:, :, 0].to(k.dtype)
+        v[rows, :, self.write_cols] = value_states[:, :, 0].to(v.dtype)
+        n = key_states.shape[0]
+        return k[:n, :, :self.width], v[:n, :, :self.width]
+
+    # what a model's forward may ask of a cache before attention runs
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.width
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+@dataclass
+class _Prefilled:
+    prompt: int
+    remaining: int
+    next_sample: int
+    src_row: int
+    keys: list
+    values: list
+    logits: object  # [vocab] first-token logits
+    start: int  # first real column
+    width: int  # prefill columns
+
+
+@dataclass
+class RolloutResult:
+    """Per prompt, per sample: generated token ids (up to and including the stop token) and, on request,
+    each token's log-probability."""
+
+    tokens: list[list[list[int]]]
+    token_logprobs: list[list[list[float]]] | None
+    stats: dict = field(default_factory=dict)
+
+
+def rollout(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, stop_ids: list[int], pad_id: int,
+            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, slots: int = 32,
+            token_logprobs: bool = False, max_prefill_prompts: int = 16) -> RolloutResult:
+    """Sample ``n`` completions of every prompt (token id lists, no padding). ``slots`` = sequences decoded at
+    once. Greedy decoding (``temperature == 0``) decodes each prompt once and repeats the result ``n`` times."""
+    import torch
+    from transformers import DynamicCache
+
+    from .decode import _forward, cache_argument, draw
+
+    reps = 1 if temperature == 0 else n
+    dev = model.device
+    num = len(prompt_ids)
+    tokens: list[list[list[int]]] = [[[] for _ in range(reps)] for _ in range(num)]
+    lps: list[list[list[float]]] | None = [[[] for _ in range(reps)] for _ in range(num)] if token_logprobs else None
+    capacity = max(len(p) for p in prompt_ids) + max_new_tokens
+    cache = SlotCache(slots, capacity)
+    cache_kw = cache_argument(model)
+    stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=dev)
+    order = sorted(range(num), key=lambda i: (-len(prompt_ids[i]), i))  # similar lengths prefill together
+    queue_pos = 0
+    ready: list[_Prefilled] = []
+    # per row (rows 0..A-1 of the cache): prompt and sample index (None: a hole left by a finished sequence),
+    # start column, next write column, tokens generated, the token to feed next
+    row_prompt: list[int | None] = []
+    row_sample: list[int] = []
+    start = torch.zeros(0, dtype=torch.long, device=dev)
+    end = torch.zeros(0, dtype=torch.long, device=dev)
+    count = torch.zeros(0, dtype=torch.long, device=dev)
+    fed = torch.zeros(0, dtype=torch.long, device=dev)
+    stats = {"prefill_calls": 0, "prefill_tokens": 0, "decode_steps": 0, "decode_rows": 0, "compactions": 0}
+
+    def prefill(k: int) -> None:
+        nonlocal queue_pos
+        idx = order[queue_pos:queue_pos + k]
+        queue_pos += len(idx)
+        width = max(len(prompt_ids[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad_id, dtype=torch.long, device=dev)
+        mask = torch.zeros((len(idx), width), dtype=torch.long, device=dev)
+        for r, i in enumerate(idx):
+            ids[r, width - len(prompt_ids[i]):] = torch.tensor(prompt_ids[i], device=dev)
+            mask[r, width - len(prompt_ids[i]):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp_(min=0)
+        dyn = DynamicCache()
+        logits = _forward(model, ids, mask, pos, dyn, cache_kw, True)
+        keys = [layer.keys for layer in dyn.layers]
+        values = [layer.values for layer in dyn.layers]
+        if not cache.keys:
+            cache.allocate_like(keys, values)
+        stats["prefill_calls"] += 1
+        stats["prefill_tokens"] += int(mask.sum())
+        for r, i in enumerate(idx):
+            ready.append(_Prefilled(i, reps, 0, r, keys, values, logits[r], width - len(prompt_ids[i]), width))
+
+    while True:
+        # refill: holes first (in place, no cache copy), then new rows up to ``slots``
+        holes = [r for r, p in enumerate(row_prompt) if p is None]
+        fresh_rows: list[int] = []
+        fresh_logits = []
+        while (holes or len(row_prompt) < slots) and (ready or queue_pos < num):
+            if not ready:
+                free = len(holes) + slots - len(row_prompt)
+                prefill(max(1, min(-(-free // reps), max_prefill_prompts)))
+            entry = ready[0]
+            take = min(len(holes) + slots - len(row_prompt), entry.remaining)
+            rows, holes = holes[:take], holes[take:]
+            extra = take - len(rows)
+            if extra:
+                rows += range(len(row_prompt), len(row_prompt) + extra)
+                row_prompt += [None] * extra
+                row_sample += [0] * extra
+                pad = torch.zeros(extra, dtype=torch.long, device=dev)
+                start, end, count, fed = (torch.cat([t, pad]) for t in (start, end, count, fed))
+            index = torch.tensor(rows, dtype=torch.long, device=dev)
+            cache.insert(index, entry.keys, entry.values, entry.src_row)
+            for j, r in enumerate(rows):
+                row_prompt[r] = entry.prompt
+                row_sample[r] = entry.next_sample + j
+            start[index], end[index], count[index] = entry.start, entry.width, 0
+            fresh_rows += rows
+            fresh_logits.append(entry.logits.expand(take, -1))
+            entry.next_sample += take
+            entry.remaining -= take
+            if entry.remaining == 0:
+                ready.pop(0)
+        alive_list = [p is not None for p in row_prompt]
+        if not any(alive_list):
+            break
+        alive = torch.tensor(alive_list, device=dev)
+        fresh = torch.zeros(len(row_prompt), dtype=torch.bool, device=dev)
+        if fresh_rows:
+            fresh[torch.tensor(fresh_rows, dtype=torch.long, device=dev)] = True
+        decoding = alive & ~fresh
+        if bool(decoding.any()):
+            # every row is fed (holes and fresh rows too: their logits are discarded, and a fresh row's write at
+            # its next column is overwritten by its first real token at the next step)
+            cache.write_cols = end
+            cache.width = int(end.max()) + 1
+            cols = torch.arange(cache.width, device=dev)
+            valid = (cols >= start[:, None]) & (cols <= end[:, None])
+            mask = torch.zeros(valid.shape, dtype=torch.float32, device=dev).masked_fill_(~valid, float("-inf"))
+            mask = mask[:, None, None, :]
+            mask._preflab_slots = True
+            logits = _forward(model, fed[:, None], mask, (end - start).clamp(min=0)[:, None], cache, cache_kw,
+                              True)
+            end = end + decoding.long()
+            stats["decode_steps"] += 1
+            stats["decode_rows"] += int(decoding.sum())
+        else:
+            logits = torch.zeros((len(row_prompt), fresh_logits[0].shape[-1]), dtype=fresh_logits[0].dtype,
+                                 device=dev)
+        if fresh_rows:
+            logits[torch.tensor(fresh_rows, dtype=torch.long, device=dev)] = torch.cat(fresh_logits).to(logits.dtype)
+        tok = draw(logits, temperature, top_k, top_p)
+        count = count + alive.long()
+        finished = alive & (torch.isin(tok, stops) | (count >= max_new_tokens))
+        tok_list = tok.tolist()
+        lp_list = None
+        if lps is not None:
+            lp_list = logits.float().log_softmax(-1).gather(-1, tok[:, None]).squeeze(-1).tolist()
+        for r, t in enumerate(tok_list):
+            if alive_list[r]:
+                tokens[row_prompt[r]][row_sample[r]].append(t)
+                if lp_list is not None:
+                    lps[row_prompt[r]][row_sample[r]].append(lp_list[r])
+        fed = tok
+        if bool(finished.any()):
+            for r in finished.nonzero().squeeze(-1).tolist():
+                row_prompt[r] = None
+            start = start.masked_fill(finished, 0)
+            end = end.masked_fill(finished, 0)
+            count = count.masked_fill(finished, 0)
+        drained = not ready and queue_pos >= num
+        dead = sum(p is None for p in row_prompt)
+        if drained and dead and dead * 4 >= len(row_prompt):
+            # the queue is empty: drop the holes once they are a quarter of the batch (one cache copy)
+            keep = torch.tensor([r for r, p in enumerate(row_prompt) if p is not None], dtype=torch.long,
+                                device=dev)
+            if keep.numel():
+                cache.keep(keep, int(end.max()) + 1)
+            kept = keep.tolist()
+            row_prompt = [row_prompt[i] for i in kept]
+            row_sample = [row_sample[i] for i in kept]
+            start, end, count, fed = start[keep], end[keep], count[keep], fed[keep]
+            stats["compactions"] += 1
+    if reps != n:
+        tokens = [[row[0][:] for _ in range(n)] for row in tokens]
+        if lps is not None:
+            lps = [[row[0][:] for _ in range(n)] for row in lps]
+    return RolloutResult(tokens, lps, stats)

@@ -1,0 +1,184 @@
+"""The rollout engine against Hugging Face ``generate``: the first-token distribution (seeded χ² tests), greedy
+tokens, continuous batching (every completion back in order, log-probs that belong to its own prompt),
+in-place weight sync after an optimiser step, and bad input rejected before any decoding."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from scipy import stats
+
+from preflab.errors import ConfigError
+from preflab.generation import SamplingParams, sample
+from preflab.generation import sampler as sampler_mod
+from preflab.generation.decode import filter_logits
+from preflab.generation.engine import supports_engine
+from preflab.generation.sampler import render_prompts
+from preflab.models import tiny_model
+
+PROMPTS = ["hi", "tell me a story about a cat", "2+2?", "a much longer prompt with many more words in it", "ok"]
+
+
+def first_token_probs(model, tok, prompt: str, temperature: float, top_p: float) -> torch.Tensor:
+    ids = tok(render_prompts(tok, [prompt])[0], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = model(ids).logits[:, -1]
+    return filter_logits(logits, temperature, 0, top_p).softmax(-1)[0].double()
+
+
+def merged_bins(expected: torch.Tensor, minimum: float = 5.0) -> list[list[int]]:
+    """Token ids grouped (most likely first) so that every group's expected count is at least ``minimum``."""
+    groups, cur, mass = [], [], 0.0
+    for t in torch.argsort(expected, descending=True).tolist():
+        if expected[t] == 0:
+            continue
+        cur.append(t)
+        mass += float(expected[t])
+        if mass >= minimum:
+            groups.append(cur)
+            cur, mass = [], 0.0
+    if cur:
+        groups[-1] += cur
+    return groups
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9)])
+def test_first_token_distribution_matches_generate(tiny, temperature, top_p):
+    model, tok = tiny
+    n = 2000
+    probs = first_token_probs(model, tok, "tell me a story", temperature, top_p)
+    params = dict(max_new_tokens=1, temperature=temperature, top_p=top_p, n=n, batch_size=512, bf16=False, seed=11)
+    ours = sample(model, tok, ["tell me a story"], SamplingParams(**params, engine="rollout"))[0]
+    ref = sample(model, tok, ["tell me a story"], SamplingParams(**params, engine="generate"))[0]
+    count = {name: torch.bincount(torch.tensor([c.token_ids[0] for c in row]), minlength=probs.numel()).double()
+             for name, row in (("ours", ours), ("ref", ref))}
+    assert count["ours"][probs == 0].sum() == 0  # tokens removed by top-p are never drawn
+    groups = merged_bins(probs * n)
+    obs = torch.tensor([[count[k][g].sum().item() for g in groups] for k in ("ours", "ref")])
+    exp = torch.tensor([(probs[g].sum() * n).item() for g in groups])
+    # goodness of fit to the model's exact distribution, and homogeneity with generate's draws (p = 0.001)
+    gof = ((obs[0] - exp) ** 2 / exp).sum().item()
+    assert gof < stats.chi2.ppf(0.999, len(groups) - 1)
+    chi2, p_value, _, _ = stats.chi2_contingency(obs.numpy())
+    assert p_value > 0.001, (chi2, p_value)
+
+
+def test_greedy_equals_generate_with_refills_and_early_stops(tiny):
+    model, tok = tiny
+    base = dict(max_new_tokens=10, temperature=0.0, bf16=False)
+    plain = sample(model, tok, PROMPTS, SamplingParams(**base, engine="generate"))
+    # make early greedy tokens of two prompts stop tokens, so those sequences leave and their rows are refilled
+    stop = (plain[0][0].token_ids[2], plain[2][0].token_ids[4])
+    ref = sample(model, tok, PROMPTS, SamplingParams(**base, stop_token_ids=stop, engine="generate"))
+    assert ref[0][0].finish_reason == "stop" and len(ref[0][0].token_ids) <= 3
+    for slots in (1, 2, 64):
+        ours = sample(model, tok, PROMPTS, SamplingParams(**base, stop_token_ids=stop, batch_size=slots, n=2))
+        assert [[c.token_ids for c in row] for row in ours] == [[row[0].token_ids] * 2 for row in ref]
+        assert [row[0].finish_reason for row in ours] == [row[0].finish_reason for row in ref]
+
+
+def test_continuous_batching_returns_every_completion_with_its_own_logprobs(tiny):
+    model, tok = tiny
+    stops = tuple(range(40, 70))  # frequent stop tokens: sequences end at different steps, rows are refilled
+    params = SamplingParams(max_new_tokens=9, temperature=1.0, n=3, batch_size=4, seed=5, bf16=False,
+                            stop_token_ids=stops, return_logprobs=True, return_token_logprobs=True)
+    out = sample(model, tok, PROMPTS, params)
+    assert [len(row) for row in out] == [3] * len(PROMPTS)
+    lengths = [c.num_tokens for row in out for c in row]
+    assert min(lengths) < 9 and max(lengths) == 9  # some stopped early, some ran to the limit
+    rendered = render_prompts(tok, PROMPTS)
+    for text, row in zip(rendered, out, strict=True):
+        prompt = tok(text, add_special_tokens=False)["input_ids"]
+        for c in row:
+            assert (c.finish_reason == "stop") == (c.token_ids[-1] in stops)
+            assert all(t not in stops for t in c.token_ids[:-1])
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([prompt + c.token_ids])).logits[0].double(), -1)
+            want = [logp[len(prompt) - 1 + k, t].item() for k, t in enumerate(c.token_ids)]
+            assert c.token_logprobs == pytest.approx(want, abs=1e-4)  # the completion continues *this* prompt
+            assert c.logprob == pytest.approx(sum(want), abs=1e-3)
+
+
+def test_same_seed_same_samples_and_slots_change_nothing_greedy(tiny):
+    model, tok = tiny
+    params = SamplingParams(max_new_tokens=6, temperature=1.0, n=2, batch_size=3, seed=2, bf16=False)
+    a, b = sample(model, tok, PROMPTS, params), sample(model, tok, PROMPTS, params)
+    assert [[c.token_ids for c in row] for row in a] == [[c.token_ids for c in row] for row in b]
+
+
+def test_weights_synced_in_place_after_an_optimizer_step():
+    model, tok = tiny_model(seed=3)
+    params = SamplingParams(max_new_tokens=8, temperature=0.0, bf16=None)  # bf16 weights where the CPU has them
+    before = [c[0].token_ids for c in sample(model, tok, PROMPTS, params)]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the cast was undone
+    target = before[0][0]
+    ids = tok(render_prompts(tok, PROMPTS[:1])[0], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    model.train()
+    for _ in range(3):  # push the first greedy token of prompt 0 away from what it was
+        loss = model(ids).logits[0, -1].log_softmax(-1)[target]
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    after = [c[0].token_ids for c in sample(model, tok, PROMPTS, params)]
+    assert after[0][0] != target
+    ref = [c[0].token_ids for c in sample(model, tok, PROMPTS, SamplingParams(**{**params.__dict__,
+                                                                                "engine": "generate"}))]
+    assert after == ref  # the engine and generate both read the updated weights
+
+
+def test_bad_input_fails_before_decoding(tiny, monkeypatch):
+    model, tok = tiny
+
+    def no_work(*a, **k):
+        raise AssertionError("decoding started")
+
+    monkeypatch.setattr(sampler_mod, "rollout", no_work)
+    short, short_tok = tiny_model(max_position_embeddings=32)
+    with pytest.raises(ConfigError, match=r"prompt 1 has \d+ tokens; with max_new_tokens=8 .* context is 32") as e:
+        sample(short, short_tok, ["hi", "word " * 40], SamplingParams(max_new_tokens=8))
+    assert "\n" not in str(e.value) and e.value.field == "sampling.max_new_tokens"
+    with pytest.raises(ConfigError, match="sampling.n"):
+        SamplingParams(n=0)
+    with pytest.raises(ConfigError, match="sampling.max_new_tokens"):
+        SamplingParams(max_new_tokens=0)
+    with pytest.raises(ConfigError, match="sampling.engine"):
+        SamplingParams(engine="fast")
+    bare = copy.deepcopy(tok)
+    bare.chat_template = None
+    with pytest.raises(ConfigError, match="has no chat template") as e:
+        sample(model, bare, ["hi"], SamplingParams())
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="sampling.return_token_logprobs"):
+        sample(model, tok, ["hi"], SamplingParams(engine="generate", return_token_logprobs=True))
+
+
+def test_engine_support_and_fallback(tiny):
+    model, tok = tiny
+    assert supports_engine(model)
+    assert not supports_engine(torch.nn.Linear(2, 2))
+    cfg = copy.deepcopy(model.config)
+    cfg.model_type = "gpt2"
+    fake = copy.copy(model)
+    fake.config = cfg
+    assert sampler_mod.pick_engine(fake) == "loop"
+    with pytest.raises(ConfigError, match="does not support model type 'gpt2'"):
+        sampler_mod.pick_engine(fake, "rollout")
+    assert model.config._attn_implementation in ("sdpa", "eager")  # the engine restored the model's attention
+
+
+def test_logprobs_are_in_the_models_dtype_when_decoding_casts_weights(tiny):
+    model, tok = tiny
+    params = SamplingParams(max_new_tokens=6, temperature=1.0, n=2, seed=4, bf16=None, return_logprobs=True)
+    out = sample(model, tok, PROMPTS[:2], params)
+    for text, row in zip(render_prompts(tok, PROMPTS[:2]), out, strict=True):
+        prompt = tok(text, add_special_tokens=False)["input_ids"]
+        for c in row:
+            assert c.token_logprobs is None  # not requested
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([prompt + c.token_ids])).logits[0].double(), -1)
+            want = sum(logp[len(prompt) - 1 + k, t].item() for k, t in enumerate(c.token_ids))
+            assert c.logprob == pytest.approx(want, abs=1e-3)  # fp32 scores, even where decoding ran in bf16
