@@ -199,10 +199,9 @@ class Quickstart:
                                 seed=self.cfg.seed, n=q.samples_per_prompt, batch_size=q.sample_batch_size)
         rows, tokens = [], 0
         chunk = max(1, q.sample_batch_size // q.samples_per_prompt) * 4
-        from rich.progress import Progress
+        from ..progress import Work
 
-        with Progress(transient=True) as bar:
-            job = bar.add_task("sampling", total=len(train))
+        with Work("sampling", len(train) * q.samples_per_prompt, unit="completions") as bar:
             for start in range(0, len(train), chunk):
                 part = train[start:start + chunk]
                 params.seed = self.cfg.seed + start  # a distinct, reproducible stream per chunk
@@ -214,7 +213,7 @@ class Quickstart:
                                               gold_scores=[task.score(t) for t in texts],
                                               num_tokens=[c.num_tokens for c in comps],
                                               finish_reasons=[c.finish_reason for c in comps]))
-                bar.advance(job, len(part))
+                bar.advance(len(part) * q.samples_per_prompt, info=f"{tokens:,} tokens")
         write_samples(rows, self.dir / "samples.jsonl")
         gold = [g for r in rows for g in r.gold_scores]
         return {"completions": len(gold), "tokens": tokens, "mean_gold": sum(gold) / max(1, len(gold))}
