@@ -5,7 +5,10 @@ parallel region waits for its slowest thread, which only runs when the scheduler
 project's 2-core machines a 10-step DPO recipe took 13 minutes with the default threads next to a busy
 process and 77 seconds with one thread. The default chosen here is the CPUs this process may run on
 (``sched_getaffinity``), counted as physical cores where SMT siblings share one, minus the CPUs that other
-processes keep busy (the 1-minute load average, rounded), and at least one.
+processes keep busy, and at least one. "Busy" is measured, not averaged: the share of each allowed CPU's time
+spent outside idle over a quarter of a second at start (``/proc/stat``), summed and rounded, while this process
+sleeps. The 1-minute load average, used where ``/proc/stat`` is missing, trails by a minute and counts processes
+that just ended (``make demo``'s own install step would have halved the demo's threads).
 
 ``OMP_NUM_THREADS`` (or ``PREFLAB_THREADS``) set by the user always wins. The command line applies the choice
 before PyTorch is imported (:func:`apply_default`) and the training loop prints it at start.
@@ -54,24 +57,63 @@ def physical_cores(cpus: list[int], cpuinfo: str | None = None) -> int:
 
 def choose_threads(cpus: int, physical: int, load: float) -> ThreadChoice:
     """The default thread count for ``cpus`` allowed logical CPUs on ``physical`` cores with ``load`` (the
-    1-minute load average of the other processes)."""
+    CPUs other processes keep busy)."""
     busy = min(cpus, round(load))
     threads = max(1, min(physical, cpus - busy))
     reason = f"{cpus} CPU{'s' if cpus != 1 else ''}"
     if physical < cpus:
         reason += f" on {physical} physical cores"
     if busy:
-        reason += f", {busy} kept busy by other processes (load {load:.1f})"
+        reason += f", {busy} kept busy by other processes ({load:.1f} CPUs busy)"
     return ThreadChoice(threads, reason)
+
+
+def cpu_times(stat: str, cpus: list[int]) -> dict[int, tuple[int, int]]:
+    """(busy, total) clock ticks of each of ``cpus`` from the text of ``/proc/stat``."""
+    out: dict[int, tuple[int, int]] = {}
+    for line in stat.splitlines():
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or not name[3:].isdigit() or int(name[3:]) not in cpus:
+            continue
+        ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+        out[int(name[3:])] = (sum(ticks) - idle, sum(ticks))
+    return out
+
+
+def busy_cpus(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> float:
+    """How many CPUs' worth of time was spent outside idle between two :func:`cpu_times` readings."""
+    busy = 0.0
+    for cpu, (b1, t1) in after.items():
+        b0, t0 = before.get(cpu, (b1, t1))
+        if t1 > t0:
+            busy += (b1 - b0) / (t1 - t0)
+    return busy
+
+
+def measured_load(cpus: list[int], window_s: float = 0.25) -> float | None:
+    """CPUs kept busy by other processes now (this one sleeps while it measures); None without /proc/stat."""
+    import time
+
+    stat = Path("/proc/stat")
+    try:
+        before = cpu_times(stat.read_text(), cpus)
+        time.sleep(window_s)
+        after = cpu_times(stat.read_text(), cpus)
+    except OSError:
+        return None
+    return busy_cpus(before, after) if after else None
 
 
 def default_threads() -> ThreadChoice:
     """:func:`choose_threads` for this process and machine now."""
     cpus = allowed_cpus()
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
+    load = measured_load(cpus)
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            load = 0.0
     return choose_threads(len(cpus), physical_cores(cpus), load)
 
 
