@@ -36,8 +36,10 @@ test-slow: setup
 	# exit code 5 (nothing marked slow collected) is not a failure here; the fast suite must collect tests
 	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
 
+# ruff's checks (E501 included: 120 columns, pyproject.toml) and its formatter, as CI runs them
 lint: setup
 	$(BIN)/ruff check src tests bench docs/_hooks setup.py
+	$(BIN)/ruff format --check src tests bench docs/_hooks setup.py
 
 # TRL is only a bench extra; torch is re-pinned so pip cannot swap the CPU build for another
 bench: setup

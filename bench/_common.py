@@ -42,8 +42,10 @@ def machine_line() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-            f"load average {' '.join(f'{x:.2f}' for x in load_average())}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"load average {' '.join(f'{x:.2f}' for x in load_average())}"
+    )
 
 
 def peak_device() -> str:
@@ -56,8 +58,9 @@ def peak_gpu_mb() -> float:
     return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
 
 
-def matmul_peak(dtype: torch.dtype, sizes: Sequence[int] = (512, 1024, 2048), device: str = "cpu",
-                budget_s: float = 1.5) -> tuple[float, int]:
+def matmul_peak(
+    dtype: torch.dtype, sizes: Sequence[int] = (512, 1024, 2048), device: str = "cpu", budget_s: float = 1.5
+) -> tuple[float, int]:
     """Measured matmul peak in FLOP/s on all threads, and the size n that reached it: the best timing of an
     (n×n)·(n×n) product (2n³ FLOPs) over ``sizes``, each repeated for about ``budget_s`` seconds. Small
     products that fit in cache often run faster than large ones, so several sizes are tried; the best one
@@ -100,8 +103,9 @@ def current_rss_mb() -> float:
 # ------------------------------------------------------------------ workers
 
 
-def run_worker(script: str | Path, args: Sequence[str], timeout: float,
-               env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_worker(
+    script: str | Path, args: Sequence[str], timeout: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run ``python script --worker-out FILE *args`` in a fresh process and return the JSON it wrote.
 
     A worker that fails or times out yields ``{"error": ...}`` with the tail of its output, so one broken
@@ -110,8 +114,13 @@ def run_worker(script: str | Path, args: Sequence[str], timeout: float,
     with tempfile.TemporaryDirectory(prefix="preflab-bench-") as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, str(script), "--worker-out", str(out), *args]
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
-               "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", **(env or {})}
+        env = {
+            **os.environ,
+            "TOKENIZERS_PARALLELISM": "false",
+            "TRANSFORMERS_VERBOSITY": "error",
+            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+            **(env or {}),
+        }
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired as exc:
@@ -146,8 +155,14 @@ def _words_to_tokens(tokenizer: Any, rng: random.Random, target: int, render: An
             return text
 
 
-def synthetic_pairs(tokenizer: Any, n: int = 64, prompt_tokens: int = 60, completion_tokens: int = 50,
-                    spread: float = 0.15, seed: int = 0) -> list[dict[str, str]]:
+def synthetic_pairs(
+    tokenizer: Any,
+    n: int = 64,
+    prompt_tokens: int = 60,
+    completion_tokens: int = 50,
+    spread: float = 0.15,
+    seed: int = 0,
+) -> list[dict[str, str]]:
     """``n`` seeded preference pairs as chat-template-rendered text (TRL's standard text format).
 
     ``prompt`` is the user message rendered through the tokenizer's chat template with the generation
@@ -159,8 +174,9 @@ def synthetic_pairs(tokenizer: Any, n: int = 64, prompt_tokens: int = 60, comple
     rng = random.Random(seed)
 
     def render_prompt(text: str) -> str:
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                             tokenize=False)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+        )
 
     def draw(mean: int) -> int:
         return rng.randint(round(mean * (1 - spread)), round(mean * (1 + spread)))
@@ -186,8 +202,9 @@ def decoder_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
-def forward_flops(n_body: int, hidden: int, vocab: int, layers: int, tokens: int, head_positions: int,
-                  attended_pairs: int) -> float:
+def forward_flops(
+    n_body: int, hidden: int, vocab: int, layers: int, tokens: int, head_positions: int, attended_pairs: int
+) -> float:
     """Useful forward FLOPs: 2·N_body per token (every matmul of the decoder), 2·d·V per position the
     lm-head is applied to, and 4·d per (query, key) pair attended per layer (QKᵀ and AV)."""
     return 2.0 * n_body * tokens + 2.0 * hidden * vocab * head_positions + 4.0 * hidden * layers * attended_pairs

@@ -39,16 +39,35 @@ METHODS = ("iterative_dpo", "nash_md", "sppo", "inpo", "nash_mp", "dno", "spo", 
 def overrides(method: str, oracle: str, out: Path, args: argparse.Namespace) -> list[str]:
     steps_per_round = max(1, math.ceil(args.prompts / args.batch_size))
     common = [
-        f"algorithm={method}", f"output_dir={out}", "seed=0", "lora.enabled=true", "lora.r=8", "lora.alpha=16",
-        "lora.dropout=0.0", "online.judge=annotators", f"online.judge_args.pool={oracle}", "online.tasks=default",
-        f"online.num_prompts={args.rounds * args.prompts}", f"online.max_new_tokens={args.tokens}",
-        "online.temperature=1.0", f"train.lr={args.lr}", f"train.batch_size={args.batch_size}", "train.grad_accum=1",
-        "train.bf16=false", "train.progress=false", "train.save_final=false", "train.warmup_ratio=0",
-        "train.scheduler=constant", "train.max_length=384",
+        f"algorithm={method}",
+        f"output_dir={out}",
+        "seed=0",
+        "lora.enabled=true",
+        "lora.r=8",
+        "lora.alpha=16",
+        "lora.dropout=0.0",
+        "online.judge=annotators",
+        f"online.judge_args.pool={oracle}",
+        "online.tasks=default",
+        f"online.num_prompts={args.rounds * args.prompts}",
+        f"online.max_new_tokens={args.tokens}",
+        "online.temperature=1.0",
+        f"train.lr={args.lr}",
+        f"train.batch_size={args.batch_size}",
+        "train.grad_accum=1",
+        "train.bf16=false",
+        "train.progress=false",
+        "train.save_final=false",
+        "train.warmup_ratio=0",
+        "train.scheduler=constant",
+        "train.max_length=384",
     ]
     if method in ITERATIVE or method in SELF_PLAY:
-        common += [f"iterative.rounds={args.rounds}", "iterative.samples_per_prompt=3",
-                   f"iterative.prompts_per_round={args.prompts}"]
+        common += [
+            f"iterative.rounds={args.rounds}",
+            "iterative.samples_per_prompt=3",
+            f"iterative.prompts_per_round={args.prompts}",
+        ]
         if method in ITERATIVE:
             common += ["iterative.pairs=best_worst"]
         if method == "nash_mp":
@@ -90,7 +109,7 @@ def bt_ratings(names: list[str], pref: np.ndarray) -> np.ndarray:
         d = theta[:, None] - theta[None, :]
         logsig = -np.logaddexp(0.0, -d)
         mask = ~np.eye(n, dtype=bool)
-        value = -(pref * logsig)[mask].sum() + 1e-3 * (free ** 2).sum()
+        value = -(pref * logsig)[mask].sum() + 1e-3 * (free**2).sum()
         grad_mat = pref * (1.0 - 1.0 / (1.0 + np.exp(-d)))  # d/dθ_a of P_ab log σ(θ_a − θ_b)
         grad_mat[~mask] = 0.0
         grad = -(grad_mat.sum(1) - grad_mat.sum(0)) + 2e-3 * np.concatenate([[0.0], free])
@@ -112,8 +131,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--eval-prompts", type=int, default=32)
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--tournament-only", action="store_true",
-                        help="skip training: rate the policies whose answers an earlier run saved")
+    parser.add_argument(
+        "--tournament-only",
+        action="store_true",
+        help="skip training: rate the policies whose answers an earlier run saved",
+    )
     args = parser.parse_args()
 
     import torch
@@ -156,15 +178,28 @@ def main() -> None:
             model.eval()
             kl, samples = sample_kl(model, base, tok, eval_prompts, max_new_tokens=args.tokens, seed=777)
             answers[method] = samples.texts
-            wins = [eval_judge.compare(p, a, b) for p, a, b in zip(eval_prompts, samples.texts, answers["initial"],
-                                                                  strict=True)]
+            wins = [
+                eval_judge.compare(p, a, b)
+                for p, a, b in zip(eval_prompts, samples.texts, answers["initial"], strict=True)
+            ]
             est = bootstrap_mean(wins, n_bootstrap=args.bootstrap, seed=0)
-            rows[method] = {"win_rate": est.value, "ci": [est.ci_low, est.ci_high], "kl": kl.kl, "kl_se": kl.se, "kl_k3": kl.k3,
-                            "judge_calls": judge.calls, "steps": result.steps, "train_tokens": result.tokens,
-                            "wall_s": wall}
-            print(f"{oracle:12s} {method:14s} win {est.value:.3f} [{est.ci_low:.3f}, {est.ci_high:.3f}]  KL {kl.kl:7.3f}  "
-                  f"calls {judge.calls:4d}  steps {result.steps:3d}  tokens {result.tokens:6d}  {wall:6.1f}s",
-                  flush=True)
+            rows[method] = {
+                "win_rate": est.value,
+                "ci": [est.ci_low, est.ci_high],
+                "kl": kl.kl,
+                "kl_se": kl.se,
+                "kl_k3": kl.k3,
+                "judge_calls": judge.calls,
+                "steps": result.steps,
+                "train_tokens": result.tokens,
+                "wall_s": wall,
+            }
+            print(
+                f"{oracle:12s} {method:14s} win {est.value:.3f} [{est.ci_low:.3f}, {est.ci_high:.3f}]  "
+                f"KL {kl.kl:7.3f}  "
+                f"calls {judge.calls:4d}  steps {result.steps:3d}  tokens {result.tokens:6d}  {wall:6.1f}s",
+                flush=True,
+            )
             partial.write_text(json.dumps({"answers": answers, "rows": rows}))
             del model
         names = ["initial", *rows]
@@ -172,20 +207,32 @@ def main() -> None:
         for i, a in enumerate(names):
             for j, b in enumerate(names):
                 if i < j:
-                    p = np.array([eval_judge.compare(q, x, y) for q, x, y in
-                                  zip(eval_prompts, answers[a], answers[b], strict=True)])
+                    p = np.array(
+                        [
+                            eval_judge.compare(q, x, y)
+                            for q, x, y in zip(eval_prompts, answers[a], answers[b], strict=True)
+                        ]
+                    )
                     per_prompt[i, j], per_prompt[j, i] = p, 1.0 - p
         pref = per_prompt.mean(-1)
         rating = bt_ratings(names, pref)
         rng = np.random.default_rng(0)
-        reps = np.array([bt_ratings(names, per_prompt[:, :, rng.integers(0, len(eval_prompts), len(eval_prompts))]
-                                    .mean(-1)) for _ in range(200)])
+        reps = np.array(
+            [
+                bt_ratings(names, per_prompt[:, :, rng.integers(0, len(eval_prompts), len(eval_prompts))].mean(-1))
+                for _ in range(200)
+            ]
+        )
         lo, hi = np.percentile(reps, [2.5, 97.5], axis=0)
         result_doc = {
-            "oracle": oracle, "args": {k: str(v) for k, v in vars(args).items()}, "methods": rows,
+            "oracle": oracle,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "methods": rows,
             "tournament": {"names": names, "pref": pref.tolist()},
-            "bt": {n: {"rating": float(r), "ci": [float(a), float(b)]} for n, r, a, b in zip(names, rating, lo, hi,
-                                                                                         strict=True)},
+            "bt": {
+                n: {"rating": float(r), "ci": [float(a), float(b)]}
+                for n, r, a, b in zip(names, rating, lo, hi, strict=True)
+            },
         }
         (args.out / f"results-{oracle}.json").write_text(json.dumps(result_doc, indent=1))
         print(f"\n{oracle}: Bradley–Terry ratings (initial = 0), 95% bootstrap CI over prompts")

@@ -45,11 +45,11 @@ def main(root: Path) -> None:
         cfg = res["config"]
         T = cfg["horizon"]
         game = cfg["env"].startswith("game")
-        print(f"\n### {cfg['env']} (K = {cfg['n_actions'] if not game else 'see text'}, T = {T}, "
-              f"{cfg['seeds']} seeds)\n")
+        print(
+            f"\n### {cfg['env']} (K = {cfg['n_actions'] if not game else 'see text'}, T = {T}, {cfg['seeds']} seeds)\n"
+        )
         head = ["agent", f"R({T}) mean [95% CI]", f"R({T})/{T}", "β ± 1.96 s.e.", "verdict"]
-        head += ["CCE gap at T [95% CI]"] if game else ["D(T)"] if not cfg["env"].startswith(("bandit", "duel")) \
-            else []
+        head += ["CCE gap at T [95% CI]"] if game else ["D(T)"] if not cfg["env"].startswith(("bandit", "duel")) else []
         head += ["weight on leader"] if cfg["env"].startswith("experts") else []
         head += ["parse failures", "rounds at uniform"]
         print("| " + " | ".join(head) + " |")
@@ -58,8 +58,13 @@ def main(root: Path) -> None:
             t = r["no_regret_test"]
             beta = "—" if t["exponent"] is None else f"{t['exponent']:.2f} ± {1.96 * t['exponent_se']:.2f}"
             lo, hi = r["final_regret_ci"]
-            row = [name, f"{r['final_regret_mean']:.2f} [{lo:.2f}, {hi:.2f}]", f"{r['avg_regret']:.3f}", beta,
-                   t["verdict"]]
+            row = [
+                name,
+                f"{r['final_regret_mean']:.2f} [{lo:.2f}, {hi:.2f}]",
+                f"{r['avg_regret']:.3f}",
+                beta,
+                t["verdict"],
+            ]
             if game:
                 glo, ghi = r["final_cce_gap_ci"]
                 row.append(f"{r['final_cce_gap_mean']:.3f} [{glo:.3f}, {ghi:.3f}]")
@@ -74,8 +79,10 @@ def main(root: Path) -> None:
             row.append(f"{np.mean([uniform_share(c) for c in cells]):.2f}")
             print("| " + " | ".join(row) + " |")
             if game:
-                print(f"|  | final play: row {np.round(r['final_row_probs'], 2).tolist()}, "
-                      f"column {np.round(r['final_col_probs'], 2).tolist()} |" + " |" * (len(head) - 2))
+                print(
+                    f"|  | final play: row {np.round(r['final_row_probs'], 2).tolist()}, "
+                    f"column {np.round(r['final_col_probs'], 2).tolist()} |" + " |" * (len(head) - 2)
+                )
 
 
 if __name__ == "__main__":

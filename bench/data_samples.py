@@ -50,26 +50,34 @@ def uf_row(rng: random.Random, i: int) -> dict:
         if rng.random() < 0.1:
             ratings["honesty"] = "N/A"
         numeric = [int(v) for v in ratings.values() if v != "N/A"]
-        comps.append({
-            "model": model,
-            "principle": rng.choice(["helpfulness", "honesty", "truthfulness"]),
-            "response": " ".join(sentence(rng, 20) for _ in range(rng.randint(1, 6))),
-            "annotations": {a: {"Rating": v, "Rationale": sentence(rng, 10)} for a, v in ratings.items()},
-            "fine-grained_score": sum(numeric) / len(numeric),
-            "overall_score": float(rng.randint(2, 20)) / 2,
-            "critique": sentence(rng, 25),
-        })
-    return {"source": rng.choice(["evol_instruct", "sharegpt", "flan", "ultrachat"]),
-            "instruction": sentence(rng, 25), "models": [c["model"] for c in comps], "completions": comps}
+        comps.append(
+            {
+                "model": model,
+                "principle": rng.choice(["helpfulness", "honesty", "truthfulness"]),
+                "response": " ".join(sentence(rng, 20) for _ in range(rng.randint(1, 6))),
+                "annotations": {a: {"Rating": v, "Rationale": sentence(rng, 10)} for a, v in ratings.items()},
+                "fine-grained_score": sum(numeric) / len(numeric),
+                "overall_score": float(rng.randint(2, 20)) / 2,
+                "critique": sentence(rng, 25),
+            }
+        )
+    return {
+        "source": rng.choice(["evol_instruct", "sharegpt", "flan", "ultrachat"]),
+        "instruction": sentence(rng, 25),
+        "models": [c["model"] for c in comps],
+        "completions": comps,
+    }
 
 
 def bad_lines(kind: str, rng: random.Random) -> list[str]:
     """A few rows broken in different ways (one per kind) for the given layout."""
     if kind == "hh":
         same = hh_row(rng, 0)
-        return ['{"chosen": "\\n\\nHuman: hi\\n\\nAssistant: hello", "rejected": ',
-                json.dumps({"chosen": same["chosen"], "rejected": same["chosen"]}),
-                json.dumps({"chosen": same["chosen"]})]
+        return [
+            '{"chosen": "\\n\\nHuman: hi\\n\\nAssistant: hello", "rejected": ',
+            json.dumps({"chosen": same["chosen"], "rejected": same["chosen"]}),
+            json.dumps({"chosen": same["chosen"]}),
+        ]
     row = uf_row(rng, 0)
     row["completions"][2]["overall_score"] = float("nan")
     tie = uf_row(rng, 0)
@@ -109,8 +117,10 @@ def main() -> None:
         res = load_preferences(path, on_bad_row="skip", kind="pairs")
         dt = time.perf_counter() - t0
         mb = path.stat().st_size / 1e6
-        print(f"{path.name:<22}{mb:>7.2f}{res.n_rows:>7}{len(res.records):>9}{sum(res.skipped.values()):>9}"
-              f"{dt:>9.3f}{res.n_rows / dt:>9.0f}")
+        print(
+            f"{path.name:<22}{mb:>7.2f}{res.n_rows:>7}{len(res.records):>9}{sum(res.skipped.values()):>9}"
+            f"{dt:>9.3f}{res.n_rows / dt:>9.0f}"
+        )
 
 
 if __name__ == "__main__":

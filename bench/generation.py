@@ -108,8 +108,14 @@ def main() -> None:
     rows = []
     for n in dict.fromkeys([args.n, 1]):
         for dt in dtypes:
-            base = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed, n=n,
-                        batch_size=args.batch_size, bf16=dt == "bf16")
+            base = dict(
+                max_new_tokens=args.max_new_tokens,
+                temperature=args.temperature,
+                seed=args.seed,
+                n=n,
+                batch_size=args.batch_size,
+                bf16=dt == "bf16",
+            )
             best: dict[str, dict] = {}
             for _ in range(args.repeats):
                 for eng in engines:
@@ -120,24 +126,34 @@ def main() -> None:
                         out = sample(model, tok, prompts, params)
                         dt_s = time.perf_counter() - t0
                     tokens = sum(c.num_tokens for row in out for c in row)
-                    row = dict(setting=f"n={n}", dtype=dt, engine=eng, seconds=dt_s, tokens=tokens,
-                               tok_s=tokens / dt_s, compl_s=len(prompts) * n / dt_s, rss=rss.peak,
-                               mfu=useful_flops(model, prompt_lens, out) / dt_s / peaks[dt],
-                               load=load_average()[0])
+                    row = dict(
+                        setting=f"n={n}",
+                        dtype=dt,
+                        engine=eng,
+                        seconds=dt_s,
+                        tokens=tokens,
+                        tok_s=tokens / dt_s,
+                        compl_s=len(prompts) * n / dt_s,
+                        rss=rss.peak,
+                        mfu=useful_flops(model, prompt_lens, out) / dt_s / peaks[dt],
+                        load=load_average()[0],
+                    )
                     if eng not in best or row["tok_s"] > best[eng]["tok_s"]:
                         best[eng] = row
-                    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}),
-                          flush=True)
+                    print(
+                        json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True
+                    )
             ref = best.get("generate")
             for row in best.values():
                 row["speedup"] = row["tok_s"] / ref["tok_s"] if ref else float("nan")
                 rows.append(row)
     greedy = []
     if "generate" in engines:
-        gp = prompts[:args.greedy_prompts]
+        gp = prompts[: args.greedy_prompts]
         for dt in dtypes:
-            params = dict(max_new_tokens=args.max_new_tokens, temperature=0.0, batch_size=args.batch_size,
-                          bf16=dt == "bf16")
+            params = dict(
+                max_new_tokens=args.max_new_tokens, temperature=0.0, batch_size=args.batch_size, bf16=dt == "bf16"
+            )
             ref = sample(model, tok, gp, SamplingParams(**params, engine="generate"))
             for eng in engines:
                 if eng == "generate":
@@ -146,17 +162,41 @@ def main() -> None:
                 same = sum(a[0].token_ids == b[0].token_ids for a, b in zip(got, ref, strict=True))
                 greedy.append(dict(engine=eng, dtype=dt, identical=f"{same}/{len(gp)}"))
     print()
-    print(table(rows, [("setting", "setting"), ("dtype", "weights"), ("engine", "engine"), ("seconds", "seconds"),
-                       ("tokens", "tokens"), ("tok_s", "tok/s"), ("compl_s", "compl/s"), ("rss", "peak RSS MiB"),
-                       ("mfu", "MFU"), ("speedup", "× generate"), ("load", "load 1 min")]))
+    print(
+        table(
+            rows,
+            [
+                ("setting", "setting"),
+                ("dtype", "weights"),
+                ("engine", "engine"),
+                ("seconds", "seconds"),
+                ("tokens", "tokens"),
+                ("tok_s", "tok/s"),
+                ("compl_s", "compl/s"),
+                ("rss", "peak RSS MiB"),
+                ("mfu", "MFU"),
+                ("speedup", "× generate"),
+                ("load", "load 1 min"),
+            ],
+        )
+    )
     if greedy:
         print()
-        print(table(greedy, [("engine", "greedy engine"), ("dtype", "weights"),
-                             ("identical", "prompts token-identical to generate")]))
+        print(
+            table(
+                greedy,
+                [
+                    ("engine", "greedy engine"),
+                    ("dtype", "weights"),
+                    ("identical", "prompts token-identical to generate"),
+                ],
+            )
+        )
     print(f"# after: {machine_line()}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"rows": rows, "greedy": greedy, "peaks": peaks}, indent=1),
-                                  encoding="utf-8")
+        Path(args.out).write_text(
+            json.dumps({"rows": rows, "greedy": greedy, "peaks": peaks}, indent=1), encoding="utf-8"
+        )
 
 
 if __name__ == "__main__":

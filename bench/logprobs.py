@@ -35,8 +35,9 @@ HIDDEN, VOCAB = 576, 49_152
 METHODS = ("naive", "gather-lse", "chunked-head")
 
 
-def sequence_logprobs(method: str, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                      chunk: int) -> torch.Tensor:
+def sequence_logprobs(
+    method: str, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int
+) -> torch.Tensor:
     """(B, T) summed log-probs of ``targets`` under ``softmax(hidden @ weightᵀ)``, by ``method``."""
     from preflab.models.logprobs import linear_token_logprobs, token_logprobs
 
@@ -71,27 +72,37 @@ def worker(args: argparse.Namespace) -> None:
         times.append(time.perf_counter() - start)
         value = out.detach()
         del out
-    write_result(args.worker_out, {"times": times[1:], "peak_extra_mb": peak_rss_mb() - base,
-                                   "value": value.tolist()})
+    write_result(args.worker_out, {"times": times[1:], "peak_extra_mb": peak_rss_mb() - base, "value": value.tolist()})
 
 
 def parent(args: argparse.Namespace) -> None:
     lengths = [int(x) for x in args.lengths.split(",")]
-    print(f"# sequence log-probs, vocab {VOCAB:,}, hidden {HIDDEN}, batch {args.batch}, "
-          f"{'bf16 autocast' if args.bf16 else 'fp32'}, chunk {args.chunk} rows")
+    print(
+        f"# sequence log-probs, vocab {VOCAB:,}, hidden {HIDDEN}, batch {args.batch}, "
+        f"{'bf16 autocast' if args.bf16 else 'fp32'}, chunk {args.chunk} rows"
+    )
     print(f"machine: {machine_line()}", flush=True)
     rows: list[dict[str, Any]] = []
     for backward in (False, True):
         for length in lengths:
             ref = None
             for method in METHODS:
-                cmd = ["--method", method, "--length", str(length), "--batch", str(args.batch),
-                       "--repeats", str(args.repeats), "--chunk", str(args.chunk)]
+                cmd = [
+                    "--method",
+                    method,
+                    "--length",
+                    str(length),
+                    "--batch",
+                    str(args.batch),
+                    "--repeats",
+                    str(args.repeats),
+                    "--chunk",
+                    str(args.chunk),
+                ]
                 cmd += ["--backward"] if backward else []
                 cmd += [] if args.bf16 else ["--fp32"]
                 res = run_worker(__file__, cmd, timeout=args.timeout)
-                row: dict[str, Any] = {"pass": "fwd+bwd" if backward else "fwd", "length": length,
-                                       "method": method}
+                row: dict[str, Any] = {"pass": "fwd+bwd" if backward else "fwd", "length": length, "method": method}
                 if "error" in res:
                     row["time_ms"] = f"failed: {res['error']}"
                     rows.append(row)
@@ -99,21 +110,40 @@ def parent(args: argparse.Namespace) -> None:
                     continue
                 value = torch.tensor(res["value"])
                 ref = value if method == "naive" else ref
-                row.update(time_ms=1e3 * statistics.median(res["times"]), peak_mb=res["peak_extra_mb"],
-                           diff=float((value - ref).abs().max()) if ref is not None else float("nan"))
+                row.update(
+                    time_ms=1e3 * statistics.median(res["times"]),
+                    peak_mb=res["peak_extra_mb"],
+                    diff=float((value - ref).abs().max()) if ref is not None else float("nan"),
+                )
                 rows.append(row)
-                print(f"{row['pass']:8s} T={length:5d} {method:13s} {row['time_ms']:9.1f} ms "
-                      f"{row['peak_mb']:8.0f} MiB", flush=True)
+                print(
+                    f"{row['pass']:8s} T={length:5d} {method:13s} {row['time_ms']:9.1f} ms {row['peak_mb']:8.0f} MiB",
+                    flush=True,
+                )
     for row in rows:
-        base = next((r for r in rows if r["pass"] == row["pass"] and r["length"] == row["length"]
-                     and r["method"] == "naive"), None)
+        base = next(
+            (r for r in rows if r["pass"] == row["pass"] and r["length"] == row["length"] and r["method"] == "naive"),
+            None,
+        )
         if base and isinstance(row.get("time_ms"), float) and isinstance(base.get("time_ms"), float):
             row["speedup"] = base["time_ms"] / row["time_ms"]
             row["mem_ratio"] = row["peak_mb"] / max(base["peak_mb"], 1e-9)
     print()
-    print(table(rows, [("pass", "pass"), ("length", "seq len"), ("method", "method"), ("time_ms", "time ms"),
-                       ("speedup", "speed-up vs naive"), ("peak_mb", "peak MiB"), ("mem_ratio", "memory vs naive"),
-                       ("diff", "max |Δ| vs naive")]))
+    print(
+        table(
+            rows,
+            [
+                ("pass", "pass"),
+                ("length", "seq len"),
+                ("method", "method"),
+                ("time_ms", "time ms"),
+                ("speedup", "speed-up vs naive"),
+                ("peak_mb", "peak MiB"),
+                ("mem_ratio", "memory vs naive"),
+                ("diff", "max |Δ| vs naive"),
+            ],
+        )
+    )
 
 
 def main() -> None:

@@ -57,20 +57,39 @@ def run_preflab(algo: str, args: argparse.Namespace, out_dir: str) -> dict[str, 
     beta = 0.0 if algo == "grpo" else 0.05
     agg = "token_mean" if algo == "grpo" else "sequence_mean"  # TRL 1.16: GRPO's "dapo" loss, RLOO's per-sequence mean
     n = args.prompts * args.g
-    cfg = load_config(None, [
-        f"output_dir={out_dir}", f"algorithm={algo}", f"objective.params.beta={beta}", "train.bf16=false",
-        f"objective.params.loss_agg={agg}", f"train.layout={args.layout}",
-        "train.progress=false", "train.warmup_steps=0", "train.scheduler=constant", f"train.lr={args.lr}",
-        f"train.batch_size={n}", f"train.max_steps={args.steps}", "train.save_final=false",
-        f"rollout.group_size={args.g}", f"rollout.prompts_per_rollout={args.prompts}",
-        f"online.max_new_tokens={args.max_new_tokens}", f"online.temperature={args.temperature}",
-        f"model.name_or_path={MODEL}"])
+    cfg = load_config(
+        None,
+        [
+            f"output_dir={out_dir}",
+            f"algorithm={algo}",
+            f"objective.params.beta={beta}",
+            "train.bf16=false",
+            f"objective.params.loss_agg={agg}",
+            f"train.layout={args.layout}",
+            "train.progress=false",
+            "train.warmup_steps=0",
+            "train.scheduler=constant",
+            f"train.lr={args.lr}",
+            f"train.batch_size={n}",
+            f"train.max_steps={args.steps}",
+            "train.save_final=false",
+            f"rollout.group_size={args.g}",
+            f"rollout.prompts_per_rollout={args.prompts}",
+            f"online.max_new_tokens={args.max_new_tokens}",
+            f"online.temperature={args.temperature}",
+            f"model.name_or_path={MODEL}",
+        ],
+    )
     judge = RewardFnJudge(lambda ps, rs: [reward_of(r) for r in rs], name="length")
     train(cfg, records=prompts(args.prompts * args.steps), judge=judge)
     rows = read_metrics(Path(out_dir) / "metrics.jsonl", "train")
-    return {"step_s": [r["step_time"] for r in rows], "rollout_s": [r["time/rollout"] for r in rows],
-            "tokens": [r["rollout/response_length"] * n for r in rows], "first_loss": rows[0]["loss"],
-            "reward": [r["rollout/reward"] for r in rows]}
+    return {
+        "step_s": [r["step_time"] for r in rows],
+        "rollout_s": [r["time/rollout"] for r in rows],
+        "tokens": [r["rollout/response_length"] * n for r in rows],
+        "first_loss": rows[0]["loss"],
+        "reward": [r["rollout/reward"] for r in rows],
+    }
 
 
 def run_trl(algo: str, args: argparse.Namespace, out_dir: str) -> dict[str, Any]:
@@ -87,11 +106,27 @@ def run_trl(algo: str, args: argparse.Namespace, out_dir: str) -> dict[str, Any]
     def reward(prompts: list, completions: list, **_: Any) -> list[float]:
         return [reward_of(c[0]["content"] if isinstance(c, list) else c) for c in completions]
 
-    common = dict(output_dir=out_dir, per_device_train_batch_size=n, num_generations=args.g, max_steps=args.steps,
-                  max_completion_length=args.max_new_tokens, temperature=args.temperature, learning_rate=args.lr,
-                  lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to=[],
-                  use_cpu=True, bf16=False, gradient_checkpointing=False, shuffle_dataset=False,
-                  dataloader_num_workers=0, seed=0, disable_tqdm=True)
+    common = dict(
+        output_dir=out_dir,
+        per_device_train_batch_size=n,
+        num_generations=args.g,
+        max_steps=args.steps,
+        max_completion_length=args.max_new_tokens,
+        temperature=args.temperature,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        shuffle_dataset=False,
+        dataloader_num_workers=0,
+        seed=0,
+        disable_tqdm=True,
+    )
     if algo == "grpo":
         from trl import GRPOConfig as Config
         from trl import GRPOTrainer as Trainer
@@ -116,8 +151,9 @@ def run_trl(algo: str, args: argparse.Namespace, out_dir: str) -> dict[str, Any]
             if kw.get("logs") or logs_:
                 logs.append(dict(kw.get("logs") or logs_))
 
-    trainer = Trainer(model=model, reward_funcs=reward, args=conf, train_dataset=data, processing_class=tok,
-                      callbacks=[Clock()])
+    trainer = Trainer(
+        model=model, reward_funcs=reward, args=conf, train_dataset=data, processing_class=tok, callbacks=[Clock()]
+    )
     rollout: list[float] = []
     original = trainer._generate_and_score_completions
 
@@ -131,9 +167,13 @@ def run_trl(algo: str, args: argparse.Namespace, out_dir: str) -> dict[str, Any]
     trainer.train()
     train_logs = [x for x in logs if "loss" in x]
     lengths = [x.get("completions/mean_length", float("nan")) for x in train_logs]
-    return {"step_s": steps, "rollout_s": rollout, "tokens": [m * n for m in lengths],
-            "first_loss": train_logs[0]["loss"] if train_logs else float("nan"),
-            "reward": [x.get("reward", float("nan")) for x in train_logs]}
+    return {
+        "step_s": steps,
+        "rollout_s": rollout,
+        "tokens": [m * n for m in lengths],
+        "first_loss": train_logs[0]["loss"] if train_logs else float("nan"),
+        "reward": [x.get("reward", float("nan")) for x in train_logs],
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -158,10 +198,18 @@ def summarize(res: dict[str, Any], n: int) -> dict[str, Any]:
     timed = slice(1, None) if len(steps) > 1 else slice(0, None)
     t = sum(steps[timed])
     r = sum(roll[timed][: len(steps[timed])]) if roll else float("nan")
-    return {"row": res["row"], "first_step_s": steps[0], "median_step_s": statistics.median(steps[timed]),
-            "completions_s": n * len(steps[timed]) / t, "tokens_s": sum(toks[timed]) / t,
-            "rollout_share": r / t, "peak_rss_mb": res["peak_rss_mb"], "first_loss": res["first_loss"],
-            "mean_tokens": sum(toks) / len(toks) / n, "threads": res["threads"]}
+    return {
+        "row": res["row"],
+        "first_step_s": steps[0],
+        "median_step_s": statistics.median(steps[timed]),
+        "completions_s": n * len(steps[timed]) / t,
+        "tokens_s": sum(toks[timed]) / t,
+        "rollout_share": r / t,
+        "peak_rss_mb": res["peak_rss_mb"],
+        "first_loss": res["first_loss"],
+        "mean_tokens": sum(toks) / len(toks) / n,
+        "threads": res["threads"],
+    }
 
 
 def main() -> None:
@@ -185,15 +233,36 @@ def main() -> None:
         return
     print(machine_line())
     n = args.prompts * args.g
-    print(f"SmolLM2-135M-Instruct fp32, {args.prompts} prompts × G={args.g} = {n} completions per step, "
-          f"{args.max_new_tokens} new tokens max, T={args.temperature}, {args.steps} steps (first one untimed)")
-    passthrough = ["--steps", str(args.steps), "--prompts", str(args.prompts), "--g", str(args.g), "--max-new-tokens",
-                   str(args.max_new_tokens), "--temperature", str(args.temperature), "--lr", str(args.lr),
-                   "--threads", str(args.threads), "--layout", args.layout]
+    print(
+        f"SmolLM2-135M-Instruct fp32, {args.prompts} prompts × G={args.g} = {n} completions per step, "
+        f"{args.max_new_tokens} new tokens max, T={args.temperature}, {args.steps} steps (first one untimed)"
+    )
+    passthrough = [
+        "--steps",
+        str(args.steps),
+        "--prompts",
+        str(args.prompts),
+        "--g",
+        str(args.g),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--temperature",
+        str(args.temperature),
+        "--lr",
+        str(args.lr),
+        "--threads",
+        str(args.threads),
+        "--layout",
+        args.layout,
+    ]
     results = []
     for row in args.rows.split(","):
-        res = run_worker(__file__, [*passthrough, "--row", row], args.timeout,
-                         env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+        res = run_worker(
+            __file__,
+            [*passthrough, "--row", row],
+            args.timeout,
+            env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+        )
         res.setdefault("row", row)
         results.append(res)
         s = summarize(res, n)
@@ -205,8 +274,10 @@ def main() -> None:
         if "error" in s:
             print(f"{s['row']:<14} error: {s['error']}")
             continue
-        print(f"{s['row']:<14}{s['completions_s']:>9.2f}{s['tokens_s']:>8.1f}{100 * s['rollout_share']:>8.0f}%"
-              f"{s['median_step_s']:>8.2f}{s['first_step_s']:>8.2f}{s['peak_rss_mb']:>8.0f}{s['first_loss']:>10.4f}")
+        print(
+            f"{s['row']:<14}{s['completions_s']:>9.2f}{s['tokens_s']:>8.1f}{100 * s['rollout_share']:>8.0f}%"
+            f"{s['median_step_s']:>8.2f}{s['first_step_s']:>8.2f}{s['peak_rss_mb']:>8.0f}{s['first_loss']:>10.4f}"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
 

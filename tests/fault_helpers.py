@@ -1,4 +1,5 @@
-"""Helpers of the fault-injection tests: a tiny 6-step run, a tiny recipe on disk, the console entry point in-process."""
+"""Helpers of the fault-injection tests: a tiny 6-step run, a tiny recipe on disk, the console entry point
+in-process."""
 
 from __future__ import annotations
 
@@ -31,10 +32,20 @@ def kill_at_step(step: int):
 
 def run_tiny(out, *extra: str, resume: bool = False, kill_at: int | None = None):
     """6 steps of DPO on the tiny model, a checkpoint every 2 steps; returns (model, result)."""
-    cfg = make_cfg(out, "train.batch_size=2", "train.grad_accum=2", f"train.max_steps={STEPS}", "train.lr=3e-3",
-                   "train.save_every=2", "train.scheduler=cosine", "train.warmup_steps=2",
-                   "train.max_grad_norm=1.0", f"train.resume={str(resume).lower()}", "train.save_final=false",
-                   *extra)
+    cfg = make_cfg(
+        out,
+        "train.batch_size=2",
+        "train.grad_accum=2",
+        f"train.max_steps={STEPS}",
+        "train.lr=3e-3",
+        "train.save_every=2",
+        "train.scheduler=cosine",
+        "train.warmup_steps=2",
+        "train.max_grad_norm=1.0",
+        f"train.resume={str(resume).lower()}",
+        "train.save_final=false",
+        *extra,
+    )
     model, tok = tiny_model()
     callbacks = [kill_at_step(kill_at)] if kill_at is not None else []
     result = train(cfg, records=RECORDS, model=model, tokenizer=tok, callbacks=callbacks)

@@ -22,9 +22,36 @@ from preflab.training.lm_algorithms import LM_REFERENCES, LM_SCHEDULES
 from preflab.training.setup import KIND_OF_INPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
-LM_ALGORITHMS = {"dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo", "kto", "online_dpo", "iterative_dpo",
-                 "sppo", "inpo", "dno", "bt_reward", "nash_md", "nash_mp", "spo", "xpo", "pro", "lipo",
-                 "ppo", "rloo", "reinforce_pp", "remax", "grpo", "gpm", "maxmin_em"}
+LM_ALGORITHMS = {
+    "dpo",
+    "cdpo",
+    "rdpo",
+    "ipo",
+    "hinge",
+    "rpo",
+    "simpo",
+    "orpo",
+    "kto",
+    "online_dpo",
+    "iterative_dpo",
+    "sppo",
+    "inpo",
+    "dno",
+    "bt_reward",
+    "nash_md",
+    "nash_mp",
+    "spo",
+    "xpo",
+    "pro",
+    "lipo",
+    "ppo",
+    "rloo",
+    "reinforce_pp",
+    "remax",
+    "grpo",
+    "gpm",
+    "maxmin_em",
+}
 
 
 def test_every_objective_is_an_algorithms_loss_or_marked_objective_only():
@@ -55,9 +82,11 @@ def test_the_testbed_runs_exactly_the_tables_testbed_algorithms():
 
 def test_the_lm_trainer_runs_exactly_the_tables_lm_algorithms():
     marked = {name for name, a in ALGORITHMS.items() if a.on_lm}
-    buildable = {name for name, a in ALGORITHMS.items()
-                 if a.data in LM_SCHEDULES and a.reference in LM_REFERENCES
-                 and REGISTRY[a.objective].inputs in KIND_OF_INPUTS}
+    buildable = {
+        name
+        for name, a in ALGORITHMS.items()
+        if a.data in LM_SCHEDULES and a.reference in LM_REFERENCES and REGISTRY[a.objective].inputs in KIND_OF_INPUTS
+    }
     assert marked == buildable == LM_ALGORITHMS
 
 
@@ -71,7 +100,10 @@ def test_every_claim_links_to_an_existing_testbed_test():
 def test_unknown_algorithm_names_the_closest():
     with pytest.raises(ConfigError) as err:
         get_algorithm("nash_mdd")
-    assert str(err.value) == "field 'algorithm': unknown algorithm 'nash_mdd'; did you mean 'nash_md'? (see `preflab algorithms`)"
+    assert (
+        str(err.value)
+        == "field 'algorithm': unknown algorithm 'nash_mdd'; did you mean 'nash_md'? (see `preflab algorithms`)"
+    )
 
 
 def _render(columns: int) -> str:
@@ -100,9 +132,17 @@ def test_algorithms_json_is_the_table():
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert list(rows) == list(ALGORITHMS)
     assert rows["nash_md"] == {
-        "name": "nash_md", "runs": ["lm", "testbed"], "objective": "nash_md", "data": "policy_gradient",
-        "reference": "geometric_mixture", "model": "policy", "claim": ALGORITHMS["nash_md"].claim, "guarantee": "last",
-        "verified_by": ALGORITHMS["nash_md"].verified_by, "paper": "Munos et al. 2023, Nash-MD", "params": {},
+        "name": "nash_md",
+        "runs": ["lm", "testbed"],
+        "objective": "nash_md",
+        "data": "policy_gradient",
+        "reference": "geometric_mixture",
+        "model": "policy",
+        "claim": ALGORITHMS["nash_md"].claim,
+        "guarantee": "last",
+        "verified_by": ALGORITHMS["nash_md"].verified_by,
+        "paper": "Munos et al. 2023, Nash-MD",
+        "params": {},
         "testbed_defaults": {"iterations": 150, "inner_steps": 10, "eta": 0.01},
     }
     assert rows["dpo"]["runs"] == ["lm", "testbed"]
@@ -116,6 +156,8 @@ def test_train_with_a_testbed_only_algorithm_is_a_one_line_error_exit_2(tmp_path
         main()
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err == (f"error: {cfg}, line 2, field 'algorithm': algorithm 'maxmin' (group_dual data, fixed "
-                   "reference) has no language-model schedule yet; it runs on the exact testbed only "
-                   "(preflab testbed run -a maxmin)\n")
+    assert err == (
+        f"error: {cfg}, line 2, field 'algorithm': algorithm 'maxmin' (group_dual data, fixed "
+        "reference) has no language-model schedule yet; it runs on the exact testbed only "
+        "(preflab testbed run -a maxmin)\n"
+    )

@@ -18,21 +18,37 @@ from preflab.data.collate import LAYOUTS, collate_examples
 from preflab.data.tokenize import tokenize_records
 from preflab.models.logprobs import SequenceScorer, naive_sequence_logprobs
 
-COMMON = {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
-          "num_key_value_heads": 2, "max_position_embeddings": 256}
+COMMON = {
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+}
 FAMILIES = {
     "qwen2": ("Qwen2", {}),
     "qwen3": ("Qwen3", {"head_dim": 16}),
     "mistral": ("Mistral", {"sliding_window": 6}),
     "gemma": ("Gemma", {"head_dim": 24}),
-    "gemma3": ("Gemma3Text", {"head_dim": 16, "sliding_window": 6, "layer_types": ["sliding_attention", "full_attention"],
-                              "attn_logit_softcapping": None, "final_logit_softcapping": None}),
+    "gemma3": (
+        "Gemma3Text",
+        {
+            "head_dim": 16,
+            "sliding_window": 6,
+            "layer_types": ["sliding_attention", "full_attention"],
+            "attn_logit_softcapping": None,
+            "final_logit_softcapping": None,
+        },
+    ),
     "phi3": ("Phi3", {"pad_token_id": 0}),
     "olmo2": ("Olmo2", {}),
     "gpt_neox": ("GPTNeoX", {"rotary_pct": 0.5, "use_parallel_residual": True}),
     "cohere": ("Cohere", {"logit_scale": 0.5}),
-    "granite": ("Granite", {"logits_scaling": 2.0, "embedding_multiplier": 3.0, "residual_multiplier": 0.5,
-                            "attention_multiplier": 0.2}),
+    "granite": (
+        "Granite",
+        {"logits_scaling": 2.0, "embedding_multiplier": 3.0, "residual_multiplier": 0.5, "attention_multiplier": 0.2},
+    ),
 }
 
 
@@ -53,8 +69,10 @@ def _model(family: str, tok, impl: str = "sdpa"):
     return model.train()
 
 
-RECORDS = [PreferencePair("What is two plus two, in words?", "four", "five, I think; or six"),
-           PreferencePair("Say hi", "hi there, friend", "no")]
+RECORDS = [
+    PreferencePair("What is two plus two, in words?", "four", "five, I think; or six"),
+    PreferencePair("Say hi", "hi there, friend", "no"),
+]
 
 
 def _batch(tok, layout):
@@ -102,7 +120,7 @@ def test_every_layout_equals_a_plain_forward_of_each_sequence(tiny, family, impl
         for ex in examples:
             ids = torch.tensor([ex.prompt_ids + ex.completions[k]])
             mask = torch.zeros_like(ids)
-            mask[0, len(ex.prompt_ids):] = 1
+            mask[0, len(ex.prompt_ids) :] = 1
             with torch.no_grad():
                 want.append(naive_sequence_logprobs(model, ids, mask).item())
     for layout in LAYOUTS:
@@ -118,21 +136,33 @@ def test_layer_masks_narrow_sliding_layers_by_position_distance():
 
     # one prefix-shared row: prompt of 3 (positions 0-2), completions of 2 at positions 3-4 each
     positions = torch.tensor([[0, 1, 2, 3, 4, 3, 4]])
-    mask = torch.tensor([[1, 0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0],
-                         [1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 1, 0], [1, 1, 1, 0, 0, 1, 1]], dtype=torch.bool)[None, None]
+    mask = torch.tensor(
+        [
+            [1, 0, 0, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0, 0],
+            [1, 1, 1, 0, 0, 0, 0],
+            [1, 1, 1, 1, 0, 0, 0],
+            [1, 1, 1, 1, 1, 0, 0],
+            [1, 1, 1, 0, 0, 1, 0],
+            [1, 1, 1, 0, 0, 1, 1],
+        ],
+        dtype=torch.bool,
+    )[None, None]
     assert layer_masks(SimpleNamespace(), mask, positions) is mask
     assert layer_masks(SimpleNamespace(sliding_window=None, layer_types=["full_attention"]), mask, positions) is mask
     windowed = layer_masks(SimpleNamespace(sliding_window=3), mask, positions)
     want = mask.clone()
     want[0, 0, 3, 0] = want[0, 0, 4, :2] = want[0, 0, 5, 0] = want[0, 0, 6, :2] = False  # position p sees p-2..p
     assert torch.equal(windowed, want)
-    both = layer_masks(SimpleNamespace(sliding_window=3, layer_types=["sliding_attention", "full_attention"]),
-                       mask, positions)
+    both = layer_masks(
+        SimpleNamespace(sliding_window=3, layer_types=["sliding_attention", "full_attention"]), mask, positions
+    )
     assert both.keys() == {"full_attention", "sliding_attention"}
     assert both["full_attention"] is mask and torch.equal(both["sliding_attention"], want)
     with pytest.raises(ValueError, match="chunked_attention"):
-        layer_masks(SimpleNamespace(sliding_window=3, layer_types=["chunked_attention"], model_type="llama4"),
-                    mask, positions)
+        layer_masks(
+            SimpleNamespace(sliding_window=3, layer_types=["chunked_attention"], model_type="llama4"), mask, positions
+        )
 
 
 @pytest.mark.slow
@@ -148,11 +178,22 @@ def test_fast_training_settings_train_like_the_plain_ones(tmp_path, tiny, family
 
     _, tok = tiny
     runs = {}
-    for name, extra in (("plain", ("train.layout=padded", "reference.mode=frozen_copy")),
-                        ("fast", ("train.layout=prefix_shared", "reference.mode=cached", "train.compile=true"))):
+    for name, extra in (
+        ("plain", ("train.layout=padded", "reference.mode=frozen_copy")),
+        ("fast", ("train.layout=prefix_shared", "reference.mode=cached", "train.compile=true")),
+    ):
         torch._dynamo.reset()
-        cfg = make_cfg(tmp_path / name, "objective.name=dpo", "train.batch_size=3", "train.max_steps=3",
-                       "train.lr=3e-3", "lora.enabled=true", "lora.dropout=0.0", "train.save_final=false", *extra)
+        cfg = make_cfg(
+            tmp_path / name,
+            "objective.name=dpo",
+            "train.batch_size=3",
+            "train.max_steps=3",
+            "train.lr=3e-3",
+            "lora.enabled=true",
+            "lora.dropout=0.0",
+            "train.save_final=false",
+            *extra,
+        )
         train(cfg, records=_varied_pairs(9), model=_model(family, tok), tokenizer=tok)
         runs[name] = [r["loss"] for r in read_metrics(tmp_path / name / "metrics.jsonl", "train")]
     assert runs["fast"] == pytest.approx(runs["plain"], abs=1e-4)
@@ -172,8 +213,15 @@ def test_cached_greedy_decoding_equals_recomputing_each_row_alone(tiny, family):
     enc = _encode_left(tok, render_prompts(tok, prompts), model.device)
     new = 10
     with torch.no_grad():
-        ours = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=new, stop_ids=[-1],
-                      pad_id=tok.pad_token_id, temperature=0)
+        ours = decode(
+            model,
+            enc["input_ids"],
+            enc["attention_mask"],
+            max_new_tokens=new,
+            stop_ids=[-1],
+            pad_id=tok.pad_token_id,
+            temperature=0,
+        )
         for row, ids in enumerate(enc["input_ids"]):
             seq = ids[enc["attention_mask"][row].bool()].unsqueeze(0)
             for t in range(new):

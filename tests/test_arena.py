@@ -136,8 +136,9 @@ def test_ftl_fails_where_hedge_does_not():
 
 def test_bandit_agents_are_sublinear():
     T, K = 2000, 3
-    s = run_arena(ArenaConfig(env="bandit", agents=["exp3", "ucb", "thompson", "uniform"], horizon=T, seeds=3,
-                              n_actions=K))
+    s = run_arena(
+        ArenaConfig(env="bandit", agents=["exp3", "ucb", "thompson", "uniform"], horizon=T, seeds=3, n_actions=K)
+    )
     assert _final(s, "exp3")["final_regret_mean"] <= math.sqrt(2 * T * K * math.log(K))
     gaps = [0.3, 0.6]  # means 0.2, 0.5, 0.8
     ucb_bound = sum(8 * math.log(T) / d for d in gaps) + (1 + math.pi**2 / 3) * sum(gaps)
@@ -167,15 +168,18 @@ def test_hedge_self_play_approaches_a_cce():
 # ------------------------------------------------------------------------------------------------ bad input, CLI
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--env", "expertz"], "unknown environment 'expertz'"),
-    (["--env", "experts:sideways"], "unknown experts kind"),
-    (["--agents", "hedge,foo"], "unknown agent 'foo'"),
-    (["--horizon", "0"], "horizon"),
-    (["--seeds", "0"], "seeds"),
-    (["--env", "bandit", "--agents", "hedge"], "needs full-information feedback"),
-    (["--env", "duel", "--agents", "exp3"], "duel outcomes only"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--env", "expertz"], "unknown environment 'expertz'"),
+        (["--env", "experts:sideways"], "unknown experts kind"),
+        (["--agents", "hedge,foo"], "unknown agent 'foo'"),
+        (["--horizon", "0"], "horizon"),
+        (["--seeds", "0"], "seeds"),
+        (["--env", "bandit", "--agents", "hedge"], "needs full-information feedback"),
+        (["--env", "duel", "--agents", "exp3"], "duel outcomes only"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(monkeypatch, capsys, args, needle):
     code, line = run_cli(monkeypatch, capsys, "arena", "run", "--horizon", "3", *args)
     assert code == 2 and needle in line
@@ -184,12 +188,36 @@ def test_bad_input_is_one_line_exit_2(monkeypatch, capsys, args, needle):
 def test_wrong_payoff_shape_is_one_line_exit_2(monkeypatch, capsys, tmp_path):
     bad = tmp_path / "pay.json"
     bad.write_text(json.dumps({"row": [[0, 1], [1, 0]], "col": [[0, 1, 0], [1, 0, 1]]}))
-    code, line = run_cli(monkeypatch, capsys, "arena", "run", "--env", "game:custom", "--payoff", str(bad),
-                         "--agents", "hedge", "--horizon", "3")
+    code, line = run_cli(
+        monkeypatch,
+        capsys,
+        "arena",
+        "run",
+        "--env",
+        "game:custom",
+        "--payoff",
+        str(bad),
+        "--agents",
+        "hedge",
+        "--horizon",
+        "3",
+    )
     assert code == 2 and "differ in shape" in line and "payoff" in line
     bad.write_text(json.dumps({"row": [0, 1], "col": [0, 1]}))
-    code, line = run_cli(monkeypatch, capsys, "arena", "run", "--env", "game:custom", "--payoff", str(bad),
-                         "--agents", "hedge", "--horizon", "3")
+    code, line = run_cli(
+        monkeypatch,
+        capsys,
+        "arena",
+        "run",
+        "--env",
+        "game:custom",
+        "--payoff",
+        str(bad),
+        "--agents",
+        "hedge",
+        "--horizon",
+        "3",
+    )
     assert code == 2 and "2-D" in line
     with pytest.raises(ConfigError, match="in \\[0, 1\\]"):
         game_env("custom", 3, 0, payoff={"row": [[0, 2], [1, 0]], "col": [[0, 1], [1, 0]]})
@@ -197,8 +225,20 @@ def test_wrong_payoff_shape_is_one_line_exit_2(monkeypatch, capsys, tmp_path):
 
 def test_cli_writes_results_and_resumes_per_cell(tmp_path):
     out = tmp_path / "run"
-    args = ["arena", "run", "--env", "experts:stochastic", "--agents", "hedge,ftpl", "--horizon", "30",
-            "--seeds", "3", "--out", str(out)]
+    args = [
+        "arena",
+        "run",
+        "--env",
+        "experts:stochastic",
+        "--agents",
+        "hedge,ftpl",
+        "--horizon",
+        "30",
+        "--seeds",
+        "3",
+        "--out",
+        str(out),
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "hedge" in res.output and "R(30) mean" in res.output

@@ -22,19 +22,33 @@ from preflab.arena.regret_loss import (
 from preflab.errors import ConfigError
 
 
-@pytest.mark.parametrize(("text", "k", "expected"), [
-    ("[0.2, 0.5, 0.3]", 3, [0.2, 0.5, 0.3]),
-    ("Sure! [20, 30, 50] is my choice", 3, [0.2, 0.3, 0.5]),
-    ("I would play 0.25, 0.75", 2, [0.25, 0.75]),
-    ("action 1, definitely action 1", 3, [0.0, 1.0, 0.0]),
-    ("2", 3, [0.0, 0.0, 1.0]),
-])
+@pytest.mark.parametrize(
+    ("text", "k", "expected"),
+    [
+        ("[0.2, 0.5, 0.3]", 3, [0.2, 0.5, 0.3]),
+        ("Sure! [20, 30, 50] is my choice", 3, [0.2, 0.3, 0.5]),
+        ("I would play 0.25, 0.75", 2, [0.25, 0.75]),
+        ("action 1, definitely action 1", 3, [0.0, 1.0, 0.0]),
+        ("2", 3, [0.0, 0.0, 1.0]),
+    ],
+)
 def test_parse_distribution(text, k, expected):
     assert parse_distribution(text, k) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["[0.5, 0.5]", "1.26 (a number between 0 and 1.26)", "[0, 0, 0]", "[-1, 1, 1]",
-                                  "action 0 or action 2", "7", "no idea", ""])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[0.5, 0.5]",
+        "1.26 (a number between 0 and 1.26)",
+        "[0, 0, 0]",
+        "[-1, 1, 1]",
+        "action 0 or action 2",
+        "7",
+        "no idea",
+        "",
+    ],
+)
 def test_unparseable_answers(text):
     assert parse_distribution(text, 3) is None
 
@@ -56,8 +70,9 @@ class ScriptedBackend(LMBackend):
 def test_lm_agent_batches_seeds_and_falls_back_to_uniform():
     # round 0: every seed answers all-on-action-1; later rounds: seed 0 garbage, others [1, 0]
     backend = ScriptedBackend(lambda t, i: "[0, 1]" if t == 0 else ("what?" if i == 0 else "[1, 0]"))
-    s = run_arena(ArenaConfig(env="experts:ftl_trap", agents=["llm"], horizon=4, seeds=3, n_actions=2),
-                  lm_backend=backend)
+    s = run_arena(
+        ArenaConfig(env="experts:ftl_trap", agents=["llm"], horizon=4, seeds=3, n_actions=2), lm_backend=backend
+    )
     assert backend.calls == 4 and backend.batches == [3, 3, 3, 3]  # one sampler call per round, all seeds
     row = s["agents"]["llm"]
     assert row["parse_failures"] == 3 and row["lm_rounds"] == 12 and row["parse_failure_rate"] == 0.25
@@ -68,11 +83,21 @@ def test_lm_agent_batches_seeds_and_falls_back_to_uniform():
 
 
 def test_lm_prompts_carry_the_history_raw_and_summarised():
-    for variant, needle in (("raw", "Round 2: losses [0.00, 1.00]"), ("summary", "total loss of each action is "
-                                                                                  "[1.50, 1.00]")):
+    for variant, needle in (
+        ("raw", "Round 2: losses [0.00, 1.00]"),
+        ("summary", "total loss of each action is [1.50, 1.00]"),
+    ):
         backend = ScriptedBackend(lambda t, i: "[0.5, 0.5]")
-        run_arena(ArenaConfig(env="experts:ftl_trap", agents=["llm" if variant == "raw" else "llm_summary"],
-                              horizon=4, seeds=1, n_actions=2), lm_backend=backend)
+        run_arena(
+            ArenaConfig(
+                env="experts:ftl_trap",
+                agents=["llm" if variant == "raw" else "llm_summary"],
+                horizon=4,
+                seeds=1,
+                n_actions=2,
+            ),
+            lm_backend=backend,
+        )
         last = backend.prompts[-1][0][-1]["content"]
         assert needle in last and "Round 4:" in last
     backend = ScriptedBackend(lambda t, i: "[0.5, 0.5]")
@@ -95,8 +120,9 @@ def test_two_lm_players_share_one_call_per_round():
 def test_lm_agent_with_a_real_tiny_model(tiny):
     model, tok = tiny
     backend = LMBackend(model, tok, temperature=1.0, max_new_tokens=6)
-    s = run_arena(ArenaConfig(env="experts:stochastic", agents=["llm"], horizon=3, seeds=2, n_actions=2),
-                  lm_backend=backend)
+    s = run_arena(
+        ArenaConfig(env="experts:stochastic", agents=["llm"], horizon=3, seeds=2, n_actions=2), lm_backend=backend
+    )
     row = s["agents"]["llm"]
     assert backend.calls == 3 and row["lm_rounds"] == 6
     assert 0 <= row["parse_failures"] <= 6 and len(row["regret"]["mean"]) == 3
@@ -137,8 +163,15 @@ def test_regret_loss_training_recovers_ftrl(tmp_path):
     assert agent.act()[0] > 0.5  # the action with the least cumulative loss leads
     with pytest.raises(ConfigError, match="trained for 3 actions"):
         agent.reset(2, 4, np.random.default_rng(0))
-    s = run_arena(ArenaConfig(env="experts:stochastic", agents=["regret_transformer", "hedge"], horizon=30,
-                              seeds=2, regret_transformer=str(path)))
+    s = run_arena(
+        ArenaConfig(
+            env="experts:stochastic",
+            agents=["regret_transformer", "hedge"],
+            horizon=30,
+            seeds=2,
+            regret_transformer=str(path),
+        )
+    )
     assert s["agents"]["regret_transformer"]["final_regret_mean"] < 30 * 0.3
 
 
@@ -165,8 +198,25 @@ def test_cli_llm_agent_on_a_model_directory(tiny_dir, tmp_path):
     from preflab.cli import app
 
     out = tmp_path / "run"
-    res = CliRunner().invoke(app, ["arena", "run", "--env", "duel:condorcet", "--agents", "llm_summary,rucb",
-                                   "--model", str(tiny_dir), "--horizon", "2", "--seeds", "2", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "arena",
+            "run",
+            "--env",
+            "duel:condorcet",
+            "--agents",
+            "llm_summary,rucb",
+            "--model",
+            str(tiny_dir),
+            "--horizon",
+            "2",
+            "--seeds",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     row = json.loads((out / "results.json").read_text())["agents"]["llm_summary"]
     assert row["lm_rounds"] == 4 and row["parse_fallback"] == "uniform" and "parse failures" in res.output

@@ -51,6 +51,7 @@ def _counting(fn, calls):
     def wrapped(*args):
         calls.append(1)
         return fn(*args)
+
     return wrapped
 
 
@@ -112,8 +113,9 @@ def test_flash_attention_value_and_gradients_equal_float64_autograd(masked):
     out = attention.FlashAttention.apply(*leaves, mask, scale, causal)
     out.backward(g)
     exact_leaves = [x.double().requires_grad_() for x in (q, k, v)]
-    exact = torch.nn.functional.scaled_dot_product_attention(*exact_leaves, attn_mask=mask, is_causal=causal,
-                                                             scale=scale)
+    exact = torch.nn.functional.scaled_dot_product_attention(
+        *exact_leaves, attn_mask=mask, is_causal=causal, scale=scale
+    )
     exact.backward(g.double())
     torch.testing.assert_close(out, exact.float(), rtol=1e-5, atol=1e-5)
     for mine, want in zip(leaves, exact_leaves, strict=True):
@@ -129,8 +131,12 @@ def test_calls_it_cannot_serve_go_to_transformers_sdpa(tiny, monkeypatch):
     monkeypatch.setattr(attention.FlashAttention, "apply", _counting(attention.FlashAttention.apply, calls))
     float_mask = torch.zeros(1, 1, 5, 5)
     cached = torch.randn(1, model.config.num_key_value_heads, 7, module.head_dim)  # a KV cache: 5 queries, 7 keys
-    for args, kwargs in [((q, kv, kv, None), {"dropout": 0.1}), ((q, kv, kv, float_mask), {}),
-                         ((q, kv, kv, None), {"softcap": 30.0}), ((q, cached, cached, None), {})]:
+    for args, kwargs in [
+        ((q, kv, kv, None), {"dropout": 0.1}),
+        ((q, kv, kv, float_mask), {}),
+        ((q, kv, kv, None), {"softcap": 30.0}),
+        ((q, cached, cached, None), {}),
+    ]:
         if "softcap" in kwargs:
             with pytest.raises(ValueError, match="softcap"):  # transformers' own answer
                 attention.scoring_sdpa(module, *args, **kwargs)
@@ -153,8 +159,10 @@ def test_grad_and_no_grad_forwards_agree_exactly_under_bf16(tiny):
     assert torch.equal(policy.detach(), ref)
     g = batch.num_sequences // 2
     spec = get_objective("dpo")
-    loss, _ = spec(PairInputs(policy_chosen=policy[:g], policy_rejected=policy[g:], ref_chosen=ref[:g],
-                              ref_rejected=ref[g:]), spec.make_params(beta=0.1))
+    loss, _ = spec(
+        PairInputs(policy_chosen=policy[:g], policy_rejected=policy[g:], ref_chosen=ref[:g], ref_rejected=ref[g:]),
+        spec.make_params(beta=0.1),
+    )
     assert loss.item() == pytest.approx(math.log(2), abs=1e-7)
 
 

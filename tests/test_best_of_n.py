@@ -33,7 +33,8 @@ def test_subset_weights_by_hand_and_by_enumeration():
     val = [rng.random() for _ in range(7)]
     for n in range(1, 8):
         assert float(best_of_n_weights(sel, n) @ torch.tensor(val, dtype=torch.float64).numpy()) == pytest.approx(
-            brute_force(sel, val, n), abs=1e-12)
+            brute_force(sel, val, n), abs=1e-12
+        )
 
 
 def test_kl_and_sizes():
@@ -72,8 +73,14 @@ def test_overopt_command_writes_the_curve_the_report_plots(tmp_path, tiny_dir, m
         load_reward_model(str(tiny_dir), pad_token_id=tok.pad_token_id).save_pretrained(run / "final")
         tok.save_pretrained(run / "final")
         runs.append(run)
-    rows = [{"prompt": f"q{j}", "completions": [f"answer {i}" for i in range(4)],
-             "gold_scores": [0.1 * i for i in range(4)]} for j in range(3)]
+    rows = [
+        {
+            "prompt": f"q{j}",
+            "completions": [f"answer {i}" for i in range(4)],
+            "gold_scores": [0.1 * i for i in range(4)],
+        }
+        for j in range(3)
+    ]
     (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     code, out, _ = run_cli_output(["overopt", str(tmp_path / "s.jsonl"), "--proxy", str(runs[0])], monkeypatch, capsys)
     assert code == 0, out
@@ -85,8 +92,22 @@ def test_overopt_command_writes_the_curve_the_report_plots(tmp_path, tiny_dir, m
     html = build_report(runs[0]).path.read_text()
     assert "Over-optimisation: gold vs proxy reward" in html
     # an ensemble, with and without a penalty from one scoring pass: one file each; λ = 0 selects by the mean
-    code, out, _ = run_cli_output(["overopt", str(tmp_path / "s.jsonl"), "--proxy", str(runs[0]), "--proxy",
-                                   str(runs[1]), "--penalty", "0", "--penalty", "1"], monkeypatch, capsys)
+    code, out, _ = run_cli_output(
+        [
+            "overopt",
+            str(tmp_path / "s.jsonl"),
+            "--proxy",
+            str(runs[0]),
+            "--proxy",
+            str(runs[1]),
+            "--penalty",
+            "0",
+            "--penalty",
+            "1",
+        ],
+        monkeypatch,
+        capsys,
+    )
     assert code == 0, out
     plain = EvalResult.load(runs[0] / "eval" / "overopt_ensemble.json").overoptimisation
     penalised = EvalResult.load(runs[0] / "eval" / "overopt_ensemble_penalty1.json").overoptimisation
@@ -97,9 +118,11 @@ def test_overopt_command_writes_the_curve_the_report_plots(tmp_path, tiny_dir, m
     (tmp_path / "nogold.jsonl").write_text(json.dumps({"prompt": "q", "completions": ["a", "b"]}) + "\n")
     code, line = run_cli(monkeypatch, capsys, "overopt", str(tmp_path / "nogold.jsonl"), "--proxy", str(runs[0]))
     assert code == 2 and "row 0, field 'gold_scores': no gold scores" in line
-    code, line = run_cli(monkeypatch, capsys, "overopt", str(tmp_path / "s.jsonl"), "--proxy", str(runs[0]),
-                         "--n-max", "8")
+    code, line = run_cli(
+        monkeypatch, capsys, "overopt", str(tmp_path / "s.jsonl"), "--proxy", str(runs[0]), "--n-max", "8"
+    )
     assert code == 2 and "best-of-8 needs 8 completions per prompt" in line
-    code, line = run_cli(monkeypatch, capsys, "overopt", str(tmp_path / "s.jsonl"), "--proxy", str(runs[0]),
-                         "--penalty", "1")
+    code, line = run_cli(
+        monkeypatch, capsys, "overopt", str(tmp_path / "s.jsonl"), "--proxy", str(runs[0]), "--penalty", "1"
+    )
     assert code == 2 and "field 'penalty'" in line

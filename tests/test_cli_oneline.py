@@ -19,35 +19,91 @@ def test_every_offline_lm_algorithm_has_a_command_and_no_online_one_does():
 
 
 def test_flags_map_to_the_keys_of_the_coming_from_trl_table():
-    base, sets = config_overrides("dpo", {"model": "m", "dataset": "d.jsonl", "beta": 0.3, "lora": False,
-                                          "eval_split": "test", "epochs": 2.0}, ["train.lr=1e-4"])
+    base, sets = config_overrides(
+        "dpo",
+        {"model": "m", "dataset": "d.jsonl", "beta": 0.3, "lora": False, "eval_split": "test", "epochs": 2.0},
+        ["train.lr=1e-4"],
+    )
     assert base.name == "dpo.yaml"
-    assert sets == ["model.name_or_path=m", "data.path=d.jsonl", "data.eval_split=test", "train.epochs=2.0",
-                    "objective.params.beta=0.3", "lora.enabled=false", "data.eval_fraction=0",
-                    "train.max_steps=null", "train.lr=1e-4"]
+    assert sets == [
+        "model.name_or_path=m",
+        "data.path=d.jsonl",
+        "data.eval_split=test",
+        "train.epochs=2.0",
+        "objective.params.beta=0.3",
+        "lora.enabled=false",
+        "data.eval_fraction=0",
+        "train.max_steps=null",
+        "train.lr=1e-4",
+    ]
     base, sets = config_overrides("hinge", {}, [])  # no recipe of its own: DPO's, with the algorithm swapped
     assert (base.name, sets[:2]) == ("dpo.yaml", ["algorithm=hinge", "objective.params={}"])
     assert config_overrides("bt_reward", {}, [])[0].name == "reward_model.yaml"
 
 
 def test_print_config_takes_trl_spellings(monkeypatch, capsys, tmp_path):
-    code, out, _ = run_cli_output(["ipo", "--model_name_or_path", "my-model", "--dataset_name", "prefs.jsonl",
-                                   "--learning_rate", "2e-5", "--use_peft", "--lora_r", "8", "--max_steps", "7",
-                                   "--print-config"], monkeypatch, capsys)
+    code, out, _ = run_cli_output(
+        [
+            "ipo",
+            "--model_name_or_path",
+            "my-model",
+            "--dataset_name",
+            "prefs.jsonl",
+            "--learning_rate",
+            "2e-5",
+            "--use_peft",
+            "--lora_r",
+            "8",
+            "--max_steps",
+            "7",
+            "--print-config",
+        ],
+        monkeypatch,
+        capsys,
+    )
     cfg = yaml.safe_load(out)
     assert code == 0
     assert (cfg["algorithm"], cfg["model"]["name_or_path"], cfg["data"]["path"]) == ("ipo", "my-model", "prefs.jsonl")
-    assert (cfg["train"]["lr"], cfg["train"]["max_steps"], cfg["lora"]["enabled"], cfg["lora"]["r"]) == (2e-5, 7, True, 8)
+    assert (cfg["train"]["lr"], cfg["train"]["max_steps"], cfg["lora"]["enabled"], cfg["lora"]["r"]) == (
+        2e-5,
+        7,
+        True,
+        8,
+    )
 
 
-def test_one_command_trains_a_local_model_on_a_jsonl_file_and_writes_the_report(monkeypatch, capsys, tmp_path,
-                                                                                 tiny_dir):
+def test_one_command_trains_a_local_model_on_a_jsonl_file_and_writes_the_report(
+    monkeypatch, capsys, tmp_path, tiny_dir
+):
     data = save_records(synthetic_pairs(12), tmp_path / "prefs.jsonl")
     out = tmp_path / "run"
     code, stdout, err = run_cli_output(
-        ["dpo", "--model", str(tiny_dir), "--dataset", str(data), "--output-dir", str(out), "--max-steps", "2",
-         "--batch-size", "2", "--grad-accum", "1", "--lr", "1e-3", "--set", "train.bf16=false",
-         "--set", "train.progress=false", "--set", "lora.r=4"], monkeypatch, capsys)
+        [
+            "dpo",
+            "--model",
+            str(tiny_dir),
+            "--dataset",
+            str(data),
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--grad-accum",
+            "1",
+            "--lr",
+            "1e-3",
+            "--set",
+            "train.bf16=false",
+            "--set",
+            "train.progress=false",
+            "--set",
+            "lora.r=4",
+        ],
+        monkeypatch,
+        capsys,
+    )
     assert code == 0, err
     assert stdout.strip().splitlines()[-1] == str(out / "final")
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -58,8 +114,17 @@ def test_one_command_trains_a_local_model_on_a_jsonl_file_and_writes_the_report(
 
 
 def test_bad_one_line_inputs_are_one_line_errors(monkeypatch, capsys, tmp_path, tiny_dir):
-    code, line = run_cli(monkeypatch, capsys, "dpo", "--model", str(tiny_dir), "--dataset",
-                         str(tmp_path / "missing.jsonl"), "--output-dir", str(tmp_path / "r"))
+    code, line = run_cli(
+        monkeypatch,
+        capsys,
+        "dpo",
+        "--model",
+        str(tiny_dir),
+        "--dataset",
+        str(tmp_path / "missing.jsonl"),
+        "--output-dir",
+        str(tmp_path / "r"),
+    )
     assert code == 2 and "missing.jsonl" in line
     code, line = run_cli(monkeypatch, capsys, "dpo", "--beta", "-1", "--print-config")
     assert code == 2 and "beta" in line

@@ -47,8 +47,13 @@ def test_token_lengths_with_the_byte_level_tiny_tokenizer(tok):
     records = [PreferencePair("abc", "de", "f"), PreferencePair("ab", "h\u00e9", "fgh")]
     rows = {s.field: (s.count, s.p50, s.max) for s in length_table(records, tok)}
     assert rows == {"prompt": (2, 2, 3), "chosen": (2, 2, 3), "rejected": (2, 1, 3)}
-    conv = [PreferencePair([{"role": "user", "content": "hi"}], [{"role": "assistant", "content": "yo"}],
-                           [{"role": "assistant", "content": "nope"}])]
+    conv = [
+        PreferencePair(
+            [{"role": "user", "content": "hi"}],
+            [{"role": "assistant", "content": "yo"}],
+            [{"role": "assistant", "content": "nope"}],
+        )
+    ]
     rows = {s.field: s.max for s in length_table(conv, tok)}
     # prompt: <|im_start|> "user\nhi" <|im_end|> "\n" <|im_start|> "assistant\n" = 1+7+1+1+1+10
     # response: what follows the generation cue: "yo" <|im_end|> "\n"
@@ -56,9 +61,13 @@ def test_token_lengths_with_the_byte_level_tiny_tokenizer(tok):
 
 
 def test_inspect_prints_format_counts_lengths_and_every_finding(tmp_path, tok_dir):
-    rows = [{"chosen": f"\n\nHuman: q{i}\n\nAssistant: yes{i}", "rejected": f"\n\nHuman: q{i}\n\nAssistant: no"}
-            for i in range(4)]
-    path = write_jsonl(tmp_path / "hh.jsonl", rows, ['{"chosen": oops', json.dumps({"chosen": "same", "rejected": "same"})])
+    rows = [
+        {"chosen": f"\n\nHuman: q{i}\n\nAssistant: yes{i}", "rejected": f"\n\nHuman: q{i}\n\nAssistant: no"}
+        for i in range(4)
+    ]
+    path = write_jsonl(
+        tmp_path / "hh.jsonl", rows, ['{"chosen": oops', json.dumps({"chosen": "same", "rejected": "same"})]
+    )
     result = runner.invoke(app, ["data", "inspect", str(path), "--tokenizer", str(tok_dir)])
     assert result.exit_code == 0, result.output
     out = result.output
@@ -78,19 +87,36 @@ def test_inspect_prints_format_counts_lengths_and_every_finding(tmp_path, tok_di
 
 
 def test_convert_rated_to_pairs_then_unpaired(tmp_path):
-    rows = [{"instruction": "p", "completions": [{"response": "a", "overall_score": 2}, {"response": "b", "overall_score": 9},
-                                                   {"response": "c", "overall_score": 5}]}]
+    rows = [
+        {
+            "instruction": "p",
+            "completions": [
+                {"response": "a", "overall_score": 2},
+                {"response": "b", "overall_score": 9},
+                {"response": "c", "overall_score": 5},
+            ],
+        }
+    ]
     src = write_jsonl(tmp_path / "uf.jsonl", rows)
     out = tmp_path / "pairs.jsonl"
     result = runner.invoke(app, ["data", "convert", str(src), str(out), "--to", "pairs", "--rule", "all-pairs"])
     assert result.exit_code == 0, result.output
     assert "1 rows (rated) -> 3 pairs" in result.output
     assert [(r["chosen"], r["rejected"]) for r in map(json.loads, out.read_text().splitlines())] == [
-        ("b", "c"), ("b", "a"), ("c", "a")]
+        ("b", "c"),
+        ("b", "a"),
+        ("c", "a"),
+    ]
     out2 = tmp_path / "kto.jsonl"
     assert runner.invoke(app, ["data", "convert", str(out), str(out2), "--to", "unpaired"]).exit_code == 0
     assert [(r["completion"], r["label"]) for r in map(json.loads, out2.read_text().splitlines())] == [
-        ("b", True), ("c", False), ("b", True), ("a", False), ("c", True), ("a", False)]
+        ("b", True),
+        ("c", False),
+        ("b", True),
+        ("a", False),
+        ("c", True),
+        ("a", False),
+    ]
 
 
 def test_convert_bad_file_raises_the_data_error(tmp_path):

@@ -45,8 +45,9 @@ def test_best_vs_worst_nested_extremes():
     assert _cr(ranking_to_pairs(tie, "best-vs-worst", counts=counts, k=2)) == [("w", "z")]
     assert counts == {"tied_pairs": 1}
     counts = Counter()
-    assert ranking_to_pairs(Ranking("p", ["x", "y", "z", "t"], scores=[1] * 4), "best-vs-worst", counts=counts,
-                            k=2) == []
+    assert (
+        ranking_to_pairs(Ranking("p", ["x", "y", "z", "t"], scores=[1] * 4), "best-vs-worst", counts=counts, k=2) == []
+    )
     assert counts == {"all_tied": 1, "tied_pairs": 2}
     with pytest.raises(DataError, match="only with best-vs-worst"):
         ranking_to_pairs(R, "adjacent", k=2)
@@ -58,8 +59,9 @@ def test_all_pairs_skips_ties_and_counts_them():
     counts = Counter()
     pairs = ranking_to_pairs(R, "all-pairs", counts=counts)
     # 10 pairs of 5 responses, minus the a~c tie
-    assert sorted(_cr(pairs)) == sorted([("a", "e"), ("a", "b"), ("a", "d"), ("c", "e"), ("c", "b"), ("c", "d"),
-                                         ("e", "b"), ("e", "d"), ("b", "d")])
+    assert sorted(_cr(pairs)) == sorted(
+        [("a", "e"), ("a", "b"), ("a", "d"), ("c", "e"), ("c", "b"), ("c", "d"), ("e", "b"), ("e", "d"), ("b", "d")]
+    )
     assert counts == {"tied_pairs": 1}
 
 
@@ -90,8 +92,10 @@ def test_pairs_to_unpaired_and_rankings():
     assert convert([p], "rankings") == [
         Ranking("q", ["good", "bad"], ranks=[1, 2], id="7", group="g", metadata={"preference_prob": 0.9, "weight": 2.0})
     ]
-    assert convert([R], "unpaired") == [Unpaired("p", "a", True, id="r:0>3:chosen", metadata={"score_chosen": 3, "score_rejected": 0}),
-                                        Unpaired("p", "d", False, id="r:0>3:rejected", metadata={"score_chosen": 3, "score_rejected": 0})]
+    assert convert([R], "unpaired") == [
+        Unpaired("p", "a", True, id="r:0>3:chosen", metadata={"score_chosen": 3, "score_rejected": 0}),
+        Unpaired("p", "d", False, id="r:0>3:rejected", metadata={"score_chosen": 3, "score_rejected": 0}),
+    ]
     with pytest.raises(DataError, match="unpaired feedback cannot be converted to pairs"):
         convert([Unpaired("q", "x", True)], "pairs")
 
@@ -99,18 +103,43 @@ def test_pairs_to_unpaired_and_rankings():
 def test_record_to_dict_uses_trl_names_and_omits_defaults():
     assert record_to_dict(PreferencePair("q", "a", "b")) == {"prompt": "q", "chosen": "a", "rejected": "b"}
     assert record_to_dict(Unpaired("q", "a", False, annotator="x")) == {
-        "prompt": "q", "completion": "a", "label": False, "annotator": "x"}
-    assert record_to_dict(Ranking("q", ["a", "b"], ranks=[2, 1])) == {"prompt": "q", "responses": ["a", "b"], "ranks": [2, 1]}
+        "prompt": "q",
+        "completion": "a",
+        "label": False,
+        "annotator": "x",
+    }
+    assert record_to_dict(Ranking("q", ["a", "b"], ranks=[2, 1])) == {
+        "prompt": "q",
+        "responses": ["a", "b"],
+        "ranks": [2, 1],
+    }
 
 
 def test_save_records_round_trip_is_lossless(tmp_path):
     msgs = [{"role": "user", "content": "hi"}]
     sets = [
-        [PreferencePair("q", "a", "b", id="1", weight=0.5, preference_prob=0.7, annotator="ann", group="g",
-                        metadata={"score_chosen": 8.5, "note": {"k": [1, 2]}}),
-         PreferencePair(msgs, [{"role": "assistant", "content": "yo"}], [{"role": "assistant", "content": "no"}])],
-        [Unpaired("q", "a", True, id="u", weight=3.0, metadata={"x": 1}), Unpaired(msgs, [{"role": "assistant", "content": "x"}], False)],
-        [Ranking("q", ["a", "b", "c"], scores=[1.0, 2.5, 0.0], id="r", annotator="z"), Ranking("q2", ["a", "b"], ranks=[2, 1])],
+        [
+            PreferencePair(
+                "q",
+                "a",
+                "b",
+                id="1",
+                weight=0.5,
+                preference_prob=0.7,
+                annotator="ann",
+                group="g",
+                metadata={"score_chosen": 8.5, "note": {"k": [1, 2]}},
+            ),
+            PreferencePair(msgs, [{"role": "assistant", "content": "yo"}], [{"role": "assistant", "content": "no"}]),
+        ],
+        [
+            Unpaired("q", "a", True, id="u", weight=3.0, metadata={"x": 1}),
+            Unpaired(msgs, [{"role": "assistant", "content": "x"}], False),
+        ],
+        [
+            Ranking("q", ["a", "b", "c"], scores=[1.0, 2.5, 0.0], id="r", annotator="z"),
+            Ranking("q2", ["a", "b"], ranks=[2, 1]),
+        ],
     ]
     for i, records in enumerate(sets):
         path = save_records(records, tmp_path / f"{i}.jsonl")
@@ -128,7 +157,14 @@ def test_save_records_refuses_mixed_kinds_and_nan(tmp_path):
 
 def test_load_as_pairs_from_rated_file_counts_ties(tmp_path):
     rows = [
-        {"prompt": "p1", "completions": [{"response": "x", "score": 1}, {"response": "y", "score": 2}, {"response": "z", "score": 2}]},
+        {
+            "prompt": "p1",
+            "completions": [
+                {"response": "x", "score": 1},
+                {"response": "y", "score": 2},
+                {"response": "z", "score": 2},
+            ],
+        },
         {"prompt": "p2", "completions": [{"response": "x", "score": 5}, {"response": "y", "score": 5}]},
     ]
     path = tmp_path / "uf.jsonl"
@@ -136,4 +172,6 @@ def test_load_as_pairs_from_rated_file_counts_ties(tmp_path):
     res = load_preferences(path, kind="pairs", rule="all-pairs")
     assert _cr(res.records) == [("y", "x"), ("z", "x")]
     assert res.counts["tied_pairs"] == 2 and res.counts["all_tied"] == 1
-    assert res.findings == ["2 tied response pair(s) made no pair; 1 ranking(s) had all responses tied and gave no pair"]
+    assert res.findings == [
+        "2 tied response pair(s) made no pair; 1 ranking(s) had all responses tied and gave no pair"
+    ]

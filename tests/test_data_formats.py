@@ -38,15 +38,33 @@ def A(text):
 
 def test_standard_preference_keeps_optional_fields_and_extra_columns(tmp_path):
     rows = [
-        {"prompt": "2+2?", "chosen": "4", "rejected": "5", "id": "a", "weight": 0.5, "preference_prob": 0.8,
-         "annotator": "ann1", "group": "g", "source": "math"},
+        {
+            "prompt": "2+2?",
+            "chosen": "4",
+            "rejected": "5",
+            "id": "a",
+            "weight": 0.5,
+            "preference_prob": 0.8,
+            "annotator": "ann1",
+            "group": "g",
+            "source": "math",
+        },
         {"prompt": "Capital of France?", "chosen": "Paris", "rejected": "Lyon", "id": 7},
     ]
     res = load_preferences(write_jsonl(tmp_path / "p.jsonl", rows))
     assert res.format == "preference" and res.kind == "pairs" and res.n_rows == 2
     assert res.records == [
-        PreferencePair("2+2?", "4", "5", id="a", weight=0.5, preference_prob=0.8, annotator="ann1", group="g",
-                       metadata={"source": "math"}),
+        PreferencePair(
+            "2+2?",
+            "4",
+            "5",
+            id="a",
+            weight=0.5,
+            preference_prob=0.8,
+            annotator="ann1",
+            group="g",
+            metadata={"source": "math"},
+        ),
         PreferencePair("Capital of France?", "Paris", "Lyon", id="7"),
     ]
     assert not res.skipped and not res.findings
@@ -98,16 +116,23 @@ def test_transcript_to_messages():
 
 
 def test_unpaired(tmp_path):
-    rows = [{"prompt": "p", "completion": "good", "label": True, "weight": 2},
-            {"prompt": "p", "completion": "bad", "label": 0}]
+    rows = [
+        {"prompt": "p", "completion": "good", "label": True, "weight": 2},
+        {"prompt": "p", "completion": "bad", "label": 0},
+    ]
     res = load_preferences(write_jsonl(tmp_path / "k.jsonl", rows))
     assert res.format == "unpaired" and res.kind == "unpaired"
     assert res.records == [Unpaired("p", "good", True, weight=2.0), Unpaired("p", "bad", False)]
 
 
 def _uf_completion(model, text, overall, ratings):
-    return {"model": model, "response": text, "overall_score": overall, "critique": "...",
-            "annotations": {k: {"Rating": v, "Rationale": "r"} for k, v in ratings.items()}}
+    return {
+        "model": model,
+        "response": text,
+        "overall_score": overall,
+        "critique": "...",
+        "annotations": {k: {"Rating": v, "Rationale": "r"} for k, v in ratings.items()},
+    }
 
 
 UF_ROW = {
@@ -125,9 +150,14 @@ UF_ROW = {
 def test_ultrafeedback_to_rankings_uses_overall_score(tmp_path):
     res = load_preferences(write_jsonl(tmp_path / "uf.jsonl", [UF_ROW]))
     assert res.format == "rated" and res.kind == "rankings"
-    assert res.records == [Ranking("Write a haiku.", ["haiku one", "haiku two", "haiku three"],
-                                   scores=[6.5, 8.0, 4.0],
-                                   metadata={"source": "evol_instruct", "models": ["m1", "m2", "m3"]})]
+    assert res.records == [
+        Ranking(
+            "Write a haiku.",
+            ["haiku one", "haiku two", "haiku three"],
+            scores=[6.5, 8.0, 4.0],
+            metadata={"source": "evol_instruct", "models": ["m1", "m2", "m3"]},
+        )
+    ]
 
 
 def test_ultrafeedback_fine_grained_ratings_skip_na(tmp_path):
@@ -136,9 +166,20 @@ def test_ultrafeedback_fine_grained_ratings_skip_na(tmp_path):
         del c["overall_score"]
     res = load_preferences(write_jsonl(tmp_path / "uf.jsonl", [row]), kind="pairs")
     # means of the numeric ratings: 4.5, 2.0 (N/A ignored), 3.0 -> best m1, worst m2
-    assert res.records == [PreferencePair("Write a haiku.", "haiku one", "haiku two", metadata={
-        "source": "evol_instruct", "score_chosen": 4.5, "score_rejected": 2.0,
-        "model_chosen": "m1", "model_rejected": "m2"})]
+    assert res.records == [
+        PreferencePair(
+            "Write a haiku.",
+            "haiku one",
+            "haiku two",
+            metadata={
+                "source": "evol_instruct",
+                "score_chosen": 4.5,
+                "score_rejected": 2.0,
+                "model_chosen": "m1",
+                "model_rejected": "m2",
+            },
+        )
+    ]
 
 
 def test_score_key_selects_the_completion_field(tmp_path):
@@ -211,8 +252,10 @@ def test_csv_parses_numbers_labels_and_message_cells(tmp_path):
         w.writerow(["multi\nline prompt", "yes", "true", "0.5", ""])
         w.writerow([json.dumps(U("hi")), json.dumps(A("hey")), "0", "", "x"])
     res = load_preferences(path)
-    assert res.records == [Unpaired("multi\nline prompt", "yes", True, weight=0.5),
-                           Unpaired(U("hi"), A("hey"), False, id="x")]
+    assert res.records == [
+        Unpaired("multi\nline prompt", "yes", True, weight=0.5),
+        Unpaired(U("hi"), A("hey"), False, id="x"),
+    ]
 
 
 def test_parquet_and_datasets_dir(tmp_path):
@@ -254,7 +297,9 @@ def test_unreachable_hub_name_is_a_data_error(monkeypatch):
         raise OSError("network is down")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
-    with pytest.raises(DataError, match=r"some-user/some-prefs: .*hub \(huggingface.co\) is unreachable: network is down"):
+    with pytest.raises(
+        DataError, match=r"some-user/some-prefs: .*hub \(huggingface.co\) is unreachable: network is down"
+    ):
         load_preferences("some-user/some-prefs")
 
 
@@ -264,14 +309,34 @@ def test_json_lines_under_a_json_name_as_datasets_writes_them(tmp_path):
     Dataset.from_list(PAIRS).to_json(str(tmp_path / "d.json"))  # JSON Lines by default
     res = load_preferences(tmp_path / "d.json")
     assert res.records == EXPECTED
-    assert repr(res) == f"LoadResult(2 pairs from '{tmp_path / 'd.json'}', format='preference', rows=2, skipped=0, findings=0)"
+    assert (
+        repr(res)
+        == f"LoadResult(2 pairs from '{tmp_path / 'd.json'}', format='preference', rows=2, skipped=0, findings=0)"
+    )
 
 
 def test_ultrafeedback_binarized_layout(tmp_path):
     # HuggingFaceH4/ultrafeedback_binarized: chat lists that repeat the prompt, and the two scores
-    row = {"prompt": "Name a colour.", "prompt_id": "abc",
-           "chosen": U("Name a colour.") + A("Blue."), "rejected": U("Name a colour.") + A("Chair."),
-           "messages": U("Name a colour.") + A("Blue."), "score_chosen": 9.0, "score_rejected": 2.0}
+    row = {
+        "prompt": "Name a colour.",
+        "prompt_id": "abc",
+        "chosen": U("Name a colour.") + A("Blue."),
+        "rejected": U("Name a colour.") + A("Chair."),
+        "messages": U("Name a colour.") + A("Blue."),
+        "score_chosen": 9.0,
+        "score_rejected": 2.0,
+    }
     res = load_preferences(write_jsonl(tmp_path / "b.jsonl", [row]))
-    assert res.records == [PreferencePair(U("Name a colour."), A("Blue."), A("Chair."), metadata={
-        "prompt_id": "abc", "messages": U("Name a colour.") + A("Blue."), "score_chosen": 9.0, "score_rejected": 2.0})]
+    assert res.records == [
+        PreferencePair(
+            U("Name a colour."),
+            A("Blue."),
+            A("Chair."),
+            metadata={
+                "prompt_id": "abc",
+                "messages": U("Name a colour.") + A("Blue."),
+                "score_chosen": 9.0,
+                "score_rejected": 2.0,
+            },
+        )
+    ]

@@ -29,8 +29,17 @@ def pairs(draw):
     prompt = draw(user_msgs if conv else text)
     chosen = draw(asst_msgs if conv else text)
     rejected = draw((asst_msgs if conv else text).filter(lambda r: r != chosen))
-    return PreferencePair(prompt, chosen, rejected, id=None, weight=draw(weight), preference_prob=draw(prob),
-                          annotator=draw(opt_str), group=draw(opt_str), metadata=draw(meta))
+    return PreferencePair(
+        prompt,
+        chosen,
+        rejected,
+        id=None,
+        weight=draw(weight),
+        preference_prob=draw(prob),
+        annotator=draw(opt_str),
+        group=draw(opt_str),
+        metadata=draw(meta),
+    )
 
 
 @st.composite
@@ -52,8 +61,12 @@ def _with_ids(records):
 
 
 @SETTINGS
-@given(st.lists(pairs(), min_size=1, max_size=6) | st.lists(rankings(), min_size=1, max_size=4)
-       | st.lists(unpaired, min_size=1, max_size=4), st.booleans())
+@given(
+    st.lists(pairs(), min_size=1, max_size=6)
+    | st.lists(rankings(), min_size=1, max_size=4)
+    | st.lists(unpaired, min_size=1, max_size=4),
+    st.booleans(),
+)
 def test_save_then_load_returns_the_same_records(tmp_path, records, ids):
     if ids:
         records = _with_ids(records)
@@ -100,15 +113,21 @@ CORRUPTIONS = {
     "malformed_json": lambda i: '{"prompt": "p", "chosen": ',
     "identical_responses": lambda i: json.dumps({"prompt": f"p{i}", "chosen": "x", "rejected": "x"}),
     "missing_field": lambda i: json.dumps({"prompt": f"p{i}", "chosen": "x"}),
-    "probability_out_of_range": lambda i: json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "preference_prob": -0.1}),
+    "probability_out_of_range": lambda i: json.dumps(
+        {"prompt": "p", "chosen": "a", "rejected": "b", "preference_prob": -0.1}
+    ),
     "empty_string": lambda i: json.dumps({"prompt": "p", "chosen": "", "rejected": "b"}),
     "non_finite_number": lambda i: '{"prompt": "p", "chosen": "a", "rejected": "b", "weight": Infinity}',
 }
 
 
 @SETTINGS
-@given(st.lists(st.tuples(text, text, text).filter(lambda t: t[1] != t[2]), min_size=1, max_size=8),
-       st.data(), st.sampled_from(sorted(CORRUPTIONS)), st.integers(0, 2))
+@given(
+    st.lists(st.tuples(text, text, text).filter(lambda t: t[1] != t[2]), min_size=1, max_size=8),
+    st.data(),
+    st.sampled_from(sorted(CORRUPTIONS)),
+    st.integers(0, 2),
+)
 def test_one_bad_line_anywhere_is_named_and_skip_keeps_the_rest(tmp_path, rows, data, reason, blank_lines):
     pos = data.draw(st.integers(0, len(rows)), label="position")
     lines = [json.dumps({"prompt": p, "chosen": c, "rejected": r}) for p, c, r in rows]

@@ -35,7 +35,11 @@ BAD_ROWS = [
     ({"prompt": "", "chosen": "a", "rejected": "b"}, "empty_string", "prompt"),
     ({"prompt": "p", "chosen": "  ", "rejected": "b"}, "empty_string", "chosen"),
     ({"prompt": "p", "chosen": "same", "rejected": "same"}, "identical_responses", "rejected"),
-    ({"prompt": "p", "chosen": "a", "rejected": "b", "preference_prob": 1.5}, "probability_out_of_range", "preference_prob"),
+    (
+        {"prompt": "p", "chosen": "a", "rejected": "b", "preference_prob": 1.5},
+        "probability_out_of_range",
+        "preference_prob",
+    ),
     ({"prompt": "p", "chosen": "a", "rejected": "b", "preference_prob": "0.5"}, "wrong_type", "preference_prob"),
     ('{"prompt": "p", "chosen": "a", "rejected": "b", "weight": NaN}', "non_finite_number", "weight"),
     ({"prompt": "p", "chosen": "a", "rejected": "b", "weight": -1}, "negative_weight", "weight"),
@@ -62,7 +66,11 @@ def test_broken_line_in_the_middle_fails_naming_it_and_skip_keeps_every_good_row
     entries = [json.loads(x) for x in report.read_text().splitlines()]
     assert len(entries) == 1
     assert {k: entries[0][k] for k in ("file", "line", "reason", "field")} == {
-        "file": str(path), "line": 4, "reason": reason, "field": field}
+        "file": str(path),
+        "line": 4,
+        "reason": reason,
+        "field": field,
+    }
     assert entries[0]["raw"] is not None
 
 
@@ -113,7 +121,7 @@ def test_invalid_json_document_names_its_line(tmp_path):
 
 def test_csv_bad_bytes_and_ragged_rows_name_their_line(tmp_path):
     path = tmp_path / "d.csv"
-    path.write_bytes(b"prompt,chosen,rejected\np0,c0,r0\n\"p\n1\",c\xff1,r1\np2,c2,r2,extra\n\np3,c3,\"r\r\n3\"\nx,\"\",y\n")
+    path.write_bytes(b'prompt,chosen,rejected\np0,c0,r0\n"p\n1",c\xff1,r1\np2,c2,r2,extra\n\np3,c3,"r\r\n3"\nx,"",y\n')
     with pytest.raises(DataError) as err:
         load_preferences(path)
     assert (err.value.line, err.value.field) == (3, "chosen") and "undecodable_bytes" in str(err.value)
@@ -125,8 +133,12 @@ def test_csv_bad_bytes_and_ragged_rows_name_their_line(tmp_path):
 
 def test_bad_arguments_are_data_errors(tmp_path):
     path = write_lines(tmp_path / "d.jsonl", GOOD)
-    for kwargs, msg in [({"format": "trl"}, "unknown format 'trl'"), ({"on_bad_row": "ignore"}, "on_bad_row"),
-                        ({"rule": "best"}, "unknown pairing rule"), ({"kind": "triples"}, "unknown kind")]:
+    for kwargs, msg in [
+        ({"format": "trl"}, "unknown format 'trl'"),
+        ({"on_bad_row": "ignore"}, "on_bad_row"),
+        ({"rule": "best"}, "unknown pairing rule"),
+        ({"kind": "triples"}, "unknown kind"),
+    ]:
         with pytest.raises(DataError, match=msg):
             load_preferences(path, **kwargs)
 
@@ -146,7 +158,9 @@ def test_a_bad_first_row_does_not_hide_the_format(tmp_path):
     res = load_preferences(path, on_bad_row="skip")
     assert res.format == "preference" and res.records == GOOD_RECORDS
     assert [(b["line"], b["reason"], b["field"]) for b in res.bad_rows] == [
-        (1, "malformed_json", None), (2, "missing_field", "rejected")]
+        (1, "malformed_json", None),
+        (2, "missing_field", "rejected"),
+    ]
     unreadable = write_lines(tmp_path / "u.jsonl", ["{", "[1]"])
     with pytest.raises(DataError, match="none of the first 2 rows could be read"):
         load_preferences(unreadable, on_bad_row="skip")

@@ -43,6 +43,5 @@ def test_readme_links_stay_in_the_repository():
 
 def test_generated_pages_keep_their_markers():
     """The objectives, algorithms and config pages are filled by docs/_hooks/generated.py at build time."""
-    for page, marker in [("objectives.md", "objectives"), ("config.md", "config"),
-                         ("algorithms.md", "algorithms")]:
+    for page, marker in [("objectives.md", "objectives"), ("config.md", "config"), ("algorithms.md", "algorithms")]:
         assert f"<!-- generated: {marker} -->" in (DOCS / page).read_text(encoding="utf-8"), page

@@ -39,23 +39,42 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 MUST_RUN = {"README.md": 2, "docs/getting-started.md": 4}
 
 MODEL_NAMES = ["Qwen/Qwen2.5-0.5B-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m-instruct"]
-TRAIN_SETS = ["train.max_steps=2", "train.batch_size=2", "train.grad_accum=1", "train.max_length=128",
-              "train.progress=false", "train.save_every=0", "train.eval_every=0", "train.bf16=false",
-              "online.max_new_tokens=8", "online.num_prompts=4",
-              "data.eval_fraction=0"]  # the tiny model's samples give a handful of pairs, too few to split
-EVAL_SETS = ["eval.n_prompts=4", "eval.max_new_tokens=8", "eval.n_bootstrap=50", "eval.lc_bootstrap=10",
-             "eval.batch_size=8", "eval.bf16=false"]
+TRAIN_SETS = [
+    "train.max_steps=2",
+    "train.batch_size=2",
+    "train.grad_accum=1",
+    "train.max_length=128",
+    "train.progress=false",
+    "train.save_every=0",
+    "train.eval_every=0",
+    "train.bf16=false",
+    "online.max_new_tokens=8",
+    "online.num_prompts=4",
+    "data.eval_fraction=0",
+]  # the tiny model's samples give a handful of pairs, too few to split
+EVAL_SETS = [
+    "eval.n_prompts=4",
+    "eval.max_new_tokens=8",
+    "eval.n_bootstrap=50",
+    "eval.lc_bootstrap=10",
+    "eval.batch_size=8",
+    "eval.bf16=false",
+]
 
 
 def size_overrides(command: tuple[str, ...], tiny: str) -> list[str]:
     """Options appended to a ``preflab`` command so it runs on the tiny model in seconds."""
-    sets = {("train",): [f"model.name_or_path={tiny}", *TRAIN_SETS],
-            ("eval",): [f"model.name_or_path={tiny}", *EVAL_SETS]}
+    sets = {
+        ("train",): [f"model.name_or_path={tiny}", *TRAIN_SETS],
+        ("eval",): [f"model.name_or_path={tiny}", *EVAL_SETS],
+    }
     # 40 prompts: the tiny model's answers mostly tie at gold 0 (on-topic and echo guards), few prompts give a pair
-    flags = {("sample",): ["--model", tiny, "--n", "40", "-k", "4", "--max-new-tokens", "16"],
-             ("generate",): ["--model", tiny, "--max-new-tokens", "4"],
-             ("data", "inspect"): ["--tokenizer", tiny],
-             ("testbed", "run"): ["--iterations", "10"]}
+    flags = {
+        ("sample",): ["--model", tiny, "--n", "40", "-k", "4", "--max-new-tokens", "16"],
+        ("generate",): ["--model", tiny, "--max-new-tokens", "4"],
+        ("data", "inspect"): ["--tokenizer", tiny],
+        ("testbed", "run"): ["--iterations", "10"],
+    }
     from preflab.cli.oneline import oneline_algorithms
 
     if command and command[0] in oneline_algorithms():  # preflab dpo --model ... --dataset ...
@@ -89,7 +108,7 @@ def runnable_blocks(text: str) -> list[Block]:
         end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
         before = next((lines[j].strip() for j in range(start - 1, -1, -1) if lines[j].strip()), "")
         if lang in ("bash", "python") and not before.startswith("<!-- skip"):
-            blocks.append(Block(lang, "\n".join(lines[start + 1:end]), start + 1))
+            blocks.append(Block(lang, "\n".join(lines[start + 1 : end]), start + 1))
         i = end + 1
     return blocks
 
@@ -144,12 +163,15 @@ def run_bash(block: Block, where: str, tiny: str, monkeypatch) -> None:
             assert result.exit_code == 0, f"{shown}\n{result.output}\n{result.exception!r}"
         elif words[0] == "python":
             src = str(Path(__import__("preflab").__file__).parents[1])  # the code under test
-            proc = subprocess.run([sys.executable, *words[1:]], capture_output=True, text=True,
-                                  env={**os.environ, **env, "PYTHONPATH": src})
+            proc = subprocess.run(
+                [sys.executable, *words[1:]],
+                capture_output=True,
+                text=True,
+                env={**os.environ, **env, "PYTHONPATH": src},
+            )
             assert proc.returncode == 0, f"{shown}\n{proc.stdout}\n{proc.stderr}"
         else:
-            pytest.fail(f"{shown}: only preflab and python commands run here; "
-                        "mark the block <!-- skip: why -->")
+            pytest.fail(f"{shown}: only preflab and python commands run here; mark the block <!-- skip: why -->")
 
 
 def run_python(block: Block, where: str, tiny: str, monkeypatch) -> None:
@@ -191,9 +213,10 @@ def test_runnable_snippets(page, tmp_path, monkeypatch, tiny_dir, reader_data):
 
 
 def test_convention_parses_fences_and_skip_markers():
-    text = ("a\n<!-- skip: slow -->\n```bash\nmake demo\n```\n"
-            "```bash\npreflab models  # list\n```\n```text\nx\n```\n")
+    text = "a\n<!-- skip: slow -->\n```bash\nmake demo\n```\n```bash\npreflab models  # list\n```\n```text\nx\n```\n"
     blocks = runnable_blocks(text)
     assert [(b.lang, b.code, b.line) for b in blocks] == [("bash", "preflab models  # list", 6)]
     assert bash_commands("A=1 preflab x \\\n  --set a=b  # note\n\npython y.py") == [
-        ["A=1", "preflab", "x", "--set", "a=b"], ["python", "y.py"]]
+        ["A=1", "preflab", "x", "--set", "a=b"],
+        ["python", "y.py"],
+    ]

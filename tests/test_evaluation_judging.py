@@ -57,8 +57,11 @@ class FirstSlotJudge(Judge):
         return 0.8
 
 
-TASKS = [Task(f"Say the word {w}.", fam, w) for fam, words in
-         (("animals", ["zebra", "yak", "gnu", "okapi"]), ("colours", ["teal", "mauve", "ochre", "cyan"])) for w in words]
+TASKS = [
+    Task(f"Say the word {w}.", fam, w)
+    for fam, words in (("animals", ["zebra", "yak", "gnu", "okapi"]), ("colours", ["teal", "mauve", "ochre", "cyan"]))
+    for w in words
+]
 GOOD = [f"Sure: {t.keyword}." for t in TASKS]
 
 
@@ -141,8 +144,9 @@ def test_ranking_accuracy_by_hand():
     pc, pr = [-10, -5, -7, -3], [-12, -4, -7, -8]
     rc, rr = [-11, -3, -6, -2], [-11, -6, -8, -9]
     margin = [1.0, -2.0, 0.2, -0.1]
-    res = ranking_accuracy(pc, pr, rc, rr, beta=0.5, chosen_len=[2, 5, 7, 1], rejected_len=[4, 2, 7, 4],
-                           true_margin=margin)
+    res = ranking_accuracy(
+        pc, pr, rc, rr, beta=0.5, chosen_len=[2, 5, 7, 1], rejected_len=[4, 2, 7, 4], true_margin=margin
+    )
     assert res.policy_logprob.value == pytest.approx(0.625)  # margins 2, -1, 0 (tie), 5
     assert res.implicit_reward.value == pytest.approx(0.25)  # 2, -4, -2, -2
     assert res.reference_logprob.value == pytest.approx(0.875)  # 0 (tie), 3, 2, 7
@@ -160,9 +164,15 @@ def test_ranking_accuracy_by_hand():
 def test_evaluate_answers_end_to_end_with_stub_judges():
     answers_a = GOOD[:6] + ["hmm", "no"]
     answers_b = ["nothing"] * 4 + GOOD[4:]
-    res = evaluate_answers(TASKS, answers_a, answers_b, KeywordJudge(),
-                           group_judges={"keyword": KeywordJudge(), "verbose": LongerIsBetter()},
-                           n_bootstrap=200, lc_bootstrap=20)
+    res = evaluate_answers(
+        TASKS,
+        answers_a,
+        answers_b,
+        KeywordJudge(),
+        group_judges={"keyword": KeywordJudge(), "verbose": LongerIsBetter()},
+        n_bootstrap=200,
+        lc_bootstrap=20,
+    )
     # A wins the 4 animals, ties colours 5-6, loses 7-8
     assert res.win_rate.win_rate == pytest.approx((4 + 1) / 8)
     assert res.null_check.reliable
@@ -190,4 +200,6 @@ def test_null_answer_that_only_ties_is_flagged_as_inconclusive():
     sound = null_model_check(KeywordJudge(), TASKS, GOOD, n_bootstrap=100)
     assert sound.conclusive and [r.verdict for r in sound.results] == ["loses", "loses"]
     assert [r.verdict for r in null_model_check(LongerIsBetter(), TASKS, GOOD, n_bootstrap=0).results] == [
-        "loses", "wins"]
+        "loses",
+        "wins",
+    ]

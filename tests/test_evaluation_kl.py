@@ -96,8 +96,9 @@ def test_sequence_kl_of_a_tiny_lm_matches_the_exact_kl():
     prompts = ["hi", "what is 2+2?"]
     stops = {tok.eos_token_id}
     truth = np.mean([_exact_two_token_kl(policy, reference, chat_prompt_ids(tok, p), stops) for p in prompts])
-    est, samples = sample_kl(policy, reference, tok, prompts, n_per_prompt=500, max_new_tokens=2, seed=0,
-                             batch_size=1000)
+    est, samples = sample_kl(
+        policy, reference, tok, prompts, n_per_prompt=500, max_new_tokens=2, seed=0, batch_size=1000
+    )
     assert truth > 0.5  # a KL worth measuring
     assert len(samples.completion_ids) == 1000
     assert all(1 <= len(c) <= 2 for c in samples.completion_ids)

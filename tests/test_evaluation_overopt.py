@@ -36,7 +36,10 @@ def test_bon_form_fit():
 
 def test_table_finds_the_gold_peak_and_flags_overoptimisation():
     gold = rl_gold(np.array(KL)) + 0.3  # offset: gains are relative to the KL=0 point
-    rows = [{"step": 100 * i, "kl": k, "gold": g, "proxy": 2 * np.sqrt(k)} for i, (k, g) in enumerate(zip(KL, gold, strict=True))]
+    rows = [
+        {"step": 100 * i, "kl": k, "gold": g, "proxy": 2 * np.sqrt(k)}
+        for i, (k, g) in enumerate(zip(KL, gold, strict=True))
+    ]
     over = overoptimisation(list(reversed(rows)))  # order does not matter: sorted by KL
     assert [p.kl for p in over.points] == KL
     assert over.peak_step == 500 and over.peak_kl == 8.0  # d=2.83 beats d=2 and d=4

@@ -40,9 +40,18 @@ def test_identical_policies_tie_everywhere_and_have_zero_kl():
 
     base, tok = tiny_model(seed=0)
     policy = _lora(base, init=True)  # LoRA B = 0: the policy *is* its base
-    res = evaluate_policies(policy, None, tok, PROMPTS, ShorterIsBetter(),
-                            EvalSampling(max_new_tokens=6, temperature=1.0, seed=3), bf16=False,
-                            n_bootstrap=100, lc_bootstrap=0, null_check=False)
+    res = evaluate_policies(
+        policy,
+        None,
+        tok,
+        PROMPTS,
+        ShorterIsBetter(),
+        EvalSampling(max_new_tokens=6, temperature=1.0, seed=3),
+        bf16=False,
+        n_bootstrap=100,
+        lc_bootstrap=0,
+        null_check=False,
+    )
     assert res.win_rate.win_rate == 0.5 and res.win_rate.ties == len(PROMPTS)
     assert all(s["a"] == s["b"] for s in res.samples)
     assert res.kl.kl == pytest.approx(0.0, abs=1e-5) and res.kl.n == len(PROMPTS)
@@ -56,15 +65,25 @@ def test_evaluate_policies_numbers_are_consistent_with_their_samples():
     reference, _ = tiny_model(seed=0)
     policy = _lora(base, init=False)  # random adapters: a different policy
     judge = ShorterIsBetter()
-    res = evaluate_policies(policy, reference, tok, PROMPTS, judge,
-                            EvalSampling(max_new_tokens=6, temperature=1.0, seed=0), bf16=False,
-                            n_bootstrap=100, lc_bootstrap=10, name="lora_vs_base")
+    res = evaluate_policies(
+        policy,
+        reference,
+        tok,
+        PROMPTS,
+        judge,
+        EvalSampling(max_new_tokens=6, temperature=1.0, seed=0),
+        bf16=False,
+        n_bootstrap=100,
+        lc_bootstrap=10,
+        name="lora_vs_base",
+    )
     prefs = [judge.compare(None, s["a"], s["b"]) for s in res.samples]
     assert res.win_rate.win_rate == pytest.approx(np.mean(prefs))
     assert res.win_rate.per_prompt == prefs
     assert [s["prompt"] for s in res.samples] == PROMPTS
     assert res.gold[0].family == "all" and res.gold[0].a.value == pytest.approx(
-        np.mean([judge.score(None, s["a"]) for s in res.samples]))
+        np.mean([judge.score(None, s["a"]) for s in res.samples])
+    )
     assert res.kl.n == len(PROMPTS) and res.kl.kl != 0.0
     assert set(res.meta["seconds"]) == {"sampling", "judging", "kl"}
     # the null check ran under this judge: the empty answer is shortest, so it wins — the judge is unreliable

@@ -34,14 +34,26 @@ def write_metrics(path, steps=60, bad_line=False):
     rng = np.random.default_rng(0)
     with open(path, "w") as fh:
         for s in range(1, steps + 1):
-            rec = {"step": s, "split": "train", "loss": 0.69 * math.exp(-s / 30) + 0.05 * rng.random(),
-                   "rewards/margins": 0.02 * s + 0.05 * rng.normal(), "rewards/accuracies": min(0.5 + s / 100, 0.95),
-                   "kl": 0.004 * s, "tokens_per_s": 900.0}
+            rec = {
+                "step": s,
+                "split": "train",
+                "loss": 0.69 * math.exp(-s / 30) + 0.05 * rng.random(),
+                "rewards/margins": 0.02 * s + 0.05 * rng.normal(),
+                "rewards/accuracies": min(0.5 + s / 100, 0.95),
+                "kl": 0.004 * s,
+                "tokens_per_s": 900.0,
+            }
             fh.write(json.dumps(rec) + "\n")
             if s % 10 == 0:
                 kl = 0.004 * s
-                ev = {"step": s, "split": "eval", "loss": 0.6 * math.exp(-s / 30), "kl": kl,
-                      "gold": 0.4 + np.sqrt(kl) * (1 - 2.0 * np.sqrt(kl)), "proxy": 0.1 + 2 * np.sqrt(kl)}
+                ev = {
+                    "step": s,
+                    "split": "eval",
+                    "loss": 0.6 * math.exp(-s / 30),
+                    "kl": kl,
+                    "gold": 0.4 + np.sqrt(kl) * (1 - 2.0 * np.sqrt(kl)),
+                    "proxy": 0.1 + 2 * np.sqrt(kl),
+                }
                 fh.write(json.dumps(ev) + "\n")
         if bad_line:
             fh.write('{"step": 61, "split": "train", "loss": 0.1\n')  # a half-written last line
@@ -57,8 +69,16 @@ def make_run(tmp_path, with_eval=True, bad_line=False):
         a = ["A longer, more complete answer " + "x" * (i % 7) for i in range(30)]
         b = ["Short answer" + "y" * (i % 3) for i in range(30)]
         fams = ["short" if i % 2 else "long" for i in range(30)]
-        res = evaluate_answers(prompts, a, b, LengthJudge(), families=fams, n_bootstrap=100, lc_bootstrap=10,
-                               group_judges={"g1": LengthJudge()})
+        res = evaluate_answers(
+            prompts,
+            a,
+            b,
+            LengthJudge(),
+            families=fams,
+            n_bootstrap=100,
+            lc_bootstrap=10,
+            group_judges={"g1": LengthJudge()},
+        )
         res.ranking = ranking_accuracy([-3, -4], [-5, -2], [-4, -4], [-4, -3], beta=0.1, true_margin=[1, 1])
         res.kl = None
         res.save_to_run(run)
@@ -70,9 +90,18 @@ def test_report_from_a_synthetic_run_has_every_section(tmp_path):
     rep = build_report(run)
     page = rep.path.read_text()
     assert rep.path == run / "report" / "report.html"
-    for heading in ("Training curves", "Evaluation", "Win rate of policy over reference", "length-controlled win rate",
-                    "Null-model check", "Gold score per task family", "Per annotator group", "Ranking accuracy",
-                    "Over-optimisation", "Run configuration"):
+    for heading in (
+        "Training curves",
+        "Evaluation",
+        "Win rate of policy over reference",
+        "length-controlled win rate",
+        "Null-model check",
+        "Gold score per task family",
+        "Per annotator group",
+        "Ranking accuracy",
+        "Over-optimisation",
+        "Run configuration",
+    ):
         assert heading in page, heading
     # self-contained: every image is an embedded PNG, nothing is fetched from the network
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
@@ -149,19 +178,27 @@ def test_report_cli(tmp_path):
 def test_final_values_table_reads_small_numbers_and_hides_timestamps(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    rows = [{"step": s, "split": "train", "time": 1796410146.9 + s, "lr": 5e-05 * s, "loss": 0.69 - 0.01 * s}
-            for s in (1, 2)]
+    rows = [
+        {"step": s, "split": "train", "time": 1796410146.9 + s, "lr": 5e-05 * s, "loss": 0.69 - 0.01 * s}
+        for s in (1, 2)
+    ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     page = build_report(run).path.read_text()
-    table = page[page.index("Final values of every logged metric"):]
+    table = page[page.index("Final values of every logged metric") :]
     assert "<td>lr</td>" in table and "0.0001" in table and "5e-05" in table
     assert "<td>time</td>" not in table and "1796410146" not in table
 
 
 def test_each_evaluation_shows_the_settings_it_ran_with(tmp_path):
     run = tmp_path / "run"
-    res = EvalResult(name="e1", meta={"sampling": {"max_new_tokens": 64, "temperature": 0.7, "top_p": 1.0},
-                                      "n_prompts": 200, "length_unit": "tokens"})
+    res = EvalResult(
+        name="e1",
+        meta={
+            "sampling": {"max_new_tokens": 64, "temperature": 0.7, "top_p": 1.0},
+            "n_prompts": 200,
+            "length_unit": "tokens",
+        },
+    )
     res.save_to_run(run)
     page = build_report(run).path.read_text()
     assert "settings: max new tokens 64, temperature 0.7, top p 1.0, n prompts 200, length unit tokens" in page

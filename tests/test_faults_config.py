@@ -28,8 +28,9 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``python -m preflab ARGS`` in a subprocess (the one-line printing lives in ``preflab.cli.main``)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "preflab", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "preflab", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -88,9 +89,11 @@ def test_unparsable_set_value_is_one_line(tmp_path):
 
 def test_row_weight_out_of_range_names_file_line_and_field(tmp_path):
     path = tmp_path / "prefs.jsonl"
-    rows = [{"prompt": "q", "chosen": "a", "rejected": "b", "weight": 1.0},
-            {"prompt": "q2", "chosen": "a", "rejected": "b", "weight": 1e300},
-            {"prompt": "q3", "chosen": "a", "rejected": "b", "weight": 2e6}]
+    rows = [
+        {"prompt": "q", "chosen": "a", "rejected": "b", "weight": 1.0},
+        {"prompt": "q2", "chosen": "a", "rejected": "b", "weight": 1e300},
+        {"prompt": "q3", "chosen": "a", "rejected": "b", "weight": 2e6},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DataError) as err:
         load_preferences(path)
@@ -120,8 +123,16 @@ def test_weights_given_in_python_are_checked_and_all_zero_is_refused(tmp_path, t
 
 def _eval_file(run: Path) -> Path:
     prompts = [f"Q{i}?" for i in range(12)]
-    res = evaluate_answers(prompts, ["long answer " * (i % 3 + 1) for i in range(12)], ["short"] * 12,
-                           LengthJudge(), n_bootstrap=100, lc_bootstrap=10, null_check=False, name="tampered")
+    res = evaluate_answers(
+        prompts,
+        ["long answer " * (i % 3 + 1) for i in range(12)],
+        ["short"] * 12,
+        LengthJudge(),
+        n_bootstrap=100,
+        lc_bootstrap=10,
+        null_check=False,
+        name="tampered",
+    )
     return res.save_to_run(run)
 
 
@@ -154,9 +165,14 @@ def test_user_path_errors_are_one_line(tmp_path):
     (tmp_path / "afile").write_text("x")
     checks = [
         (["data", "convert", str(data), str(tmp_path / "adir"), "--to", "pairs"], "output is a directory"),
-        (["data", "convert", str(data), str(tmp_path / "afile" / "x.jsonl"), "--to", "pairs"], "is a file, not a folder"),
-        (["data", "inspect", str(data), "--tokenizer", "none", "--report", str(tmp_path / "adir")],
-         "--report is a directory"),
+        (
+            ["data", "convert", str(data), str(tmp_path / "afile" / "x.jsonl"), "--to", "pairs"],
+            "is a file, not a folder",
+        ),
+        (
+            ["data", "inspect", str(data), "--tokenizer", "none", "--report", str(tmp_path / "adir")],
+            "--report is a directory",
+        ),
         (["report", str(tmp_path), "--out", str(tmp_path / "afile")], "report folder is a file"),
     ]
     for args, message in checks:
@@ -184,8 +200,14 @@ def test_rich_markup_in_paths_is_printed_as_text(tmp_path, capsys):
     from preflab.pipelines.quickstart import QuickstartResult, _log
 
     odd = tmp_path / "runs" / "qs_[/x]" / "[bold]report.html"
-    print_summary(QuickstartResult(odd.parent, {"families": {"[red]fam": {"before": 0.1, "after": 0.2, "gain": 0.1,
-                                                                          "gain_ci": [0.0, 0.2]}}}, {}, odd))
+    print_summary(
+        QuickstartResult(
+            odd.parent,
+            {"families": {"[red]fam": {"before": 0.1, "after": 0.2, "gain": 0.1, "gain_ci": [0.0, 0.2]}}},
+            {},
+            odd,
+        )
+    )
     _log(f"[prompts] reused from {odd}")
     out = capsys.readouterr()
     assert "qs_[/x]" in out.out.replace("\n", "") and "[red]fam" in out.out
@@ -200,9 +222,13 @@ def test_result_files_get_normal_modes(tmp_path, umask):
     old = os.umask(umask)
     try:
         run = tmp_path / "run"
-        written = [_eval_file(run), build_report(run).path, save_records(synthetic_pairs(2), run / "pairs.jsonl"),
-                   write_samples([PromptSamples("q", ["a", "b"])], run / "samples.jsonl"),
-                   atomic_write_text(run / "stages.json", "{}")]
+        written = [
+            _eval_file(run),
+            build_report(run).path,
+            save_records(synthetic_pairs(2), run / "pairs.jsonl"),
+            write_samples([PromptSamples("q", ["a", "b"])], run / "samples.jsonl"),
+            atomic_write_text(run / "stages.json", "{}"),
+        ]
     finally:
         os.umask(old)
     for path in written:
@@ -221,9 +247,20 @@ def test_eval_prompts_with_family_or_group_labels(tmp_path, tiny_dir):
     loaded = load_prompts(prompts)
     assert loaded[0] == LabeledPrompt("Say hi.", None, "g1") and loaded[3].family == "fruit"
     assert loaded[4] == [{"role": "user", "content": "Hey"}]
-    cfg = load_config(None, [f"output_dir={tmp_path / 'run'}", f"model.name_or_path={tiny_dir}",
-                             f"eval.prompts={prompts}", "eval.max_new_tokens=3", "eval.n_bootstrap=100",
-                             "eval.lc_bootstrap=10", "eval.null_check=false", "eval.kl=false", "eval.bf16=false"])
+    cfg = load_config(
+        None,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"model.name_or_path={tiny_dir}",
+            f"eval.prompts={prompts}",
+            "eval.max_new_tokens=3",
+            "eval.n_bootstrap=100",
+            "eval.lc_bootstrap=10",
+            "eval.null_check=false",
+            "eval.kl=false",
+            "eval.bf16=false",
+        ],
+    )
     result, path = run_eval(cfg, judge=LengthJudge())
     groups = {g.group: g.win_rate.n for g in result.groups.groups}
     assert groups == {"g1": 2, "g2": 1, "other": 2}
@@ -232,9 +269,14 @@ def test_eval_prompts_with_family_or_group_labels(tmp_path, tiny_dir):
     assert "Per annotator group" in build_report(tmp_path / "run").path.read_text()
 
 
-@pytest.mark.parametrize(("row", "field"), [({"prompt": "q", "group": ["a"]}, "group"),
-                                            ({"prompt": "", "family": "f"}, "prompt"),
-                                            ({"prompt": 3, "group": "g"}, "prompt")])
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"prompt": "q", "group": ["a"]}, "group"),
+        ({"prompt": "", "family": "f"}, "prompt"),
+        ({"prompt": 3, "group": "g"}, "prompt"),
+    ],
+)
 def test_bad_labelled_prompt_rows_name_line_and_field(tmp_path, row, field):
     path = tmp_path / "prompts.jsonl"
     path.write_text(json.dumps({"prompt": "fine"}) + "\n" + json.dumps(row) + "\n")

@@ -33,9 +33,8 @@ BAD_LINES = [
 ]
 
 
-
-
 # ---------------------------------------------------------------------------------- convert
+
 
 def test_convert_refuses_to_overwrite_its_input(tmp_path, monkeypatch, capsys):
     src = tmp_path / "x.parquet"
@@ -50,7 +49,9 @@ def test_convert_refuses_to_overwrite_its_input(tmp_path, monkeypatch, capsys):
 
 
 def test_convert_refuses_unknown_suffixes_and_directories_before_reading(tmp_path, monkeypatch, capsys):
-    code, _, err = run_cli(["data", "convert", "missing.jsonl", str(tmp_path / "o.txt"), "--to", "pairs"], monkeypatch, capsys)
+    code, _, err = run_cli(
+        ["data", "convert", "missing.jsonl", str(tmp_path / "o.txt"), "--to", "pairs"], monkeypatch, capsys
+    )
     assert code == 2 and "cannot write a '.txt' file" in err and ".jsonl, .json, .csv" in err and ".parquet" in err
     code, _, err = run_cli(["data", "convert", "missing.jsonl", str(tmp_path), "--to", "pairs"], monkeypatch, capsys)
     assert code == 2 and err.count("\n") == 1
@@ -74,12 +75,28 @@ def test_convert_parquet_to_jsonl_to_parquet_keeps_every_row(tmp_path, monkeypat
 
 MSGS = [{"role": "user", "content": "hi"}]
 ROUND_TRIPS = [
-    [PreferencePair("q", "a", "b", id="1", weight=0.5, preference_prob=0.7, annotator="ann", group="g",
-                    metadata={"score_chosen": 8.5, "note": {"k": [1, 2]}}),
-     PreferencePair("q2", " lead and trail ", "multi\nline, \"quoted\"", metadata={"score_chosen": 1.0, "note": {"k": []}})],
+    [
+        PreferencePair(
+            "q",
+            "a",
+            "b",
+            id="1",
+            weight=0.5,
+            preference_prob=0.7,
+            annotator="ann",
+            group="g",
+            metadata={"score_chosen": 8.5, "note": {"k": [1, 2]}},
+        ),
+        PreferencePair(
+            "q2", " lead and trail ", 'multi\nline, "quoted"', metadata={"score_chosen": 1.0, "note": {"k": []}}
+        ),
+    ],
     [PreferencePair(MSGS, [{"role": "assistant", "content": "yo"}], [{"role": "assistant", "content": "no"}])],
     [Unpaired("q", "a", True, id="u", weight=3.0), Unpaired("q", "b", False, id="v")],
-    [Ranking("q", ["a", "b", "c"], scores=[1.0, 2.5, 0.0], id="r", annotator="z"), Ranking("q2", ["a", "b"], scores=[2, 1])],
+    [
+        Ranking("q", ["a", "b", "c"], scores=[1.0, 2.5, 0.0], id="r", annotator="z"),
+        Ranking("q2", ["a", "b"], scores=[2, 1]),
+    ],
     [Ranking("q2", ["a", "b"], ranks=[2, 1])],
 ]
 
@@ -135,8 +152,11 @@ def test_convert_skip_accounting_balances_on_a_damaged_file(tmp_path, monkeypatc
     lines = [json.dumps(r) for r in GOOD] + bad
     (src := tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
     out, report = tmp_path / "o.parquet", tmp_path / "skipped.jsonl"
-    code, stdout, err = run_cli(["data", "convert", str(src), str(out), "--to", "pairs", "--on-bad-row", "skip",
-                                 "--report", str(report)], monkeypatch, capsys)
+    code, stdout, err = run_cli(
+        ["data", "convert", str(src), str(out), "--to", "pairs", "--on-bad-row", "skip", "--report", str(report)],
+        monkeypatch,
+        capsys,
+    )
     assert code == 0, err
     assert f"{len(lines)} rows (preference) -> {len(GOOD)} pairs" in stdout and f"{len(bad)} bad rows skipped" in stdout
     assert len(report.read_text().splitlines()) == len(bad)
@@ -145,9 +165,11 @@ def test_convert_skip_accounting_balances_on_a_damaged_file(tmp_path, monkeypatc
 
 # ---------------------------------------------------------------------------------- inspect
 
+
 def test_inspect_strict_exits_2_after_the_report(tmp_path, monkeypatch, capsys):
-    (path := tmp_path / "d.jsonl").write_bytes(jsonl_bytes(GOOD[:5]) + BAD_LINES[2].encode() + b"\n"
-                                               + jsonl_bytes(GOOD[5:]))
+    (path := tmp_path / "d.jsonl").write_bytes(
+        jsonl_bytes(GOOD[:5]) + BAD_LINES[2].encode() + b"\n" + jsonl_bytes(GOOD[5:])
+    )
     code, out, err = run_cli(["data", "inspect", str(path), "-t", "none", "--strict"], monkeypatch, capsys)
     assert code == 2 and "rows:     41 read, 40 valid, 1 bad" in out and "invalid_unicode" in out
     assert err == f"error: {path}: 1 bad row(s) (--strict)\n"

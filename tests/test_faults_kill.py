@@ -60,7 +60,8 @@ t0 = time.perf_counter()
 train(cfg, records=synthetic_pairs(5), model=model, tokenizer=tok)
 print(f"train_seconds={{time.perf_counter() - t0:.3f}}")
 from safetensors.torch import save_file
-save_file({{k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}}, os.path.join(out, "weights.safetensors"))
+state = {{k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}}
+save_file(state, os.path.join(out, "weights.safetensors"))
 '''
 
 STEPS = 8
@@ -72,8 +73,13 @@ def killed_pid(proc: subprocess.CompletedProcess) -> int:
 
 
 def _child(script: Path, out: Path, mode: str, n: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(script), str(out), mode, str(n)], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=600)
+    return subprocess.run(
+        [sys.executable, str(script), str(out), mode, str(n)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -88,10 +94,15 @@ def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(tmp_path):
     expected = load_file(str(tmp_path / "ref" / "weights.safetensors"))
 
     rng = random.Random(int(os.environ.get("PREFLAB_KILL_SEED", "23")))
-    moments = [("append", rng.randint(2, STEPS)), ("append", rng.randint(2, STEPS)),
-               ("file", rng.randint(1, 7 * STEPS)), ("file", rng.randint(1, 7 * STEPS)),
-               ("publish", 2 * rng.randint(1, STEPS) - 1), ("publish", 2 * rng.randint(1, STEPS)),
-               *[("time", round(rng.uniform(0.05, 1.0) * train_seconds, 3)) for _ in range(KILLS - 6)]]
+    moments = [
+        ("append", rng.randint(2, STEPS)),
+        ("append", rng.randint(2, STEPS)),
+        ("file", rng.randint(1, 7 * STEPS)),
+        ("file", rng.randint(1, 7 * STEPS)),
+        ("publish", 2 * rng.randint(1, STEPS) - 1),
+        ("publish", 2 * rng.randint(1, STEPS)),
+        *[("time", round(rng.uniform(0.05, 1.0) * train_seconds, 3)) for _ in range(KILLS - 6)],
+    ]
     out = tmp_path / "run"
     exact = 0
     for mode, n in moments:

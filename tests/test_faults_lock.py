@@ -21,14 +21,22 @@ def recipe(tmp_path, tiny_dir):
     return write_recipe(tmp_path, tiny_dir)
 
 
-HOLD = "import sys; from preflab.runlock import run_lock\nwith run_lock(sys.argv[1]):\n print('held', flush=True)\n sys.stdin.read()"
+HOLD = (
+    "import sys; from preflab.runlock import run_lock\n"
+    "with run_lock(sys.argv[1]):\n print('held', flush=True)\n sys.stdin.read()"
+)
 
 
 @pytest.fixture
 def held(tmp_path):
     """Another process holding the lock of ``tmp_path / "run"``; yields its pid."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path / "run")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     assert proc.stdout.readline().strip() == "held"
     yield proc.pid
     proc.stdin.close()
@@ -51,8 +59,13 @@ def test_second_run_through_the_cli_is_exit_2(tmp_path, monkeypatch, capsys, rec
 
 def test_second_preflab_process_is_refused_with_exit_2(tmp_path, recipe, held):
     """The real entry point in its own process: exit 2, one line on stderr, nothing written."""
-    proc = subprocess.run([sys.executable, "-m", "preflab", "train", str(recipe)], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "preflab", "train", str(recipe)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     assert f"run directory in use by pid {held}" in proc.stderr

@@ -43,11 +43,14 @@ def test_every_run_records_its_provenance(tmp_path):
     assert doc["sessions"][0]["code"]["version"] and doc["forked_from"] is None
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    (["train.lr=1e-3"], "train.lr: 0.0005 -> 0.001"),
-    (["objective.params={beta: 0.3}"], "objective.params.beta"),
-    (["seed=5"], "seed: 0 -> 5"),
-])
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (["train.lr=1e-3"], "train.lr: 0.0005 -> 0.001"),
+        (["objective.params={beta: 0.3}"], "objective.params.beta"),
+        (["seed=5"], "seed: 0 -> 5"),
+    ],
+)
 def test_resume_with_a_changed_setting_is_refused_and_nothing_is_touched(tmp_path, change, named):
     run = tmp_path / "run"
     _train(run, "train.max_steps=2")
@@ -91,15 +94,18 @@ def test_fork_starts_a_new_run_from_the_old_weights_and_records_it(tmp_path, tin
     run = tmp_path / "run"
     data = save_records(synthetic_pairs(6), tmp_path / "prefs.jsonl")
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(f"output_dir: {run}\nmodel: {{name_or_path: {tiny_dir}}}\ndata: {{path: {data}}}\n"
-                   "train: {batch_size: 2, max_steps: 2, save_every: 1, lr: 5.0e-3, bf16: false, progress: false, "
-                   "scheduler: constant, warmup_steps: 0, save_final: false}\n")
+    cfg.write_text(
+        f"output_dir: {run}\nmodel: {{name_or_path: {tiny_dir}}}\ndata: {{path: {data}}}\n"
+        "train: {batch_size: 2, max_steps: 2, save_every: 1, lr: 5.0e-3, bf16: false, progress: false, "
+        "scheduler: constant, warmup_steps: 0, save_final: false}\n"
+    )
     assert CliRunner().invoke(app, ["train", str(cfg)]).exit_code == 0
     old_weights = load_file(run / "checkpoints" / "step-00000002" / "model.safetensors")
     refused = CliRunner().invoke(app, ["train", str(cfg), "--set", "train.resume=true", "--set", "train.lr=1e-12"])
     assert isinstance(refused.exception, ConfigError)
-    forked = CliRunner().invoke(app, ["train", str(cfg), "--set", "train.lr=1e-12", "--set", "train.max_steps=1",
-                                      "--fork"])
+    forked = CliRunner().invoke(
+        app, ["train", str(cfg), "--set", "train.lr=1e-12", "--set", "train.max_steps=1", "--fork"]
+    )
     assert forked.exit_code == 0, forked.output
     doc = json.loads((run / PROVENANCE_FILE).read_text())
     origin = doc["forked_from"]
@@ -117,14 +123,31 @@ def test_fork_starts_a_new_run_from_the_old_weights_and_records_it(tmp_path, tin
 
 # ---------------------------------------------------------------- the quickstart (items 1 and 5)
 
-QS = ["quickstart.train_prompts=6", "quickstart.eval_prompts=4", "quickstart.samples_per_prompt=3",
-      "quickstart.max_new_tokens=4", "quickstart.n_bootstrap=100", "train.max_length=128", "train.save_every=1",
-      "train.progress=false", "train.bf16=false"]
+QS = [
+    "quickstart.train_prompts=6",
+    "quickstart.eval_prompts=4",
+    "quickstart.samples_per_prompt=3",
+    "quickstart.max_new_tokens=4",
+    "quickstart.n_bootstrap=100",
+    "train.max_length=128",
+    "train.save_every=1",
+    "train.progress=false",
+    "train.bf16=false",
+]
 
 
 def _quickstart(out: Path, tiny_dir: Path, *extra: str):
-    result = CliRunner().invoke(app, ["quickstart", "--out", str(out), "--set", f"model.name_or_path={tiny_dir}",
-                                      *[a for s in (*QS, *extra) for a in ("--set", s)]])
+    result = CliRunner().invoke(
+        app,
+        [
+            "quickstart",
+            "--out",
+            str(out),
+            "--set",
+            f"model.name_or_path={tiny_dir}",
+            *[a for s in (*QS, *extra) for a in ("--set", s)],
+        ],
+    )
     assert result.exit_code == 0, result.output
     return json.loads((out / "stages.json").read_text())
 

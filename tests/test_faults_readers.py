@@ -31,7 +31,6 @@ GOOD = [{"prompt": f"p{i}", "chosen": f"c{i}", "rejected": f"r{i}"} for i in ran
 GOOD_RECORDS = [PreferencePair(f"p{i}", f"c{i}", f"r{i}") for i in range(40)]
 
 
-
 def csv_bytes(rows: list[dict]) -> bytes:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, list(rows[0]), lineterminator="\n")
@@ -47,8 +46,8 @@ def with_bad_line(bad: str, at: int = 5) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-
 # ------------------------------------------------------------------------ whole-file faults
+
 
 def truncated_jsonl_gz(tmp: Path) -> Path:
     blob = gzip.compress(jsonl_bytes(GOOD * 50))
@@ -94,7 +93,12 @@ def deep_json_document(tmp: Path) -> Path:
 
 
 def long_integer_json_document(tmp: Path) -> Path:
-    rows = json.dumps(GOOD[:3], indent=1)[:-1] + ',\n{"prompt": "p", "chosen": "a", "rejected": "b", "weight": ' + "1" * 5000 + "}]"
+    rows = (
+        json.dumps(GOOD[:3], indent=1)[:-1]
+        + ',\n{"prompt": "p", "chosen": "a", "rejected": "b", "weight": '
+        + "1" * 5000
+        + "}]"
+    )
     (path := tmp / "bigint.json").write_text(rows)
     return path
 
@@ -125,7 +129,9 @@ def low_csv_limit(monkeypatch):
 
 @pytest.mark.parametrize("on_bad_row", ["error", "skip"])
 @pytest.mark.parametrize(("name", "build", "message", "has_line"), FILE_FAULTS, ids=[f[0] for f in FILE_FAULTS])
-def test_a_damaged_file_is_one_data_error_naming_it(tmp_path, low_csv_limit, name, build, message, has_line, on_bad_row):
+def test_a_damaged_file_is_one_data_error_naming_it(
+    tmp_path, low_csv_limit, name, build, message, has_line, on_bad_row
+):
     path = build(tmp_path)
     with pytest.raises(DataError) as err:
         load_preferences(path, on_bad_row=on_bad_row)
@@ -147,11 +153,14 @@ def test_truncated_gzip_names_the_first_line_it_cannot_read(tmp_path):
 
 
 @pytest.mark.parametrize(("name", "build", "message", "has_line"), FILE_FAULTS, ids=[f[0] for f in FILE_FAULTS])
-def test_cli_prints_damaged_files_on_one_line_with_exit_2(tmp_path, low_csv_limit, monkeypatch, capsys,
-                                                         name, build, message, has_line):
+def test_cli_prints_damaged_files_on_one_line_with_exit_2(
+    tmp_path, low_csv_limit, monkeypatch, capsys, name, build, message, has_line
+):
     path = build(tmp_path)
-    for args in (["data", "inspect", str(path), "-t", "none"],
-                 ["data", "convert", str(path), str(tmp_path / "out.jsonl"), "--to", "pairs", "--on-bad-row", "skip"]):
+    for args in (
+        ["data", "inspect", str(path), "-t", "none"],
+        ["data", "convert", str(path), str(tmp_path / "out.jsonl"), "--to", "pairs", "--on-bad-row", "skip"],
+    ):
         code, _, err = run_cli(args, monkeypatch, capsys)
         assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {path}") and re.search(message, err)
         assert "Traceback" not in err and "Aborted" not in err
@@ -166,6 +175,7 @@ def test_a_long_csv_cell_within_the_raised_limit_is_read(tmp_path):
 
 
 # ------------------------------------------------------------------------------- row faults
+
 
 def parquet_with_corrupt_group(tmp: Path, checksum: bool) -> Path:
     """300 rows in row groups of 100; bytes flipped in the middle of row group 1's 'chosen' chunk."""
@@ -184,17 +194,37 @@ def parquet_with_corrupt_group(tmp: Path, checksum: bool) -> Path:
 
 ROW_FAULTS: list[tuple[str, str, str, str | None]] = [
     # (name, bad JSONL line, reason, field)
-    ("100k-deep JSON line", '{"prompt": "p", "chosen": ' + "[" * 100_000 + "]" * 100_000 + ', "rejected": "r"}',
-     "too_deeply_nested", None),
-    ("150-deep metadata", '{"prompt": "p", "chosen": "a", "rejected": "b", "metadata": {"x": ' + "[" * 150 + "]" * 150 + "}}",
-     "too_deeply_nested", "metadata"),
-    ("5,000-digit integer", '{"prompt": "p", "chosen": "a", "rejected": "b", "weight": ' + "1" * 5000 + "}",
-     "malformed_json", None),
-    ("4,000-digit integer weight", '{"prompt": "p", "chosen": "a", "rejected": "b", "weight": ' + "1" * 4000 + "}",
-     "non_finite_number", "weight"),
+    (
+        "100k-deep JSON line",
+        '{"prompt": "p", "chosen": ' + "[" * 100_000 + "]" * 100_000 + ', "rejected": "r"}',
+        "too_deeply_nested",
+        None,
+    ),
+    (
+        "150-deep metadata",
+        '{"prompt": "p", "chosen": "a", "rejected": "b", "metadata": {"x": ' + "[" * 150 + "]" * 150 + "}}",
+        "too_deeply_nested",
+        "metadata",
+    ),
+    (
+        "5,000-digit integer",
+        '{"prompt": "p", "chosen": "a", "rejected": "b", "weight": ' + "1" * 5000 + "}",
+        "malformed_json",
+        None,
+    ),
+    (
+        "4,000-digit integer weight",
+        '{"prompt": "p", "chosen": "a", "rejected": "b", "weight": ' + "1" * 4000 + "}",
+        "non_finite_number",
+        "weight",
+    ),
     ("lone surrogate", '{"prompt": "p", "chosen": "a\\ud800", "rejected": "b"}', "invalid_unicode", "chosen"),
-    ("lone low surrogate in a message", '{"prompt": [{"role": "user", "content": "\\udfff"}], "chosen": "a", '
-     '"rejected": "b"}', "invalid_unicode", "prompt"),
+    (
+        "lone low surrogate in a message",
+        '{"prompt": [{"role": "user", "content": "\\udfff"}], "chosen": "a", "rejected": "b"}',
+        "invalid_unicode",
+        "prompt",
+    ),
 ]
 
 
@@ -212,9 +242,14 @@ def test_a_bad_json_line_is_a_counted_bad_row(tmp_path, name, bad, reason, field
     assert (entry["line"], entry["reason"], entry["field"]) == (6, reason, field)
 
 
-@pytest.mark.parametrize(("cell", "reason"), [("[" * 5000 + "]" * 5000, "too_deeply_nested"),
-                                              ("[" + "1" * 5000 + "]", "malformed_json"),
-                                              ('[{"role": "user", "content": "\\ud800"}]', "invalid_unicode")])
+@pytest.mark.parametrize(
+    ("cell", "reason"),
+    [
+        ("[" * 5000 + "]" * 5000, "too_deeply_nested"),
+        ("[" + "1" * 5000 + "]", "malformed_json"),
+        ('[{"role": "user", "content": "\\ud800"}]', "invalid_unicode"),
+    ],
+)
 def test_a_bad_json_cell_in_a_csv_is_a_counted_bad_row(tmp_path, cell, reason):
     rows = [*GOOD[:3], {"prompt": cell, "chosen": "a", "rejected": "b"}, *GOOD[3:]]
     (path := tmp_path / "d.csv").write_bytes(csv_bytes(rows))

@@ -218,16 +218,30 @@ def _flip_byte(path, offset: int = -17) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage, reason", [
-    pytest.param(lambda d: _flip_byte(d / "model.safetensors"), "model.safetensors does not match its checksum",
-                 id="flipped-byte-model"),
-    pytest.param(lambda d: os.truncate(d / "rng-rank0.safetensors", 40), "rng-rank0.safetensors does not match",
-                 id="truncated-rng"),
-    pytest.param(lambda d: (d / "rng-rank0.json").unlink(), "rng-rank0.json is missing", id="missing-rng"),
-    pytest.param(lambda d: (d / "state.json").unlink(), "no state.json", id="no-state-json"),
-    pytest.param(lambda d: (d / "state.json").write_text((d / "state.json").read_text().replace(
-        '"position": 8', '"position": 6')), "state.json does not match its checksum", id="edited-state"),
-])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        pytest.param(
+            lambda d: _flip_byte(d / "model.safetensors"),
+            "model.safetensors does not match its checksum",
+            id="flipped-byte-model",
+        ),
+        pytest.param(
+            lambda d: os.truncate(d / "rng-rank0.safetensors", 40),
+            "rng-rank0.safetensors does not match",
+            id="truncated-rng",
+        ),
+        pytest.param(lambda d: (d / "rng-rank0.json").unlink(), "rng-rank0.json is missing", id="missing-rng"),
+        pytest.param(lambda d: (d / "state.json").unlink(), "no state.json", id="no-state-json"),
+        pytest.param(
+            lambda d: (d / "state.json").write_text(
+                (d / "state.json").read_text().replace('"position": 8', '"position": 6')
+            ),
+            "state.json does not match its checksum",
+            id="edited-state",
+        ),
+    ],
+)
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, whole, damage, reason):
     _killed(tmp_path, 5)  # checkpoints at steps 2 and 4
     root = tmp_path / "checkpoints"

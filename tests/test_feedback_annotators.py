@@ -96,9 +96,9 @@ def test_pool_weights_and_reproducibility():
 def test_intransitive_annotator_cycles():
     # criteria (gold, brevity, diversity) rank x, y, z as a Latin square:
     #   gold: x > z > y;  brevity (shorter): z > y > x;  diversity (type/token): y > x > z
-    x = Candidate(" ".join(f"w{i} w{i}" for i in range(30)), 0.9)   # 60 words, diversity 0.5
-    y = Candidate(" ".join(f"v{i}" for i in range(30)), 0.1)         # 30 words, diversity 1.0
-    z = Candidate("a a a a a b b b b b", 0.5)                         # 10 words, diversity 0.2
+    x = Candidate(" ".join(f"w{i} w{i}" for i in range(30)), 0.9)  # 60 words, diversity 0.5
+    y = Candidate(" ".join(f"v{i}" for i in range(30)), 0.1)  # 30 words, diversity 1.0
+    z = Candidate("a a a a a b b b b b", 0.5)  # 10 words, diversity 0.2
     ann = IntransitiveAnnotator(seed=7)
     assert ann.clean_prob("q", y, x) == 1.0
     assert ann.clean_prob("q", z, y) == 1.0
@@ -115,8 +115,11 @@ def test_spec_validation(tmp_path):
     spec.write_text("annotators:\n  - name: a\n    flip_rate: 0.1\n    temprature: 0.2\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"unknown key .annotators\.0\.temprature"):
         load_pool(str(spec))
-    spec.write_text("annotators:\n  - name: a\n    flip_rate: 0.1\n    weight: 2\n  - name: b\n    group: g\n"
-                    "    kind: intransitive\n    criteria: [gold, brevity, verbosity]\n", encoding="utf-8")
+    spec.write_text(
+        "annotators:\n  - name: a\n    flip_rate: 0.1\n    weight: 2\n  - name: b\n    group: g\n"
+        "    kind: intransitive\n    criteria: [gold, brevity, verbosity]\n",
+        encoding="utf-8",
+    )
     pool = load_pool(str(spec))
     assert pool.weights.tolist() == pytest.approx([2 / 3, 1 / 3])
     assert pool.members[0].flip_rate == 0.1 and pool.members[1].group == "g"

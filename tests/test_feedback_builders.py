@@ -26,8 +26,9 @@ AB, CDE, W40, W20 = f"{TOPIC} b", f"c d {TOPIC}", " ".join([TOPIC] * 40), " ".jo
 def make_samples() -> list[PromptSamples]:
     comps = [AB, W40, W20, CDE]
     return [
-        PromptSamples(prompt=TASK.prompt, completions=comps, id="p0", task=TASK,
-                      gold_scores=[TASK.score(c) for c in comps]),
+        PromptSamples(
+            prompt=TASK.prompt, completions=comps, id="p0", task=TASK, gold_scores=[TASK.score(c) for c in comps]
+        ),
         PromptSamples(prompt="free prompt", completions=["x", "y", "z"], id="p1", gold_scores=[0.2, 0.9, 0.5]),
     ]
 
@@ -54,7 +55,7 @@ def test_rso_acceptance_probability():
     assert abs(first.count(0) / 4000 - 0.5) <= 4 * math.sqrt(0.25 / 4000)
     r = [0.3, 0.9, 0.1, 0.5]
     assert builders.rso_select(r, 4, 1e-9, random.Random(0)) == [1, 3, 0, 2]  # β -> 0: best first
-    assert builders.rso_select(r, 4, 1e9, random.Random(0)) == [0, 1, 2, 3]   # β -> ∞: uniform
+    assert builders.rso_select(r, 4, 1e9, random.Random(0)) == [0, 1, 2, 3]  # β -> ∞: uniform
     pairs = builders.rso_pairs(make_samples()[1:], [r[:3]], beta=1e-9, num_accepted=2)
     assert [(p.chosen, p.rejected) for p in pairs] == [("y", "x")]
     with pytest.raises(DataError, match="beta"):
@@ -67,26 +68,32 @@ def test_annotate_pairs_records_annotator_and_group():
     assert len(pairs) == 6 + 3
     assert all(p.metadata["gold_chosen"] >= p.metadata["gold_rejected"] for p in pairs)
     assert {p.annotator for p in pairs} == {"gold"}
-    mixed = builders.annotate_pairs(samples * 50, load_pool("mixed", seed=1), strategy="random",
-                                    pairs_per_prompt=2, seed=1)
+    mixed = builders.annotate_pairs(
+        samples * 50, load_pool("mixed", seed=1), strategy="random", pairs_per_prompt=2, seed=1
+    )
     assert len(mixed) == 200 and all(p.annotator and p.group for p in mixed)
     assert {p.group for p in mixed} == {"majority", "concise", "detailed", "cyclic"}
     shown = sum(p.metadata["shown_first"] == "chosen" for p in mixed)
     assert 60 < shown < 140  # random presentation order
-    again = builders.annotate_pairs(samples * 50, load_pool("mixed", seed=1), strategy="random",
-                                    pairs_per_prompt=2, seed=1)
+    again = builders.annotate_pairs(
+        samples * 50, load_pool("mixed", seed=1), strategy="random", pairs_per_prompt=2, seed=1
+    )
     assert [(p.chosen, p.annotator) for p in again] == [(p.chosen, p.annotator) for p in mixed]
 
 
 def test_annotator_best_vs_worst_takes_nested_extremes():
     four = PromptSamples(prompt="q", completions=["q", "r", "s", "t"], id="p2", gold_scores=[0.1, 0.7, 0.4, 0.9])
     counts = Counter()
-    pairs = builders.annotator_pairs([four, make_samples()[1]], load_pool("gold"), strategy="best-vs-worst",
-                                     pairs_per_prompt=2, counts=counts)
+    pairs = builders.annotator_pairs(
+        [four, make_samples()[1]], load_pool("gold"), strategy="best-vs-worst", pairs_per_prompt=2, counts=counts
+    )
     # gold order t > r > s > q: t>q then r>s; the 3-completion prompt has room for one pair only (y>x)
     assert [(p.chosen, p.rejected) for p in pairs] == [("t", "q"), ("r", "s"), ("y", "x")]
-    assert [(p.metadata["gold_chosen"], p.metadata["gold_rejected"]) for p in pairs] == [(0.9, 0.1), (0.7, 0.4),
-                                                                                        (0.9, 0.2)]
+    assert [(p.metadata["gold_chosen"], p.metadata["gold_rejected"]) for p in pairs] == [
+        (0.9, 0.1),
+        (0.7, 0.4),
+        (0.9, 0.2),
+    ]
     assert counts["agrees_with_gold"] == 3
     one = builders.annotator_pairs([four], load_pool("gold"), strategy="best-vs-worst")
     assert [(p.chosen, p.rejected) for p in one] == [("t", "q")]
@@ -111,8 +118,10 @@ def test_samples_roundtrip_and_errors(tmp_path):
     back = read_samples(path)
     assert [b.to_dict() for b in back] == [s.to_dict() for s in make_samples()]
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "q", "completions": ["a"]}\n{"prompt": "q", "completions": ["a", "b"], '
-                   '"gold_scores": [0.5]}\n', encoding="utf-8")
+    bad.write_text(
+        '{"prompt": "q", "completions": ["a"]}\n{"prompt": "q", "completions": ["a", "b"], "gold_scores": [0.5]}\n',
+        encoding="utf-8",
+    )
     with pytest.raises(DataError, match="line 2.*gold_scores"):
         read_samples(bad)
     bad.write_text('{"prompt": "q", "completions": "a"}\n', encoding="utf-8")
@@ -123,8 +132,25 @@ def test_samples_roundtrip_and_errors(tmp_path):
 def test_cli_sample_then_annotate(tiny_dir, tmp_path):
     runner = CliRunner()
     comp = tmp_path / "comp.jsonl"
-    res = runner.invoke(app, ["sample", "-m", str(tiny_dir), "--suite", "default", "--n", "4", "-k", "3",
-                              "--max-new-tokens", "6", "--logprobs", "-o", str(comp)])
+    res = runner.invoke(
+        app,
+        [
+            "sample",
+            "-m",
+            str(tiny_dir),
+            "--suite",
+            "default",
+            "--n",
+            "4",
+            "-k",
+            "3",
+            "--max-new-tokens",
+            "6",
+            "--logprobs",
+            "-o",
+            str(comp),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "gold score by family" in res.output and "tokens/s" in res.output
     rows = read_samples(comp)
@@ -143,8 +169,9 @@ def test_cli_sample_then_annotate(tiny_dir, tmp_path):
     assert res.exit_code != 0 and "pool" in str(res.exception)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("hello\n\nsay hi\n", encoding="utf-8")
-    res = runner.invoke(app, ["sample", "-m", str(tiny_dir), "--prompts", str(prompts), "--max-new-tokens", "4",
-                              "-o", str(comp)])
+    res = runner.invoke(
+        app, ["sample", "-m", str(tiny_dir), "--prompts", str(prompts), "--max-new-tokens", "4", "-o", str(comp)]
+    )
     assert res.exit_code == 0, res.output
     assert [r.prompt for r in read_samples(comp)] == ["hello", "say hi"]
 
@@ -157,18 +184,23 @@ def test_annotator_pairs_by_ranking_rule():
     assert gold[0].chosen in (AB, CDE)  # both score 1: the tie's vote decides
     assert [(p.chosen, p.rejected) for p in gold][0][1] == W40 and gold[1].chosen == "y"
     assert [(p.metadata["gold_chosen"], p.metadata["gold_rejected"]) for p in gold] == [
-        (1.0, TASK.score(W40)), (0.9, 0.2)]
+        (1.0, TASK.score(W40)),
+        (0.9, 0.2),
+    ]
     assert counts["agrees_with_gold"] == 2 and gold[0].annotator == "gold"
     # label noise: flips make some best-vs-worst pairs wrong, but far fewer than a single noisy vote does
-    many = [PromptSamples(prompt=f"p{i}", completions=["a", "b", "c", "d"], id=f"p{i}",
-                          gold_scores=[0.1, 0.4, 0.6, 0.9]) for i in range(400)]
+    many = [
+        PromptSamples(prompt=f"p{i}", completions=["a", "b", "c", "d"], id=f"p{i}", gold_scores=[0.1, 0.4, 0.6, 0.9])
+        for i in range(400)
+    ]
     ranked, single = Counter(), Counter()
     builders.annotator_pairs(many, load_pool("noisy", seed=3), strategy="best-vs-worst", seed=3, counts=ranked)
     builders.annotator_pairs(many, load_pool("noisy", seed=3), strategy="random", seed=3, counts=single)
     assert ranked["against_gold"] / ranked.total() < single["against_gold"] / single.total()
     assert 0 < ranked["against_gold"]
     assert builders.annotator_pairs(samples, load_pool("gold"), strategy="all") == builders.annotate_pairs(
-        samples, load_pool("gold"), strategy="all")
+        samples, load_pool("gold"), strategy="all"
+    )
     with pytest.raises(DataError, match="best-vs-worst"):
         builders.annotator_pairs(samples, load_pool("gold"), strategy="best-of-all")
 
@@ -176,8 +208,9 @@ def test_annotator_pairs_by_ranking_rule():
 def test_cli_annotate_nested_best_vs_worst(tmp_path):
     comp = write_samples(make_samples(), tmp_path / "c.jsonl")
     out = tmp_path / "nested.jsonl"
-    res = CliRunner().invoke(app, ["annotate", str(comp), "--pairs", "best-vs-worst", "--pairs-per-prompt", "2",
-                                   "-o", str(out)])
+    res = CliRunner().invoke(
+        app, ["annotate", str(comp), "--pairs", "best-vs-worst", "--pairs-per-prompt", "2", "-o", str(out)]
+    )
     assert res.exit_code == 0, res.output
     got = [(p.chosen, p.rejected) for p in load_preferences(str(out)).records]
     want = [(p.chosen, p.rejected) for p in builders.rule_pairs(make_samples(), "best-vs-worst", k=2)]

@@ -160,7 +160,9 @@ def test_ending_phrase_ignores_case_punctuation_and_markdown():
     assert s("ending_phrase", p, "Bread needs time. I hope this helps!") == 1.0
     assert s("ending_phrase", p, "Bread needs time. *i HOPE this helps*") == 1.0
     assert s("ending_phrase", p, "I hope this helps. More text.") == 0.5
-    assert s("ending_phrase", {"phrase": "That is all."}, "Bread. That’s all.") == pytest.approx(0.4 / 3)  # that's ≠ that
+    assert s("ending_phrase", {"phrase": "That is all."}, "Bread. That’s all.") == pytest.approx(
+        0.4 / 3
+    )  # that's ≠ that
 
 
 DEGENERATE = {
@@ -192,10 +194,17 @@ def test_echo_and_topic_guards():
     assert task.score(f"I like {topic} a lot.") == 1.0  # on topic, 5 words within every limit (>= 8)
     assert task.score("I like turtles a lot.") == 0.0
     assert s("word_limit", {"max_words": 4, "topic_words": ["sea"]}, "the sea is big and blue") == pytest.approx(4 / 6)
-    assert s("exclude_keyword", {"forbidden": "ocean", "topic_words": ["sea"]},
-             "It is wide and blue and it never ends at all.") == 0.0
-    assert s("include_keywords", {"keywords": ["blue", "quiet", "window"], "min_words": 8},
-             "blue quiet window") == pytest.approx(3 / 8)
+    assert (
+        s(
+            "exclude_keyword",
+            {"forbidden": "ocean", "topic_words": ["sea"]},
+            "It is wide and blue and it never ends at all.",
+        )
+        == 0.0
+    )
+    assert s(
+        "include_keywords", {"keywords": ["blue", "quiet", "window"], "min_words": 8}, "blue quiet window"
+    ) == pytest.approx(3 / 8)
     pos = {"target": "positive", "credit": "signed", "product_words": ["laptop"]}
     assert s("sentiment", pos, "This laptop is a laptop.") == 0.0  # neutral: no credit
     assert s("sentiment", pos, "I love it, it is wonderful!") == 0.0  # never names the laptop

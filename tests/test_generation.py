@@ -58,8 +58,9 @@ def test_stop_token_ends_completion(tiny):
     greedy = SamplingParams(max_new_tokens=6, temperature=0.0, bf16=False)
     first = sample(model, tok, ["hi"], greedy)[0][0].token_ids
     stop = first[2]  # make the third greedy token a stop token
-    out = sample(model, tok, ["hi"], SamplingParams(max_new_tokens=6, temperature=0.0, bf16=False,
-                                                     stop_token_ids=(stop,)))[0][0]
+    out = sample(
+        model, tok, ["hi"], SamplingParams(max_new_tokens=6, temperature=0.0, bf16=False, stop_token_ids=(stop,))
+    )[0][0]
     cut = first.index(stop) + 1
     assert out.token_ids == first[:cut] and out.finish_reason == "stop"
     assert out.text == tok.decode(first[:cut], skip_special_tokens=True).strip()
@@ -103,7 +104,8 @@ def test_backends_and_param_validation(tiny):
     backend = make_backend("auto", model=model, tokenizer=tok)
     assert isinstance(backend, HFBackend)
     assert texts(backend.generate(["hi"], SamplingParams(max_new_tokens=4, seed=1))) == texts(
-        sample(model, tok, ["hi"], SamplingParams(max_new_tokens=4, seed=1)))
+        sample(model, tok, ["hi"], SamplingParams(max_new_tokens=4, seed=1))
+    )
     if not vllm_available():
         with pytest.raises(ConfigError, match="vllm"):
             make_backend("vllm", model_path="x")

@@ -18,16 +18,33 @@ PROMPTS = ["hi", "tell me a story about a cat", "2+2?", "a much longer prompt wi
 def test_greedy_decode_equals_hf_generate_with_compaction(tiny):
     model, tok = tiny
     enc = _encode_left(tok, render_prompts(tok, PROMPTS), model.device)
-    first = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=8, stop_ids=[0], pad_id=0,
-                   temperature=0)
+    first = decode(
+        model, enc["input_ids"], enc["attention_mask"], max_new_tokens=8, stop_ids=[0], pad_id=0, temperature=0
+    )
     # make an early greedy token of two rows a stop token, so those rows leave the batch mid-way
     stop = [int(first[0, 2]), int(first[2, 4])]
     pad = tok.pad_token_id
-    ref = model.generate(**enc, max_new_tokens=12, do_sample=False, eos_token_id=stop, pad_token_id=pad,
-                         temperature=None, top_p=None, top_k=None)[:, enc["input_ids"].shape[1]:]
+    ref = model.generate(
+        **enc,
+        max_new_tokens=12,
+        do_sample=False,
+        eos_token_id=stop,
+        pad_token_id=pad,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )[:, enc["input_ids"].shape[1] :]
     for compact in (True, False):
-        ours = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=12, stop_ids=stop,
-                      pad_id=pad, temperature=0, compact=compact)
+        ours = decode(
+            model,
+            enc["input_ids"],
+            enc["attention_mask"],
+            max_new_tokens=12,
+            stop_ids=stop,
+            pad_id=pad,
+            temperature=0,
+            compact=compact,
+        )
         width = ref.shape[1]  # generate stops when every row has ended
         assert torch.equal(ours[:, :width], ref)
         assert (ours[:, width:] == pad).all()

@@ -52,8 +52,10 @@ def test_first_token_distribution_matches_generate(tiny, temperature, top_p):
     params = dict(max_new_tokens=1, temperature=temperature, top_p=top_p, n=n, batch_size=512, bf16=False, seed=11)
     ours = sample(model, tok, ["tell me a story"], SamplingParams(**params, engine="rollout"))[0]
     ref = sample(model, tok, ["tell me a story"], SamplingParams(**params, engine="generate"))[0]
-    count = {name: torch.bincount(torch.tensor([c.token_ids[0] for c in row]), minlength=probs.numel()).double()
-             for name, row in (("ours", ours), ("ref", ref))}
+    count = {
+        name: torch.bincount(torch.tensor([c.token_ids[0] for c in row]), minlength=probs.numel()).double()
+        for name, row in (("ours", ours), ("ref", ref))
+    }
     assert count["ours"][probs == 0].sum() == 0  # tokens removed by top-p are never drawn
     groups = merged_bins(probs * n)
     obs = torch.tensor([[count[k][g].sum().item() for g in groups] for k in ("ours", "ref")])
@@ -82,8 +84,17 @@ def test_greedy_equals_generate_with_refills_and_early_stops(tiny):
 def test_continuous_batching_returns_every_completion_with_its_own_logprobs(tiny):
     model, tok = tiny
     stops = tuple(range(40, 70))  # frequent stop tokens: sequences end at different steps, rows are refilled
-    params = SamplingParams(max_new_tokens=9, temperature=1.0, n=3, batch_size=4, seed=5, bf16=False,
-                            stop_token_ids=stops, return_logprobs=True, return_token_logprobs=True)
+    params = SamplingParams(
+        max_new_tokens=9,
+        temperature=1.0,
+        n=3,
+        batch_size=4,
+        seed=5,
+        bf16=False,
+        stop_token_ids=stops,
+        return_logprobs=True,
+        return_token_logprobs=True,
+    )
     out = sample(model, tok, PROMPTS, params)
     assert [len(row) for row in out] == [3] * len(PROMPTS)
     lengths = [c.num_tokens for row in out for c in row]
@@ -125,8 +136,9 @@ def test_weights_synced_in_place_after_an_optimizer_step():
     model.eval()
     after = [c[0].token_ids for c in sample(model, tok, PROMPTS, params)]
     assert after[0][0] != target
-    ref = [c[0].token_ids for c in sample(model, tok, PROMPTS, SamplingParams(**{**params.__dict__,
-                                                                                "engine": "generate"}))]
+    ref = [
+        c[0].token_ids for c in sample(model, tok, PROMPTS, SamplingParams(**{**params.__dict__, "engine": "generate"}))
+    ]
     assert after == ref  # the engine and generate both read the updated weights
 
 

@@ -55,8 +55,17 @@ def test_each_steps_distribution_is_the_normalised_geometric_mixture(pair, mix):
     policy, reference, tok = pair
     ids, mask = _prompt(tok)
     seen = {}
-    new = mixture_decode(policy, reference, ids, mask, mix=mix, max_new_tokens=3, stop_ids=[-1], pad_id=0,
-                         on_step=lambda t, rows, logits: seen.__setitem__(t, logits.clone()))
+    new = mixture_decode(
+        policy,
+        reference,
+        ids,
+        mask,
+        mix=mix,
+        max_new_tokens=3,
+        stop_ids=[-1],
+        pad_id=0,
+        on_step=lambda t, rows, logits: seen.__setitem__(t, logits.clone()),
+    )
     assert sorted(seen) == [0, 1, 2]
     for t in range(3):
         prefix = torch.cat([ids, new[:, :t]], dim=1)
@@ -69,8 +78,9 @@ def test_first_tokens_follow_the_mixture_chi_square(pair):
     mix, n = 0.5, 3000
     ids, mask = _prompt(tok, n)
     gen = torch.Generator().manual_seed(0)
-    first = mixture_decode(policy, reference, ids, mask, mix=mix, max_new_tokens=1, stop_ids=[-1], pad_id=0,
-                           generator=gen)[:, 0]
+    first = mixture_decode(
+        policy, reference, ids, mask, mix=mix, max_new_tokens=1, stop_ids=[-1], pad_id=0, generator=gen
+    )[:, 0]
     probs = _exact(policy, reference, ids[:1], mix)[0]
     big = probs * n >= 5  # bins with an expected count of at least 5; the rest pooled
     assert int(big.sum()) >= 3  # a distribution with several likely tokens, not one

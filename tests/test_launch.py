@@ -37,7 +37,9 @@ def test_no_reexec_when_system_chosen_already_preloaded_or_already_reexecuted():
 
 
 def test_explicit_missing_or_unknown_allocator_is_an_error_naming_the_fix():
-    with pytest.raises(AllocatorError, match="PREFLAB_MALLOC=jemalloc: none of libjemalloc.so.2.*PREFLAB_MALLOC=system"):
+    with pytest.raises(
+        AllocatorError, match="PREFLAB_MALLOC=jemalloc: none of libjemalloc.so.2.*PREFLAB_MALLOC=system"
+    ):
         allocator_env({"PREFLAB_MALLOC": "jemalloc"}, fake_finder({"tcmalloc"}))
     with pytest.raises(AllocatorError, match="'mimalloc': expected auto, system, tcmalloc, jemalloc"):
         allocator_env({"PREFLAB_MALLOC": "mimalloc"}, fake_finder(set()))

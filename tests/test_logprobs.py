@@ -43,7 +43,9 @@ def test_linear_token_logprobs_value_and_gradients(bias, chunk):
     targets = torch.randint(0, 41, (23,), generator=gen)
     upstream = torch.randn(23, generator=gen, dtype=torch.float64)
 
-    naive = torch.log_softmax(torch.nn.functional.linear(hidden, weight, b), -1).gather(-1, targets[:, None]).squeeze(-1)
+    naive = (
+        torch.log_softmax(torch.nn.functional.linear(hidden, weight, b), -1).gather(-1, targets[:, None]).squeeze(-1)
+    )
     naive_grads = torch.autograd.grad((naive * upstream).sum(), [hidden, weight] + ([b] if bias else []))
     out = linear_token_logprobs(hidden, weight, targets, b, chunk_size=chunk)
     loss = (out * upstream.float()).sum()
@@ -64,8 +66,9 @@ def _records():
     return [
         PreferencePair("What is 2+2?", "4", "five, I think"),
         PreferencePair("Say hi", "hi there, friend", "no"),
-        PreferencePair([{"role": "system", "content": "be brief"}, {"role": "user", "content": "yo"}],
-                       "hello!", "go away please"),
+        PreferencePair(
+            [{"role": "system", "content": "be brief"}, {"role": "user", "content": "yo"}], "hello!", "go away please"
+        ),
     ]
 
 
@@ -78,7 +81,7 @@ def _naive(model, examples):
     attn = torch.zeros_like(ids)
     for r, (p, c) in enumerate(rows):
         ids[r, : len(p) + len(c)] = torch.tensor(p + c)
-        comp[r, len(p): len(p) + len(c)] = 1
+        comp[r, len(p) : len(p) + len(c)] = 1
         attn[r, : len(p) + len(c)] = 1
     return naive_sequence_logprobs(model, ids, comp, attn)
 

@@ -75,7 +75,9 @@ def test_embedded_default_model_converts_once_and_answers(tmp_path, monkeypatch)
     assert time.perf_counter() - t0 < first  # cached: no second conversion
     model, tok = load_model("smollm2-135m-instruct"), load_tokenizer("smollm2-135m-instruct")
     assert getattr(model.config, "quantization_config", None) is None
-    answer = generate_chat(model, tok, ["What is the capital of France?"], SamplingParams(max_new_tokens=20, temperature=0))
+    answer = generate_chat(
+        model, tok, ["What is the capital of France?"], SamplingParams(max_new_tokens=20, temperature=0)
+    )
     assert "Paris" in answer[0]
 
 

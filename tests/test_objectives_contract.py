@@ -41,9 +41,7 @@ def example(kind: str, with_ref: bool) -> tuple[object, list[torch.Tensor]]:
         return PairInputs(pc, pr, *ref, *lens), [pc, pr]
     if kind == "unpaired":
         p = leaf(4, scale=-5, shift=-1)
-        return UnpairedInputs(p, const(4, scale=-5), torch.tensor([1, 0, 1, 0]), None, const(4), const(4)), [
-            p
-        ]
+        return UnpairedInputs(p, const(4, scale=-5), torch.tensor([1, 0, 1, 0]), None, const(4), const(4)), [p]
     if kind == "ranking":
         p = leaf(2, 3, scale=-5, shift=-1)
         ref = const(2, 3, scale=-5, shift=-1) if with_ref else None
@@ -78,9 +76,9 @@ def test_objective_contract(name):
         assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     assert metrics["loss"] == pytest.approx(loss.item())
     for key, value in metrics.items():
-        assert isinstance(value, float) or (
-            torch.is_tensor(value) and value.dim() == 0 and not value.requires_grad
-        ), key
+        assert isinstance(value, float) or (torch.is_tensor(value) and value.dim() == 0 and not value.requires_grad), (
+            key
+        )
     if spec.inputs == "pair":
         assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(metrics)
         assert {"logps/chosen", "logps/rejected"} <= set(metrics)

@@ -90,9 +90,7 @@ def test_pro_and_lipo_at_k2_reduce_to_dpo(beta):
     dpo = run("dpo", PairInputs(pc, pr, rc, rr), beta=beta)[0].item()
     psi = t([[1.5, 0.5], [1.0, 0.0]])
     ranking = RankingInputs(policy=torch.stack([pc, pr], 1), ref=torch.stack([rc, rr], 1), scores=psi)
-    assert run("pro", ranking, beta=beta, reference=True, length_normalize=False)[0].item() == pytest.approx(
-        dpo
-    )
+    assert run("pro", ranking, beta=beta, reference=True, length_normalize=False)[0].item() == pytest.approx(dpo)
     # LiPO at K = 2: Δ = |G_w − G_l| · (1/log2(2) − 1/log2(3)), per pair
     per = [
         nls(beta * ((a - c) - (b - d)))

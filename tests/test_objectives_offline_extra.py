@@ -86,12 +86,8 @@ def test_simpo_soft_label_gives_each_order_the_margin():
     p=st.floats(0, 1),
 )
 def test_simpo_swap_identity(pc, pr, lw, ll, p):
-    one = PairInputs(
-        t([pc]), t([pr]), chosen_len=torch.tensor([lw]), rejected_len=torch.tensor([ll]), prob=t([p])
-    )
-    two = PairInputs(
-        t([pr]), t([pc]), chosen_len=torch.tensor([ll]), rejected_len=torch.tensor([lw]), prob=t([1 - p])
-    )
+    one = PairInputs(t([pc]), t([pr]), chosen_len=torch.tensor([lw]), rejected_len=torch.tensor([ll]), prob=t([p]))
+    two = PairInputs(t([pr]), t([pc]), chosen_len=torch.tensor([ll]), rejected_len=torch.tensor([lw]), prob=t([1 - p]))
     assert run("simpo", one)[0].item() == pytest.approx(run("simpo", two)[0].item(), rel=1e-9, abs=1e-12)
     assert run("simpo", one)[0].item() >= 0
 
@@ -145,9 +141,7 @@ def test_gradients_push_chosen_up_rejected_down(name):
 
 @pytest.mark.parametrize("name", ["simpo", "orpo", "sppo"])
 def test_soft_one_equals_hard_and_weights(name):
-    assert run(name, batch(prob=[1.0, 1.0]))[0].item() == pytest.approx(
-        run(name, batch())[0].item(), abs=1e-12
-    )
+    assert run(name, batch(prob=[1.0, 1.0]))[0].item() == pytest.approx(run(name, batch())[0].item(), abs=1e-12)
     w = [1.0, 3.0]
     one = [run(name, _row(i))[0].item() for i in range(2)]  # each pair alone
     assert run(name, batch(weight=w))[0].item() == pytest.approx((w[0] * one[0] + w[1] * one[1]) / 4)
@@ -183,10 +177,7 @@ def test_sppo_soft_probability_and_winrates():
     b, p = 0.25, [0.8, 0.3]
     eta = 1 / b
     want = mean(
-        [
-            (hw - eta * (q - 0.5)) ** 2 + (hl - eta * (0.5 - q)) ** 2
-            for hw, hl, q in zip(H_W, H_L, p, strict=True)
-        ]
+        [(hw - eta * (q - 0.5)) ** 2 + (hl - eta * (0.5 - q)) ** 2 for hw, hl, q in zip(H_W, H_L, p, strict=True)]
     )
     assert run("sppo", batch(prob=p), beta=b)[0].item() == pytest.approx(want)
     pw, pl = [0.7, 0.4], [0.45, 0.9]
@@ -196,9 +187,7 @@ def test_sppo_soft_probability_and_winrates():
             for hw, hl, a, c in zip(H_W, H_L, pw, pl, strict=True)
         ]
     )
-    assert run("sppo", batch(prob=p, chosen_winrate=pw, rejected_winrate=pl), beta=b)[
-        0
-    ].item() == pytest.approx(want)
+    assert run("sppo", batch(prob=p, chosen_winrate=pw, rejected_winrate=pl), beta=b)[0].item() == pytest.approx(want)
 
 
 def test_sppo_minimiser_is_multiplicative_weights_step():
@@ -207,9 +196,7 @@ def test_sppo_minimiser_is_multiplicative_weights_step():
     hw = torch.tensor([(pw - 0.5) / b], dtype=torch.float64, requires_grad=True)
     hl = torch.tensor([(pl - 0.5) / b], dtype=torch.float64, requires_grad=True)
     zero = torch.zeros(1, dtype=torch.float64)
-    loss, _ = run(
-        "sppo", PairInputs(hw, hl, zero, zero, chosen_winrate=t([pw]), rejected_winrate=t([pl])), beta=b
-    )
+    loss, _ = run("sppo", PairInputs(hw, hl, zero, zero, chosen_winrate=t([pw]), rejected_winrate=t([pl])), beta=b)
     loss.backward()
     assert loss.item() == pytest.approx(0.0) and hw.grad.abs().item() < 1e-12 and hl.grad.abs().item() < 1e-12
 
@@ -253,9 +240,7 @@ def test_kto_value_and_metrics():
 
 def test_kto_kl_clamped_detached_and_optional():
     b = 0.5
-    neg = UnpairedInputs(
-        t(POL), t(REF), torch.tensor(LAB), policy_kl=t([-3.0]), ref_kl=t([-2.0])
-    )  # KL est -1 -> 0
+    neg = UnpairedInputs(t(POL), t(REF), torch.tensor(LAB), policy_kl=t([-3.0]), ref_kl=t([-2.0]))  # KL est -1 -> 0
     absent = kto_batch(kl=False)
     per0 = [1 - sig(b * 0.5), 1 - sig(b * 0.5), 1 - sig(b * -1.0)]
     assert run("kto", neg, beta=b)[0].item() == pytest.approx(mean(per0))

@@ -100,9 +100,7 @@ def test_rdpo_value_and_eps0_is_dpo():
     loss, _ = run("rdpo", batch(), beta=b, flip_rate=eps)
     want = mean([((1 - eps) * nls(b * m) - eps * nls(-b * m)) / (1 - 2 * eps) for m in M])
     assert loss.item() == pytest.approx(want, abs=1e-12)
-    assert run("rdpo", batch(), beta=b, flip_rate=0.0)[0].item() == pytest.approx(
-        run("dpo", batch(), beta=b)[0].item()
-    )
+    assert run("rdpo", batch(), beta=b, flip_rate=0.0)[0].item() == pytest.approx(run("dpo", batch(), beta=b)[0].item())
 
 
 @settings(max_examples=50, deadline=None)
@@ -135,9 +133,7 @@ def test_ipo_soft_minimiser_is_paper_solution():
     tau, p = 0.25, 0.7
     m = torch.tensor([(p - 0.5) / tau], dtype=torch.float64, requires_grad=True)
     zero = torch.zeros(1, dtype=torch.float64)
-    loss, _ = run(
-        "ipo", PairInputs(m, zero, zero, zero, prob=torch.tensor([p], dtype=torch.float64)), beta=tau
-    )
+    loss, _ = run("ipo", PairInputs(m, zero, zero, zero, prob=torch.tensor([p], dtype=torch.float64)), beta=tau)
     loss.backward()
     assert abs(m.grad.item()) < 1e-12
 
@@ -156,9 +152,7 @@ def test_rpo_value_and_alpha0_is_dpo():
     loss, metrics = run("rpo", batch(), beta=b, alpha=a)
     assert loss.item() == pytest.approx(mean([nls(b * m) + a * n for m, n in zip(M, nll, strict=True)]))
     assert metrics["nll_loss"].item() == pytest.approx(mean(nll))
-    assert run("rpo", batch(), beta=b, alpha=0.0)[0].item() == pytest.approx(
-        run("dpo", batch(), beta=b)[0].item()
-    )
+    assert run("rpo", batch(), beta=b, alpha=0.0)[0].item() == pytest.approx(run("dpo", batch(), beta=b)[0].item())
 
 
 @pytest.mark.parametrize("name", PAIR_FAMILY)

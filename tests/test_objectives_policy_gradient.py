@@ -74,7 +74,8 @@ def test_grpo_and_dr_grpo_by_hand():
     r, g = T([1.0, 2.0, 6.0, 3.0, 5.0]), torch.tensor([0, 0, 0, 1, 1])
     std0, std1 = math.sqrt((4 + 1 + 9) / 2), math.sqrt(2.0)  # unbiased sample std, as TRL's GRPOTrainer
     assert grpo_advantages(r, g).tolist() == pytest.approx(
-        [-2 / (std0 + 1e-4), -1 / (std0 + 1e-4), 3 / (std0 + 1e-4), -1 / (std1 + 1e-4), 1 / (std1 + 1e-4)])
+        [-2 / (std0 + 1e-4), -1 / (std0 + 1e-4), 3 / (std0 + 1e-4), -1 / (std1 + 1e-4), 1 / (std1 + 1e-4)]
+    )
     assert grpo_advantages(r, g, scale=False).tolist() == pytest.approx([-2.0, -1.0, 3.0, -1.0, 1.0])
 
 
@@ -90,14 +91,18 @@ def test_weighted_group_statistics_are_the_population_ones():
     r, w = T([0.0, 1.0]), T([0.25, 0.75])
     assert rloo_advantages(r, torch.tensor([0, 0]), w).tolist() == pytest.approx([-0.75, 0.25])
     std = math.sqrt(0.25 * 0.75)
-    assert grpo_advantages(r, torch.tensor([0, 0]), weight=w, eps=0.0).tolist() == pytest.approx([-0.75 / std, 0.25 / std])
+    assert grpo_advantages(r, torch.tensor([0, 0]), weight=w, eps=0.0).tolist() == pytest.approx(
+        [-0.75 / std, 0.25 / std]
+    )
 
 
 def test_remax_and_reinforce_pp_global_whitening_by_hand():
     assert remax_advantages(T([1.0, 2.0]), T([1.5, 1.5])).tolist() == [-0.5, 0.5]
     mask = torch.tensor([[True, True, True], [True, True, False]])
     params = PolicyGradientParams(beta=0.0, whiten=True)
-    roll = RolloutScores(score=T([1.0, 3.0]), group=torch.tensor([0, 1]), mask=mask, old_logprobs=torch.zeros(2, 3, dtype=D))
+    roll = RolloutScores(
+        score=T([1.0, 3.0]), group=torch.tensor([0, 1]), mask=mask, old_logprobs=torch.zeros(2, 3, dtype=D)
+    )
     adv, _ = estimate_advantages("reinforce_pp", roll, params)
     # returns-to-go (1, 1, 1) and (3, 3): mean 1.8 over the 5 tokens, variance (3·0.64 + 2·1.44)/5 = 0.96
     lo, hi = (1 - 1.8) / math.sqrt(0.96), (3 - 1.8) / math.sqrt(0.96)
@@ -108,8 +113,14 @@ def test_remax_and_reinforce_pp_global_whitening_by_hand():
 def test_sequence_level_estimators_put_the_kl_in_the_reward_and_broadcast():
     mask = torch.tensor([[True, True], [True, False], [True, True]])
     old, ref = T([[-1.0, -1.0], [-1.0, 0.0], [-2.0, -2.0]]), T([[-1.5, -1.0], [-1.0, 0.0], [-1.0, -2.0]])
-    roll = RolloutScores(score=T([1.0, 1.0, 2.0]), group=torch.tensor([0, 0, 0]), mask=mask, old_logprobs=old,
-                         ref_logprobs=ref, baseline_score=T([0.5, 0.5, 0.5]))
+    roll = RolloutScores(
+        score=T([1.0, 1.0, 2.0]),
+        group=torch.tensor([0, 0, 0]),
+        mask=mask,
+        old_logprobs=old,
+        ref_logprobs=ref,
+        baseline_score=T([0.5, 0.5, 0.5]),
+    )
     params = PolicyGradientParams(beta=0.5)
     # R = score − β Σ k1 = (1 − 0.25, 1, 2 + 0.5)
     adv, _ = estimate_advantages("remax", roll, params)
@@ -120,8 +131,9 @@ def test_sequence_level_estimators_put_the_kl_in_the_reward_and_broadcast():
 
 def test_ppo_estimator_runs_gae_on_the_critic():
     mask = torch.ones(1, 2, dtype=torch.bool)
-    roll = RolloutScores(score=T([1.0]), group=torch.tensor([0]), mask=mask, old_logprobs=T([[0.0, 0.0]]),
-                         values=T([[0.5, 0.25]]))
+    roll = RolloutScores(
+        score=T([1.0]), group=torch.tensor([0]), mask=mask, old_logprobs=T([[0.0, 0.0]]), values=T([[0.5, 0.25]])
+    )
     adv, ret = estimate_advantages("ppo", roll, PolicyGradientParams(beta=0.0, lam=1.0))
     assert adv.tolist()[0] == pytest.approx([0.5, 0.75]) and ret.tolist()[0] == pytest.approx([1.0, 1.0])
 
@@ -184,9 +196,16 @@ def test_objectives_share_the_surrogate_and_kl_in_the_loss_adds_beta_k(name):
     assert spec.inputs == "rollout" and "20" in spec.doc
     mask = torch.tensor([[True, True], [True, False]])
     logp = T([[-1.0, -2.0], [-0.5, 0.0]]).requires_grad_()
-    inputs = RolloutInputs(logprobs=logp, old_logprobs=logp.detach(), advantages=T([[1.0, 1.0], [-2.0, 0.0]]),
-                           mask=mask, ref_logprobs=T([[-1.5, -2.0], [-0.5, 0.0]]), values=T([[0.0, 0.0], [0.0, 0.0]]).requires_grad_(),
-                           old_values=torch.zeros(2, 2, dtype=D), returns=T([[1.0, 1.0], [1.0, 0.0]]))
+    inputs = RolloutInputs(
+        logprobs=logp,
+        old_logprobs=logp.detach(),
+        advantages=T([[1.0, 1.0], [-2.0, 0.0]]),
+        mask=mask,
+        ref_logprobs=T([[-1.5, -2.0], [-0.5, 0.0]]),
+        values=T([[0.0, 0.0], [0.0, 0.0]]).requires_grad_(),
+        old_values=torch.zeros(2, 2, dtype=D),
+        returns=T([[1.0, 1.0], [1.0, 0.0]]),
+    )
     params = spec.params(beta=0.1, kl_in_reward=False, kl_estimator="k2", loss_agg="token_mean")
     loss, metrics = spec(inputs, params)
     policy = -(1 + 1 - 2) / 3  # ρ = 1: −mean A over the 3 tokens

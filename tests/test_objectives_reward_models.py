@@ -53,9 +53,7 @@ def test_bt_reward_value_margin_centering_and_metrics():
     rw, rl, mu = [1.0, -0.5], [0.2, 0.5], [0.5, 0.0]
     loss, m = run("bt_reward", RewardPairInputs(t(rw), t(rl)))
     assert loss.item() == pytest.approx((nls(0.8) + nls(-1.0)) / 2, abs=1e-12)
-    assert m["rewards/accuracies"].item() == 0.5 and m["rewards/margins"].item() == pytest.approx(
-        (0.8 - 1.0) / 2
-    )
+    assert m["rewards/accuracies"].item() == 0.5 and m["rewards/margins"].item() == pytest.approx((0.8 - 1.0) / 2)
     loss, _ = run("bt_reward", RewardPairInputs(t(rw), t(rl), margin=t(mu)))
     assert loss.item() == pytest.approx((nls(0.8 - 0.5) + nls(-1.0)) / 2)
     loss, _ = run("bt_reward", RewardPairInputs(t(rw), t(rl)), center_rewards_coefficient=0.1)
@@ -92,9 +90,7 @@ def test_gpm_loss_value_normalised_and_raw():
     a, b = t([[1.0, 2.0, 0.0, 1.0]]), t([[0.5, -1.0, 2.0, 1.0]])
     loss, m = run("gpm", PreferenceEmbeddingInputs(a, b), tau=1.0, normalize=False)
     assert loss.item() == pytest.approx(nls(-4.0))
-    assert m["rewards/accuracies"].item() == 0.0 and m["preference/prob"].item() == pytest.approx(
-        1 / (1 + math.exp(4))
-    )
+    assert m["rewards/accuracies"].item() == 0.0 and m["preference/prob"].item() == pytest.approx(1 / (1 + math.exp(4)))
     loss, _ = run("gpm", PreferenceEmbeddingInputs(a, b), tau=0.1)
     assert loss.item() == pytest.approx(nls(-4.0 / (math.sqrt(6) * 2.5) / 0.1))
     loss, _ = run(
@@ -125,9 +121,9 @@ def test_gpm_represents_a_three_cycle():
     r = t([0.3, -1.2])
     emb = torch.stack([r, torch.ones(2, dtype=torch.float64)], -1)
     bt = run("bt_reward", RewardPairInputs(r[:1], r[1:]))[0]
-    assert run("gpm", PreferenceEmbeddingInputs(emb[:1], emb[1:]), tau=1.0, normalize=False)[
-        0
-    ].item() == pytest.approx(bt.item())
+    assert run("gpm", PreferenceEmbeddingInputs(emb[:1], emb[1:]), tau=1.0, normalize=False)[0].item() == pytest.approx(
+        bt.item()
+    )
 
 
 def test_gpm_fits_a_cyclic_preference_that_bt_cannot():

@@ -48,13 +48,17 @@ def test_build_step_puts_recipes_and_py_typed_into_the_package(tmp_path):
     for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
         shutil.copy(ROOT / name, tmp_path / name)
     for name in ("src", "recipes"):
-        shutil.copytree(ROOT / name, tmp_path / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path / "lib"
-    subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(out)], cwd=tmp_path,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(out)],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
     assert sorted(p.name for p in (out / "preflab" / "recipes").glob("*.yaml")) == sorted(
-        p.name for p in (ROOT / "recipes").glob("*.yaml"))
+        p.name for p in (ROOT / "recipes").glob("*.yaml")
+    )
     assert (out / "preflab" / "py.typed").is_file()
 
 

@@ -62,8 +62,15 @@ def test_transformers_attention_registry_has_a_local_mapping_and_configs_name_th
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     assert isinstance(ALL_ATTENTION_FUNCTIONS._local_mapping, dict)
-    config = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         num_key_value_heads=1, vocab_size=32, attn_implementation="sdpa")
+    config = LlamaConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=32,
+        attn_implementation="sdpa",
+    )
     assert config._attn_implementation == "sdpa"
 
 

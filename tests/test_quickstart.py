@@ -48,12 +48,21 @@ def test_reduced_quickstart_end_to_end_on_tiny_model(tmp_path, tiny_dir):
     from preflab.training import read_metrics
 
     run = tmp_path / "run"
-    cfg = quickstart_defaults([
-        f"output_dir={run}", f"model.name_or_path={tiny_dir}", "quickstart.train_prompts=12",
-        "quickstart.eval_prompts=10", "quickstart.samples_per_prompt=3", "quickstart.max_new_tokens=12",
-        "quickstart.n_bootstrap=200", "train.max_length=256", "train.save_every=3", "train.lr=1e-3",
-        "train.progress=false",
-    ])
+    cfg = quickstart_defaults(
+        [
+            f"output_dir={run}",
+            f"model.name_or_path={tiny_dir}",
+            "quickstart.train_prompts=12",
+            "quickstart.eval_prompts=10",
+            "quickstart.samples_per_prompt=3",
+            "quickstart.max_new_tokens=12",
+            "quickstart.n_bootstrap=200",
+            "train.max_length=256",
+            "train.save_every=3",
+            "train.lr=1e-3",
+            "train.progress=false",
+        ]
+    )
     result = run_quickstart(cfg)
     # samples: 12 prompts x 3 completions, each gold-scored
     samples = read_samples(run / "samples.jsonl")

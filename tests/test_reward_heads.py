@@ -29,11 +29,25 @@ def cycle_pairs(prompts: list[str]) -> list[PreferencePair]:
 
 
 def config(tmp_path, tiny_dir, algorithm: str, name: str, **reward) -> RunConfig:
-    train_cfg = {"lr": 1e-3, "batch_size": 12, "max_steps": 40, "bf16": False, "progress": False,
-                 "warmup_steps": 0, "layout": "padded"}
-    return RunConfig.model_validate({"algorithm": algorithm, "output_dir": str(tmp_path / name), "seed": 0,
-                                     "model": {"name_or_path": str(tiny_dir)}, "train": train_cfg,
-                                     "reward": reward})
+    train_cfg = {
+        "lr": 1e-3,
+        "batch_size": 12,
+        "max_steps": 40,
+        "bf16": False,
+        "progress": False,
+        "warmup_steps": 0,
+        "layout": "padded",
+    }
+    return RunConfig.model_validate(
+        {
+            "algorithm": algorithm,
+            "output_dir": str(tmp_path / name),
+            "seed": 0,
+            "model": {"name_or_path": str(tiny_dir)},
+            "train": train_cfg,
+            "reward": reward,
+        }
+    )
 
 
 def outputs(model, tok, records, layout="padded") -> torch.Tensor:
@@ -87,9 +101,15 @@ WORDS = "apple river stone cloud green quick lamp house tree bird music paper".s
 def separable(n: int, seed: int) -> list[PreferencePair]:
     """The chosen response ends in '!', the rejected one never holds it."""
     rng = random.Random(seed)
-    return [PreferencePair(" ".join(rng.choices(WORDS, k=3)), " ".join(rng.choices(WORDS, k=rng.randint(1, 4))) + " !",
-                           " ".join(rng.choices(WORDS, k=rng.randint(1, 4))),
-                           metadata={"gold_chosen": 1.0, "gold_rejected": 0.0}) for _ in range(n)]
+    return [
+        PreferencePair(
+            " ".join(rng.choices(WORDS, k=3)),
+            " ".join(rng.choices(WORDS, k=rng.randint(1, 4))) + " !",
+            " ".join(rng.choices(WORDS, k=rng.randint(1, 4))),
+            metadata={"gold_chosen": 1.0, "gold_rejected": 0.0},
+        )
+        for _ in range(n)
+    ]
 
 
 def test_the_hl_gauss_head_learns_a_planted_preference(tmp_path, tiny_dir):
@@ -113,8 +133,15 @@ def test_the_hl_gauss_head_learns_a_planted_preference(tmp_path, tiny_dir):
     assert evaluate_reward_model(judge, held_out).gold_agreement >= 0.9
 
 
-@pytest.mark.parametrize("head,algorithm,size", [("scalar", "bt_reward", {}), ("hl_gauss", "bt_reward", {"num_bins": 7}),
-                                                 ("gpm", "gpm", {"dim": 6}), ("mixture", "maxmin_em", {"groups": 3})])
+@pytest.mark.parametrize(
+    "head,algorithm,size",
+    [
+        ("scalar", "bt_reward", {}),
+        ("hl_gauss", "bt_reward", {"num_bins": 7}),
+        ("gpm", "gpm", {"dim": 6}),
+        ("mixture", "maxmin_em", {"groups": 3}),
+    ],
+)
 def test_every_head_saves_and_loads_to_the_same_outputs(tmp_path, tiny_dir, head, algorithm, size):
     from transformers import AutoModelForSequenceClassification
 
@@ -143,8 +170,14 @@ def group_pairs(annotators_per_group: int, pairs_per_annotator: int, seed: int) 
     ``pairs_per_annotator`` (prompt, '… !', '…') triples; group 0 prefers the response ending in '!', group 1 the
     other, so that no single reward fits both."""
     rng = random.Random(seed)
-    base = [(" ".join(rng.choices(WORDS, k=3)), " ".join(rng.choices(WORDS, k=rng.randint(1, 3))) + " !",
-             " ".join(rng.choices(WORDS, k=rng.randint(1, 3)))) for _ in range(pairs_per_annotator)]
+    base = [
+        (
+            " ".join(rng.choices(WORDS, k=3)),
+            " ".join(rng.choices(WORDS, k=rng.randint(1, 3))) + " !",
+            " ".join(rng.choices(WORDS, k=rng.randint(1, 3))),
+        )
+        for _ in range(pairs_per_annotator)
+    ]
     pairs, truth = [], {}
     for g, k in itertools.product(range(2), range(annotators_per_group)):
         name = f"g{g}-a{k}"
@@ -199,8 +232,10 @@ def test_bad_reward_model_input_is_one_line(tmp_path, tiny_dir, tiny):
     pairs[1].annotator = None
     with pytest.raises(Exception) as err:
         train(config(tmp_path, tiny_dir, "maxmin_em", "bad"), records=pairs, tokenizer=tok)
-    assert str(err.value) == "row 1, field 'annotator': training data: a mixture reward model (maxmin_em) needs the " \
+    assert (
+        str(err.value) == "row 1, field 'annotator': training data: a mixture reward model (maxmin_em) needs the "
         "annotator of every pair"
+    )
     # a causal LM has no trained head: a judge refuses it
     with pytest.raises(ConfigError, match="has no trained reward head") as err:
         make_judge("reward_model", model=str(tiny_dir))

@@ -38,19 +38,38 @@ def nls(z: float) -> float:
 def separable(n: int, seed: int) -> list[PreferencePair]:
     """The chosen response ends in '!', the rejected one never holds it: a preference a reward model can learn."""
     rng = random.Random(seed)
-    return [PreferencePair(" ".join(rng.choices(WORDS, k=3)), " ".join(rng.choices(WORDS, k=rng.randint(1, 4))) + " !",
-                           " ".join(rng.choices(WORDS, k=rng.randint(1, 4))),
-                           metadata={"family": "bang" if i % 2 else "other", "gold_chosen": 1.0, "gold_rejected": 0.0})
-            for i in range(n)]
+    return [
+        PreferencePair(
+            " ".join(rng.choices(WORDS, k=3)),
+            " ".join(rng.choices(WORDS, k=rng.randint(1, 4))) + " !",
+            " ".join(rng.choices(WORDS, k=rng.randint(1, 4))),
+            metadata={"family": "bang" if i % 2 else "other", "gold_chosen": 1.0, "gold_rejected": 0.0},
+        )
+        for i in range(n)
+    ]
 
 
 def rm_config(tmp_path, tiny_dir, **train_kw) -> RunConfig:
     lora = train_kw.pop("lora", False)
-    train_cfg = {"lr": 1e-3, "batch_size": 8, "max_steps": 12, "bf16": False, "progress": False, "warmup_steps": 0,
-                 **train_kw}
-    return RunConfig.model_validate({"algorithm": "bt_reward", "output_dir": str(tmp_path / "run"), "seed": 0,
-                                     "model": {"name_or_path": str(tiny_dir)}, "train": train_cfg,
-                                     "lora": {"enabled": lora, "r": 8, "dropout": 0.0}})
+    train_cfg = {
+        "lr": 1e-3,
+        "batch_size": 8,
+        "max_steps": 12,
+        "bf16": False,
+        "progress": False,
+        "warmup_steps": 0,
+        **train_kw,
+    }
+    return RunConfig.model_validate(
+        {
+            "algorithm": "bt_reward",
+            "output_dir": str(tmp_path / "run"),
+            "seed": 0,
+            "model": {"name_or_path": str(tiny_dir)},
+            "train": train_cfg,
+            "lora": {"enabled": lora, "r": 8, "dropout": 0.0},
+        }
+    )
 
 
 def rewards_of(scorer_model, tok, records, layout="padded") -> torch.Tensor:
@@ -65,9 +84,11 @@ def test_the_loss_is_minus_log_sigmoid_of_the_models_own_reward_gap(tiny_dir):
     tok = load_tokenizer(str(tiny_dir))
     torch.manual_seed(0)
     model = load_reward_model(str(tiny_dir), pad_token_id=tok.pad_token_id)
-    records = [PreferencePair("q one", "a good answer", "bad", margin=0.5, preference_prob=0.8),
-               PreferencePair("q two", "yes", "no thanks", weight=2.0),
-               PreferencePair("q three", "tie a", "tie b", preference_prob=0.5)]
+    records = [
+        PreferencePair("q one", "a good answer", "bad", margin=0.5, preference_prob=0.8),
+        PreferencePair("q two", "yes", "no thanks", weight=2.0),
+        PreferencePair("q three", "tie a", "tie b", preference_prob=0.5),
+    ]
     tk = Tokenizer(tok)
     batch = collate_examples([tk.example(r, i) for i, r in enumerate(records)], "pair", "padded", tok.pad_token_id)
     assert batch.margin.tolist() == [0.5, 0.0, 0.0]
@@ -111,7 +132,8 @@ def test_a_tiny_reward_model_learns_a_planted_preference_and_loads_back_identica
     assert ev.accuracy >= 0.9 and ev.gold_agreement == ev.accuracy and set(ev.families) == {"bang", "other"}
     trained = rewards_of(loaded, tok, held_out[:4])[0].tolist()
     assert judge.score_batch([p.prompt for p in held_out[:4]], [p.chosen for p in held_out[:4]]) == pytest.approx(
-        trained, abs=0.05)
+        trained, abs=0.05
+    )
 
 
 def test_reward_model_judge_from_config_compares_by_sigmoid_and_ensembles(tmp_path, tiny_dir):
@@ -141,8 +163,12 @@ def test_expected_calibration_error_by_hand():
     # bins [0.9, 0.95): conf 0.9, outcome ½; [0.6, 0.65): 0.6 vs 1; [0.7, 0.75): 0.7 vs 1
     assert ece == pytest.approx((2 * abs(0.9 - 0.5) + abs(0.6 - 1) + abs(0.7 - 1)) / 4)
     assert [(b.lo, b.count) for b in bins] == [(0.6, 1), (0.7, 1), (0.9, 2)]
-    r = reward_pair_metrics([1.0, 0.0, 2.0, 0.5], [0.0, 1.0, 2.0, 0.0], [None, 1.0, 1.0, 0.5],
-                            gold=[(1.0, 0.0), (0.0, 1.0), None, (0.2, 0.2)])
+    r = reward_pair_metrics(
+        [1.0, 0.0, 2.0, 0.5],
+        [0.0, 1.0, 2.0, 0.0],
+        [None, 1.0, 1.0, 0.5],
+        gold=[(1.0, 0.0), (0.0, 1.0), None, (0.2, 0.2)],
+    )
     assert r.ties == 1 and r.accuracy == pytest.approx((1 + 0 + 0.5) / 3)
     assert r.gold_agreement == pytest.approx(1.0) and r.gold_pairs == 2
 
@@ -151,8 +177,10 @@ def test_reward_models_refuse_what_they_cannot_train_on(tmp_path, tiny_dir, tiny
     cfg = rm_config(tmp_path, tiny_dir)
     with pytest.raises(DataError) as err:
         train(cfg, records=[Unpaired("q", "a", True), Unpaired("q", "b", False)])
-    assert str(err.value) == ("field 'records': training data: unpaired feedback cannot be converted to pairs: it holds "
-                              "no comparison between responses; algorithm 'bt_reward' trains on pairs")
+    assert str(err.value) == (
+        "field 'records': training data: unpaired feedback cannot be converted to pairs: it holds "
+        "no comparison between responses; algorithm 'bt_reward' trains on pairs"
+    )
     # a classifier with two labels is no Bradley–Terry reward model
     from transformers import LlamaForSequenceClassification
 
@@ -187,7 +215,10 @@ def test_rm_eval_command_prints_and_saves_accuracy_ece_and_gold(tmp_path, tiny_d
 def test_pairs_carry_a_margin_column():
     from preflab.data import load_preferences
 
-    rows = [{"prompt": "q", "chosen": "a", "rejected": "b", "margin": 1.5}, {"prompt": "q", "chosen": "c", "rejected": "d"}]
+    rows = [
+        {"prompt": "q", "chosen": "a", "rejected": "b", "margin": 1.5},
+        {"prompt": "q", "chosen": "c", "rejected": "d"},
+    ]
     recs = load_preferences(rows).records
     assert [r.margin for r in recs] == [1.5, None] and "margin" not in recs[0].metadata
     with pytest.raises(DataError, match="margin"):

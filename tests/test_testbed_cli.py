@@ -44,17 +44,13 @@ def test_testbed_run_prints_the_table_and_writes_the_plot(tmp_path):
 
 
 def test_testbed_solve_lists_the_exact_answers():
-    res = CliRunner().invoke(
-        app, ["testbed", "solve", "--game", "two_group", "--beta", "0.3"], env={"COLUMNS": "160"}
-    )
+    res = CliRunner().invoke(app, ["testbed", "solve", "--game", "two_group", "--beta", "0.3"], env={"COLUMNS": "160"})
     assert res.exit_code == 0, res.output
     assert "max-min policy" in res.output and "regularised Nash" in res.output
 
 
 def test_unknown_algorithm_is_a_one_line_error(monkeypatch, capsys):
-    monkeypatch.setattr(
-        sys, "argv", ["preflab", "testbed", "run", "--algorithms", "inpoo", "--iterations", "1"]
-    )
+    monkeypatch.setattr(sys, "argv", ["preflab", "testbed", "run", "--algorithms", "inpoo", "--iterations", "1"])
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2

@@ -94,14 +94,10 @@ def test_online_dpo_is_dpo_and_xpo_adds_the_exploration_term():
         "ref_rejected": T(-1.6),
     }
     dpo_loss = softplus(-0.5 * (0.2 - (-0.4)))
-    loss, _ = get_objective("online_dpo")(
-        XPOInputs(**pair), get_objective("online_dpo").make_params(beta=0.5)
-    )
+    loss, _ = get_objective("online_dpo")(XPOInputs(**pair), get_objective("online_dpo").make_params(beta=0.5))
     assert float(loss) == pytest.approx(dpo_loss, abs=1e-12)
     spec = get_objective("xpo")
-    loss, metrics = spec(
-        XPOInputs(**pair, policy_explore=T(-3.0, -1.0)), spec.make_params(beta=0.5, alpha=0.1)
-    )
+    loss, metrics = spec(XPOInputs(**pair, policy_explore=T(-3.0, -1.0)), spec.make_params(beta=0.5, alpha=0.1))
     assert float(loss) == pytest.approx(dpo_loss + 0.1 * (-2.0), abs=1e-12)
     assert float(metrics["loss/xpo"]) == pytest.approx(-0.2)
 
@@ -115,9 +111,7 @@ def test_maxmin_policy_step_by_hand():
     assert metrics["group_weights"].numpy() == pytest.approx([1.0, 0.0])
     assert float(loss) == pytest.approx(-(0.5 * -0.3 + -0.5 * -1.2) / 2, abs=1e-12)
     lam = T(0.25, 0.75)  # advantages 0.25 and 1.5, baseline 0.875
-    loss, _ = spec(
-        GroupRewardInputs(policy=policy, rewards=rewards, group_weights=lam), spec.make_params(beta=0.0)
-    )
+    loss, _ = spec(GroupRewardInputs(policy=policy, rewards=rewards, group_weights=lam), spec.make_params(beta=0.0))
     assert float(loss) == pytest.approx(-(-0.625 * -0.3 + 0.625 * -1.2) / 2, abs=1e-12)
     with pytest.raises(ConfigError):
         spec(GroupRewardInputs(policy=policy, rewards=rewards, group_weights=T(0.5, 0.6)), spec.make_params())

@@ -57,11 +57,7 @@ def test_em_recovers_the_groups_and_the_maxmin_policy(game):
     assert all(b >= a - 1e-6 for a, b in zip(fit.log_likelihood, fit.log_likelihood[1:], strict=False))
     truth = game.group_rewards - game.group_rewards.mean(-1, keepdims=True)
     # Match learnt groups to true groups (EM is identifiable up to a permutation).
-    order = (
-        [0, 1]
-        if np.abs(fit.rewards[0] - truth[0]).max() < np.abs(fit.rewards[1] - truth[0]).max()
-        else [1, 0]
-    )
+    order = [0, 1] if np.abs(fit.rewards[0] - truth[0]).max() < np.abs(fit.rewards[1] - truth[0]).max() else [1, 0]
     learnt = fit.rewards[order]
     assert np.abs(learnt - truth).max() < 0.6
     ids = np.unique(sample.annotator.numpy())

@@ -47,9 +47,7 @@ def _reward_loss(table: PairTable):
     x, i, j = table.index
 
     def loss(r: torch.Tensor) -> torch.Tensor:
-        return spec(
-            RewardPairInputs(chosen_reward=r[x, i], rejected_reward=r[x, j], weight=table.weight), params
-        )[0]
+        return spec(RewardPairInputs(chosen_reward=r[x, i], rejected_reward=r[x, j], weight=table.weight), params)[0]
 
     return loss
 
@@ -86,9 +84,7 @@ def test_gpm_represents_the_cycle_exactly():
     _, i, j = table.index
 
     def loss(v: torch.Tensor) -> torch.Tensor:
-        inputs = PreferenceEmbeddingInputs(
-            chosen_embedding=v[i], rejected_embedding=v[j], weight=table.weight
-        )
+        inputs = PreferenceEmbeddingInputs(chosen_embedding=v[i], rejected_embedding=v[j], weight=table.weight)
         return spec(inputs, params)[0]
 
     init = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.1]], dtype=torch.float64)

@@ -163,8 +163,10 @@ def test_online_dpo_on_a_cyclic_game_at_small_beta_stops_when_the_policy_turns_p
     assert pi[0, 2] == 1.0 and 0.0 < distinct_pair_mass(pi)[0] < 1e-12
     with pytest.raises(TrainingError) as err:
         run_algorithm("online_dpo", game, 0.02)
-    assert err.value.message.startswith("online_dpo: the policy collapsed to a pure strategy at iteration 3 "
-                                        "(context 0, action 2): no distinct pairs to sample (1 − Σπ² = ")
+    assert err.value.message.startswith(
+        "online_dpo: the policy collapsed to a pure strategy at iteration 3 "
+        "(context 0, action 2): no distinct pairs to sample (1 − Σπ² = "
+    )
 
 
 def test_pair_weights_of_a_nearly_pure_policy_stay_exact():

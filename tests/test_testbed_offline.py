@@ -109,9 +109,7 @@ def test_sft_and_reference_free_objectives_reach_their_population_optimum(name):
 
         return p * f(0, 1) + (1 - p) * f(1, 0)
 
-    params = {"rpo": {"alpha": alpha}, "simpo": {"beta": simpo_beta, "gamma": gamma}, "orpo": {"beta": lam}}[
-        name
-    ]
+    params = {"rpo": {"alpha": alpha}, "simpo": {"beta": simpo_beta, "gamma": gamma}, "orpo": {"beta": lam}}[name]
     traj = run_algorithm(name, g, BETA, params=params)
     assert traj.final[0] == pytest.approx(_scalar_optimum(population), abs=1e-6)
 
@@ -161,10 +159,7 @@ def test_iterative_dpo_round_t_is_the_kl_optimum_at_beta_over_t(game):
 
 def test_xpo_bias_vanishes_with_alpha(game):
     target = kl_optimum(game, BETA)
-    dist = {
-        a: tv_distance(run_algorithm("xpo", game, BETA, params={"alpha": a}).final, target)
-        for a in (1e-5, 1e-2)
-    }
+    dist = {a: tv_distance(run_algorithm("xpo", game, BETA, params={"alpha": a}).final, target) for a in (1e-5, 1e-2)}
     assert dist[1e-5] < 1e-4
     assert dist[1e-2] > 10 * dist[1e-5]
 

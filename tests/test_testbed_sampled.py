@@ -37,9 +37,7 @@ def test_rdpo_ends_closer_to_the_optimum_than_dpo_over_seeds(noisy_game):
     for seed in range(5):
         sample = sample_pairs(noisy_game, 2000, seed=seed)
         dpo.append(tv_distance(train_on_sample("dpo", noisy_game, sample, beta=BETA), target))
-        rdpo.append(
-            tv_distance(train_on_sample("rdpo", noisy_game, sample, beta=BETA, flip_rate=EPS), target)
-        )
+        rdpo.append(tv_distance(train_on_sample("rdpo", noisy_game, sample, beta=BETA, flip_rate=EPS), target))
     assert np.mean(rdpo) < 0.5 * np.mean(dpo)
     assert sum(r < d for r, d in zip(rdpo, dpo, strict=True)) >= 4
     assert np.mean(dpo) > 0.1  # DPO's bias does not shrink with more data: it is the population optimum's
@@ -55,9 +53,7 @@ def test_group_samples_label_by_each_annotators_group():
     # Minority annotators prefer action 2 over action 0; majority annotators the reverse.
     for g, favourite in ((0, 0), (1, 2)):
         mask = sample.group == g
-        pair = ((sample.chosen == 0) & (sample.rejected == 2)) | (
-            (sample.chosen == 2) & (sample.rejected == 0)
-        )
+        pair = ((sample.chosen == 0) & (sample.rejected == 2)) | ((sample.chosen == 2) & (sample.rejected == 0))
         wins = float(((sample.chosen == favourite) & pair & mask).sum() / (pair & mask).sum())
         assert wins > 0.9
 

@@ -30,8 +30,9 @@ def test_conversational_prompt_and_completion_messages(tiny):
     tk = Tokenizer(tok)
     prompt = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     ex = tk.example(Unpaired(prompt, [{"role": "assistant", "content": "A"}], label=False), row=3)
-    assert tok.decode(ex.prompt_ids) == ("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n"
-                                         "<|im_start|>assistant\n")
+    assert tok.decode(ex.prompt_ids) == (
+        "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert ex.completions == (ids(tok, "A") + [tok.eos_token_id],)
     assert (ex.index, ex.label) == (3, 0.0)
 
@@ -108,8 +109,9 @@ def test_weights_soft_labels_and_rankings(tiny):
 def test_template_with_default_system_prompt_keeps_prefix():
     """A template that injects a system turn (SmolLM2's does) still splits at the generation prompt."""
     t = tiny_tokenizer()
-    t.chat_template = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nDefault<|im_end|>\n{% endif %}"
-                       + t.chat_template)
+    t.chat_template = (
+        "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nDefault<|im_end|>\n{% endif %}" + t.chat_template
+    )
     ex = Tokenizer(t).example(PreferencePair("Hi", "Yo", "No"), 0)
     assert t.decode(ex.prompt_ids).startswith("<|im_start|>system\nDefault<|im_end|>\n<|im_start|>user\nHi")
     assert ex.completions[0] == ids(t, "Yo") + [t.eos_token_id]
@@ -120,8 +122,11 @@ def test_an_hh_transcript_prompt_renders_turn_by_turn_in_training_and_sampling()
     from preflab.generation.sampler import chat_messages
 
     prompt = "\n\nHuman: hi there\n\nAssistant: hello\n\nHuman: how are you?\n\nAssistant:"
-    turns = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello"},
-             {"role": "user", "content": "how are you?"}]
+    turns = [
+        {"role": "user", "content": "hi there"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "how are you?"},
+    ]
     assert as_messages(prompt, "user") == chat_messages(prompt) == turns
     assert as_messages("Human rights are ...", "user") == [{"role": "user", "content": "Human rights are ..."}]
     assert as_messages("\n\nHuman: hi\n\nAssistant:", "assistant")[0]["role"] == "assistant"  # completions stay

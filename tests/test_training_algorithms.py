@@ -23,8 +23,9 @@ RECIPES = sorted(Path(__file__).resolve().parent.parent.glob("recipes/*.yaml"))
 
 def _first_steps(tmp_path, *overrides):
     model, tok = tiny_model(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
-    cfg = make_cfg(tmp_path, *overrides, "train.batch_size=4", "train.max_steps=2", "train.lr=3e-3",
-                   "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path, *overrides, "train.batch_size=4", "train.max_steps=2", "train.lr=3e-3", "train.save_final=false"
+    )
     train(cfg, records=synthetic_pairs(4), model=model, tokenizer=tok)
     return cfg, read_metrics(tmp_path / "metrics.jsonl", "train")
 
@@ -39,40 +40,79 @@ def test_algorithm_dpo_trains_exactly_like_objective_name_dpo(tmp_path):
         assert (a["loss"], a["rewards/margins"]) == pytest.approx((b["loss"], b["rewards/margins"]), abs=1e-7)
 
 
-@pytest.mark.parametrize(("yaml_text", "line", "message"), [
-    ("algorithm: maxmin\n", 1,
-     "field 'algorithm': algorithm 'maxmin' (group_dual data, fixed reference) has no language-model "
-     "schedule yet; it runs on the exact testbed only (preflab testbed run -a maxmin)"),
-    ("objective:\n  name: maxmin\n  params:\n    beta: 1.0\n", 2,
-     "field 'objective.name': algorithm 'maxmin' (group_dual data, fixed reference) has no "
-     "language-model schedule yet"),
-    ("algorithm: sppo\ndata:\n  path: prefs.jsonl\n", 3,
-     "field 'data.path': algorithm 'sppo' trains on rounds: sample from π_t, judge, then fit the round's loss, "
-     "not on an offline dataset; remove data.path"),
-    ("algorithm: iterative_dpo\ntrain:\n  max_steps: 10\n", 3,
-     "field 'train.max_steps': algorithm 'iterative_dpo' trains iterative.rounds × iterative.steps_per_round "
-     "steps; unset train.max_steps"),
-    ("algorithm: sppo\niterative:\n  reference: initial\n", 3,
-     "field 'iterative.reference': algorithm 'sppo': objective 'sppo' is defined against the previous iterate "
-     "π_t; iterative.reference: initial is for iterative_dpo"),
-    ("algorithm: sppo\nreference:\n  mode: cached\n", 3,
-     "field 'reference.mode': algorithm 'sppo' takes the previous iterate π_t as its reference"),
-    ("algorithm: iterative_dpo\niterative:\n  reference: initial\nreference:\n  mode: cached\n", 5,
-     "field 'reference.mode': an iterative schedule samples new completions every round"),
-    ("algorithm: nash_mdd\n", 1, "field 'algorithm': unknown algorithm 'nash_mdd'; did you mean 'nash_md'?"),
-    ("seed: 0\nalgorithm: online_dpo\ndata:\n  path: prefs.jsonl\n", 4,
-     "field 'data.path': algorithm 'online_dpo' trains on pairs sampled from the current policy and judged at "
-     "every step, not on an offline dataset; remove data.path"),
-    ("algorithm: dpo\ndata:\n  format: unpaired\n", 3,
-     "field 'data.format': algorithm 'dpo' trains on pairs or rankings; format 'unpaired' holds unpaired"),
-    ("algorithm: ipo\nobjective:\n  name: dpo\n", 3,
-     "field 'objective.name': objective.name 'dpo' contradicts algorithm 'ipo', whose objective is 'ipo'"),
-    ("objective:\n  name: hl_gauss\n", 2, "field 'objective.name': objective 'hl_gauss' is not an algorithm"),
-    ("algorithm: bt_reward\ndata:\n  format: unpaired\n", 3,
-     "field 'data.format': algorithm 'bt_reward' trains on pairs or rankings; format 'unpaired' holds unpaired"),
-    ("algorithm: simpo\nobjective:\n  params:\n    gama: 1.0\n", 3,
-     "field 'objective.params': unknown parameter 'gama' of objective 'simpo'; did you mean 'gamma'?"),
-])
+@pytest.mark.parametrize(
+    ("yaml_text", "line", "message"),
+    [
+        (
+            "algorithm: maxmin\n",
+            1,
+            "field 'algorithm': algorithm 'maxmin' (group_dual data, fixed reference) has no language-model "
+            "schedule yet; it runs on the exact testbed only (preflab testbed run -a maxmin)",
+        ),
+        (
+            "objective:\n  name: maxmin\n  params:\n    beta: 1.0\n",
+            2,
+            "field 'objective.name': algorithm 'maxmin' (group_dual data, fixed reference) has no "
+            "language-model schedule yet",
+        ),
+        (
+            "algorithm: sppo\ndata:\n  path: prefs.jsonl\n",
+            3,
+            "field 'data.path': algorithm 'sppo' trains on rounds: sample from π_t, judge, then fit the round's loss, "
+            "not on an offline dataset; remove data.path",
+        ),
+        (
+            "algorithm: iterative_dpo\ntrain:\n  max_steps: 10\n",
+            3,
+            "field 'train.max_steps': algorithm 'iterative_dpo' trains iterative.rounds × iterative.steps_per_round "
+            "steps; unset train.max_steps",
+        ),
+        (
+            "algorithm: sppo\niterative:\n  reference: initial\n",
+            3,
+            "field 'iterative.reference': algorithm 'sppo': objective 'sppo' is defined against the previous iterate "
+            "π_t; iterative.reference: initial is for iterative_dpo",
+        ),
+        (
+            "algorithm: sppo\nreference:\n  mode: cached\n",
+            3,
+            "field 'reference.mode': algorithm 'sppo' takes the previous iterate π_t as its reference",
+        ),
+        (
+            "algorithm: iterative_dpo\niterative:\n  reference: initial\nreference:\n  mode: cached\n",
+            5,
+            "field 'reference.mode': an iterative schedule samples new completions every round",
+        ),
+        ("algorithm: nash_mdd\n", 1, "field 'algorithm': unknown algorithm 'nash_mdd'; did you mean 'nash_md'?"),
+        (
+            "seed: 0\nalgorithm: online_dpo\ndata:\n  path: prefs.jsonl\n",
+            4,
+            "field 'data.path': algorithm 'online_dpo' trains on pairs sampled from the current policy and judged at "
+            "every step, not on an offline dataset; remove data.path",
+        ),
+        (
+            "algorithm: dpo\ndata:\n  format: unpaired\n",
+            3,
+            "field 'data.format': algorithm 'dpo' trains on pairs or rankings; format 'unpaired' holds unpaired",
+        ),
+        (
+            "algorithm: ipo\nobjective:\n  name: dpo\n",
+            3,
+            "field 'objective.name': objective.name 'dpo' contradicts algorithm 'ipo', whose objective is 'ipo'",
+        ),
+        ("objective:\n  name: hl_gauss\n", 2, "field 'objective.name': objective 'hl_gauss' is not an algorithm"),
+        (
+            "algorithm: bt_reward\ndata:\n  format: unpaired\n",
+            3,
+            "field 'data.format': algorithm 'bt_reward' trains on pairs or rankings; format 'unpaired' holds unpaired",
+        ),
+        (
+            "algorithm: simpo\nobjective:\n  params:\n    gama: 1.0\n",
+            3,
+            "field 'objective.params': unknown parameter 'gama' of objective 'simpo'; did you mean 'gamma'?",
+        ),
+    ],
+)
 def test_what_the_trainer_cannot_run_is_a_config_error_at_load(tmp_path, yaml_text, line, message):
     path = tmp_path / "run.yaml"
     path.write_text(yaml_text)
@@ -123,9 +163,21 @@ def test_offline_recipes_train_as_shipped_on_a_tiny_model(recipe, tmp_path, tiny
     from preflab.data import save_records
 
     data = save_records(synthetic_pairs(12), tmp_path / "prefs.jsonl")
-    cfg = load_config(recipe, [f"model.name_or_path={tiny_dir}", f"data.path={data}", f"output_dir={tmp_path / 'run'}",
-                               "train.max_steps=2", "train.batch_size=2", "train.grad_accum=1", "train.bf16=false",
-                               "train.progress=false", "train.save_every=0", "train.eval_every=0"])
+    cfg = load_config(
+        recipe,
+        [
+            f"model.name_or_path={tiny_dir}",
+            f"data.path={data}",
+            f"output_dir={tmp_path / 'run'}",
+            "train.max_steps=2",
+            "train.batch_size=2",
+            "train.grad_accum=1",
+            "train.bf16=false",
+            "train.progress=false",
+            "train.save_every=0",
+            "train.eval_every=0",
+        ],
+    )
     result = train(cfg)
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl", "train")
     assert [row["step"] for row in rows] == [1, 2] and result.final_model_dir is not None
@@ -154,10 +206,20 @@ class Always(Judge):
 def test_a_registered_judge_is_usable_by_name_from_the_online_config(tmp_path):
     register_judge("always_first")(Always)
     try:
-        cfg = make_cfg(tmp_path, "algorithm=online_dpo", "online.judge=always_first", "online.judge_args.p=0.75",
-                       "online.num_prompts=3", "online.max_new_tokens=4", "train.batch_size=2",
-                       "train.max_steps=2", "train.lr=1e-3", "lora.enabled=true", "lora.r=4",
-                       "train.save_final=false")
+        cfg = make_cfg(
+            tmp_path,
+            "algorithm=online_dpo",
+            "online.judge=always_first",
+            "online.judge_args.p=0.75",
+            "online.num_prompts=3",
+            "online.max_new_tokens=4",
+            "train.batch_size=2",
+            "train.max_steps=2",
+            "train.lr=1e-3",
+            "lora.enabled=true",
+            "lora.r=4",
+            "train.save_final=false",
+        )
         model, tok = tiny_model()
         train(cfg, model=model, tokenizer=tok)  # no judge= and no data: both come from the online config
         rows = read_metrics(tmp_path / "metrics.jsonl", "train")
@@ -173,7 +235,10 @@ def test_the_quickstart_refuses_an_algorithm_that_does_not_train_on_its_pairs(tm
     from preflab.pipelines import run_quickstart
     from preflab.pipelines.defaults import quickstart_defaults
 
-    with pytest.raises(ConfigError, match="^field 'algorithm': the quickstart trains on the pairs its annotators "
-                                          "label; algorithm 'online_dpo' does not"):
+    with pytest.raises(
+        ConfigError,
+        match="^field 'algorithm': the quickstart trains on the pairs its annotators "
+        "label; algorithm 'online_dpo' does not",
+    ):
         run_quickstart(quickstart_defaults(["algorithm=online_dpo", f"output_dir={tmp_path}"]))
     assert not any(tmp_path.iterdir())  # refused before any stage ran

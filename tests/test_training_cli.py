@@ -60,13 +60,20 @@ def test_train_command_runs_a_recipe(tmp_path, tiny_dir):
     assert not any("lora" in name for name, _ in final.named_parameters())
 
 
-@pytest.mark.parametrize(("yaml_text", "message", "line"), [
-    ("objective:\n  name: dpo\n  params:\n    bta: 0.1\n", "unknown parameter 'bta' of objective 'dpo'; did you mean 'beta'", 3),
-    ("objective:\n  name: dpo\n  params:\n    beta: -1\n", "parameter 'beta': must be a finite number > 0", 3),
-    ("objective:\n  name: dpoo\n", "unknown objective 'dpoo'; did you mean 'dpo'", 2),
-    ("train:\n  lr: 0.1\n  batch_sise: 4\n", "unknown key 'train.batch_sise'; did you mean 'train.batch_size'", 3),
-    ("train:\n  layout: zigzag\n", "invalid value for 'train.layout'", 2),
-])
+@pytest.mark.parametrize(
+    ("yaml_text", "message", "line"),
+    [
+        (
+            "objective:\n  name: dpo\n  params:\n    bta: 0.1\n",
+            "unknown parameter 'bta' of objective 'dpo'; did you mean 'beta'",
+            3,
+        ),
+        ("objective:\n  name: dpo\n  params:\n    beta: -1\n", "parameter 'beta': must be a finite number > 0", 3),
+        ("objective:\n  name: dpoo\n", "unknown objective 'dpoo'; did you mean 'dpo'", 2),
+        ("train:\n  lr: 0.1\n  batch_sise: 4\n", "unknown key 'train.batch_sise'; did you mean 'train.batch_size'", 3),
+        ("train:\n  layout: zigzag\n", "invalid value for 'train.layout'", 2),
+    ],
+)
 def test_config_errors_name_the_line_and_key(tmp_path, yaml_text, message, line):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml_text)

@@ -1,4 +1,5 @@
-"""Two CPU processes (``accelerate launch --multi_gpu --num_processes 2`` on a machine without GPU: gloo) train to the same weights as one
+"""Two CPU processes (``accelerate launch --multi_gpu --num_processes 2`` on a machine without GPU: gloo) train to
+the same weights as one
 process at the same global batch: the schedule splits each global micro-batch across processes and DDP
 averages their gradients."""
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import os
     import sys
     from pathlib import Path
@@ -34,14 +35,15 @@ SCRIPT = textwrap.dedent('''
     model, tok = tiny_model()
     result = train(cfg, records=records, eval_records=records[:5], model=model, tokenizer=tok)
     # one eval row: the second process has none, and both must still agree on the metrics
-    single = train(make_cfg(out / "single", "objective.name=dpo", f"train.batch_size={{per_device}}", "train.max_steps=1",
+    single = train(make_cfg(out / "single", "objective.name=dpo", f"train.batch_size={{per_device}}",
+                            "train.max_steps=1",
                             "train.save_final=false"), records=records, eval_records=records[:1], model=model,
                    tokenizer=tok)
     if int(os.environ.get("RANK", "0")) == 0:
         save_file({{k: v.detach().clone() for k, v in model.named_parameters()}}, str(out / "weights.safetensors"))
         (out / "eval_loss.txt").write_text(repr(result.eval_metrics["loss"]))
         (out / "single_eval_loss.txt").write_text(repr(single.eval_metrics["loss"]))
-''')
+""")
 
 
 def _free_port() -> int:
@@ -76,9 +78,22 @@ def test_two_processes_match_one_process(tmp_path):
     _run([sys.executable, str(script), str(one), "4"])
     # `accelerate launch --cpu` starts several CPU processes only through mpirun; `--multi_gpu` starts them
     # with torchrun, and on a machine without a GPU the trainer's Accelerator(cpu=True) joins them over gloo.
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                "--main_process_port", str(_free_port())]
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+    ]
     _run([*launcher, str(script), str(two), "2"])
     a, b = load_file(str(one / "weights.safetensors")), load_file(str(two / "weights.safetensors"))
     assert a.keys() == b.keys()
@@ -89,13 +104,18 @@ def test_two_processes_match_one_process(tmp_path):
     assert max((a[k] - initial[k]).abs().max().item() for k in a) > 1e-3  # training moved the weights
     assert diff < 1e-5, diff
     # the eval loss (rows split across processes, then reduced) is the same number
-    assert float((two / "eval_loss.txt").read_text()) == pytest.approx(float((one / "eval_loss.txt").read_text()), abs=1e-6)
+    assert float((two / "eval_loss.txt").read_text()) == pytest.approx(
+        float((one / "eval_loss.txt").read_text()), abs=1e-6
+    )
     assert float((two / "single_eval_loss.txt").read_text()) == pytest.approx(
-        float((one / "single_eval_loss.txt").read_text()), abs=1e-5)
+        float((one / "single_eval_loss.txt").read_text()), abs=1e-5
+    )
     # and the metrics of both runs agree step by step
     from preflab.training import read_metrics
 
-    for ra, rb in zip(read_metrics(one / "metrics.jsonl", "train"), read_metrics(two / "metrics.jsonl", "train"), strict=True):
+    for ra, rb in zip(
+        read_metrics(one / "metrics.jsonl", "train"), read_metrics(two / "metrics.jsonl", "train"), strict=True
+    ):
         assert rb["loss"] == pytest.approx(ra["loss"], abs=1e-6)
         assert rb["tokens"] == ra["tokens"]
 

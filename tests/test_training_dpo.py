@@ -21,23 +21,33 @@ def naive_logprob(model, tok, prompt: str, completion: str) -> float:
     full = tok.apply_chat_template(user + [{"role": "assistant", "content": completion}], tokenize=False)
     assert full.startswith(head) and full.endswith("<|im_end|>\n")
     p = tok(head, add_special_tokens=False)["input_ids"]
-    c = tok(full[len(head):-1], add_special_tokens=False)["input_ids"]  # up to and including <|im_end|>
+    c = tok(full[len(head) : -1], add_special_tokens=False)["input_ids"]  # up to and including <|im_end|>
     assert c[-1] == tok.eos_token_id
     ids = torch.tensor([p + c])
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].double(), dim=-1)
     targets = ids[0, 1:]
     per_token = logp.gather(-1, targets[:, None]).squeeze(-1)
-    return per_token[len(p) - 1:].sum().item()
+    return per_token[len(p) - 1 :].sum().item()
 
 
 @pytest.mark.parametrize("layout", ["padded", "prefix_shared"])
 def test_logged_dpo_loss_equals_the_formula(tmp_path, layout):
     records = synthetic_pairs(3)
     beta = 0.5
-    cfg = make_cfg(tmp_path, "objective.name=dpo", f"objective.params={{beta: {beta}}}", "train.batch_size=3",
-                   "train.max_steps=2", "train.lr=5e-3", "train.save_every=1", "train.keep_last=5",
-                   f"train.layout={layout}", "reference.mode=frozen_copy", "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        "objective.name=dpo",
+        f"objective.params={{beta: {beta}}}",
+        "train.batch_size=3",
+        "train.max_steps=2",
+        "train.lr=5e-3",
+        "train.save_every=1",
+        "train.keep_last=5",
+        f"train.layout={layout}",
+        "reference.mode=frozen_copy",
+        "train.save_final=false",
+    )
     model, tok = tiny_model()
     train(cfg, records=records, model=model, tokenizer=tok)
     rows = read_metrics(tmp_path / "metrics.jsonl", "train")

@@ -31,8 +31,9 @@ def _sig(z: float) -> float:
 
 
 def _completion(tok, text):
-    return Completion(text=text, token_ids=tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id],
-                      finish_reason="stop")
+    return Completion(
+        text=text, token_ids=tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id], finish_reason="stop"
+    )
 
 
 def test_win_rates_leave_each_sample_out_of_its_own_estimate():
@@ -51,8 +52,14 @@ def test_a_round_pairs_best_against_worst_with_the_judges_win_rates():
     assert data.winrates.tolist() == [pytest.approx([w[1], w[2]], abs=1e-7)]
     assert data.metrics["iterative/winrate_chosen"] == pytest.approx(w[1], abs=1e-7)
 
-    every = build_round(["q"], [[_completion(tok, t) for t in texts]], LengthJudge(scale=1.0), Tokenizer(tok),
-                        rule="all", soft_labels=True)
+    every = build_round(
+        ["q"],
+        [[_completion(tok, t) for t in texts]],
+        LengthJudge(scale=1.0),
+        Tokenizer(tok),
+        rule="all",
+        soft_labels=True,
+    )
     got = {(tok.decode(e.completions[0][:-1]), tok.decode(e.completions[1][:-1])): e.prob for e in every.examples}
     assert got == pytest.approx({("abcdef", "ab"): _sig(4), ("ab", "a"): _sig(1), ("abcdef", "a"): _sig(5)})
 
@@ -75,8 +82,9 @@ def test_sppo_gets_the_judges_estimated_win_rates_as_its_soft_labels():
     def sample(prompts, seed, k):
         return [[_completion(tok, t) for t in answers[p][:k]] for p in prompts]
 
-    schedule = IterativeSchedule(PROMPTS, sample, LengthJudge(scale=2.0), Tokenizer(tok), 4, rounds=1,
-                                 samples_per_prompt=4)
+    schedule = IterativeSchedule(
+        PROMPTS, sample, LengthJudge(scale=2.0), Tokenizer(tok), 4, rounds=1, samples_per_prompt=4
+    )
     batch = schedule.next_batch()
     lengths = [3, 9, 5, 1]
     w = [sum(_sig((a - b) / 2.0) for b in lengths if b != a) / 3 for a in lengths]
@@ -118,22 +126,31 @@ def _spy_objective(monkeypatch, name: str) -> list:
 def test_sppo_in_the_loop_trains_on_the_win_rates_of_its_own_judged_samples(tmp_path, monkeypatch):
     seen = _spy_objective(monkeypatch, "sppo")
     judge = RecordingJudge(scale=2.0)
-    cfg = make_cfg(tmp_path, "algorithm=sppo", "iterative.rounds=1", "iterative.samples_per_prompt=3",
-                   "train.batch_size=4", "online.max_new_tokens=8", "online.temperature=1.0", "train.lr=1e-3",
-                   "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        "algorithm=sppo",
+        "iterative.rounds=1",
+        "iterative.samples_per_prompt=3",
+        "train.batch_size=4",
+        "online.max_new_tokens=8",
+        "online.temperature=1.0",
+        "train.lr=1e-3",
+        "train.save_final=false",
+    )
     model, tok = tiny_model(**TINY)
     train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=judge)
     # K = 3: the judge saw (y0, y1), (y0, y2), (y1, y2) per prompt; win rates by hand from the texts it saw
     expected = []
     for g in range(len(PROMPTS)):
-        (_, y0, y1), (_, _, y2), _ = judge.calls[3 * g: 3 * g + 3]
+        (_, y0, y1), (_, _, y2), _ = judge.calls[3 * g : 3 * g + 3]
         lengths = [len(y) for y in (y0, y1, y2)]
         w = [sum(_sig((lengths[k] - lengths[j]) / 2.0) for j in range(3) if j != k) / 2 for k in range(3)]
         expected.append((max(w), min(w)))
     (inputs,) = seen  # one step: the round's 4 pairs in one batch
     got = list(zip(inputs.chosen_winrate.tolist(), inputs.rejected_winrate.tolist(), strict=True))
-    assert [v for pair in sorted(got) for v in pair] == pytest.approx([v for pair in sorted(expected) for v in pair],
-                                                                      abs=1e-7)
+    assert [v for pair in sorted(got) for v in pair] == pytest.approx(
+        [v for pair in sorted(expected) for v in pair], abs=1e-7
+    )
 
 
 def _reference_spy(monkeypatch) -> list:
@@ -171,14 +188,30 @@ def _snapshot_at(steps: set[int], model, out: dict):
 def test_the_reference_of_each_round_is_the_policy_at_the_end_of_the_previous_round(tmp_path, monkeypatch, lora):
     seen = _reference_spy(monkeypatch)
     extra = ["lora.enabled=true", "lora.r=4", "lora.dropout=0.1"] if lora else []
-    cfg = make_cfg(tmp_path, "algorithm=iterative_dpo", "iterative.rounds=3", "iterative.samples_per_prompt=3",
-                   "iterative.steps_per_round=2", "train.batch_size=2", "online.max_new_tokens=6",
-                   "online.temperature=1.0", "train.lr=1e-2", "train.save_final=false", *extra)
+    cfg = make_cfg(
+        tmp_path,
+        "algorithm=iterative_dpo",
+        "iterative.rounds=3",
+        "iterative.samples_per_prompt=3",
+        "iterative.steps_per_round=2",
+        "train.batch_size=2",
+        "online.max_new_tokens=6",
+        "online.temperature=1.0",
+        "train.lr=1e-2",
+        "train.save_final=false",
+        *extra,
+    )
     model, tok = tiny_model(**TINY)
     initial = copy.deepcopy(model)
     snapshots: dict = {}
-    train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge(),
-          callbacks=[_snapshot_at({2, 4}, model, snapshots)])
+    train(
+        cfg,
+        records=PROMPTS,
+        model=model,
+        tokenizer=tok,
+        judge=LengthJudge(),
+        callbacks=[_snapshot_at({2, 4}, model, snapshots)],
+    )
     assert len(seen) == 6
     for step, (batch, ref, _) in enumerate(seen, start=1):
         pi_t = initial if step <= 2 else snapshots[2 * ((step - 1) // 2)]
@@ -196,14 +229,30 @@ def test_inpo_regresses_towards_pi_ref_and_anchors_at_pi_t(tmp_path, monkeypatch
     """INPO's h(y) = log π − ητ log π_ref − (1 − ητ) log π_t: ``ref_*`` stays π_0, ``anchor_*`` is π_t."""
     seen = _reference_spy(monkeypatch)
     extra = ["lora.enabled=true", "lora.r=4"] if lora else []
-    cfg = make_cfg(tmp_path, "algorithm=inpo", "iterative.rounds=2", "iterative.samples_per_prompt=3",
-                   "iterative.steps_per_round=2", "train.batch_size=2", "online.max_new_tokens=6",
-                   "online.temperature=1.0", "train.lr=1e-2", "train.save_final=false", *extra)
+    cfg = make_cfg(
+        tmp_path,
+        "algorithm=inpo",
+        "iterative.rounds=2",
+        "iterative.samples_per_prompt=3",
+        "iterative.steps_per_round=2",
+        "train.batch_size=2",
+        "online.max_new_tokens=6",
+        "online.temperature=1.0",
+        "train.lr=1e-2",
+        "train.save_final=false",
+        *extra,
+    )
     model, tok = tiny_model(**TINY)
     initial = copy.deepcopy(model)
     snapshots: dict = {}
-    train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge(),
-          callbacks=[_snapshot_at({2}, model, snapshots)])
+    train(
+        cfg,
+        records=PROMPTS,
+        model=model,
+        tokenizer=tok,
+        judge=LengthJudge(),
+        callbacks=[_snapshot_at({2}, model, snapshots)],
+    )
     assert len(seen) == 4
     for step, (batch, ref, anchor) in enumerate(seen, start=1):
         assert (ref - _score(initial, batch)).abs().max().item() <= 1e-6, step
@@ -213,24 +262,43 @@ def test_inpo_regresses_towards_pi_ref_and_anchors_at_pi_t(tmp_path, monkeypatch
 
 def test_dno_gets_the_round_win_rates_as_its_targets(tmp_path, monkeypatch):
     seen = _spy_objective(monkeypatch, "dno")
-    cfg = make_cfg(tmp_path, "algorithm=dno", "iterative.rounds=1", "iterative.samples_per_prompt=3",
-                   "train.batch_size=4", "online.max_new_tokens=8", "online.temperature=1.0", "train.lr=1e-3",
-                   "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        "algorithm=dno",
+        "iterative.rounds=1",
+        "iterative.samples_per_prompt=3",
+        "train.batch_size=4",
+        "online.max_new_tokens=8",
+        "online.temperature=1.0",
+        "train.lr=1e-3",
+        "train.save_final=false",
+    )
     model, tok = tiny_model(**TINY)
     train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge(scale=2.0))
     (inputs,) = seen
-    assert torch.equal(inputs.win_chosen, inputs.chosen_winrate) and torch.equal(inputs.win_rejected,
-                                                                                 inputs.rejected_winrate)
+    assert torch.equal(inputs.win_chosen, inputs.chosen_winrate) and torch.equal(
+        inputs.win_rejected, inputs.rejected_winrate
+    )
     assert bool((inputs.win_chosen >= inputs.win_rejected).all())  # best against worst
     assert torch.equal(inputs.anchor_chosen, inputs.ref_chosen)  # round 1: π_t = π_0
 
 
 def test_iterative_dpo_against_the_initial_policy_keeps_pi_0(tmp_path, monkeypatch):
     seen = _reference_spy(monkeypatch)
-    cfg = make_cfg(tmp_path, "algorithm=iterative_dpo", "iterative.reference=initial", "iterative.rounds=2",
-                   "iterative.samples_per_prompt=2", "train.batch_size=2", "online.max_new_tokens=6",
-                   "online.temperature=1.0", "train.lr=1e-2", "lora.enabled=true", "lora.r=4",
-                   "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        "algorithm=iterative_dpo",
+        "iterative.reference=initial",
+        "iterative.rounds=2",
+        "iterative.samples_per_prompt=2",
+        "train.batch_size=2",
+        "online.max_new_tokens=6",
+        "online.temperature=1.0",
+        "train.lr=1e-2",
+        "lora.enabled=true",
+        "lora.r=4",
+        "train.save_final=false",
+    )
     model, tok = tiny_model(**TINY)
     initial = copy.deepcopy(model)
     train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge())
@@ -242,10 +310,23 @@ def test_iterative_dpo_against_the_initial_policy_keeps_pi_0(tmp_path, monkeypat
 
 
 def _resumable(out, *, algorithm="sppo", callbacks=(), resume=False):
-    cfg = make_cfg(out, f"algorithm={algorithm}", "iterative.rounds=3", "iterative.samples_per_prompt=3",
-                   "iterative.steps_per_round=3", "train.batch_size=2", "online.max_new_tokens=6",
-                   "online.temperature=1.0", "train.lr=3e-3", "train.save_every=2", "lora.enabled=true",
-                   "lora.r=4", "lora.dropout=0.1", f"train.resume={str(resume).lower()}", "train.save_final=false")
+    cfg = make_cfg(
+        out,
+        f"algorithm={algorithm}",
+        "iterative.rounds=3",
+        "iterative.samples_per_prompt=3",
+        "iterative.steps_per_round=3",
+        "train.batch_size=2",
+        "online.max_new_tokens=6",
+        "online.temperature=1.0",
+        "train.lr=3e-3",
+        "train.save_every=2",
+        "lora.enabled=true",
+        "lora.r=4",
+        "lora.dropout=0.1",
+        f"train.resume={str(resume).lower()}",
+        "train.save_final=false",
+    )
     model, tok = tiny_model(**TINY)
     result = train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge(), callbacks=callbacks)
     return model, result

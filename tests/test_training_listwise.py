@@ -46,8 +46,14 @@ def test_a_ranking_without_scores_or_with_one_response_is_a_row_error():
 
 @pytest.mark.parametrize("algorithm", ["pro", "lipo"])
 def test_the_first_step_is_the_objective_on_each_lists_log_probs(tmp_path, algorithm):
-    cfg = make_cfg(tmp_path, f"algorithm={algorithm}", "train.batch_size=4", "train.max_steps=1",
-                   "train.save_final=false", "train.lr=1e-3")
+    cfg = make_cfg(
+        tmp_path,
+        f"algorithm={algorithm}",
+        "train.batch_size=4",
+        "train.max_steps=1",
+        "train.save_final=false",
+        "train.lr=1e-3",
+    )
     model, tok = tiny_model(**TINY)
     initial = copy.deepcopy(model).eval()
     train(cfg, records=RANKINGS, model=model, tokenizer=tok)
@@ -68,16 +74,23 @@ def test_the_first_step_is_the_objective_on_each_lists_log_probs(tmp_path, algor
                 policy[g, j] = scorer(single.sequences).float()[0]
             scores[g, j], mask[g, j], length[g, j] = ex.scores[j], True, len(comp)
     spec = REGISTRY[algorithm]
-    inputs = RankingInputs(policy=policy, ref=policy.clone() if spec.needs_ref else None, scores=scores,
-                           mask=mask, length=length)
+    inputs = RankingInputs(
+        policy=policy, ref=policy.clone() if spec.needs_ref else None, scores=scores, mask=mask, length=length
+    )
     loss, _ = spec.fn(inputs, spec.make_params())
     assert row["loss"] == pytest.approx(loss.item(), rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.parametrize("algorithm", ["pro", "lipo"])
 def test_steps_on_a_fixed_batch_of_rankings_lower_the_loss(tmp_path, algorithm):
-    cfg = make_cfg(tmp_path, f"algorithm={algorithm}", "train.batch_size=4", "train.max_steps=4", "train.lr=3e-3",
-                   "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        f"algorithm={algorithm}",
+        "train.batch_size=4",
+        "train.max_steps=4",
+        "train.lr=3e-3",
+        "train.save_final=false",
+    )
     model, tok = tiny_model(**TINY)
     result = train(cfg, records=RANKINGS, eval_records=RANKINGS, model=model, tokenizer=tok)
     first = read_metrics(tmp_path / "metrics.jsonl", "train")[0]["loss"]  # before the first update

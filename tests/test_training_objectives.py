@@ -14,9 +14,11 @@ from test_training_utils import make_cfg, synthetic_pairs
 
 # policy objectives on pairs / unpaired labels (bt_reward trains a reward model: tests/test_reward_model.py;
 # the ranking algorithms PRO and LiPO: tests/test_training_listwise.py)
-OFFLINE = sorted(name for name, algo in ALGORITHMS.items()
-                 if algo.on_lm and lm_schedule(algo) == "offline" and algo.model == "policy"
-                 and algo.data != "offline_rankings")
+OFFLINE = sorted(
+    name
+    for name, algo in ALGORITHMS.items()
+    if algo.on_lm and lm_schedule(algo) == "offline" and algo.model == "policy" and algo.data != "offline_rankings"
+)
 
 
 def _spec(name):
@@ -32,8 +34,14 @@ def test_the_table_has_offline_lm_algorithms_of_both_kinds():
 def test_steps_on_a_fixed_batch_lower_the_loss(name, tmp_path):
     records = synthetic_pairs(4)
     n = 4 if _spec(name).inputs == "pair" else 8  # unpaired objectives see each pair as two examples
-    cfg = make_cfg(tmp_path, f"algorithm={name}", f"train.batch_size={n}", "train.max_steps=4",
-                   "train.lr=3e-3", "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        f"algorithm={name}",
+        f"train.batch_size={n}",
+        "train.max_steps=4",
+        "train.lr=3e-3",
+        "train.save_final=false",
+    )
     model, tok = tiny_model(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
     result = train(cfg, records=records, eval_records=records, model=model, tokenizer=tok)
     rows = read_metrics(tmp_path / "metrics.jsonl", "train")

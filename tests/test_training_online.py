@@ -28,22 +28,30 @@ def test_schedule_orders_each_pair_by_the_judge_and_trains_on_the_sampled_ids():
 
     def sample(prompts, seed):
         calls.append((list(prompts), seed))
-        return [[_completion(tok, f"a{i}"), _completion(tok, f"longer answer {i}", eos=False)]
-                for i in range(len(prompts))]
+        return [
+            [_completion(tok, f"a{i}"), _completion(tok, f"longer answer {i}", eos=False)] for i in range(len(prompts))
+        ]
 
-    schedule = OnlineSchedule(PROMPTS, sample, LengthJudge(scale=4.0), Tokenizer(tok), batch_size=2, seed=3,
-                              soft_labels=True)
+    schedule = OnlineSchedule(
+        PROMPTS, sample, LengthJudge(scale=4.0), Tokenizer(tok), batch_size=2, seed=3, soft_labels=True
+    )
     batch = schedule.next_batch()
-    (prompts, seed), = calls
+    ((prompts, seed),) = calls
     assert len(prompts) == 2 and seed == schedule.sampling_seed(0)
     seqs = batch.sequences
-    per_seq = [[t for t, s in zip(seqs.target_ids.tolist(), seqs.sequence_index.tolist(), strict=True) if s == k]
-               for k in range(4)]
+    per_seq = [
+        [t for t, s in zip(seqs.target_ids.tolist(), seqs.sequence_index.tolist(), strict=True) if s == k]
+        for k in range(4)
+    ]
     # sequences: chosen of pair 0, 1, then rejected of pair 0, 1; exactly the sampled ids (no EOS added
     # to the completion that hit max_new_tokens)
     eos = tok.eos_token_id
-    assert [tok.decode(ids) for ids in per_seq] == ["longer answer 0", "longer answer 1", "a0" + tok.eos_token,
-                                                    "a1" + tok.eos_token]
+    assert [tok.decode(ids) for ids in per_seq] == [
+        "longer answer 0",
+        "longer answer 1",
+        "a0" + tok.eos_token,
+        "a1" + tok.eos_token,
+    ]
     assert per_seq[0][-1] != eos and per_seq[2][-1] == eos
     p = 1 / (1 + math.exp(-(15 - 2) / 4.0))  # the judge's P(longer ≻ short)
     assert batch.prob.tolist() == pytest.approx([p, p])
@@ -58,8 +66,9 @@ def test_judge_must_return_probabilities():
             return 1.5
 
     tok = tiny_tokenizer()
-    schedule = OnlineSchedule(PROMPTS, lambda ps, s: [[_completion(tok, "x")] * 2 for _ in ps], Broken(),
-                              Tokenizer(tok), 2)
+    schedule = OnlineSchedule(
+        PROMPTS, lambda ps, s: [[_completion(tok, "x")] * 2 for _ in ps], Broken(), Tokenizer(tok), 2
+    )
     with pytest.raises(DataError, match="not a probability"):
         schedule.next_batch()
 
@@ -74,9 +83,18 @@ def test_prompts_of_dedupes_in_order():
 
 
 def test_online_dpo_trains_from_its_own_samples(tmp_path):
-    cfg = make_cfg(tmp_path, "objective.name=online_dpo", "train.batch_size=2", "train.max_steps=3", "train.lr=1e-3",
-                   "online.max_new_tokens=6", "online.temperature=1.0", "lora.enabled=true", "lora.r=4",
-                   "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        "objective.name=online_dpo",
+        "train.batch_size=2",
+        "train.max_steps=3",
+        "train.lr=1e-3",
+        "online.max_new_tokens=6",
+        "online.temperature=1.0",
+        "lora.enabled=true",
+        "lora.r=4",
+        "train.save_final=false",
+    )
     model, tok = tiny_model()
     result = train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge())
     rows = read_metrics(tmp_path / "metrics.jsonl", "train")
@@ -90,10 +108,23 @@ def test_online_dpo_trains_from_its_own_samples(tmp_path):
     assert result.steps == 3 and math.isfinite(result.train_metrics["loss"])
 
     # same seed, same samples, same numbers
-    cfg2 = make_cfg(tmp_path / "again", *[f"{k}={v}" for k, v in (
-        ("objective.name", "online_dpo"), ("train.batch_size", 2), ("train.max_steps", 3), ("train.lr", 1e-3),
-        ("online.max_new_tokens", 6), ("online.temperature", 1.0), ("lora.enabled", "true"), ("lora.r", 4),
-        ("train.save_final", "false"))])
+    cfg2 = make_cfg(
+        tmp_path / "again",
+        *[
+            f"{k}={v}"
+            for k, v in (
+                ("objective.name", "online_dpo"),
+                ("train.batch_size", 2),
+                ("train.max_steps", 3),
+                ("train.lr", 1e-3),
+                ("online.max_new_tokens", 6),
+                ("online.temperature", 1.0),
+                ("lora.enabled", "true"),
+                ("lora.r", 4),
+                ("train.save_final", "false"),
+            )
+        ],
+    )
     model2, _ = tiny_model()
     train(cfg2, records=PROMPTS, model=model2, tokenizer=tok, judge=LengthJudge())
     rows2 = read_metrics(tmp_path / "again" / "metrics.jsonl", "train")
@@ -105,20 +136,38 @@ def test_online_needs_max_steps_and_no_cached_reference(tmp_path):
 
     model, tok = tiny_model()
     with pytest.raises(ConfigError, match="max_steps"):
-        train(make_cfg(tmp_path, "objective.name=online_dpo"), records=PROMPTS, model=model, tokenizer=tok,
-              judge=LengthJudge())
+        train(
+            make_cfg(tmp_path, "objective.name=online_dpo"),
+            records=PROMPTS,
+            model=model,
+            tokenizer=tok,
+            judge=LengthJudge(),
+        )
     with pytest.raises(ConfigError, match="cannot be cached"):
-        train(make_cfg(tmp_path, "objective.name=online_dpo", "reference.mode=cached", "train.max_steps=1"),
-              records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge())
+        train(
+            make_cfg(tmp_path, "objective.name=online_dpo", "reference.mode=cached", "train.max_steps=1"),
+            records=PROMPTS,
+            model=model,
+            tokenizer=tok,
+            judge=LengthJudge(),
+        )
 
 
 def test_online_runs_on_suite_prompts_log_gold_and_proxy_reward_for_the_over_optimisation_curve(tmp_path):
     from preflab.evaluation.report import build_report
     from preflab.feedback.tasks import get_suite
 
-    cfg = make_cfg(tmp_path, "objective.name=online_dpo", "train.batch_size=2", "train.max_steps=3", "train.lr=1e-3",
-                   "online.max_new_tokens=6", "online.temperature=1.0", "online.num_prompts=4",
-                   "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        "objective.name=online_dpo",
+        "train.batch_size=2",
+        "train.max_steps=3",
+        "train.lr=1e-3",
+        "online.max_new_tokens=6",
+        "online.temperature=1.0",
+        "online.num_prompts=4",
+        "train.save_final=false",
+    )
     model, tok = tiny_model()
     train(cfg, model=model, tokenizer=tok)  # judge: gold, prompts: the suite's
     rows = read_metrics(tmp_path / "metrics.jsonl", "train")

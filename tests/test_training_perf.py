@@ -18,8 +18,9 @@ from test_training_utils import make_cfg
 
 def _varied_pairs(n: int) -> list[PreferencePair]:
     """Pairs whose prompts and completions differ in length, so batches of different rows pad differently."""
-    return [PreferencePair("Say " + "word " * (1 + i % 5), "yes " * (1 + (3 * i) % 7), "no" * (1 + i % 4))
-            for i in range(n)]
+    return [
+        PreferencePair("Say " + "word " * (1 + i % 5), "yes " * (1 + (3 * i) % 7), "no" * (1 + i % 4)) for i in range(n)
+    ]
 
 
 def test_fused_adamw_matches_the_for_loop_update():
@@ -30,8 +31,9 @@ def test_fused_adamw_matches_the_for_loop_update():
     cfg = make_cfg("unused", "train.lr=0.1", "train.weight_decay=0.01").train
     fused = build_optimizer(a, cfg)
     assert fused.defaults["fused"] and fused_adamw_supported(list(a.parameters()))
-    plain = torch.optim.AdamW([{"params": [b.weight], "weight_decay": 0.01}, {"params": [b.bias], "weight_decay": 0.0}],
-                              lr=0.1)
+    plain = torch.optim.AdamW(
+        [{"params": [b.weight], "weight_decay": 0.01}, {"params": [b.bias], "weight_decay": 0.0}], lr=0.1
+    )
     x = torch.randn(5, 4)
     for _ in range(3):
         for model, opt in ((a, fused), (b, plain)):
@@ -60,8 +62,16 @@ def test_first_epoch_is_the_batches_training_draws_and_leaves_the_position():
 @pytest.mark.parametrize("layout", ["padded", "prefix_shared"])
 def test_cached_reference_gives_exactly_log2_at_step_one_in_bf16(tmp_path, layout):
     model, tok = tiny_model()
-    cfg = make_cfg(tmp_path, "objective.name=dpo", "train.batch_size=3", "train.max_steps=1", "train.bf16=true",
-                   f"train.layout={layout}", "reference.mode=cached", "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        "objective.name=dpo",
+        "train.batch_size=3",
+        "train.max_steps=1",
+        "train.bf16=true",
+        f"train.layout={layout}",
+        "reference.mode=cached",
+        "train.save_final=false",
+    )
     train(cfg, records=_varied_pairs(9), model=model, tokenizer=tok)
     (step1,) = read_metrics(tmp_path / "metrics.jsonl", "train")
     assert step1["loss"] == pytest.approx(math.log(2), abs=1e-7)
@@ -78,9 +88,17 @@ def test_cached_lora_reference_is_scored_through_the_policys_own_kernels(tmp_pat
         cls = getattr(build, name)
         monkeypatch.setattr(build, name, lambda *a, _cls=cls, **k: used.append(_cls.__name__) or _cls(*a, **k))
     model, tok = tiny_model()
-    cfg = make_cfg(tmp_path, "objective.name=dpo", "train.batch_size=3", "train.max_steps=1", "train.bf16=true",
-                   "reference.mode=cached", "lora.enabled=true", f"lora.dropout={lora_dropout}",
-                   "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        "objective.name=dpo",
+        "train.batch_size=3",
+        "train.max_steps=1",
+        "train.bf16=true",
+        "reference.mode=cached",
+        "lora.enabled=true",
+        f"lora.dropout={lora_dropout}",
+        "train.save_final=false",
+    )
     train(cfg, records=_varied_pairs(6), model=model, tokenizer=tok)
     assert used == ["FrozenCopyReference"]
     if lora_dropout == 0.0:  # with dropout on, the policy's step-1 forward drops inputs: not π_ref's forward
@@ -142,9 +160,18 @@ def test_compiled_lora_run_scores_its_cache_with_the_graphs_training_runs(tmp_pa
 
     monkeypatch.setattr(build, "build_reference_table", counted)
     model, tok = tiny_model()
-    cfg = make_cfg(tmp_path, "objective.name=dpo", "train.batch_size=3", "train.max_steps=2", "train.bf16=true",
-                   "reference.mode=cached", "lora.enabled=true", "lora.dropout=0.0", "train.compile=true",
-                   "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        "objective.name=dpo",
+        "train.batch_size=3",
+        "train.max_steps=2",
+        "train.bf16=true",
+        "reference.mode=cached",
+        "lora.enabled=true",
+        "lora.dropout=0.0",
+        "train.compile=true",
+        "train.save_final=false",
+    )
     train(cfg, records=_varied_pairs(6), model=model, tokenizer=tok)
     (step1, _) = read_metrics(tmp_path / "metrics.jsonl", "train")
     assert step1["loss"] == pytest.approx(math.log(2), abs=1e-7)
@@ -188,8 +215,16 @@ def test_compiled_blocks_train_like_eager(tmp_path):
     runs = {}
     for name, extra in (("eager", ()), ("compiled", ("train.compile=true",))):
         model, tok = tiny_model()
-        cfg = make_cfg(tmp_path / name, "objective.name=dpo", "train.batch_size=3", "train.max_steps=3",
-                       "train.lr=3e-3", "reference.mode=frozen_copy", "train.save_final=false", *extra)
+        cfg = make_cfg(
+            tmp_path / name,
+            "objective.name=dpo",
+            "train.batch_size=3",
+            "train.max_steps=3",
+            "train.lr=3e-3",
+            "reference.mode=frozen_copy",
+            "train.save_final=false",
+            *extra,
+        )
         torch._dynamo.reset()
         counters.clear()
         train(cfg, records=_varied_pairs(9), model=model, tokenizer=tok)
@@ -286,8 +321,10 @@ def test_compiled_backward_keeps_the_flash_attention_forward(monkeypatch, must_s
     seqs = collate_examples(examples, "pair", "prefix_shared", tok.pad_token_id).sequences
     scorer = SequenceScorer(model, chunk_size=64)
     # the configs are restored after the test; no cached graph may hide the partition
-    with functorch_config.patch(activation_memory_budget=1.0), \
-            inductor_config.patch(joint_custom_pre_pass=None, force_disable_caches=True):
+    with (
+        functorch_config.patch(activation_memory_budget=1.0),
+        inductor_config.patch(joint_custom_pre_pass=None, force_disable_caches=True),
+    ):
         torch._dynamo.reset()
         compile_mod.compile_blocks(model, memory_budget=0.5)
         with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -11,21 +11,26 @@ from preflab.models import tiny_model
 from preflab.training import read_metrics, train
 from test_training_utils import make_cfg, max_abs_diff, state, synthetic_pairs
 
-COMMON = ("objective.name=dpo", "train.batch_size=2", "train.max_steps=3", "train.lr=3e-3",
-          "train.save_final=false")
+COMMON = ("objective.name=dpo", "train.batch_size=2", "train.max_steps=3", "train.lr=3e-3", "train.save_final=false")
 
 
 def _losses(out, *extra, records=None, eval_records=None):
     model, tok = tiny_model()
-    result = train(make_cfg(out, *COMMON, *extra), records=records or synthetic_pairs(4),
-                   eval_records=eval_records, model=model, tokenizer=tok)
+    result = train(
+        make_cfg(out, *COMMON, *extra),
+        records=records or synthetic_pairs(4),
+        eval_records=eval_records,
+        model=model,
+        tokenizer=tok,
+    )
     return [r["loss"] for r in read_metrics(out / "metrics.jsonl", "train")], model, result
 
 
 def test_cached_reference_equals_frozen_copy(tmp_path):
     records = synthetic_pairs(4)
-    frozen, m1, r1 = _losses(tmp_path / "frozen", "reference.mode=frozen_copy", records=records,
-                             eval_records=records[:3])
+    frozen, m1, r1 = _losses(
+        tmp_path / "frozen", "reference.mode=frozen_copy", records=records, eval_records=records[:3]
+    )
     cached, m2, r2 = _losses(tmp_path / "cached", "reference.mode=cached", records=records, eval_records=records[:3])
     assert cached == pytest.approx(frozen, abs=1e-6)
     assert max_abs_diff(state(m1), state(m2)) < 1e-6
@@ -43,8 +48,15 @@ def test_cached_reference_equals_adapters_disabled_with_lora(tmp_path):
     assert cached == pytest.approx(disabled, abs=1e-6)
 
 
-@pytest.mark.parametrize("option", ["train.gradient_checkpointing=true", "train.layout=packed",
-                                    "train.layout=prefix_shared", "train.chunked_lm_head=false"])
+@pytest.mark.parametrize(
+    "option",
+    [
+        "train.gradient_checkpointing=true",
+        "train.layout=packed",
+        "train.layout=prefix_shared",
+        "train.chunked_lm_head=false",
+    ],
+)
 def test_memory_and_layout_options_do_not_change_the_numbers(tmp_path, option):
     base, m1, _ = _losses(tmp_path / "base")
     other, m2, _ = _losses(tmp_path / "other", option)
@@ -64,8 +76,16 @@ def test_unmerged_lora_adapter_is_saved(tmp_path, tiny_dir):
     from preflab.data import save_records
 
     data = save_records(synthetic_pairs(4), tmp_path / "prefs.jsonl")
-    cfg = make_cfg(tmp_path / "run", *COMMON[:-1], "train.max_steps=1", "lora.enabled=true", "lora.r=2",
-                   "train.merge_lora=false", f"model.name_or_path={tiny_dir}", f"data.path={data}")
+    cfg = make_cfg(
+        tmp_path / "run",
+        *COMMON[:-1],
+        "train.max_steps=1",
+        "lora.enabled=true",
+        "lora.r=2",
+        "train.merge_lora=false",
+        f"model.name_or_path={tiny_dir}",
+        f"data.path={data}",
+    )
     result = train(cfg)
     names = sorted(p.name for p in result.final_model_dir.iterdir())
     assert "adapter_config.json" in names and "adapter_model.safetensors" in names
@@ -75,8 +95,10 @@ def test_unmerged_lora_adapter_is_saved(tmp_path, tiny_dir):
     assert any("lora_A" in n for n, _ in model.named_parameters())
 
 
-@pytest.mark.parametrize("mode", [("lora.enabled=true", "lora.r=4", "lora.dropout=0.0", "reference.mode=cached"),
-                                  ("reference.mode=frozen_copy",)])
+@pytest.mark.parametrize(
+    "mode",
+    [("lora.enabled=true", "lora.r=4", "lora.dropout=0.0", "reference.mode=cached"), ("reference.mode=frozen_copy",)],
+)
 def test_frozen_weight_casts_change_no_number_and_are_released(tmp_path, monkeypatch, mode):
     import preflab.training.build as build
     from preflab.models.casts import FrozenCasts

@@ -32,19 +32,35 @@ def kill_at(step: int):
 
 
 def _run(out, extra, records, *, callbacks=(), resume=False):
-    cfg = make_cfg(out, "train.batch_size=2", "train.grad_accum=2", "train.max_steps=6", "train.lr=3e-3",
-                   "train.save_every=2", "train.weight_decay=0.01", "train.scheduler=cosine",
-                   "train.warmup_steps=2", "train.max_grad_norm=1.0", f"train.resume={str(resume).lower()}",
-                   "train.save_final=false", *extra)
+    cfg = make_cfg(
+        out,
+        "train.batch_size=2",
+        "train.grad_accum=2",
+        "train.max_steps=6",
+        "train.lr=3e-3",
+        "train.save_every=2",
+        "train.weight_decay=0.01",
+        "train.scheduler=cosine",
+        "train.warmup_steps=2",
+        "train.max_grad_norm=1.0",
+        f"train.resume={str(resume).lower()}",
+        "train.save_final=false",
+        *extra,
+    )
     model, tok = tiny_model()
     result = train(cfg, records=records, model=model, tokenizer=tok, callbacks=callbacks)
     return model, result
 
 
-@pytest.mark.parametrize("extra", [
-    pytest.param(["objective.name=dpo"], id="full-dpo"),
-    pytest.param(["objective.name=kto", "lora.enabled=true", "lora.dropout=0.2", "lora.r=4"], id="lora-kto-dropout"),
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param(["objective.name=dpo"], id="full-dpo"),
+        pytest.param(
+            ["objective.name=kto", "lora.enabled=true", "lora.dropout=0.2", "lora.r=4"], id="lora-kto-dropout"
+        ),
+    ],
+)
 def test_killed_then_resumed_equals_uninterrupted(tmp_path, extra):
     records = synthetic_pairs(5)  # 5 examples, global batch 2: batches straddle epoch ends
     whole, _ = _run(tmp_path / "a", extra, records)
@@ -67,16 +83,31 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path, extra):
 
 def test_checkpoint_contents_and_pruning(tmp_path):
     records = synthetic_pairs(4)
-    cfg = make_cfg(tmp_path, "train.batch_size=2", "train.max_steps=5", "train.save_every=1", "train.keep_last=2",
-                   "lora.enabled=true", "lora.r=2", "train.save_final=false")
+    cfg = make_cfg(
+        tmp_path,
+        "train.batch_size=2",
+        "train.max_steps=5",
+        "train.save_every=1",
+        "train.keep_last=2",
+        "lora.enabled=true",
+        "lora.r=2",
+        "train.save_final=false",
+    )
     model, tok = tiny_model()
     train(cfg, records=records, model=model, tokenizer=tok)
     ckpts = list_checkpoints(tmp_path / "checkpoints")
     assert [s for s, _ in ckpts] == [4, 5]
     last = latest_checkpoint(tmp_path / "checkpoints")
     names = sorted(p.name for p in last.iterdir())
-    assert names == ["model.safetensors", "optimizer.json", "optimizer.safetensors", "rng-rank0.json",
-                     "rng-rank0.safetensors", "scheduler.json", "state.json"]
+    assert names == [
+        "model.safetensors",
+        "optimizer.json",
+        "optimizer.safetensors",
+        "rng-rank0.json",
+        "rng-rank0.safetensors",
+        "scheduler.json",
+        "state.json",
+    ]
     from safetensors.torch import load_file
 
     weights = load_file(str(last / "model.safetensors"))
@@ -122,9 +153,17 @@ def nan_objective():
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, nan_objective):
     records = synthetic_pairs(4)
-    cfg = make_cfg(tmp_path, f"algorithm={nan_objective}", "objective.params={nan_at_call: 3}",
-                   "train.batch_size=2", "train.max_steps=5", "train.save_every=1", "train.keep_last=5",
-                   "reference.mode=frozen_copy", "train.lr=1e-3")
+    cfg = make_cfg(
+        tmp_path,
+        f"algorithm={nan_objective}",
+        "objective.params={nan_at_call: 3}",
+        "train.batch_size=2",
+        "train.max_steps=5",
+        "train.save_every=1",
+        "train.keep_last=5",
+        "reference.mode=frozen_copy",
+        "train.lr=1e-3",
+    )
     model, tok = tiny_model()
     with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at step 3.*step-00000002") as err:
         train(cfg, records=records, model=model, tokenizer=tok)

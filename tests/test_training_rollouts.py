@@ -28,9 +28,19 @@ def length_reward() -> RewardFnJudge:
 
 
 def _cfg(out, algorithm, *extra):
-    return make_cfg(out, f"algorithm={algorithm}", "train.batch_size=4", "train.max_steps=4", "train.lr=1e-3",
-                    "online.max_new_tokens=5", "online.temperature=1.0", "rollout.group_size=4",
-                    "rollout.prompts_per_rollout=2", "train.save_final=false", *extra)
+    return make_cfg(
+        out,
+        f"algorithm={algorithm}",
+        "train.batch_size=4",
+        "train.max_steps=4",
+        "train.lr=1e-3",
+        "online.max_new_tokens=5",
+        "online.temperature=1.0",
+        "rollout.group_size=4",
+        "rollout.prompts_per_rollout=2",
+        "train.save_final=false",
+        *extra,
+    )
 
 
 def _changed(before, model) -> bool:
@@ -38,8 +48,9 @@ def _changed(before, model) -> bool:
     return any(not torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.parametrize("algorithm", ["grpo", "ppo", *(pytest.param(a, marks=pytest.mark.slow)
-                                                         for a in ("rloo", "reinforce_pp", "remax"))])
+@pytest.mark.parametrize(
+    "algorithm", ["grpo", "ppo", *(pytest.param(a, marks=pytest.mark.slow) for a in ("rloo", "reinforce_pp", "remax"))]
+)
 def test_each_algorithm_trains_through_the_loop(tmp_path, algorithm):
     model, tok = tiny_model()
     before = state(model)
@@ -64,8 +75,13 @@ def test_each_algorithm_trains_through_the_loop(tmp_path, algorithm):
 
 def test_one_minibatch_per_rollout_takes_pi_old_from_the_update_itself(tmp_path):
     model, tok = tiny_model()
-    train(_cfg(tmp_path, "grpo", "train.batch_size=8", "objective.params.beta=0"), records=PROMPTS, model=model,
-          tokenizer=tok, judge=length_reward())
+    train(
+        _cfg(tmp_path, "grpo", "train.batch_size=8", "objective.params.beta=0"),
+        records=PROMPTS,
+        model=model,
+        tokenizer=tok,
+        judge=length_reward(),
+    )
     rows = read_metrics(tmp_path / "metrics.jsonl", "train")
     assert [r["rollout/index"] for r in rows] == [1, 2, 3, 4]
     assert all(r["ratio"] == 1.0 and r["clip_fraction"] == 0.0 for r in rows)  # exactly on-policy
@@ -85,25 +101,42 @@ def test_a_rollout_is_judged_once_and_its_advantages_are_the_estimators(tmp_path
     texts = [["a", "bbb", "cc", "dddd"], ["e", "ff", "ggg", "h"]]
 
     def sample(prompts, seed, n, greedy=False):
-        return [[Completion(t, tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id], "stop")
-                 for t in texts[i]] for i in range(len(prompts))]
+        return [
+            [
+                Completion(t, tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id], "stop")
+                for t in texts[i]
+            ]
+            for i in range(len(prompts))
+        ]
 
     def score(batch):
         n = int(batch.sequences.completion_lengths.sum())
         return torch.full((n,), -1.0), None
 
     params = PolicyGradientParams(beta=0.0)
-    sched = RolloutSchedule(PROMPTS[:2], sample, length_reward(), Tokenizer(tok), 4, algorithm="rloo", params=params,
-                            score_fn=score, ref_fn=lambda b: None, group_size=4, prompts_per_rollout=2, seed=1)
+    sched = RolloutSchedule(
+        PROMPTS[:2],
+        sample,
+        length_reward(),
+        Tokenizer(tok),
+        4,
+        algorithm="rloo",
+        params=params,
+        score_fn=score,
+        ref_fn=lambda b: None,
+        group_size=4,
+        prompts_per_rollout=2,
+        seed=1,
+    )
     sched._prompt_order = type(sched._prompt_order)(2, 1, shuffle=False)
     batches = [sched.next_batch(), sched.next_batch()]
     adv = sched.data.tensors["advantages"]
     rewards = torch.tensor([0.1, 0.3, 0.2, 0.4, 0.1, 0.2, 0.3, 0.1])
-    loo = [rewards[i] - (rewards[(i // 4) * 4:(i // 4) * 4 + 4].sum() - rewards[i]) / 3 for i in range(8)]
+    loo = [rewards[i] - (rewards[(i // 4) * 4 : (i // 4) * 4 + 4].sum() - rewards[i]) / 3 for i in range(8)]
     lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for ts in texts for t in ts]
     for i in range(8):
-        assert adv[i, :lengths[i]].tolist() == pytest.approx([float(loo[i])] * lengths[i], abs=1e-6)
-        assert adv[i, lengths[i]:].abs().sum() == 0
+        assert adv[i, : lengths[i]].tolist() == pytest.approx([float(loo[i])] * lengths[i], abs=1e-6)
+        assert adv[i, lengths[i] :].abs().sum() == 0
     assert sched.metrics()["rollout/reward"] == pytest.approx(float(rewards.mean()))
     seen = sorted(i for b in batches for i in b.index.tolist())
     assert seen == list(range(8))  # one epoch = every completion once
@@ -115,8 +148,10 @@ def test_prefix_shared_rollouts_encode_each_prompt_once_with_the_same_log_probs(
 
     model, tok = tiny_model()
     tk = Tokenizer(tok)
-    exs = [tk.from_ids(i, tk.prompt_ids(PROMPTS[i // 3]), [tok(t, add_special_tokens=False)["input_ids"]])
-           for i, t in enumerate(["ab", "c", "def", "gh", "ijkl", "m"])]
+    exs = [
+        tk.from_ids(i, tk.prompt_ids(PROMPTS[i // 3]), [tok(t, add_special_tokens=False)["input_ids"]])
+        for i, t in enumerate(["ab", "c", "def", "gh", "ijkl", "m"])
+    ]
     scorer = SequenceScorer(model).eval()
     padded, order_p = rollout_batch(exs, "padded", 0)
     shared, order_s = rollout_batch(exs, "prefix_shared", 0)
@@ -134,8 +169,20 @@ def test_prefix_shared_layout_trains_like_padded(tmp_path):
     rows = {}
     for layout in ("padded", "prefix_shared"):
         model, tok = tiny_model()
-        train(_cfg(tmp_path / layout, "rloo", "train.batch_size=8", "objective.params.beta=0", "train.max_steps=2",
-                   f"train.layout={layout}"), records=PROMPTS, model=model, tokenizer=tok, judge=length_reward())
+        train(
+            _cfg(
+                tmp_path / layout,
+                "rloo",
+                "train.batch_size=8",
+                "objective.params.beta=0",
+                "train.max_steps=2",
+                f"train.layout={layout}",
+            ),
+            records=PROMPTS,
+            model=model,
+            tokenizer=tok,
+            judge=length_reward(),
+        )
         rows[layout] = read_metrics(tmp_path / layout / "metrics.jsonl", "train")
     assert [r["loss"] for r in rows["padded"]] == pytest.approx([r["loss"] for r in rows["prefix_shared"]], abs=1e-5)
 
@@ -170,8 +217,13 @@ def test_a_judge_that_cannot_score_is_a_config_error_unless_rewards_are_win_rate
     with pytest.raises(ConfigError, match="judge 'length' only compares pairs") as err:
         train(_cfg(tmp_path / "a", "rloo"), records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge())
     assert err.value.field == "online.judge"
-    train(_cfg(tmp_path / "b", "rloo", "rollout.reward=win_rate", "train.max_steps=2"), records=PROMPTS, model=model,
-          tokenizer=tok, judge=LengthJudge())
+    train(
+        _cfg(tmp_path / "b", "rloo", "rollout.reward=win_rate", "train.max_steps=2"),
+        records=PROMPTS,
+        model=model,
+        tokenizer=tok,
+        judge=LengthJudge(),
+    )
     rows = read_metrics(tmp_path / "b" / "metrics.jsonl", "train")
     assert 0.0 <= rows[0]["rollout/reward"] <= 1.0
 
@@ -180,23 +232,39 @@ def test_a_judge_that_cannot_score_is_a_config_error_unless_rewards_are_win_rate
 def test_group_baselines_need_two_samples_per_prompt(tmp_path, algorithm):
     with pytest.raises(ConfigError, match="needs rollout.group_size ≥ 2") as err:
         _cfg(tmp_path, algorithm, "rollout.group_size=1", "rollout.prompts_per_rollout=4")
-    assert str(err.value) == (f"--set rollout.group_size=1: algorithm '{algorithm}' takes its baseline from the other "
-                              "samples of the same prompt; it needs rollout.group_size ≥ 2 (got 1)")
+    assert str(err.value) == (
+        f"--set rollout.group_size=1: algorithm '{algorithm}' takes its baseline from the other "
+        "samples of the same prompt; it needs rollout.group_size ≥ 2 (got 1)"
+    )
     _cfg(tmp_path, "remax", "rollout.group_size=1", "rollout.prompts_per_rollout=4")  # ReMax's baseline is greedy
 
 
 def test_minibatches_must_tile_the_rollout(tmp_path):
     model, tok = tiny_model()
     with pytest.raises(ConfigError, match="does not split into minibatches") as err:
-        train(_cfg(tmp_path, "grpo", "train.batch_size=3"), records=PROMPTS, model=model, tokenizer=tok,
-              judge=length_reward())
+        train(
+            _cfg(tmp_path, "grpo", "train.batch_size=3"),
+            records=PROMPTS,
+            model=model,
+            tokenizer=tok,
+            judge=length_reward(),
+        )
     assert err.value.field == "rollout.prompts_per_rollout"
 
 
 def _resume_run(out, callbacks=(), resume=False):
-    cfg = _cfg(out, "ppo", "train.batch_size=2", "train.grad_accum=2", "train.max_steps=6", "rollout.epochs=2",
-               "train.save_every=1", "objective.params={kl_target: 0.5}", "rollout.reward_norm=running",
-               f"train.resume={str(resume).lower()}")
+    cfg = _cfg(
+        out,
+        "ppo",
+        "train.batch_size=2",
+        "train.grad_accum=2",
+        "train.max_steps=6",
+        "rollout.epochs=2",
+        "train.save_every=1",
+        "objective.params={kl_target: 0.5}",
+        "rollout.reward_norm=running",
+        f"train.resume={str(resume).lower()}",
+    )
     model, tok = tiny_model()
     train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=length_reward(), callbacks=callbacks)
     return model
@@ -223,8 +291,14 @@ def test_a_reward_model_is_the_proxy_and_the_gold_scorer_is_logged_beside_it(tmp
     load_reward_model(str(tiny_dir), pad_token_id=tok.pad_token_id).save_pretrained(rm_dir)
     tok.save_pretrained(rm_dir)
     model, tok = tiny_model()
-    cfg = _cfg(tmp_path / "run", "rloo", "online.num_prompts=4", "train.max_steps=2", "online.judge=reward_model",
-               f"online.judge_args={{model: {rm_dir}}}")
+    cfg = _cfg(
+        tmp_path / "run",
+        "rloo",
+        "online.num_prompts=4",
+        "train.max_steps=2",
+        "online.judge=reward_model",
+        f"online.judge_args={{model: {rm_dir}}}",
+    )
     train(cfg, model=model, tokenizer=tok)
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl", "train")
     assert all(math.isfinite(r["rollout/reward"]) and math.isfinite(r["rollout/gold_reward"]) for r in rows)

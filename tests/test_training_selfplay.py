@@ -27,8 +27,14 @@ from test_training_utils import LengthJudge, make_cfg, max_abs_diff, state
 
 PROMPTS = ["Name a fruit.", "Name a colour.", "Name a river.", "Say hello."]
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64}
-COMMON = ["train.batch_size=2", "online.max_new_tokens=6", "online.temperature=1.0", "train.lr=1e-2",
-          "train.save_final=false", "iterative.samples_per_prompt=3"]
+COMMON = [
+    "train.batch_size=2",
+    "online.max_new_tokens=6",
+    "online.temperature=1.0",
+    "train.lr=1e-2",
+    "train.save_final=false",
+    "iterative.samples_per_prompt=3",
+]
 
 
 def _sig(z: float) -> float:
@@ -100,8 +106,15 @@ def test_nash_md_rewards_each_sample_against_a_mixture_opponent_and_keeps_pi_ref
     monkeypatch.setattr(mixture, "mixture_decode", spy)
     judge = RecordingJudge()
     extra = ["lora.enabled=true", "lora.r=4"] if lora else []
-    cfg = make_cfg(tmp_path, "algorithm=nash_md", "iterative.rounds=2", "iterative.steps_per_round=2",
-                   "iterative.mixture_coef=0.25", *COMMON, *extra)
+    cfg = make_cfg(
+        tmp_path,
+        "algorithm=nash_md",
+        "iterative.rounds=2",
+        "iterative.steps_per_round=2",
+        "iterative.mixture_coef=0.25",
+        *COMMON,
+        *extra,
+    )
     model, tok = tiny_model(**TINY)
     initial = copy.deepcopy(model)
     train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=judge)
@@ -113,12 +126,16 @@ def test_nash_md_rewards_each_sample_against_a_mixture_opponent_and_keeps_pi_ref
             assert policy is model and reference is not model and context is None
             assert max_abs_diff(state(reference), state(initial)) == 0
     for step, (inputs, batch) in enumerate(zip(seen, batches, strict=True)):
-        calls = judge.calls[6 * step: 6 * step + 6]  # 2 prompts x K = 3 samples, each against its opponent
+        calls = judge.calls[6 * step : 6 * step + 6]  # 2 prompts x K = 3 samples, each against its opponent
         # sample k of prompt g is sequence k·G + g; the judge saw prompt g's samples in a row
-        expected = [_sig((len(calls[3 * g + k][1]) - len(calls[3 * g + k][2])) / 2.0) for k in range(3) for g in range(2)]
+        expected = [
+            _sig((len(calls[3 * g + k][1]) - len(calls[3 * g + k][2])) / 2.0) for k in range(3) for g in range(2)
+        ]
         assert inputs.reward.tolist() == pytest.approx(expected, abs=1e-6)
         assert inputs.group.tolist() == [0, 1, 0, 1, 0, 1]
-        assert len({calls[3 * g][2] for g in range(2) for _ in range(3)} | {c[2] for c in calls}) <= 2  # one opponent a prompt
+        assert (
+            len({calls[3 * g][2] for g in range(2) for _ in range(3)} | {c[2] for c in calls}) <= 2
+        )  # one opponent a prompt
         assert (inputs.ref - _score(initial, batch)).abs().max().item() <= 1e-6  # π_ref fixed: the initial policy
     assert (_score(model, batches[-1]) - _score(initial, batches[-1])).abs().max().item() > 1e-3
 
@@ -138,8 +155,14 @@ def test_nash_mp_plays_pi_k_then_pi_k_half_from_the_snapshot_pi_k(tmp_path, monk
     model, tok = tiny_model(**TINY)
     initial = copy.deepcopy(model)
     ends: dict = {}
-    train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge(),
-          callbacks=[lambda s, _m: ends.__setitem__(s, copy.deepcopy(model))])
+    train(
+        cfg,
+        records=PROMPTS,
+        model=model,
+        tokenizer=tok,
+        judge=LengthJudge(),
+        callbacks=[lambda s, _m: ends.__setitem__(s, copy.deepcopy(model))],
+    )
     # per step: the opponent's sampler, then the anchor's scorer (always π^k)
     assert used == ["k", "k", "half", "k"] * 2
     pi_k = {1: initial, 2: initial, 3: ends[2], 4: ends[2]}
@@ -164,7 +187,7 @@ def test_spo_rewards_each_sample_with_the_fraction_of_the_others_it_beats(tmp_pa
     assert inputs.ref is None and len(judge.calls) == 2 * 3  # every pair of the K = 3 samples of 2 prompts
     expected = {}
     for g in range(2):
-        (_, y0, y1), (_, _, y2), _ = judge.calls[3 * g: 3 * g + 3]
+        (_, y0, y1), (_, _, y2), _ = judge.calls[3 * g : 3 * g + 3]
         n = [len(y) for y in (y0, y1, y2)]
         for k in range(3):
             expected[k * 2 + g] = sum(_sig((n[k] - n[j]) / 2.0) for j in range(3) if j != k) / 2
@@ -181,8 +204,9 @@ def test_xpo_pairs_a_policy_sample_with_a_pi_ref_sample_and_explores_on_the_latt
     def explore(prompts, seed):
         return [_completion(tok, ref_texts[i]) for i in range(len(prompts))]
 
-    schedule = OnlineSchedule(PROMPTS[:2], sample, LengthJudge(), Tokenizer(tok), batch_size=2, seed=0,
-                              explore_fn=explore)
+    schedule = OnlineSchedule(
+        PROMPTS[:2], sample, LengthJudge(), Tokenizer(tok), batch_size=2, seed=0, explore_fn=explore
+    )
     schedule.stream.rows = lambda start, count: [0, 1]
     batch = schedule.next_batch()
     # prompt 0: the π_ref answer is longer, so chosen (slot 0); prompt 1: it loses (slot 1)
@@ -206,8 +230,15 @@ def test_xpo_trains_with_pi_ref_samples_from_the_reference(tmp_path, monkeypatch
         return original(*args, **kwargs)
 
     monkeypatch.setattr(mixture, "mixture_decode", spy)
-    cfg = make_cfg(tmp_path, "algorithm=xpo", "train.max_steps=2", "objective.params.alpha=0.1",
-                   "lora.enabled=true", "lora.r=4", *COMMON)
+    cfg = make_cfg(
+        tmp_path,
+        "algorithm=xpo",
+        "train.max_steps=2",
+        "objective.params.alpha=0.1",
+        "lora.enabled=true",
+        "lora.r=4",
+        *COMMON,
+    )
     model, tok = tiny_model(**TINY)
     train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge())
     assert mixes == [1.0, 1.0] and len(seen) == 2
@@ -227,9 +258,18 @@ def test_online_dpo_with_three_samples_trains_best_against_worst(tmp_path, monke
 
 
 def _resumable(out, algorithm, *, callbacks=(), resume=False):
-    cfg = make_cfg(out, f"algorithm={algorithm}", "iterative.rounds=2", "iterative.steps_per_round=3",
-                   "train.save_every=2", "lora.enabled=true", "lora.r=4", "lora.dropout=0.1",
-                   f"train.resume={str(resume).lower()}", *COMMON)
+    cfg = make_cfg(
+        out,
+        f"algorithm={algorithm}",
+        "iterative.rounds=2",
+        "iterative.steps_per_round=3",
+        "train.save_every=2",
+        "lora.enabled=true",
+        "lora.r=4",
+        "lora.dropout=0.1",
+        f"train.resume={str(resume).lower()}",
+        *COMMON,
+    )
     model, tok = tiny_model(**TINY)
     result = train(cfg, records=PROMPTS, model=model, tokenizer=tok, judge=LengthJudge(), callbacks=callbacks)
     return model, result
@@ -265,28 +305,56 @@ def test_nash_mp_snapshots_are_in_the_checkpoint(tmp_path):
 def test_the_schedule_checks_its_game():
     tok = tiny_tokenizer()
     with pytest.raises(ValueError, match="only Nash-MD"):
-        SelfPlaySchedule(PROMPTS, lambda *a: [], LengthJudge(), Tokenizer(tok), 2, game="spo", rounds=1,
-                         samples_per_prompt=2, opponent_fn=lambda *a: [])
+        SelfPlaySchedule(
+            PROMPTS,
+            lambda *a: [],
+            LengthJudge(),
+            Tokenizer(tok),
+            2,
+            game="spo",
+            rounds=1,
+            samples_per_prompt=2,
+            opponent_fn=lambda *a: [],
+        )
     with pytest.raises(ValueError, match="unknown self-play game"):
-        SelfPlaySchedule(PROMPTS, lambda *a: [], LengthJudge(), Tokenizer(tok), 2, game="ppo", rounds=1,
-                         samples_per_prompt=2)
+        SelfPlaySchedule(
+            PROMPTS, lambda *a: [], LengthJudge(), Tokenizer(tok), 2, game="ppo", rounds=1, samples_per_prompt=2
+        )
 
 
-@pytest.mark.parametrize(("yaml_text", "line", "message"), [
-    ("algorithm: nash_md\ndata:\n  path: prefs.jsonl\n", 3,
-     "field 'data.path': algorithm 'nash_md' trains on samples from the policy, rewarded by a pairwise judge, "
-     "policy-gradient steps, not on an offline dataset"),
-    ("algorithm: nash_mp\niterative:\n  steps_per_round: 1\n", 3,
-     "field 'iterative.steps_per_round': algorithm 'nash_mp' splits each round into an extrapolation and an "
-     "update half"),
-    ("algorithm: spo\nobjective:\n  params:\n    beta: 0.1\n", 3,
-     "field 'objective.params': algorithm 'spo' runs on language models without a reference policy"),
-    ("algorithm: nash_md\ntrain:\n  max_steps: 3\n", 3, "field 'train.max_steps': algorithm 'nash_md' trains "
-     "iterative.rounds × iterative.steps_per_round steps"),
-    ("algorithm: xpo\nreference:\n  mode: cached\n", 3, "field 'reference.mode'"),
-    ("algorithm: xpo\nonline:\n  samples_per_prompt: 4\n", 3, "field 'online.samples_per_prompt': algorithm 'xpo' "
-     "pairs one answer of the policy with one of π_ref"),
-])
+@pytest.mark.parametrize(
+    ("yaml_text", "line", "message"),
+    [
+        (
+            "algorithm: nash_md\ndata:\n  path: prefs.jsonl\n",
+            3,
+            "field 'data.path': algorithm 'nash_md' trains on samples from the policy, rewarded by a pairwise judge, "
+            "policy-gradient steps, not on an offline dataset",
+        ),
+        (
+            "algorithm: nash_mp\niterative:\n  steps_per_round: 1\n",
+            3,
+            "field 'iterative.steps_per_round': algorithm 'nash_mp' splits each round into an extrapolation and an "
+            "update half",
+        ),
+        (
+            "algorithm: spo\nobjective:\n  params:\n    beta: 0.1\n",
+            3,
+            "field 'objective.params': algorithm 'spo' runs on language models without a reference policy",
+        ),
+        (
+            "algorithm: nash_md\ntrain:\n  max_steps: 3\n",
+            3,
+            "field 'train.max_steps': algorithm 'nash_md' trains iterative.rounds × iterative.steps_per_round steps",
+        ),
+        ("algorithm: xpo\nreference:\n  mode: cached\n", 3, "field 'reference.mode'"),
+        (
+            "algorithm: xpo\nonline:\n  samples_per_prompt: 4\n",
+            3,
+            "field 'online.samples_per_prompt': algorithm 'xpo' pairs one answer of the policy with one of π_ref",
+        ),
+    ],
+)
 def test_a_self_play_config_the_trainer_cannot_run_is_a_one_line_error(tmp_path, yaml_text, line, message):
     path = tmp_path / "run.yaml"
     path.write_text(yaml_text)
@@ -315,7 +383,10 @@ def test_train_cli_with_an_offline_dataset_for_nash_md_exits_2(tmp_path, monkeyp
         main()
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {cfg}, line 4, field 'data.path': algorithm 'nash_md' trains on") and err.count("\n") == 1
+    assert (
+        err.startswith(f"error: {cfg}, line 4, field 'data.path': algorithm 'nash_md' trains on")
+        and err.count("\n") == 1
+    )
 
 
 @pytest.mark.parametrize("name", ["nash_md", "nash_mp", "spo", "xpo"])
@@ -327,11 +398,23 @@ def test_the_recipe_runs_as_shipped_through_the_cli_shrunk_by_set(name, tmp_path
     from preflab.cli import main
 
     recipe = Path(__file__).resolve().parent.parent / "recipes" / f"{name}.yaml"
-    shrink = (["train.max_steps=2"] if name == "xpo" else
-              ["iterative.rounds=1", "iterative.prompts_per_round=4", "iterative.steps_per_round=2"])
-    sets = [f"model.name_or_path={tiny_dir}", f"output_dir={tmp_path / 'run'}", "online.max_new_tokens=6",
-            "online.num_prompts=8", "train.batch_size=2", "train.grad_accum=1", "train.progress=false",
-            "train.save_every=0", "train.save_final=false", *shrink]
+    shrink = (
+        ["train.max_steps=2"]
+        if name == "xpo"
+        else ["iterative.rounds=1", "iterative.prompts_per_round=4", "iterative.steps_per_round=2"]
+    )
+    sets = [
+        f"model.name_or_path={tiny_dir}",
+        f"output_dir={tmp_path / 'run'}",
+        "online.max_new_tokens=6",
+        "online.num_prompts=8",
+        "train.batch_size=2",
+        "train.grad_accum=1",
+        "train.progress=false",
+        "train.save_every=0",
+        "train.save_final=false",
+        *shrink,
+    ]
     monkeypatch.setattr(sys, "argv", ["preflab", "train", str(recipe), *[a for s in sets for a in ("--set", s)]])
     try:
         main()

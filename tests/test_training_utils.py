@@ -11,8 +11,13 @@ from preflab.config import RunConfig, load_config
 from preflab.data import PreferencePair
 from preflab.feedback import Judge
 
-FAST = ["train.bf16=false", "train.progress=false", "train.warmup_steps=0", "train.scheduler=constant",
-        "train.max_grad_norm=null"]
+FAST = [
+    "train.bf16=false",
+    "train.progress=false",
+    "train.warmup_steps=0",
+    "train.scheduler=constant",
+    "train.max_grad_norm=null",
+]
 
 
 def make_cfg(out: Path, *overrides: str) -> RunConfig:

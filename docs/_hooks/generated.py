@@ -60,20 +60,33 @@ def objectives() -> str:
     from preflab.objectives import REGISTRY
 
     specs = sorted(REGISTRY.values(), key=lambda s: (s.inputs, s.name))
-    out = [f"{len(specs)} objectives are registered.", "",
-           "| name | inputs | reference | algorithms (where they run) | parameters (defaults) |",
-           "|---|---|---|---|---|"]
+    out = [
+        f"{len(specs)} objectives are registered.",
+        "",
+        "| name | inputs | reference | algorithms (where they run) | parameters (defaults) |",
+        "|---|---|---|---|---|",
+    ]
     for spec in specs:
         params = ", ".join(f"`{f.name}={f.default!r}`" for f in dataclasses.fields(spec.params)) or "none"
         ref = "needed" if spec.needs_ref else "none"
-        out.append(f"| [`{spec.name}`](#{spec.name}) | `{spec.inputs}` | {ref} | {_used_by(spec.name)} "
-                   f"| {params} |")
+        out.append(f"| [`{spec.name}`](#{spec.name}) | `{spec.inputs}` | {ref} | {_used_by(spec.name)} | {params} |")
     for spec in specs:
-        out += ["", f"## {spec.name} {{#{spec.name}}}", "",
-                f"Inputs: `{spec.inputs}` · reference policy: {'needed' if spec.needs_ref else 'none'} · "
-                f"algorithms: {_used_by(spec.name)} · function `{spec.fn.__module__}.{spec.fn.__name__}`",
-                "", "```text", _plain(inspect.cleandoc(spec.doc)), "```", "",
-                f"Parameters: `{spec.params.__name__}`", "", "| field | type | default |", "|---|---|---|"]
+        out += [
+            "",
+            f"## {spec.name} {{#{spec.name}}}",
+            "",
+            f"Inputs: `{spec.inputs}` · reference policy: {'needed' if spec.needs_ref else 'none'} · "
+            f"algorithms: {_used_by(spec.name)} · function `{spec.fn.__module__}.{spec.fn.__name__}`",
+            "",
+            "```text",
+            _plain(inspect.cleandoc(spec.doc)),
+            "```",
+            "",
+            f"Parameters: `{spec.params.__name__}`",
+            "",
+            "| field | type | default |",
+            "|---|---|---|",
+        ]
         for f in dataclasses.fields(spec.params):
             out.append(f"| `{f.name}` | `{_cell(_type_name(f.type))}` | `{_cell(repr(f.default))}` |")
         params_doc = inspect.getdoc(spec.params)
@@ -127,14 +140,24 @@ def config_reference() -> str:
     for name, field in RunConfig.model_fields.items():
         sub = section_of(field.annotation)
         if sub is None:
-            top.append(f"| `{name}` | {_cell(_config_type(field.annotation))} | `{_cell(_default(field))}` | "
-                       f"{_cell(field.description or '')} |")
+            top.append(
+                f"| `{name}` | {_cell(_config_type(field.annotation))} | `{_cell(_default(field))}` | "
+                f"{_cell(field.description or '')} |"
+            )
             continue
-        rows = [f"## `{name}:` {{#{name}}}", "", _cell(inspect.getdoc(sub) or ""), "",
-                "| key | type | default | description |", "|---|---|---|---|"]
+        rows = [
+            f"## `{name}:` {{#{name}}}",
+            "",
+            _cell(inspect.getdoc(sub) or ""),
+            "",
+            "| key | type | default | description |",
+            "|---|---|---|---|",
+        ]
         for key, sub_field in sub.model_fields.items():
-            rows.append(f"| `{name}.{key}` | {_cell(_config_type(sub_field.annotation))} | "
-                        f"`{_cell(_default(sub_field))}` | {_cell(sub_field.description or '')} |")
+            rows.append(
+                f"| `{name}.{key}` | {_cell(_config_type(sub_field.annotation))} | "
+                f"`{_cell(_default(sub_field))}` | {_cell(sub_field.description or '')} |"
+            )
         sections += ["", *rows]
     return "\n".join(top + sections)
 
@@ -146,13 +169,18 @@ def algorithms() -> str:
     def runs(algo) -> str:
         return " + ".join(sorted(algo.runs))
 
-    out = [f"{len(ALGORITHMS)} algorithms are in the table.", "",
-           "| name | runs on | objective | data schedule | reference schedule | paper |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        f"{len(ALGORITHMS)} algorithms are in the table.",
+        "",
+        "| name | runs on | objective | data schedule | reference schedule | paper |",
+        "|---|---|---|---|---|---|",
+    ]
     for algo in ALGORITHMS.values():
-        out.append(f"| [`{algo.name}`](#{algo.name}) | {runs(algo)} "
-                   f"| [`{algo.objective}`](objectives.md#{algo.objective}) "
-                   f"| `{algo.data}` | `{algo.reference}` | {_cell(algo.paper)} |")
+        out.append(
+            f"| [`{algo.name}`](#{algo.name}) | {runs(algo)} "
+            f"| [`{algo.objective}`](objectives.md#{algo.objective}) "
+            f"| `{algo.data}` | `{algo.reference}` | {_cell(algo.paper)} |"
+        )
     out += ["", "## Data schedules", "", "| schedule | where the next batch comes from |", "|---|---|"]
     out += [f"| `{key}` | {_cell(text)} |" for key, text in DATA_SCHEDULES.items()]
     out += ["", "## Reference schedules", "", "| schedule | what log π is compared with |", "|---|---|"]
@@ -161,13 +189,17 @@ def algorithms() -> str:
     for algo in ALGORITHMS.values():
         params = ", ".join(f"`{k}={v!r}`" for k, v in algo.params.items()) or "the objective's own"
         testbed = ", ".join(f"`{k}={v!r}`" for k, v in algo.testbed.items()) or "none"
-        out += ["", f"### {algo.name} {{#{algo.name}}}", "",
-                f"- objective: [`{algo.objective}`](objectives.md#{algo.objective}); parameters: {params}",
-                f"- data: `{algo.data}` ({_cell(DATA_SCHEDULES[algo.data])}); "
-                f"reference: `{algo.reference}` ({_cell(REFERENCE_SCHEDULES[algo.reference])})",
-                f"- runs on: {runs(algo)}; paper: {_cell(algo.paper)}",
-                f"- claim ({algo.guarantee} iterate): {_cell(algo.claim)}; checked by `{algo.verified_by}`",
-                f"- testbed defaults: {testbed}"]
+        out += [
+            "",
+            f"### {algo.name} {{#{algo.name}}}",
+            "",
+            f"- objective: [`{algo.objective}`](objectives.md#{algo.objective}); parameters: {params}",
+            f"- data: `{algo.data}` ({_cell(DATA_SCHEDULES[algo.data])}); "
+            f"reference: `{algo.reference}` ({_cell(REFERENCE_SCHEDULES[algo.reference])})",
+            f"- runs on: {runs(algo)}; paper: {_cell(algo.paper)}",
+            f"- claim ({algo.guarantee} iterate): {_cell(algo.claim)}; checked by `{algo.verified_by}`",
+            f"- testbed defaults: {testbed}",
+        ]
     return "\n".join(out)
 
 

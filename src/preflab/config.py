@@ -42,7 +42,9 @@ class ModelConfig(Section):
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for HF ids.")
     dtype: str = Field("auto", description="Weights dtype: auto (fp32 master weights), float32, bfloat16.")
     trust_remote_code: bool = Field(False, description="Allow the model repo's own Python code to run.")
-    device: str = Field("auto", description="Device for sampling and evaluation: auto (a CUDA GPU if present), cpu, cuda:N.")
+    device: str = Field(
+        "auto", description="Device for sampling and evaluation: auto (a CUDA GPU if present), cpu, cuda:N."
+    )
 
 
 class RunConfig(Section):
@@ -50,19 +52,35 @@ class RunConfig(Section):
 
     seed: int = Field(0, description="One seed drives every random choice of the run.")
     output_dir: str = Field("runs/default", description="Run directory: checkpoints, metrics, report.")
-    algorithm: str | None = Field(None, description="What to train (`preflab algorithms`); null = objective.name's algorithm, else dpo.")
+    algorithm: str | None = Field(
+        None, description="What to train (`preflab algorithms`); null = objective.name's algorithm, else dpo."
+    )
     model: ModelConfig = Field(default_factory=ModelConfig, description="The policy model.")
     data: DataConfig = Field(default_factory=DataConfig, description="Preference data: source, format, bad rows.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation: win rates, KL, null-model check.")
-    train: TrainConfig = Field(default_factory=TrainConfig, description="The training loop: batches, optimiser, checkpoints.")
+    train: TrainConfig = Field(
+        default_factory=TrainConfig, description="The training loop: batches, optimiser, checkpoints."
+    )
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig, description="The objective and its parameters.")
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA adapters (off = full fine-tuning).")
     reference: ReferenceSection = Field(default_factory=ReferenceSection, description="The reference policy π_ref.")
-    online: OnlineSection = Field(default_factory=OnlineSection, description="Online schedule: sampling for online algorithms.")
-    iterative: IterativeSection = Field(default_factory=IterativeSection, description="Iterative schedule: rounds of sampling from π_t, judging and training.")
-    rollout: RolloutSection = Field(default_factory=RolloutSection, description="Policy-gradient schedule: G samples per prompt, rewards, epochs over each rollout.")
-    reward: RewardSection = Field(default_factory=RewardSection, description="Reward-model head (algorithms that train a reward model).")
-    quickstart: QuickstartSection = Field(default_factory=QuickstartSection, description="The end-to-end quickstart job.")
+    online: OnlineSection = Field(
+        default_factory=OnlineSection, description="Online schedule: sampling for online algorithms."
+    )
+    iterative: IterativeSection = Field(
+        default_factory=IterativeSection,
+        description="Iterative schedule: rounds of sampling from π_t, judging and training.",
+    )
+    rollout: RolloutSection = Field(
+        default_factory=RolloutSection,
+        description="Policy-gradient schedule: G samples per prompt, rewards, epochs over each rollout.",
+    )
+    reward: RewardSection = Field(
+        default_factory=RewardSection, description="Reward-model head (algorithms that train a reward model)."
+    )
+    quickstart: QuickstartSection = Field(
+        default_factory=QuickstartSection, description="The end-to-end quickstart job."
+    )
 
     @model_validator(mode="after")
     def _algorithm(self) -> RunConfig:
@@ -95,8 +113,9 @@ class UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: the base constructor reports it
                 continue
             if first is not None:
-                raise DuplicateKeyError(None, None, f"duplicate key '{key}' (first given on line {first})",
-                                        key_node.start_mark)
+                raise DuplicateKeyError(
+                    None, None, f"duplicate key '{key}' (first given on line {first})", key_node.start_mark
+                )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
@@ -160,16 +179,21 @@ def _section_type(ann: Any) -> type[BaseModel] | None:
 def _flag_for(loc: tuple[str, ...], flags: dict[tuple[str, ...], str]) -> tuple[str | None, bool]:
     """The ``--set`` flag that set ``loc`` (or a section above it), and whether it set it wholly."""
     for path, item in reversed(list(flags.items())):
-        if loc[:len(path)] == path:
+        if loc[: len(path)] == path:
             return item, True
     for path, item in reversed(list(flags.items())):
-        if path[:len(loc)] == loc:
+        if path[: len(loc)] == loc:
             return item, False
     return None, False
 
 
-def _explain(err: ValidationError, cls: type[BaseModel], source: str | None, lines: dict,
-             flags: dict[tuple[str, ...], str] | None = None) -> ConfigError:
+def _explain(
+    err: ValidationError,
+    cls: type[BaseModel],
+    source: str | None,
+    lines: dict,
+    flags: dict[tuple[str, ...], str] | None = None,
+) -> ConfigError:
     first = err.errors()[0]
     loc = tuple(str(p) for p in first["loc"])
     key = ".".join(loc)

@@ -28,8 +28,10 @@ def name_problem(name: str) -> str | None:
     """Why ``name`` cannot be used as one file name inside a run directory (None when it can)."""
     if _NAME.fullmatch(name) and name not in (".", ".."):
         return None
-    return (f"{name!r} is not a single file name: use letters, digits, '.', '_' and '-' (no '/' or '\\', "
-            "no leading '.' or '-', at most 100 characters)")
+    return (
+        f"{name!r} is not a single file name: use letters, digits, '.', '_' and '-' (no '/' or '\\', "
+        "no leading '.' or '-', at most 100 characters)"
+    )
 
 
 def new_file_mode() -> int:
@@ -65,8 +67,9 @@ def check_output_dir(path: str | Path, what: str = "output_dir") -> Path:
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "w", *, encoding: str | None = "utf-8",
-                newline: str | None = None) -> Iterator[IO[Any]]:
+def atomic_open(
+    path: str | Path, mode: str = "w", *, encoding: str | None = "utf-8", newline: str | None = None
+) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing; on success give it normal modes and rename it
     into place, on failure remove it (``path`` keeps its old content)."""
     path = check_output_file(path)

@@ -29,8 +29,15 @@ ALLOCATORS: dict[str, tuple[str, ...]] = {
 _LINK_NAMES = {"tcmalloc": ("tcmalloc_minimal", "tcmalloc"), "jemalloc": ("jemalloc",)}
 # "libjemalloc.so": how each library's file name starts, whatever its version suffix
 _STEMS = {name: tuple(lib.split(".so")[0] + ".so" for lib in libs) for name, libs in ALLOCATORS.items()}
-_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib/x86_64-linux-gnu",
-             "/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+_LIB_DIRS = (
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+)
 _GUARD = "PREFLAB_MALLOC_CHOSEN"  # set in the re-executed process, so it never loops
 # TCMalloc reports every allocation over 1 GiB on stderr; loading a model makes a few of them.
 _QUIET = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 40)}
@@ -72,7 +79,7 @@ def allocator_env(env: Mapping[str, str], finder=find_allocator) -> dict[str, st
         raise AllocatorError(f"PREFLAB_MALLOC={choice!r}: expected auto, system, {', '.join(ALLOCATORS)}")
     if choice == "system" or env.get(_GUARD) or preloaded(env) or not sys.platform.startswith("linux"):
         return None
-    for name in (ALLOCATORS if choice == "auto" else (choice,)):
+    for name in ALLOCATORS if choice == "auto" else (choice,):
         path = finder(name)
         if path:
             new = dict(env)
@@ -82,9 +89,11 @@ def allocator_env(env: Mapping[str, str], finder=find_allocator) -> dict[str, st
                 new.setdefault(key, value)
             return new
     if choice != "auto":
-        raise AllocatorError(f"PREFLAB_MALLOC={choice}: none of {', '.join(ALLOCATORS[choice])} is installed "
-                             f"(searched {', '.join(_LIB_DIRS)} and the loader's path); "
-                             "install it or set PREFLAB_MALLOC=system")
+        raise AllocatorError(
+            f"PREFLAB_MALLOC={choice}: none of {', '.join(ALLOCATORS[choice])} is installed "
+            f"(searched {', '.join(_LIB_DIRS)} and the loader's path); "
+            "install it or set PREFLAB_MALLOC=system"
+        )
     return None
 
 

@@ -40,15 +40,25 @@ class _TimesColumn(ProgressColumn):
         elapsed = task.elapsed or 0.0
         first = task.fields.get("first", 0)
         total = None if task.total is None else task.total - first
-        return Text(f"{clock(elapsed)} ETA {clock(eta(elapsed, task.completed - first, total))}",
-                    style="progress.remaining")
+        return Text(
+            f"{clock(elapsed)} ETA {clock(eta(elapsed, task.completed - first, total))}", style="progress.remaining"
+        )
 
 
 class Work:
     """A progress display for ``total`` units of one stage; use as a context manager and call :meth:`advance`."""
 
-    def __init__(self, description: str, total: int | None, *, unit: str = "", start: int = 0,
-                 enabled: bool = True, every_s: float = 30.0, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        description: str,
+        total: int | None,
+        *,
+        unit: str = "",
+        start: int = 0,
+        enabled: bool = True,
+        every_s: float = 30.0,
+        console: Console | None = None,
+    ) -> None:
         self.description, self.total, self.unit, self.start = description, total, unit, start
         self.done, self.info, self.every_s = start, "", every_s
         self.console = console or Console(stderr=True)
@@ -60,10 +70,16 @@ class Work:
     def __enter__(self) -> Work:
         if self.live:
             self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), _TimesColumn(), console=self.console)
-            self.task = self.progress.add_task(self.description, total=self.total, completed=self.start,
-                                               info="", first=self.start)
+                TextColumn("[bold]{task.description}"),
+                BarColumn(bar_width=16),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                _TimesColumn(),
+                console=self.console,
+            )
+            self.task = self.progress.add_task(
+                self.description, total=self.total, completed=self.start, info="", first=self.start
+            )
             self.progress.start()
         return self
 
@@ -90,8 +106,12 @@ class Work:
         of = f"/{self.total}" if self.total is not None else ""
         rate = f", {done / elapsed:.2f}{unit}/s" if elapsed > 0 and done > 0 else ""
         info = f", {self.info}" if self.info else ""
-        self.console.print(f"{self.description}: {self.done}{of}{unit}{info}{rate}, elapsed {clock(elapsed)}, "
-                           f"ETA {clock(eta(elapsed, done, total))}", highlight=False, soft_wrap=True)
+        self.console.print(
+            f"{self.description}: {self.done}{of}{unit}{info}{rate}, elapsed {clock(elapsed)}, "
+            f"ETA {clock(eta(elapsed, done, total))}",
+            highlight=False,
+            soft_wrap=True,
+        )
         self.last_line = time.monotonic()
 
     def __exit__(self, *exc: Any) -> None:

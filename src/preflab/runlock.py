@@ -34,8 +34,7 @@ _held: dict[str, list[int]] = {}  # real path of a locked directory -> [fd, dept
 
 def holder_info() -> dict[str, Any]:
     """What this process writes into a lock it holds."""
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def _read_holder(fd: int) -> dict[str, Any] | None:
@@ -73,8 +72,7 @@ def _stale_note(path: Path, info: dict[str, Any]) -> str:
     here = info.get("host") == socket.gethostname()
     alive = pid_alive(info.get("pid")) if here else None
     state = {False: "no longer running", True: "running but not holding the lock", None: "not holding the lock"}
-    return (f"{path}: stale lock of {_describe(info)}, {state[alive]} (an earlier run was killed); "
-            "taking it over")
+    return f"{path}: stale lock of {_describe(info)}, {state[alive]} (an earlier run was killed); taking it over"
 
 
 def acquire(run_dir: Path) -> int:
@@ -93,13 +91,19 @@ def acquire(run_dir: Path) -> int:
     except BlockingIOError:
         info = _read_holder(fd)
         os.close(fd)
-        raise RunLockedError(f"run directory in use by {_describe(info)}; wait for that run to end or choose "
-                             "another output_dir", file=str(path)) from None
+        raise RunLockedError(
+            f"run directory in use by {_describe(info)}; wait for that run to end or choose another output_dir",
+            file=str(path),
+        ) from None
     except OSError as exc:
         os.close(fd)
         if exc.errno in NO_LOCKS:
-            warnings.warn(f"{path}: this file system does not support file locks ({exc.strerror}); running "
-                          "without the run-directory lock", PreflabWarning, stacklevel=3)
+            warnings.warn(
+                f"{path}: this file system does not support file locks ({exc.strerror}); running "
+                "without the run-directory lock",
+                PreflabWarning,
+                stacklevel=3,
+            )
             return UNLOCKED
         raise storage_error(path, exc, "cannot lock the run directory") from None
     previous = _read_holder(fd)

@@ -10,5 +10,15 @@ from .envs import make_env
 from .metrics import cce_gap, cumulative_regret, dynamic_regret, no_regret_test
 from .runner import ArenaConfig, run_arena
 
-__all__ = ["AGENTS", "Agent", "ArenaConfig", "Observation", "cce_gap", "cumulative_regret", "dynamic_regret",
-           "make_env", "no_regret_test", "run_arena"]
+__all__ = [
+    "AGENTS",
+    "Agent",
+    "ArenaConfig",
+    "Observation",
+    "cce_gap",
+    "cumulative_regret",
+    "dynamic_regret",
+    "make_env",
+    "no_regret_test",
+    "run_arena",
+]

@@ -107,7 +107,8 @@ class Hedge(Agent):
 
 class FTRL(Agent):
     """Follow the regularised leader with the Euclidean regulariser ‖p‖²/(2η): p_t = Π_Δ(−η L_{t−1}), the
-    projection onto the simplex, η = 1 / √(T K) (regret ≤ 1/(2η) + ηTK/2 = √(T K); Orabona, A Modern Introduction to Online Learning)."""
+    projection onto the simplex, η = 1 / √(T K) (regret ≤ 1/(2η) + ηTK/2 = √(T K); Orabona, A Modern Introduction to
+    Online Learning)."""
 
     name = "ftrl"
 
@@ -265,8 +266,9 @@ class _DuelAgent(Agent):
     def _ucb(self, alpha: float) -> np.ndarray:
         N = self.W + self.W.T
         with np.errstate(divide="ignore", invalid="ignore"):
-            U = np.where(N > 0, self.W / np.maximum(N, 1) + np.sqrt(alpha * math.log(self.t + 1) / np.maximum(N, 1)),
-                         1.0)
+            U = np.where(
+                N > 0, self.W / np.maximum(N, 1) + np.sqrt(alpha * math.log(self.t + 1) / np.maximum(N, 1)), 1.0
+            )
         np.fill_diagonal(U, 0.5)
         return U
 
@@ -321,8 +323,9 @@ class DoubleThompson(_DuelAgent):
                 theta[j, i] = 1 - theta[i, j]
         score = ((theta > 0.5) & ~np.eye(K, dtype=bool)).sum(1)[cands]
         first = int(self.rng.choice(cands[score == score.max()]))
-        draw = np.array([self.rng.beta(self.W[i, first] + 1, self.W[first, i] + 1) if i != first else 0.5
-                         for i in range(K)])
+        draw = np.array(
+            [self.rng.beta(self.W[i, first] + 1, self.W[first, i] + 1) if i != first else 0.5 for i in range(K)]
+        )
         draw[L[:, first] > 0.5] = -1.0  # DTS draws the second arm among those with lower bound l(i, first) ≤ ½
         draw[first] = 0.5
         second = int(self.rng.choice(np.flatnonzero(draw == draw.max())))
@@ -362,5 +365,6 @@ def check_agent(name: str, family: str, needs: str) -> None:
     """An agent that cannot learn from what the environment reveals is an error before the run starts."""
     if needs not in COMPATIBLE[family]:
         gives = {"bandit": "bandit feedback", "duel": "duel outcomes only"}.get(family, "full information")
-        raise ConfigError(f"agent '{name}' needs {_NEEDS_TEXT[needs]}; '{family}' environments give {gives}",
-                          field="agents")
+        raise ConfigError(
+            f"agent '{name}' needs {_NEEDS_TEXT[needs]}; '{family}' environments give {gives}", field="agents"
+        )

@@ -27,8 +27,15 @@ class _NoBackend:
     """LMAgent needs a backend only to act; building prompts needs none."""
 
 
-def distillation_pairs(env: str, seeds: list[int], horizon: int, n_actions: int, teacher: str = "hedge",
-                       variant: str = "raw", min_gap: float = 0.05) -> list[dict]:
+def distillation_pairs(
+    env: str,
+    seeds: list[int],
+    horizon: int,
+    n_actions: int,
+    teacher: str = "hedge",
+    variant: str = "raw",
+    min_gap: float = 0.05,
+) -> list[dict]:
     if teacher not in AGENTS or AGENTS[teacher][0].needs != "full":
         raise ConfigError(f"the teacher must be a full-information agent (got '{teacher}')", field="teacher")
     rows = []
@@ -48,10 +55,14 @@ def distillation_pairs(env: str, seeds: list[int], horizon: int, n_actions: int,
                 order = np.argsort(cum)  # best (least cumulative loss) first
                 worse = np.empty_like(p)
                 worse[order] = np.sort(p)  # least weight on the best action, most on the worst
-                rows.append({"prompt": student.prompt(),
-                             "chosen": [{"role": "assistant", "content": _fmt(p)}],
-                             "rejected": [{"role": "assistant", "content": _fmt(worse)}],
-                             "meta": {"env": e.name, "seed": seed, "round": t + 1, "teacher": teacher}})
+                rows.append(
+                    {
+                        "prompt": student.prompt(),
+                        "chosen": [{"role": "assistant", "content": _fmt(p)}],
+                        "rejected": [{"role": "assistant", "content": _fmt(worse)}],
+                        "meta": {"env": e.name, "seed": seed, "round": t + 1, "teacher": teacher},
+                    }
+                )
             ell = e.loss_vector(t, past)
             past.append(p)
             cum += ell

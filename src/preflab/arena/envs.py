@@ -33,7 +33,10 @@ BANDIT_KINDS = ("bernoulli", "close")
 DUEL_KINDS = ("condorcet", "cyclic", "rps", "random")
 GAME_KINDS = ("rps", "coordination", "prisoners", "random", "custom")
 ENV_KINDS: dict[str, tuple[str, ...]] = {
-    "experts": EXPERT_KINDS, "bandit": BANDIT_KINDS, "duel": DUEL_KINDS, "game": GAME_KINDS,
+    "experts": EXPERT_KINDS,
+    "bandit": BANDIT_KINDS,
+    "duel": DUEL_KINDS,
+    "game": GAME_KINDS,
 }
 FEEDBACK = {"experts": "full", "bandit": "bandit", "duel": "duel", "game": "full"}
 
@@ -156,15 +159,17 @@ def experts_env(kind: str, n_actions: int, horizon: int, seed: int) -> LossEnv:
         return LossEnv(f"experts:{kind}", "experts", K, T, losses=rng.uniform(0, 1, (T, K)), description=desc)
     if kind == "stochastic":
         mu = rng.permutation(np.linspace(0.2, 0.8, K))
-        return LossEnv(f"experts:{kind}", "experts", K, T, losses=_clip01(mu + rng.normal(0, 0.2, (T, K))),
-                       description=desc)
+        return LossEnv(
+            f"experts:{kind}", "experts", K, T, losses=_clip01(mu + rng.normal(0, 0.2, (T, K))), description=desc
+        )
     if kind == "nonstationary":
         t = np.arange(T)[:, None]
         phase = 2 * np.pi * np.arange(K)[None, :] / K
         period = max(T / 2, 2.0)
         mu = 0.5 + 0.4 * np.sin(2 * np.pi * t / period + phase)
-        return LossEnv(f"experts:{kind}", "experts", K, T, losses=_clip01(mu + rng.normal(0, 0.05, (T, K))),
-                       description=desc)
+        return LossEnv(
+            f"experts:{kind}", "experts", K, T, losses=_clip01(mu + rng.normal(0, 0.05, (T, K))), description=desc
+        )
     if kind == "adaptive":
         return LossEnv(f"experts:{kind}", "experts", K, T, adaptive="argmax", description=desc)
     if kind == "ftl_trap":
@@ -192,8 +197,9 @@ def bandit_env(kind: str, n_actions: int, horizon: int, seed: int, means=None) -
     if means is not None:
         mu = np.asarray(means, dtype=np.float64)
         if mu.ndim != 1 or mu.shape[0] < 2 or (mu < 0).any() or (mu > 1).any():
-            raise ConfigError(f"bandit means must be a vector of >= 2 numbers in [0, 1] (got shape {mu.shape})",
-                              field="means")
+            raise ConfigError(
+                f"bandit means must be a vector of >= 2 numbers in [0, 1] (got shape {mu.shape})", field="means"
+            )
         K = mu.shape[0]
         desc = "given means"
     elif kind == "bernoulli":
@@ -280,7 +286,8 @@ def duel_env(kind: str, n_actions: int, horizon: int, seed: int, pref=None) -> D
     """``condorcet``: a Bradley–Terry matrix with utilities evenly spread in [0, 2] (a total order, arm with
     the top utility the Condorcet winner); ``cyclic`` / ``rps``: the intransitive matrices of the exact testbed
     (:func:`preflab.testbeds.games.cyclic_game`, the weighted :func:`~preflab.testbeds.games.rps_game`) plus
-    dominated arms (:func:`with_losers`), no Condorcet winner, so regret is Copeland regret; ``random``: the testbed's random general game (seeded;
+    dominated arms (:func:`with_losers`), no Condorcet winner, so regret is Copeland regret; ``random``: the
+    testbed's random general game (seeded;
     usually intransitive)."""
     from scipy.special import expit
 
@@ -325,13 +332,17 @@ class MatrixGame:
     def __post_init__(self) -> None:
         for key, m in (("row", self.row_loss), ("col", self.col_loss)):
             if m.ndim != 2 or min(m.shape) < 2:
-                raise ConfigError(f"a payoff matrix must be 2-D with >= 2 actions per player, got shape {m.shape}",
-                                  field=f"payoff.{key}")
+                raise ConfigError(
+                    f"a payoff matrix must be 2-D with >= 2 actions per player, got shape {m.shape}",
+                    field=f"payoff.{key}",
+                )
             if not np.all(np.isfinite(m)) or (m < 0).any() or (m > 1).any():
                 raise ConfigError("losses must be finite numbers in [0, 1]", field=f"payoff.{key}")
         if self.row_loss.shape != self.col_loss.shape:
-            raise ConfigError(f"row and column payoff matrices differ in shape: {self.row_loss.shape} vs "
-                              f"{self.col_loss.shape}", field="payoff")
+            raise ConfigError(
+                f"row and column payoff matrices differ in shape: {self.row_loss.shape} vs {self.col_loss.shape}",
+                field="payoff",
+            )
 
     @property
     def n_actions(self) -> tuple[int, int]:

@@ -60,8 +60,16 @@ def _fmt(v) -> str:
 class LMBackend:
     """A loaded causal LM and tokenizer with the sampling settings every agent on it shares."""
 
-    def __init__(self, model, tokenizer, *, temperature: float = 0.7, max_new_tokens: int | None = None,
-                 seed: int = 0, bf16: bool | None = False) -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        temperature: float = 0.7,
+        max_new_tokens: int | None = None,
+        seed: int = 0,
+        bf16: bool | None = False,
+    ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.temperature, self.max_new_tokens, self.seed, self.bf16 = temperature, max_new_tokens, seed, bf16
         self.calls = 0
@@ -80,9 +88,14 @@ class LMBackend:
     def answer(self, prompts: list, round_seed: int, k: int) -> list[str]:
         from ..generation.sampler import SamplingParams, sample
 
-        params = SamplingParams(max_new_tokens=self.max_new_tokens or 6 * k + 6, temperature=self.temperature,
-                                seed=self.seed * 100_003 + round_seed, batch_size=max(1, len(prompts)),
-                                stop_token_ids=self.stop_ids, bf16=self.bf16)
+        params = SamplingParams(
+            max_new_tokens=self.max_new_tokens or 6 * k + 6,
+            temperature=self.temperature,
+            seed=self.seed * 100_003 + round_seed,
+            batch_size=max(1, len(prompts)),
+            stop_token_ids=self.stop_ids,
+            bf16=self.bf16,
+        )
         self.calls += 1
         return [c[0].text for c in sample(self.model, self.tokenizer, prompts, params)]
 
@@ -118,20 +131,30 @@ class LMAgent(Agent):
     # ------------------------------------------------------------------ prompt
     def rules(self) -> str:
         K = self.K
-        base = (f"You are playing a repeated decision game with {K} actions, numbered 0 to {K - 1}. "
-                "In every round you choose a probability distribution over the actions. ")
+        base = (
+            f"You are playing a repeated decision game with {K} actions, numbered 0 to {K - 1}. "
+            "In every round you choose a probability distribution over the actions. "
+        )
         if self.feedback == "full":
-            what = ("Then the loss of every action (a number between 0 and 1) is revealed, and you pay the "
-                    "expected loss under your distribution.")
+            what = (
+                "Then the loss of every action (a number between 0 and 1) is revealed, and you pay the "
+                "expected loss under your distribution."
+            )
             if self.role:
-                what += (f" You are the {self.role} player of a two-player game; the losses of your actions "
-                         "depend on what the other player does.")
+                what += (
+                    f" You are the {self.role} player of a two-player game; the losses of your actions "
+                    "depend on what the other player does."
+                )
         elif self.feedback == "bandit":
-            what = ("Then one action is drawn from your distribution and you see only that action's loss "
-                    "(0 or 1 or in between). Other actions' losses stay hidden.")
+            what = (
+                "Then one action is drawn from your distribution and you see only that action's loss "
+                "(0 or 1 or in between). Other actions' losses stay hidden."
+            )
         else:
-            what = ("Then two actions are drawn from your distribution and compete; you see which one won. "
-                    "Your goal is to put your weight on the action that beats the others.")
+            what = (
+                "Then two actions are drawn from your distribution and compete; you see which one won. "
+                "Your goal is to put your weight on the action that beats the others."
+            )
         goal = " Your goal is to make your total loss as small as possible." if self.feedback != "duel" else ""
         return base + what + goal
 
@@ -143,21 +166,28 @@ class LMAgent(Agent):
             if self.variant == "raw":
                 return "\n".join(f"Round {s + 1}: losses {_fmt(v)}" for s, v in enumerate(self.history))
             total = np.sum(self.history, axis=0)
-            return (f"After {t} rounds, the total loss of each action is {_fmt(total)} "
-                    f"(average per round {_fmt(total / t)}).")
+            return (
+                f"After {t} rounds, the total loss of each action is {_fmt(total)} "
+                f"(average per round {_fmt(total / t)})."
+            )
         if self.feedback == "bandit":
             if self.variant == "raw":
-                return "\n".join(f"Round {s + 1}: you played action {a}, its loss was {loss:.2f}"
-                                 for s, (a, loss) in enumerate(self.history))
+                return "\n".join(
+                    f"Round {s + 1}: you played action {a}, its loss was {loss:.2f}"
+                    for s, (a, loss) in enumerate(self.history)
+                )
             lines = [f"After {t} rounds:"]
             for a in range(K):
                 got = [loss for b, loss in self.history if b == a]
-                lines.append(f"action {a}: played {len(got)} times" +
-                             (f", average loss {np.mean(got):.2f}" if got else ""))
+                lines.append(
+                    f"action {a}: played {len(got)} times" + (f", average loss {np.mean(got):.2f}" if got else "")
+                )
             return "\n".join(lines)
         if self.variant == "raw":
-            return "\n".join(f"Round {s + 1}: action {i} vs action {j}: action {i if won else j} won"
-                             for s, (i, j, won) in enumerate(self.history))
+            return "\n".join(
+                f"Round {s + 1}: action {i} vs action {j}: action {i if won else j} won"
+                for s, (i, j, won) in enumerate(self.history)
+            )
         wins = np.zeros((K, K), dtype=int)
         for i, j, won in self.history:
             if i != j:
@@ -167,17 +197,21 @@ class LMAgent(Agent):
         return "\n".join(lines)
 
     def ask(self, t: int) -> str:
-        return (f"Round {t + 1}: give your probability distribution over the {self.K} actions as a list of "
-                f"{self.K} numbers that sum to 1. Answer with the list only.")
+        return (
+            f"Round {t + 1}: give your probability distribution over the {self.K} actions as a list of "
+            f"{self.K} numbers that sum to 1. Answer with the list only."
+        )
 
     def prompt(self) -> list[dict[str, str]]:
         """System rules; a worked first round showing the answer format (the uniform distribution, the one
         choice that favours no action); then the history and the question for the coming round."""
         demo = "[" + ", ".join(f"{1 / self.K:.2f}" for _ in range(self.K)) + "]"
-        return [{"role": "system", "content": self.rules()},
-                {"role": "user", "content": "No rounds have been played yet.\n\n" + self.ask(0)},
-                {"role": "assistant", "content": demo},
-                {"role": "user", "content": self.history_text() + "\n\n" + self.ask(len(self.history))}]
+        return [
+            {"role": "system", "content": self.rules()},
+            {"role": "user", "content": "No rounds have been played yet.\n\n" + self.ask(0)},
+            {"role": "assistant", "content": demo},
+            {"role": "user", "content": self.history_text() + "\n\n" + self.ask(len(self.history))},
+        ]
 
     # ------------------------------------------------------------------ acting
     def take_answer(self, text: str) -> np.ndarray:
@@ -201,6 +235,10 @@ class LMAgent(Agent):
         self.t += 1
 
     def stats(self) -> dict:
-        return {"parse_failures": self.failures, "rounds": len(self.answers),
-                "parse_failure_rate": self.failures / max(len(self.answers), 1),
-                "fallback": "uniform", "answers_head": self.answers[:3]}
+        return {
+            "parse_failures": self.failures,
+            "rounds": len(self.answers),
+            "parse_failure_rate": self.failures / max(len(self.answers), 1),
+            "fallback": "uniform",
+            "answers_head": self.answers[:3],
+        }

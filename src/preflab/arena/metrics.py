@@ -122,5 +122,4 @@ def no_regret_test(mean_regret: np.ndarray) -> NoRegretTest:
         verdict = "sublinear" if sublinear else "linear" if lower >= 1 - tol else "inconclusive"
     else:
         verdict = "inconclusive"
-    return NoRegretTest(float(R[-1]), float(avg[-1]), down / max(len(diffs), 1), trend_p, exponent, se, p,
-                        verdict)
+    return NoRegretTest(float(R[-1]), float(avg[-1]), down / max(len(diffs), 1), trend_p, exponent, se, p, verdict)

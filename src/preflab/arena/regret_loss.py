@@ -90,8 +90,16 @@ class TrainResult:
     horizon: int
 
 
-def train(k: int = 3, horizon: int = 20, steps: int = 600, batch: int = 256, n_group: int = 8,
-          softmax_k: float = 1.0, lr: float = 0.02, seed: int = 0) -> TrainResult:
+def train(
+    k: int = 3,
+    horizon: int = 20,
+    steps: int = 600,
+    batch: int = 256,
+    n_group: int = 8,
+    softmax_k: float = 1.0,
+    lr: float = 0.02,
+    seed: int = 0,
+) -> TrainResult:
     """Fit the learner by minimising the regret-loss with Adam on fresh synthetic sequences every step."""
     torch = _torch()
     if batch % n_group:
@@ -130,8 +138,9 @@ def fit_ftrl(model, losses: np.ndarray) -> float:
     from scipy.optimize import minimize_scalar
 
     p = model_probs(model, losses)
-    res = minimize_scalar(lambda eta: 0.5 * np.abs(hedge_probs(losses, eta) - p).sum(-1).mean(),
-                          bounds=(0.0, 10.0), method="bounded")
+    res = minimize_scalar(
+        lambda eta: 0.5 * np.abs(hedge_probs(losses, eta) - p).sum(-1).mean(), bounds=(0.0, 10.0), method="bounded"
+    )
     return float(res.x)
 
 
@@ -145,10 +154,14 @@ def compare_with_ftrl(model, train_losses: np.ndarray, held_out: np.ndarray) -> 
     def regret(q):
         return ((q * held_out).sum(axis=(1, 2)) - held_out.sum(axis=1).min(axis=-1)).mean()
 
-    return {"eta": eta, "tv_to_ftrl": float(0.5 * np.abs(p - f).sum(-1).mean()),
-            "tv_to_uniform": float(0.5 * np.abs(p - 1.0 / K).sum(-1).mean()),
-            "regret_model": float(regret(p)), "regret_ftrl": float(regret(f)),
-            "regret_uniform": float(regret(np.full_like(p, 1.0 / K)))}
+    return {
+        "eta": eta,
+        "tv_to_ftrl": float(0.5 * np.abs(p - f).sum(-1).mean()),
+        "tv_to_uniform": float(0.5 * np.abs(p - 1.0 / K).sum(-1).mean()),
+        "regret_model": float(regret(p)),
+        "regret_ftrl": float(regret(f)),
+        "regret_uniform": float(regret(np.full_like(p, 1.0 / K))),
+    }
 
 
 def save(model, path: str | Path) -> Path:
@@ -182,8 +195,10 @@ class RegretTransformerAgent(Agent):
 
     def reset(self, n_actions, horizon, rng):
         if n_actions != self.model.k:
-            raise ConfigError(f"the regret transformer was trained for {self.model.k} actions, the environment "
-                              f"has {n_actions}", field="n_actions")
+            raise ConfigError(
+                f"the regret transformer was trained for {self.model.k} actions, the environment has {n_actions}",
+                field="n_actions",
+            )
         super().reset(n_actions, horizon, rng)
         self.history: list[np.ndarray] = []
 

@@ -10,8 +10,18 @@ from matplotlib.figure import Figure
 from ..evaluation.html import Raw, card, esc, fmt, image, page, table
 from ..evaluation.plots import png_bytes
 
-_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-            "#bcbd22", "#17becf"]
+_COLOURS = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 
 
 def curves_figure(summary: dict) -> Figure:
@@ -59,8 +69,16 @@ def results_table(summary: dict) -> tuple[list[str], list[list[object]]]:
         test = r["no_regret_test"]
         beta = "—" if test["exponent"] is None else f"{test['exponent']:.2f} ± {1.96 * test['exponent_se']:.2f}"
         lo, hi = r["final_regret_ci"]
-        row = [r["agent"], r["seeds"], f"{r['final_regret_mean']:.2f}", f"[{lo:.2f}, {hi:.2f}]",
-               f"{r['avg_regret']:.3f}", beta, test["verdict"], f"{test['trend_p']:.3g}"]
+        row = [
+            r["agent"],
+            r["seeds"],
+            f"{r['final_regret_mean']:.2f}",
+            f"[{lo:.2f}, {hi:.2f}]",
+            f"{r['avg_regret']:.3f}",
+            beta,
+            test["verdict"],
+            f"{test['trend_p']:.3g}",
+        ]
         for key, _ in extra:
             v = r.get(key)
             row.append("—" if v is None else f"{100 * v:.1f}%" if key == "parse_failure_rate" else f"{v:.3f}")
@@ -73,28 +91,54 @@ def write_report(summary: dict, out: Path) -> Path:
     header, rows = results_table(summary)
     rows_in = list(summary["agents"].values())
     best = min(rows_in, key=lambda r: r["final_regret_mean"])
-    cards = [card("environment", esc(cfg["env"])), card("horizon × seeds", f"{cfg['horizon']} × {cfg['seeds']}"),
-             card("lowest final regret", esc(best["agent"]), f"R(T) = {fmt(best['final_regret_mean'])}")]
+    cards = [
+        card("environment", esc(cfg["env"])),
+        card("horizon × seeds", f"{cfg['horizon']} × {cfg['seeds']}"),
+        card("lowest final regret", esc(best["agent"]), f"R(T) = {fmt(best['final_regret_mean'])}"),
+    ]
     lm = [r for r in rows_in if "parse_failure_rate" in r]
     if lm:
-        cards.append(card("LM parse failures", fmt(sum(r["parse_failures"] for r in lm)),
-                          f"of {sum(r['lm_rounds'] for r in lm)} answers; fallback: uniform"))
-    body = [f'<div class="cards">{"".join(cards)}</div>', '<h2 id="curves">Regret curves</h2>',
-            image(png_bytes(curves_figure(summary)), "regret curves"),
-            '<h2 id="table">Results</h2>', table(header, rows),
-            '<p class="muted">Regret is in expectation over each agent\'s own randomisation, against the realised '
-            "losses (stochastic bandits: the arm means). Exponent β: least-squares fit of log R̄(t) on log t over "
-            "the last 80% of rounds, ± 1.96 s.e. Trend p: one-sided sign test that the average regret R̄(t)/t "
-            "decreases. Verdict sublinear when β's 95% upper bound is below 1 and trend p < 0.05 (or R̄(T) ≤ 0), "
-            "linear when its lower bound is at least 1.</p>"]
+        cards.append(
+            card(
+                "LM parse failures",
+                fmt(sum(r["parse_failures"] for r in lm)),
+                f"of {sum(r['lm_rounds'] for r in lm)} answers; fallback: uniform",
+            )
+        )
+    body = [
+        f'<div class="cards">{"".join(cards)}</div>',
+        '<h2 id="curves">Regret curves</h2>',
+        image(png_bytes(curves_figure(summary)), "regret curves"),
+        '<h2 id="table">Results</h2>',
+        table(header, rows),
+        '<p class="muted">Regret is in expectation over each agent\'s own randomisation, against the realised '
+        "losses (stochastic bandits: the arm means). Exponent β: least-squares fit of log R̄(t) on log t over "
+        "the last 80% of rounds, ± 1.96 s.e. Trend p: one-sided sign test that the average regret R̄(t)/t "
+        "decreases. Verdict sublinear when β's 95% upper bound is below 1 and trend p < 0.05 (or R̄(T) ≤ 0), "
+        "linear when its lower bound is at least 1.</p>",
+    ]
     if any("final_row_probs" in r for r in rows_in):
         body.append('<h2 id="play">Final play (mean over seeds)</h2>')
-        body.append(table(["pairing", "row player", "column player"],
-                          [[r["agent"], Raw(esc(np.round(r["final_row_probs"], 3).tolist())),
-                            Raw(esc(np.round(r["final_col_probs"], 3).tolist()))]
-                           for r in rows_in if "final_row_probs" in r]))
-    html = page(f"Regret arena: {cfg['env']}", esc(f"agents: {', '.join(cfg['agents'])}"),
-                [("curves", "Curves"), ("table", "Results")], "".join(body))
+        body.append(
+            table(
+                ["pairing", "row player", "column player"],
+                [
+                    [
+                        r["agent"],
+                        Raw(esc(np.round(r["final_row_probs"], 3).tolist())),
+                        Raw(esc(np.round(r["final_col_probs"], 3).tolist())),
+                    ]
+                    for r in rows_in
+                    if "final_row_probs" in r
+                ],
+            )
+        )
+    html = page(
+        f"Regret arena: {cfg['env']}",
+        esc(f"agents: {', '.join(cfg['agents'])}"),
+        [("curves", "Curves"), ("table", "Results")],
+        "".join(body),
+    )
     from ..files import atomic_write_text
 
     path = Path(out) / "report.html"

@@ -65,14 +65,17 @@ class ArenaConfig:
 
                     close = difflib.get_close_matches(part, agent_names(), n=1)
                     hint = f"; did you mean '{close[0]}'?" if close else ""
-                    raise ConfigError(f"unknown agent '{part}'{hint} (known: {', '.join(agent_names())})",
-                                      field="agents")
+                    raise ConfigError(
+                        f"unknown agent '{part}'{hint} (known: {', '.join(agent_names())})", field="agents"
+                    )
                 check_agent(part, self.family, _needs(part))
         if self.family == "game":  # build once so a bad payoff fails before anything runs
             make_env(self.env, horizon=self.horizon, seed=0, n_actions=self.n_actions, payoff=self.payoff)
         if "regret_transformer" in {p for n in self.agents for p in self.players(n)} and not self.regret_transformer:
-            raise ConfigError("agent 'regret_transformer' needs --regret-transformer PATH (a trained model)",
-                              field="regret_transformer")
+            raise ConfigError(
+                "agent 'regret_transformer' needs --regret-transformer PATH (a trained model)",
+                field="regret_transformer",
+            )
 
     def players(self, name: str) -> list[str]:
         if self.family != "game":
@@ -107,8 +110,9 @@ class AgentFactory:
             from ..models.loading import load_model, load_tokenizer
             from .lm_agent import LMBackend
 
-            self._backend = LMBackend(load_model(self.cfg.model), load_tokenizer(self.cfg.model),
-                                      temperature=self.cfg.temperature)
+            self._backend = LMBackend(
+                load_model(self.cfg.model), load_tokenizer(self.cfg.model), temperature=self.cfg.temperature
+            )
         return self._backend
 
     def make(self, name: str) -> Agent:
@@ -140,7 +144,7 @@ def act_all(agents: list[Agent]) -> list:
 
 
 def _rngs(seed: int, name: str) -> tuple[np.random.Generator, np.random.Generator]:
-    tag = sum(ord(c) * 31 ** i for i, c in enumerate(name)) % (2**31)
+    tag = sum(ord(c) * 31**i for i, c in enumerate(name)) % (2**31)
     return np.random.default_rng([seed, tag, 1]), np.random.default_rng([seed, tag, 2])
 
 
@@ -153,8 +157,7 @@ def _reset(agent: Agent, K: int, T: int, rng, feedback: str, role: str = "") -> 
 
 def play_single(cfg: ArenaConfig, name: str, seeds: list[int], factory: AgentFactory) -> list[dict]:
     """Play agent ``name`` on seeds ``seeds`` of an experts / bandit / dueling environment, in lockstep."""
-    envs = [make_env(cfg.env, horizon=cfg.horizon, seed=s, n_actions=cfg.n_actions, payoff=cfg.payoff)
-            for s in seeds]
+    envs = [make_env(cfg.env, horizon=cfg.horizon, seed=s, n_actions=cfg.n_actions, payoff=cfg.payoff) for s in seeds]
     agents = [factory.make(name) for _ in seeds]
     rngs = [_rngs(s, name) for s in seeds]
     duel = isinstance(envs[0], DuelEnv)
@@ -187,26 +190,43 @@ def play_single(cfg: ArenaConfig, name: str, seeds: list[int], factory: AgentFac
     elapsed = time.perf_counter() - start
     cells = []
     for k, (s, env, agent) in enumerate(zip(seeds, envs, agents, strict=True)):
-        cell = {"env": cfg.env, "agent": name, "seed": s, "horizon": cfg.horizon, "n_actions": env.n_actions,
-                "description": env.description, "stats": agent.stats(), "elapsed_s": elapsed / len(seeds),
-                "played": rec[k]["played"]}
+        cell = {
+            "env": cfg.env,
+            "agent": name,
+            "seed": s,
+            "horizon": cfg.horizon,
+            "n_actions": env.n_actions,
+            "description": env.description,
+            "stats": agent.stats(),
+            "elapsed_s": elapsed / len(seeds),
+            "played": rec[k]["played"],
+        }
         if duel:
             left, right = np.array(rec[k]["left"]), np.array(rec[k]["right"])
-            cell.update(left=left.tolist(), right=right.tolist(), regret_kind=env.regret_kind, winner=env.winner,
-                        regret=metrics.duel_regret(left, right, env.round_regret).tolist())
+            cell.update(
+                left=left.tolist(),
+                right=right.tolist(),
+                regret_kind=env.regret_kind,
+                winner=env.winner,
+                regret=metrics.duel_regret(left, right, env.round_regret).tolist(),
+            )
         else:
             probs, scored = np.array(rec[k]["probs"]), np.array(rec[k]["scored"])
-            cell.update(probs=probs.tolist(), scored=scored.tolist(),
-                        regret=metrics.cumulative_regret(probs, scored).tolist(),
-                        dynamic_regret=metrics.dynamic_regret(probs, scored).tolist())
+            cell.update(
+                probs=probs.tolist(),
+                scored=scored.tolist(),
+                regret=metrics.cumulative_regret(probs, scored).tolist(),
+                dynamic_regret=metrics.dynamic_regret(probs, scored).tolist(),
+            )
         cells.append(cell)
     return cells
 
 
 def play_game(cfg: ArenaConfig, name: str, seeds: list[int], factory: AgentFactory) -> list[dict]:
     """Play the pairing ``name`` in the repeated matrix game on ``seeds``, both players in lockstep."""
-    games: list[MatrixGame] = [make_env(cfg.env, horizon=cfg.horizon, seed=s, n_actions=cfg.n_actions,
-                                        payoff=cfg.payoff) for s in seeds]
+    games: list[MatrixGame] = [
+        make_env(cfg.env, horizon=cfg.horizon, seed=s, n_actions=cfg.n_actions, payoff=cfg.payoff) for s in seeds
+    ]
     row_name, col_name = cfg.players(name)
     rows, cols = [factory.make(row_name) for _ in seeds], [factory.make(col_name) for _ in seeds]
     rngs = [_rngs(s, name) for s in seeds]
@@ -232,15 +252,24 @@ def play_game(cfg: ArenaConfig, name: str, seeds: list[int], factory: AgentFacto
     for k, (s, g, r, c) in enumerate(zip(seeds, games, rows, cols, strict=True)):
         p, q, lr, lc = (np.array(rec[k][key]) for key in ("p", "q", "lr", "lc"))
         row_regret, col_regret = metrics.cumulative_regret(p, lr), metrics.cumulative_regret(q, lc)
-        cells.append({
-            "env": cfg.env, "agent": name, "seed": s, "horizon": cfg.horizon, "n_actions": [K1, K2],
-            "description": g.description, "elapsed_s": elapsed / len(seeds),
-            "stats": {"row": r.stats(), "col": c.stats()},
-            "row_probs": p.tolist(), "col_probs": q.tolist(),
-            "row_regret": row_regret.tolist(), "col_regret": col_regret.tolist(),
-            "regret": np.maximum(row_regret, col_regret).tolist(),
-            "cce_gap": metrics.cce_gap(p, q, g.row_loss, g.col_loss).tolist(),
-        })
+        cells.append(
+            {
+                "env": cfg.env,
+                "agent": name,
+                "seed": s,
+                "horizon": cfg.horizon,
+                "n_actions": [K1, K2],
+                "description": g.description,
+                "elapsed_s": elapsed / len(seeds),
+                "stats": {"row": r.stats(), "col": c.stats()},
+                "row_probs": p.tolist(),
+                "col_probs": q.tolist(),
+                "row_regret": row_regret.tolist(),
+                "col_regret": col_regret.tolist(),
+                "regret": np.maximum(row_regret, col_regret).tolist(),
+                "cce_gap": metrics.cce_gap(p, q, g.row_loss, g.col_loss).tolist(),
+            }
+        )
     return cells
 
 
@@ -257,13 +286,16 @@ def _check_out(out: Path, cfg: ArenaConfig) -> None:
         try:
             old = json.loads(saved.read_text())
         except json.JSONDecodeError:
-            raise ConfigError("is not valid JSON; remove it or use another --out", field=None,
-                              file=str(saved)) from None
+            raise ConfigError(
+                "is not valid JSON; remove it or use another --out", field=None, file=str(saved)
+            ) from None
         mine = cfg.to_dict()
         diff = sorted(k for k in mine if k != "agents" and old.get(k) != mine[k])
         if diff:
-            raise ConfigError(f"this directory holds an arena run with other settings ({', '.join(diff)}); "
-                              "use another --out", file=str(saved))
+            raise ConfigError(
+                f"this directory holds an arena run with other settings ({', '.join(diff)}); use another --out",
+                file=str(saved),
+            )
         cfg_agents = list(dict.fromkeys([*old.get("agents", []), *cfg.agents]))
         mine["agents"] = cfg_agents
         atomic_write_text(saved, json.dumps(mine, indent=2))
@@ -311,9 +343,16 @@ def summarise(cfg: ArenaConfig, cells: dict[str, list[dict]]) -> dict:
         R = np.array([c["regret"] for c in cs])
         b = metrics.band(R)
         test = metrics.no_regret_test(np.asarray(b.mean))
-        row = {"agent": name, "seeds": len(cs), "regret": asdict(b), "final_regret_mean": b.mean[-1],
-               "final_regret_ci": [b.lo[-1], b.hi[-1]], "avg_regret": b.mean[-1] / cfg.horizon,
-               "no_regret_test": test.to_dict(), "elapsed_s": float(sum(c.get("elapsed_s", 0.0) for c in cs))}
+        row = {
+            "agent": name,
+            "seeds": len(cs),
+            "regret": asdict(b),
+            "final_regret_mean": b.mean[-1],
+            "final_regret_ci": [b.lo[-1], b.hi[-1]],
+            "avg_regret": b.mean[-1] / cfg.horizon,
+            "no_regret_test": test.to_dict(),
+            "elapsed_s": float(sum(c.get("elapsed_s", 0.0) for c in cs)),
+        }
         if cs and "dynamic_regret" in cs[0]:
             d = metrics.band(np.array([c["dynamic_regret"] for c in cs]))
             row.update(dynamic_regret=asdict(d), final_dynamic_regret_mean=d.mean[-1])
@@ -325,8 +364,9 @@ def summarise(cfg: ArenaConfig, cells: dict[str, list[dict]]) -> dict:
         fails = [st for c in cs for st in _lm_stats(c["stats"])]
         if fails:
             n_fail, n = sum(f["parse_failures"] for f in fails), sum(f["rounds"] for f in fails)
-            row.update(parse_failures=n_fail, lm_rounds=n, parse_failure_rate=n_fail / max(n, 1),
-                       parse_fallback="uniform")
+            row.update(
+                parse_failures=n_fail, lm_rounds=n, parse_failure_rate=n_fail / max(n, 1), parse_fallback="uniform"
+            )
         rows[name] = row
     return {"config": cfg.to_dict(), "agents": rows}
 

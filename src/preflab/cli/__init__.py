@@ -23,8 +23,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ["models", "config", "data", "evaluate", "rm_eval", "overopt", "sample", "annotate", "train",
-                    "algorithms", "testbed", "quickstart", "recipes", "arena", "oneline"]
+_COMMAND_MODULES = [
+    "models",
+    "config",
+    "data",
+    "evaluate",
+    "rm_eval",
+    "overopt",
+    "sample",
+    "annotate",
+    "train",
+    "algorithms",
+    "testbed",
+    "quickstart",
+    "recipes",
+    "arena",
+    "oneline",
+]
 
 
 def _version(value: bool) -> None:

@@ -47,9 +47,14 @@ def algorithms_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), title="preflab algorithms",
-                  caption="runs: LM = preflab train, TB = preflab testbed run; objective '=' = the algorithm's "
-                          "name; → reward model = trains a reward model, not the policy. --json adds claims, tests and defaults.")
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+        title="preflab algorithms",
+        caption="runs: LM = preflab train, TB = preflab testbed run; objective '=' = the algorithm's "
+        "name; → reward model = trains a reward model, not the policy. --json adds claims, tests and defaults.",
+    )
     for name in ("algorithm", "runs", "objective"):
         table.add_column(name, no_wrap=True)
     for name in ("data", "reference", "paper"):  # these wrap between words at 80 columns

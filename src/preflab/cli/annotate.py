@@ -25,17 +25,36 @@ def annotate_cmd(
     completions: Path = typer.Argument(..., help="Completions JSONL written by `preflab sample`."),
     out: Path = typer.Option(..., "--out", "-o", help="Preference data JSONL to write."),
     fmt: str = typer.Option("pairs", "--format", "-f", help="pairs, rankings or unpaired."),
-    pairs: str = typer.Option("random", "--pairs", help="random / all (annotator votes); best-vs-worst, "
-                              "best-vs-random, all-pairs, adjacent (by score); rso (rejection sampling)."),
-    pool: str = typer.Option("gold", "--pool", help="Annotator preset (gold, bt, noisy, biased, groups, "
-                             "intransitive, mixed) or a YAML/JSON pool spec."),
-    pairs_per_prompt: int = typer.Option(1, "--pairs-per-prompt", min=1, help="--pairs random: pairs shown per prompt; best-vs-worst (by score): the i-th best against the i-th worst for i up to N."),
-    reward_model: str | None = typer.Option(None, "--reward-model", help="Score with this sequence-"
-                                            "classification model instead of gold scores."),
+    pairs: str = typer.Option(
+        "random",
+        "--pairs",
+        help="random / all (annotator votes); best-vs-worst, "
+        "best-vs-random, all-pairs, adjacent (by score); rso (rejection sampling).",
+    ),
+    pool: str = typer.Option(
+        "gold",
+        "--pool",
+        help="Annotator preset (gold, bt, noisy, biased, groups, intransitive, mixed) or a YAML/JSON pool spec.",
+    ),
+    pairs_per_prompt: int = typer.Option(
+        1,
+        "--pairs-per-prompt",
+        min=1,
+        help=(
+            "--pairs random: pairs shown per prompt; best-vs-worst (by score): the i-th best against the i-th "
+            "worst for i up to N."
+        ),
+    ),
+    reward_model: str | None = typer.Option(
+        None, "--reward-model", help="Score with this sequence-classification model instead of gold scores."
+    ),
     rso_beta: float = typer.Option(0.5, "--rso-beta", help="RSO temperature β."),
     rso_accept: int = typer.Option(4, "--rso-accept", min=2, help="RSO samples accepted per prompt."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Unpaired: desirable iff score > this "
-                                           "(default: pairs split into chosen/rejected, KTO-style)."),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        help="Unpaired: desirable iff score > this (default: pairs split into chosen/rejected, KTO-style).",
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Turn sampled completions into preference data with annotator/group fields."""
@@ -61,8 +80,11 @@ def annotate_cmd(
         source = judge.name
     by_votes = reward_model is None and (pairs in VOTE_STRATEGIES or fmt == "rankings") and threshold is None
     if not by_votes and pool != "gold":
-        raise ConfigError(f"--pool {pool} needs --pairs random/all (annotators vote on pairs); "
-                          f"--pairs {pairs} ranks by {source} scores", field="pool")
+        raise ConfigError(
+            f"--pool {pool} needs --pairs random/all (annotators vote on pairs); "
+            f"--pairs {pairs} ranks by {source} scores",
+            field="pool",
+        )
     if by_votes and pairs == "rso":
         raise ConfigError("--pairs rso needs --reward-model or gold scores without annotators", field="pairs")
     if by_votes:
@@ -70,26 +92,36 @@ def annotate_cmd(
         if fmt == "rankings":
             records = builders.annotate_rankings(samples, annotators, seed=seed)
         else:
-            records = builders.annotate_pairs(samples, annotators, strategy=pairs,
-                                              pairs_per_prompt=pairs_per_prompt, seed=seed, counts=counts)
+            records = builders.annotate_pairs(
+                samples, annotators, strategy=pairs, pairs_per_prompt=pairs_per_prompt, seed=seed, counts=counts
+            )
     elif fmt == "rankings":
         records = builders.to_rankings(samples, scores, annotator=source)
     elif fmt == "unpaired" and threshold is not None:
         records = builders.to_unpaired(samples, scores, threshold=threshold, annotator=source, counts=counts)
     elif pairs == "rso":
-        records = builders.rso_pairs(samples, scores, beta=rso_beta, num_accepted=rso_accept, seed=seed,
-                                     annotator=source, counts=counts)
+        records = builders.rso_pairs(
+            samples, scores, beta=rso_beta, num_accepted=rso_accept, seed=seed, annotator=source, counts=counts
+        )
     elif pairs in VOTE_STRATEGIES:
-        raise ConfigError(f"--pairs {pairs} needs annotators; with --reward-model use a rule or rso",
-                          field="pairs")
+        raise ConfigError(f"--pairs {pairs} needs annotators; with --reward-model use a rule or rso", field="pairs")
     else:
-        records = builders.rule_pairs(samples, pairs, scores, annotator=source, seed=seed, counts=counts,
-                                      k=pairs_per_prompt if pairs == "best-vs-worst" else 1)
+        records = builders.rule_pairs(
+            samples,
+            pairs,
+            scores,
+            annotator=source,
+            seed=seed,
+            counts=counts,
+            k=pairs_per_prompt if pairs == "best-vs-worst" else 1,
+        )
     if fmt == "unpaired" and threshold is None:
         records = [u for p in records for u in pair_to_unpaired(p)]
     save_records(records, out)
     _summary(records, counts)
-    err_console.print(f"[dim]wrote {len(records)} {fmt} records from {len(samples)} prompts to {escape(str(out))}[/dim]")
+    err_console.print(
+        f"[dim]wrote {len(records)} {fmt} records from {len(samples)} prompts to {escape(str(out))}[/dim]"
+    )
 
 
 def _summary(records: list, counts: Counter) -> None:

@@ -10,28 +10,41 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-arena_app = typer.Typer(help="The regret arena: experts, bandits, dueling bandits, repeated games.",
-                        no_args_is_help=True)
+arena_app = typer.Typer(
+    help="The regret arena: experts, bandits, dueling bandits, repeated games.", no_args_is_help=True
+)
 
 
 @arena_app.command("run")
 def run(
-    env: str = typer.Option("experts", "--env", "-e", help="experts[:adversarial|stochastic|nonstationary|adaptive|"
-                            "ftl_trap|lazy_trap], bandit[:bernoulli|close], duel[:condorcet|cyclic|rps|random], "
-                            "game[:rps|coordination|prisoners|random|custom]."),
-    agents: str = typer.Option("hedge,exp3", "--agents", "-a", help="Comma-separated agents (see `preflab arena "
-                               "list`); in games a name plays itself, 'a_vs_b' pairs two."),
+    env: str = typer.Option(
+        "experts",
+        "--env",
+        "-e",
+        help="experts[:adversarial|stochastic|nonstationary|adaptive|"
+        "ftl_trap|lazy_trap], bandit[:bernoulli|close], duel[:condorcet|cyclic|rps|random], "
+        "game[:rps|coordination|prisoners|random|custom].",
+    ),
+    agents: str = typer.Option(
+        "hedge,exp3",
+        "--agents",
+        "-a",
+        help="Comma-separated agents (see `preflab arena list`); in games a name plays itself, 'a_vs_b' pairs two.",
+    ),
     horizon: int = typer.Option(50, "--horizon", "-T", help="Rounds per run."),
     seeds: int = typer.Option(5, "--seeds", "-s", help="Independent runs per agent (seeds 0..n-1)."),
     n_actions: int = typer.Option(3, "--n-actions", "-K", help="Actions (experts, bandits, duels, random games)."),
     model: str = typer.Option("smollm2-135m-instruct", "--model", help="Causal LM of the llm agents."),
     temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="Sampling temperature of llm agents."),
-    payoff: Path | None = typer.Option(None, "--payoff", help='JSON {"row": [[...]], "col": [[...]]} of losses '
-                                       "in [0, 1] for game:custom."),
-    regret_transformer: Path | None = typer.Option(None, "--regret-transformer",
-                                                   help="A trained regret-loss transformer (arena train-regret)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory: cells, results.json, report.html. "
-                                    "Running again resumes."),
+    payoff: Path | None = typer.Option(
+        None, "--payoff", help='JSON {"row": [[...]], "col": [[...]]} of losses in [0, 1] for game:custom.'
+    ),
+    regret_transformer: Path | None = typer.Option(
+        None, "--regret-transformer", help="A trained regret-loss transformer (arena train-regret)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run directory: cells, results.json, report.html. Running again resumes."
+    ),
 ) -> None:
     """Play each agent on each seed, print regret, the no-regret verdict and (games) the CCE gap."""
     from ..arena.report import results_table, write_report
@@ -45,9 +58,17 @@ def run(
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read the payoff JSON ({exc})", file=str(payoff)) from None
     names = [a.strip() for a in agents.split(",") if a.strip()]
-    cfg = ArenaConfig(env=env, agents=names, horizon=horizon, seeds=seeds, n_actions=n_actions, model=model,
-                      temperature=temperature, payoff=payoff_data,
-                      regret_transformer=str(regret_transformer) if regret_transformer else None)
+    cfg = ArenaConfig(
+        env=env,
+        agents=names,
+        horizon=horizon,
+        seeds=seeds,
+        n_actions=n_actions,
+        model=model,
+        temperature=temperature,
+        payoff=payoff_data,
+        regret_transformer=str(regret_transformer) if regret_transformer else None,
+    )
     console = Console(stderr=True)
 
     def progress(name: str, done: int, todo: int) -> None:
@@ -82,14 +103,17 @@ def train_regret(
 
     res = train(k=n_actions, horizon=horizon, steps=steps, seed=seed)
     rng = np.random.default_rng(seed + 1)
-    cmp = compare_with_ftrl(res.model, synthetic_losses(512, horizon, n_actions, rng),
-                            synthetic_losses(512, horizon, n_actions, rng))
+    cmp = compare_with_ftrl(
+        res.model, synthetic_losses(512, horizon, n_actions, rng), synthetic_losses(512, horizon, n_actions, rng)
+    )
     save(res.model, out)
     console = Console(width=160)
     console.print(f"regret-loss {res.losses[0]:.3f} -> {np.mean(res.losses[-20:]):.3f} over {steps} steps")
-    console.print(f"held-out: TV to FTRL (entropic, fitted eta {cmp['eta']:.2f}) {cmp['tv_to_ftrl']:.3f}, "
-                  f"TV to uniform {cmp['tv_to_uniform']:.3f}; regret model {cmp['regret_model']:.3f}, "
-                  f"FTRL {cmp['regret_ftrl']:.3f}, uniform {cmp['regret_uniform']:.3f}")
+    console.print(
+        f"held-out: TV to FTRL (entropic, fitted eta {cmp['eta']:.2f}) {cmp['tv_to_ftrl']:.3f}, "
+        f"TV to uniform {cmp['tv_to_uniform']:.3f}; regret model {cmp['regret_model']:.3f}, "
+        f"FTRL {cmp['regret_ftrl']:.3f}, uniform {cmp['regret_uniform']:.3f}"
+    )
     console.print(f"wrote {escape(str(out))}")
 
 
@@ -98,8 +122,11 @@ def distill_data(
     out: Path = typer.Option(..., "--out", "-o", help="JSONL of preference pairs (TRL conversational layout)."),
     env: str = typer.Option("experts:stochastic", "--env", "-e", help="An experts environment."),
     teacher: str = typer.Option("hedge", "--teacher", help="A full-information agent: hedge, ftrl, ftpl, ftl."),
-    seeds: str = typer.Option("100-159", "--seeds", help="Training seeds 'a-b' (keep them apart from the "
-                              "evaluation seeds 0..n-1 of arena run)."),
+    seeds: str = typer.Option(
+        "100-159",
+        "--seeds",
+        help="Training seeds 'a-b' (keep them apart from the evaluation seeds 0..n-1 of arena run).",
+    ),
     horizon: int = typer.Option(15, "--horizon", "-T", min=2, help="Rounds per trajectory."),
     n_actions: int = typer.Option(2, "--n-actions", "-K", min=2, help="Actions."),
     variant: str = typer.Option("raw", "--variant", help="Prompt history: raw or summary."),
@@ -118,8 +145,9 @@ def distill_data(
         raise ConfigError(f"unknown variant '{variant}' (known: raw, summary)", field="variant")
     rows = distillation_pairs(env, seed_list, horizon, n_actions, teacher=teacher, variant=variant)
     write_pairs(rows, out)
-    Console(width=160).print(f"wrote {len(rows)} pairs from {len(seed_list)} {escape(teacher)} trajectories to "
-                             f"{escape(str(out))}")
+    Console(width=160).print(
+        f"wrote {len(rows)} pairs from {len(seed_list)} {escape(teacher)} trajectories to {escape(str(out))}"
+    )
 
 
 @arena_app.command("list")

@@ -23,14 +23,23 @@ def inspect(
     path: str = typer.Argument(..., help="Data file, save_to_disk directory or datasets hub name."),
     format: str | None = typer.Option(None, "--format", "-f", help=_FORMAT_HELP),
     kind: str | None = typer.Option(None, "--kind", help="Convert first: pairs, rankings or unpaired."),
-    rule: str = typer.Option("best-vs-worst", "--rule", help="Rankings to pairs: best-vs-worst, best-vs-random, all-pairs, adjacent."),
-    tokenizer: str = typer.Option(
-        "smollm2-135m-instruct", "--tokenizer", "-t", help="Tokenizer for token lengths (name or path); 'none' for characters."
+    rule: str = typer.Option(
+        "best-vs-worst", "--rule", help="Rankings to pairs: best-vs-worst, best-vs-random, all-pairs, adjacent."
     ),
-    max_chars: int | None = typer.Option(None, "--max-chars", min=1, help="Flag rows longer than this (prompt + response)."),
+    tokenizer: str = typer.Option(
+        "smollm2-135m-instruct",
+        "--tokenizer",
+        "-t",
+        help="Tokenizer for token lengths (name or path); 'none' for characters.",
+    ),
+    max_chars: int | None = typer.Option(
+        None, "--max-chars", min=1, help="Flag rows longer than this (prompt + response)."
+    ),
     split: str = typer.Option("train", "--split", help="Split of a datasets directory or hub dataset."),
     report: Path | None = typer.Option(None, "--report", help="Also write the bad rows to this JSONL file."),
-    strict: bool = typer.Option(False, "--strict", help="Exit with code 2 (after the full report) when any row is bad."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Exit with code 2 (after the full report) when any row is bad."
+    ),
 ) -> None:
     """Detected format, counts, token-length percentiles, and every validation finding.
 
@@ -43,8 +52,9 @@ def inspect(
 
     if report is not None:  # before reading the data: a bad path is a one-line error, not a late traceback
         check_output_file(report, "--report")
-    result, records = stream_preferences(path, format=format, kind=kind, rule=rule, on_bad_row="skip",
-                                         max_chars=max_chars, split=split)
+    result, records = stream_preferences(
+        path, format=format, kind=kind, rule=rule, on_bad_row="skip", max_chars=max_chars, split=split
+    )
     summary, note = _measure(records, tokenizer)
     if report is not None:
         result.write_report(report)
@@ -120,12 +130,19 @@ def _echo_summary(summary: Any, kind: str, note: str | None, tokenizer: str) -> 
 @data_app.command("convert")
 def convert_cmd(
     src: str = typer.Argument(..., help="Input: data file, save_to_disk directory or hub name."),
-    out: Path = typer.Argument(..., help="Output file; its suffix picks the format: .jsonl, .json, .csv "
-                               "(each optionally .gz) or .parquet. Never the input file."),
+    out: Path = typer.Argument(
+        ...,
+        help="Output file; its suffix picks the format: .jsonl, .json, .csv "
+        "(each optionally .gz) or .parquet. Never the input file.",
+    ),
     to: str = typer.Option(..., "--to", help="pairs, rankings or unpaired."),
-    rule: str = typer.Option("best-vs-worst", "--rule", help="Rankings to pairs: best-vs-worst, best-vs-random, all-pairs, adjacent."),
+    rule: str = typer.Option(
+        "best-vs-worst", "--rule", help="Rankings to pairs: best-vs-worst, best-vs-random, all-pairs, adjacent."
+    ),
     format: str | None = typer.Option(None, "--format", "-f", help=_FORMAT_HELP),
-    on_bad_row: str = typer.Option("error", "--on-bad-row", help="error: stop at the first bad row; skip: skip and count."),
+    on_bad_row: str = typer.Option(
+        "error", "--on-bad-row", help="error: stop at the first bad row; skip: skip and count."
+    ),
     report: Path | None = typer.Option(None, "--report", help="With --on-bad-row skip: write skipped rows here."),
     seed: int = typer.Option(0, "--seed", help="Seed of best-vs-random."),
     split: str = typer.Option("train", "--split"),
@@ -142,12 +159,15 @@ def convert_cmd(
         if where is not None:
             check_output_file(where, what)
     fmt = check_output(out, src)  # before reading: a wrong output path costs nothing
-    result = load_preferences(src, format=format, kind=to, rule=rule, on_bad_row=on_bad_row,
-                              report_path=report, seed=seed, split=split)
+    result = load_preferences(
+        src, format=format, kind=to, rule=rule, on_bad_row=on_bad_row, report_path=report, seed=seed, split=split
+    )
     write_records(result.records, out, format=fmt)
     n_bad = sum(result.skipped.values())
-    typer.echo(f"{result.n_rows} rows ({result.format}) -> {len(result.records)} {result.kind} in {out} ({fmt})"
-               + (f"; {n_bad} bad rows skipped" if n_bad else ""))
+    typer.echo(
+        f"{result.n_rows} rows ({result.format}) -> {len(result.records)} {result.kind} in {out} ({fmt})"
+        + (f"; {n_bad} bad rows skipped" if n_bad else "")
+    )
     for line in result.findings:
         if "(skipped)" not in line:
             typer.echo(f"  {line}")

@@ -17,10 +17,21 @@ import typer
 
 # flag value -> the config key it sets (None values are not set)
 _KEYS = {
-    "model": "model.name_or_path", "dataset": "data.path", "split": "data.split", "eval_split": "data.eval_split",
-    "output_dir": "output_dir", "lr": "train.lr", "batch_size": "train.batch_size", "grad_accum": "train.grad_accum",
-    "max_steps": "train.max_steps", "epochs": "train.epochs", "max_length": "train.max_length", "seed": "seed",
-    "beta": "objective.params.beta", "lora": "lora.enabled", "lora_r": "lora.r",
+    "model": "model.name_or_path",
+    "dataset": "data.path",
+    "split": "data.split",
+    "eval_split": "data.eval_split",
+    "output_dir": "output_dir",
+    "lr": "train.lr",
+    "batch_size": "train.batch_size",
+    "grad_accum": "train.grad_accum",
+    "max_steps": "train.max_steps",
+    "epochs": "train.epochs",
+    "max_length": "train.max_length",
+    "seed": "seed",
+    "beta": "objective.params.beta",
+    "lora": "lora.enabled",
+    "lora_r": "lora.r",
 }
 
 
@@ -63,45 +74,80 @@ def _recipe_algorithm(path: Path) -> str | None:
 
 def _make_command(algorithm: str):  # noqa: ANN202  (a typer command)
     def command(
-        model: str | None = typer.Option(None, "--model", "--model_name_or_path", "--model-name-or-path",
-                                         help="Model: embedded name, HF id, local HF directory or .gguf."),
-        dataset: str | None = typer.Option(None, "--dataset", "--dataset_name", "--dataset-name",
-                                           help="Preference data: a file, a save_to_disk directory or a hub name."),
+        model: str | None = typer.Option(
+            None,
+            "--model",
+            "--model_name_or_path",
+            "--model-name-or-path",
+            help="Model: embedded name, HF id, local HF directory or .gguf.",
+        ),
+        dataset: str | None = typer.Option(
+            None,
+            "--dataset",
+            "--dataset_name",
+            "--dataset-name",
+            help="Preference data: a file, a save_to_disk directory or a hub name.",
+        ),
         split: str | None = typer.Option(None, "--split", "--dataset_train_split", help="Training split."),
-        eval_split: str | None = typer.Option(None, "--eval-split", "--dataset_test_split",
-                                              help="Held-out split (default: the recipe's held-out prompts)."),
+        eval_split: str | None = typer.Option(
+            None,
+            "--eval-split",
+            "--dataset_test_split",
+            help="Held-out split (default: the recipe's held-out prompts).",
+        ),
         output_dir: str | None = typer.Option(None, "--output-dir", "--output_dir", help="Run directory."),
         beta: float | None = typer.Option(None, "--beta", help="The objective's β."),
         lr: float | None = typer.Option(None, "--lr", "--learning_rate", "--learning-rate", help="Peak learning rate."),
-        batch_size: int | None = typer.Option(None, "--batch-size", "--per_device_train_batch_size",
-                                              help="Examples per micro-batch."),
-        grad_accum: int | None = typer.Option(None, "--grad-accum", "--gradient_accumulation_steps",
-                                              help="Micro-batches per optimizer step."),
+        batch_size: int | None = typer.Option(
+            None, "--batch-size", "--per_device_train_batch_size", help="Examples per micro-batch."
+        ),
+        grad_accum: int | None = typer.Option(
+            None, "--grad-accum", "--gradient_accumulation_steps", help="Micro-batches per optimizer step."
+        ),
         max_steps: int | None = typer.Option(None, "--max-steps", "--max_steps", help="Optimizer steps."),
-        epochs: float | None = typer.Option(None, "--epochs", "--num_train_epochs",
-                                            help="Passes over the data (clears the recipe's max_steps)."),
+        epochs: float | None = typer.Option(
+            None, "--epochs", "--num_train_epochs", help="Passes over the data (clears the recipe's max_steps)."
+        ),
         max_length: int | None = typer.Option(None, "--max-length", "--max_length", help="Prompt + completion tokens."),
-        lora: bool | None = typer.Option(None, "--lora/--full", "--use_peft/--no_peft",
-                                         help="LoRA adapters (the recipe's default) or full fine-tuning."),
+        lora: bool | None = typer.Option(
+            None,
+            "--lora/--full",
+            "--use_peft/--no_peft",
+            help="LoRA adapters (the recipe's default) or full fine-tuning.",
+        ),
         lora_r: int | None = typer.Option(None, "--lora-r", "--lora_r", help="LoRA rank."),
         seed: int | None = typer.Option(None, "--seed", help="The run's seed."),
         set_: list[str] = typer.Option([], "--set", help="Any other config key: a.b=value (repeatable)."),
-        judge: str | None = typer.Option(None, "--judge", help="After training, evaluate against the initial "
-                                         "policy with this judge (e.g. gold for preflab's task data)."),
-        eval_prompts: str | None = typer.Option(None, "--eval-prompts", help="Prompts file for --judge "
-                                                "(default: held-out tasks of the default task suite)."),
+        judge: str | None = typer.Option(
+            None,
+            "--judge",
+            help="After training, evaluate against the initial "
+            "policy with this judge (e.g. gold for preflab's task data).",
+        ),
+        eval_prompts: str | None = typer.Option(
+            None, "--eval-prompts", help="Prompts file for --judge (default: held-out tasks of the default task suite)."
+        ),
         print_config: bool = typer.Option(False, "--print-config", help="Print the run config and exit."),
     ) -> None:
         values = {name: value for name, value in locals().items() if name in _KEYS}
         run_oneline(algorithm, values, set_, judge=judge, eval_prompts=eval_prompts, print_config=print_config)
 
-    command.__doc__ = (f"Train {algorithm} on a dataset in one line, TRL-style flags.\n\nThe {algorithm} recipe "
-                       "underneath (see --print-config); writes the run's report afterwards.")
+    command.__doc__ = (
+        f"Train {algorithm} on a dataset in one line, TRL-style flags.\n\nThe {algorithm} recipe "
+        "underneath (see --print-config); writes the run's report afterwards."
+    )
     return command
 
 
-def run_oneline(algorithm: str, values: dict[str, Any], extra: list[str], *, judge: str | None = None,
-                eval_prompts: str | None = None, print_config: bool = False) -> None:
+def run_oneline(
+    algorithm: str,
+    values: dict[str, Any],
+    extra: list[str],
+    *,
+    judge: str | None = None,
+    eval_prompts: str | None = None,
+    print_config: bool = False,
+) -> None:
     """Build the config of a one-line command; print it, or train, optionally evaluate, and report."""
     from ..config import dump_config, load_config
 

@@ -13,16 +13,24 @@ from ..errors import ConfigError, DataError
 
 
 def overopt_cmd(
-    samples: Path = typer.Argument(..., help="Completions file from `preflab sample -k N` (N ≥ n, gold scores "
-                                   "from a task suite)."),
-    proxy: list[Path] = typer.Option(..., "--proxy", help="Proxy reward model dir (a run dir or its final/); "
-                                     "repeat for an ensemble (mean reward)."),
-    penalty: list[float] = typer.Option([0.0], "--penalty", min=0.0, help="Ensemble penalty λ: select by mean − "
-                                        "λ·std of the members' rewards (Coste et al. 2024); repeat for one curve "
-                                        "per λ from one scoring pass."),
+    samples: Path = typer.Argument(
+        ..., help="Completions file from `preflab sample -k N` (N ≥ n, gold scores from a task suite)."
+    ),
+    proxy: list[Path] = typer.Option(
+        ..., "--proxy", help="Proxy reward model dir (a run dir or its final/); repeat for an ensemble (mean reward)."
+    ),
+    penalty: list[float] = typer.Option(
+        [0.0],
+        "--penalty",
+        min=0.0,
+        help="Ensemble penalty λ: select by mean − "
+        "λ·std of the members' rewards (Coste et al. 2024); repeat for one curve "
+        "per λ from one scoring pass.",
+    ),
     n_max: int | None = typer.Option(None, "--n-max", min=1, help="Largest n (default: the samples per prompt)."),
-    out: Path | None = typer.Option(None, "--out", help="Result JSON (default PROXY_RUN/eval/overopt[_ensemble][_penalty<λ>].json; "
-                                    "one λ only)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Result JSON (default PROXY_RUN/eval/overopt[_ensemble][_penalty<λ>].json; one λ only)."
+    ),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Sequences per reward-model forward pass."),
 ) -> None:
     """Best-of-n against a proxy reward model: proxy and gold reward against KL = log n − (n−1)/n."""
@@ -38,23 +46,35 @@ def overopt_cmd(
         raise DataError("no prompts in the completions file", file=str(samples))
     for i, r in enumerate(rows):
         if r.gold_scores is None:
-            raise DataError("no gold scores: sample from a task suite (preflab sample --suite ...)",
-                            file=str(samples), row=i, field="gold_scores")
+            raise DataError(
+                "no gold scores: sample from a task suite (preflab sample --suite ...)",
+                file=str(samples),
+                row=i,
+                field="gold_scores",
+            )
     fewest = min(len(r.completions) for r in rows)
     n_top = n_max or fewest
     if n_top > fewest:
-        raise DataError(f"best-of-{n_top} needs {n_top} completions per prompt; the file has {fewest} for some "
-                        "prompt (sample with -k)", file=str(samples), field="completions")
+        raise DataError(
+            f"best-of-{n_top} needs {n_top} completions per prompt; the file has {fewest} for some "
+            "prompt (sample with -k)",
+            file=str(samples),
+            field="completions",
+        )
     if any(lam > 0 for lam in penalty) and len(proxy) < 2:
         raise ConfigError("an ensemble penalty needs at least two --proxy models", field="penalty")
     if out is not None and len(penalty) > 1:
-        raise ConfigError("--out names one file; several --penalty values write one file each into the run's eval/",
-                          field="out")
+        raise ConfigError(
+            "--out names one file; several --penalty values write one file each into the run's eval/", field="out"
+        )
     resolved = [_model_and_run(p) for p in proxy]
     for m, _ in resolved:
         if _head_name(m) not in ("scalar", "hl_gauss"):
-            raise ConfigError(f"{m} has a '{_head_name(m)}' head, not one reward per response; best-of-n needs a "
-                              "scalar reward model (bt_reward)", field="proxy")
+            raise ConfigError(
+                f"{m} has a '{_head_name(m)}' head, not one reward per response; best-of-n needs a "
+                "scalar reward model (bt_reward)",
+                field="proxy",
+            )
     members = [RewardModelJudge.from_pretrained(str(m), batch_size=batch_size) for m, _ in resolved]
     prompts = [r.task if r.task is not None else r.prompt for r in rows]
     flat_p = [p for p, r in zip(prompts, rows, strict=True) for _ in r.completions]
@@ -65,24 +85,40 @@ def overopt_cmd(
         means, stds = RewardEnsembleJudge(members).score_with_uncertainty(flat_p, flat_c)
     proxy_scores, start = [], 0
     for r in rows:
-        proxy_scores.append(means[start:start + len(r.completions)])
+        proxy_scores.append(means[start : start + len(r.completions)])
         start += len(r.completions)
     for lam in penalty:
-        selection = [[m - lam * s for m, s in zip(p, stds[b:b + len(p)], strict=True)]
-                     for p, b in zip(proxy_scores, _offsets(proxy_scores), strict=True)]
-        points, over = best_of_n_curve(proxy_scores, [r.gold_scores for r in rows], sizes=bon_sizes(n_top),
-                                       selection=selection)
+        selection = [
+            [m - lam * s for m, s in zip(p, stds[b : b + len(p)], strict=True)]
+            for p, b in zip(proxy_scores, _offsets(proxy_scores), strict=True)
+        ]
+        points, over = best_of_n_curve(
+            proxy_scores, [r.gold_scores for r in rows], sizes=bon_sizes(n_top), selection=selection
+        )
         name = "overopt" + ("_ensemble" if len(members) > 1 else "") + (f"_penalty{lam:g}" if lam > 0 else "")
         judge = f"proxy:{','.join(str(m) for m, _ in resolved)}"
-        result = EvalResult(name=name, a_name="best-of-n", b_name="samples", judge=judge, overoptimisation=over,
-                            meta={"samples": str(samples), "prompts": len(rows), "n_max": n_top, "penalty": lam,
-                                  "kl": "log n - (n-1)/n", "proxy_models": [str(m) for m, _ in resolved]})
+        result = EvalResult(
+            name=name,
+            a_name="best-of-n",
+            b_name="samples",
+            judge=judge,
+            overoptimisation=over,
+            meta={
+                "samples": str(samples),
+                "prompts": len(rows),
+                "n_max": n_top,
+                "penalty": lam,
+                "kl": "log n - (n-1)/n",
+                "proxy_models": [str(m) for m, _ in resolved],
+            },
+        )
         target = out
         if target is None:
             run = resolved[0][1]
             if run is None:
-                raise ConfigError(f"{proxy[0]} is not a run directory; say where the result goes with --out",
-                                  field="out")
+                raise ConfigError(
+                    f"{proxy[0]} is not a run directory; say where the result goes with --out", field="out"
+                )
             target = run / "eval" / f"{name}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         result.save(check_output_file(target, "--out"))
@@ -104,12 +140,16 @@ def _print(points: list, over: Any, lam: float, out: Path) -> None:
     for pt in points:
         typer.echo(f"{pt.n:>4} {pt.kl:>7.3f} {pt.proxy:>9.4f} {pt.gold:>9.4f} {pt.gold_se:>7.4f}")
     if over.peak_kl is not None:
-        typer.echo(f"gold peak {over.peak_gold:.4f} at n={over.peak_step} (KL {over.peak_kl:.3f}); final gold "
-                   f"{over.final_gold:.4f}; over-optimised: {'yes' if over.overoptimised else 'no'}")
+        typer.echo(
+            f"gold peak {over.peak_gold:.4f} at n={over.peak_step} (KL {over.peak_kl:.3f}); final gold "
+            f"{over.final_gold:.4f}; over-optimised: {'yes' if over.overoptimised else 'no'}"
+        )
     if over.fit is not None:
         peak = "none" if over.fit.peak_kl is None else f"{over.fit.peak_kl:.3f}"
-        typer.echo(f"fit gold = c + d(α − βd), d = √KL: α {over.fit.alpha:.4f}, β {over.fit.beta:.4f}, "
-                   f"R² {over.fit.r2:.3f}, predicted peak KL {peak}")
+        typer.echo(
+            f"fit gold = c + d(α − βd), d = √KL: α {over.fit.alpha:.4f}, β {over.fit.beta:.4f}, "
+            f"R² {over.fit.r2:.3f}, predicted peak KL {peak}"
+        )
     typer.echo(f"wrote {out}")
 
 

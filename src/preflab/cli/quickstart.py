@@ -12,7 +12,9 @@ from rich.table import Table
 
 def quickstart(
     out: Path | None = typer.Option(None, "--out", help="Run directory (default: the config's output_dir)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (default: recipes/quickstart.yaml values)."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML config (default: recipes/quickstart.yaml values)."
+    ),
     set_: list[str] = typer.Option([], "--set", help="Override a key: a.b=value (repeatable)."),
 ) -> None:
     """Sample, annotate (noisy simulated annotators), train DPO, evaluate against gold, write the report."""
@@ -42,7 +44,9 @@ def print_summary(result) -> None:
         head.add_row("win rate (95% CI)", f"{_pct(s['win_rate'])} [{_pct(s['win_ci'][0])}, {_pct(s['win_ci'][1])}]")
         head.add_row("wins / losses / ties", f"{s['wins']} / {s['losses']} / {s['ties']} of {s['n_prompts']}")
     if "lc_win_rate" in s:
-        head.add_row("length-controlled win rate", f"{_pct(s['lc_win_rate'])} [{_pct(s['lc_ci'][0])}, {_pct(s['lc_ci'][1])}]")
+        head.add_row(
+            "length-controlled win rate", f"{_pct(s['lc_win_rate'])} [{_pct(s['lc_ci'][0])}, {_pct(s['lc_ci'][1])}]"
+        )
     if "kl" in s:
         head.add_row("KL(trained ‖ initial)", f"{s['kl']:.2f} ± {s['kl_se']:.2f} nats")
     head.add_row("training pairs / steps", f"{s.get('pairs')} / {s.get('train_steps')}")
@@ -51,8 +55,12 @@ def print_summary(result) -> None:
     for col in ("family", "before", "after", "gain (95% CI)"):
         fam.add_column(col, justify="right" if col != "family" else "left")
     for name, f in s.get("families", {}).items():
-        fam.add_row(escape(str(name)), f"{f['before']:.3f}", f"{f['after']:.3f}",
-                    f"{f['gain']:+.3f} [{f['gain_ci'][0]:+.3f}, {f['gain_ci'][1]:+.3f}]")
+        fam.add_row(
+            escape(str(name)),
+            f"{f['before']:.3f}",
+            f"{f['after']:.3f}",
+            f"{f['gain']:+.3f} [{f['gain_ci'][0]:+.3f}, {f['gain_ci'][1]:+.3f}]",
+        )
     console.print(fam)
     console.print("time per stage: " + ", ".join(f"{k} {v:.0f}s" for k, v in t.items()))
     if result.report_path is not None:

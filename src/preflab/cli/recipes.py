@@ -21,8 +21,9 @@ def recipe_dir() -> Path:
     for candidate in (here.parents[1] / "recipes", here.parents[3] / "recipes"):
         if candidate.is_dir() and any(candidate.glob("*.yaml")):
             return candidate
-    raise ConfigError("no recipes found: this installation carries neither preflab/recipes/ "
-                      "nor a source tree's recipes/")
+    raise ConfigError(
+        "no recipes found: this installation carries neither preflab/recipes/ nor a source tree's recipes/"
+    )
 
 
 def recipe_paths() -> dict[str, Path]:
@@ -51,8 +52,7 @@ def _summary(path: Path) -> str:
 
 def recipes_command(
     names: list[str] = typer.Argument(None, help="Recipe names (default: all)."),
-    out: Path | None = typer.Option(None, "--out", "-o",
-                                    help="Copy the recipes into this folder (never overwrites)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Copy the recipes into this folder (never overwrites)."),
 ) -> None:
     """List the shipped run configs; with names, print them; with --out, copy them into a folder to edit."""
     chosen = [find_recipe(name) for name in names] if names else list(recipe_paths().values())

@@ -44,17 +44,26 @@ def _run_data_path(run: Path) -> Path | None:
 
 
 def rm_eval_cmd(
-    models: list[Path] = typer.Argument(..., help="Reward model dir(s): a run dir, its final/, or any "
-                                        "sequence-classification model; several = an ensemble."),
-    pairs: Path = typer.Option(..., "--pairs", help="Held-out preference pairs (any format the data layer reads; "
-                               "rankings become pairs best-vs-worst)."),
+    models: list[Path] = typer.Argument(
+        ...,
+        help="Reward model dir(s): a run dir, its final/, or any sequence-classification model; several = an ensemble.",
+    ),
+    pairs: Path = typer.Option(
+        ...,
+        "--pairs",
+        help="Held-out preference pairs (any format the data layer reads; rankings become pairs best-vs-worst).",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Result JSON (default RUN_DIR/rm_eval.json)."),
     n: int | None = typer.Option(None, "--n", min=1, help="Evaluate the first N pairs only."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Sequences per forward pass."),
     bins: int = typer.Option(10, "--bins", min=1, help="Calibration bins over the confidence [0.5, 1]."),
-    train_pairs: Path | None = typer.Option(None, "--train-pairs", help="The model's training pairs: their task "
-                                            "families are in distribution, every other family held out (default: "
-                                            "the run's data.path)."),
+    train_pairs: Path | None = typer.Option(
+        None,
+        "--train-pairs",
+        help="The model's training pairs: their task "
+        "families are in distribution, every other family held out (default: "
+        "the run's data.path).",
+    ),
 ) -> None:
     """Accuracy, calibration (ECE) and agreement with gold of a reward model on held-out pairs, in and out of the
     task families it was trained on."""
@@ -66,8 +75,7 @@ def rm_eval_cmd(
     run = resolved[0][1]
     if out is None:
         if run is None:
-            raise ConfigError(f"{models[0]} is not a run directory; say where the result goes with --out",
-                              field="out")
+            raise ConfigError(f"{models[0]} is not a run directory; say where the result goes with --out", field="out")
         out = run / "rm_eval.json"
     records = load_preferences(str(pairs), kind="pairs").records
     records = records[:n] if n is not None else records
@@ -75,14 +83,14 @@ def rm_eval_cmd(
         train_pairs = _run_data_path(run)
     train_families = None
     if train_pairs is not None:
-        train_families = sorted({f for f in families_of(load_preferences(str(train_pairs), kind="pairs").records)
-                                 if f is not None})
+        train_families = sorted(
+            {f for f in families_of(load_preferences(str(train_pairs), kind="pairs").records) if f is not None}
+        )
     members = []
     for m, _ in resolved:
         gpm = _head_name(m) == "gpm"
         if gpm and len(resolved) > 1:
-            raise ConfigError("general preference models (gpm) do not ensemble; evaluate one at a time",
-                              field="models")
+            raise ConfigError("general preference models (gpm) do not ensemble; evaluate one at a time", field="models")
         members.append((GPMJudge if gpm else RewardModelJudge).from_pretrained(str(m), batch_size=batch_size))
     judge = members[0] if len(members) == 1 else RewardEnsembleJudge(members)
     result = evaluate_reward_model(judge, records, n_bins=bins, train_families=train_families)

@@ -35,8 +35,7 @@ def read_prompts(path: Path) -> list[tuple[str | None, object]]:
             except json.JSONDecodeError as exc:
                 raise DataError(f"invalid JSON: {exc.msg}", file=str(path), line=lineno) from None
             if not isinstance(row, dict) or not isinstance(row.get("prompt"), str | list):
-                raise DataError("needs a 'prompt' (text or message list)", file=str(path), line=lineno,
-                                field="prompt")
+                raise DataError("needs a 'prompt' (text or message list)", file=str(path), line=lineno, field="prompt")
             out.append((str(row.get("id", f"prompt-{len(out)}")), row["prompt"]))
     return out
 
@@ -67,29 +66,47 @@ def sample_cmd(
         items = [(pid, p, None) for pid, p in read_prompts(prompts)]
     else:
         items = [(t.id, t.prompt, t) for t in get_suite(suite).tasks(n, seed)]
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                            n=num_samples, batch_size=batch_size, return_logprobs=logprobs)
+    params = SamplingParams(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        n=num_samples,
+        batch_size=batch_size,
+        return_logprobs=logprobs,
+    )
     t0 = time.perf_counter()
     with err_console.status(f"loading {model}"):
         if backend == "vllm" or (backend == "auto" and vllm_available()):
             sampler = make_backend(backend, model_path=resolve_model(model), seed=seed)
         else:
-            sampler = make_backend(backend, model=load_model(model, trust_remote_code=trust_remote_code,
-                                                                  device="auto"),
-                                   tokenizer=load_tokenizer(model, trust_remote_code=trust_remote_code))
+            sampler = make_backend(
+                backend,
+                model=load_model(model, trust_remote_code=trust_remote_code, device="auto"),
+                tokenizer=load_tokenizer(model, trust_remote_code=trust_remote_code),
+            )
     t1 = time.perf_counter()
     results = _sample_with_progress(sampler, [p for _, p, _ in items], params)
     t2 = time.perf_counter()
     rows = []
     for (pid, prompt, task), comps in zip(items, results, strict=True):
-        rows.append(PromptSamples(
-            prompt=prompt, completions=[c.text for c in comps], id=pid, task=task,
-            gold_scores=[task.score(c.text) for c in comps] if task is not None else None,
-            num_tokens=[c.num_tokens for c in comps], finish_reasons=[c.finish_reason for c in comps],
-            logprobs=[c.logprob for c in comps] if logprobs else None))
+        rows.append(
+            PromptSamples(
+                prompt=prompt,
+                completions=[c.text for c in comps],
+                id=pid,
+                task=task,
+                gold_scores=[task.score(c.text) for c in comps] if task is not None else None,
+                num_tokens=[c.num_tokens for c in comps],
+                finish_reasons=[c.finish_reason for c in comps],
+                logprobs=[c.logprob for c in comps] if logprobs else None,
+            )
+        )
     write_samples(rows, out)
     _summary(rows, t2 - t1)
-    err_console.print(f"[dim]wrote {len(rows)} prompts to {escape(str(out))}; load {t1 - t0:.1f}s, sample {t2 - t1:.1f}s[/dim]")
+    err_console.print(
+        f"[dim]wrote {len(rows)} prompts to {escape(str(out))}; load {t1 - t0:.1f}s, sample {t2 - t1:.1f}s[/dim]"
+    )
 
 
 def _sample_with_progress(sampler, prompts: list, params) -> list:
@@ -105,7 +122,7 @@ def _sample_with_progress(sampler, prompts: list, params) -> list:
     results: list = []
     with Work(f"sampling ({sampler.name})", len(prompts) * params.n, unit="completions") as work:
         for start in range(0, len(prompts), chunk):
-            part = prompts[start:start + chunk]
+            part = prompts[start : start + chunk]
             results.extend(sampler.generate(part, replace(params, seed=params.seed + start)))
             work.advance(len(part) * params.n)
     return results
@@ -128,8 +145,10 @@ def _summary(rows, seconds: float) -> None:
         table.add_row("all", str(len(everything)), f"{sum(everything) / len(everything):.3f}")
         Console().print(table)
     if seconds > 0:
-        typer.echo(f"{completions} completions, {tokens} tokens in {seconds:.1f}s: "
-                   f"{completions / seconds:.2f} completions/s, {tokens / seconds:.1f} tokens/s")
+        typer.echo(
+            f"{completions} completions, {tokens} tokens in {seconds:.1f}s: "
+            f"{completions / seconds:.2f} completions/s, {tokens / seconds:.1f} tokens/s"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -51,13 +51,9 @@ def run(
         None, "--iterations", min=1, help="Override every algorithm's iteration count."
     ),
     tol: float = typer.Option(1e-3, "--tol", min=0.0, help="Distance counted as converged."),
-    flip_rate: float = typer.Option(
-        0.0, "--flip-rate", min=0.0, max=0.49, help="Annotators' label-flip rate ε."
-    ),
+    flip_rate: float = typer.Option(0.0, "--flip-rate", min=0.0, max=0.49, help="Annotators' label-flip rate ε."),
     seed: int = typer.Option(0, "--seed", help="Seed of random games."),
-    out: Path | None = typer.Option(
-        None, "--out", "-o", help="Directory for convergence.png and results.json."
-    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Directory for convergence.png and results.json."),
 ) -> None:
     """Train each algorithm with exact expectations and print its distance to the target, exploitability,
     KL to the reference and iterations to tolerance; write a convergence plot."""
@@ -109,7 +105,8 @@ def run(
         )
     console.print(table)
     console.print(
-        f"target policy: {np.array2string(goal, precision=4)}  (KL to π_ref {kl_divergence(goal, g.ref, g.context_probs):.4f})"
+        f"target policy: {np.array2string(goal, precision=4)}  "
+        f"(KL to π_ref {kl_divergence(goal, g.ref, g.context_probs):.4f})"
     )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -103,8 +103,16 @@ def _plan(starts: list[int], prev: list[int], targets: list[list[int]]) -> tuple
     return logit_index, target_ids, seq_index
 
 
-def _finish(input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor, starts: list[int],
-            prev: list[int], targets: list[list[int]], num_tokens: int, layout: str) -> SequenceBatch:
+def _finish(
+    input_ids: Tensor,
+    attention_mask: Tensor | None,
+    position_ids: Tensor,
+    starts: list[int],
+    prev: list[int],
+    targets: list[list[int]],
+    num_tokens: int,
+    layout: str,
+) -> SequenceBatch:
     logit_index, target_ids, seq_index = _plan(starts, prev, targets)
     return SequenceBatch(
         input_ids=input_ids,
@@ -197,9 +205,9 @@ def collate_prefix_shared(groups: Sequence[Group], pad_id: int, pad_to_multiple_
         segment[g, : len(p)] = 0
         col = len(p)
         for c, comp in enumerate(cs):
-            ids[g, col: col + len(comp)] = torch.tensor(comp)
-            positions[g, col: col + len(comp)] = torch.arange(len(p), len(p) + len(comp))
-            segment[g, col: col + len(comp)] = c + 1
+            ids[g, col : col + len(comp)] = torch.tensor(comp)
+            positions[g, col : col + len(comp)] = torch.arange(len(p), len(p) + len(comp))
+            segment[g, col : col + len(comp)] = c + 1
             s = c * rows + g
             starts[s], prev[s], targets[s] = g * width + col, g * width + len(p) - 1, list(comp)
             col += len(comp)
@@ -215,8 +223,9 @@ def collate_prefix_shared(groups: Sequence[Group], pad_id: int, pad_to_multiple_
 COLLATORS = {"padded": collate_padded, "packed": collate_packed, "prefix_shared": collate_prefix_shared}
 
 
-def collate_sequences(groups: Sequence[Group], layout: str, pad_id: int,
-                      pad_to_multiple_of: int | None = None) -> SequenceBatch:
+def collate_sequences(
+    groups: Sequence[Group], layout: str, pad_id: int, pad_to_multiple_of: int | None = None
+) -> SequenceBatch:
     """Dispatch to the collator of ``layout``."""
     if layout not in COLLATORS:
         raise ValueError(f"unknown layout '{layout}' (known: {', '.join(LAYOUTS)})")
@@ -232,8 +241,10 @@ def attach_kl_partners(examples: Sequence[TokenizedExample]) -> list[TokenizedEx
     """
     n = len(examples)
     if n < 2:
-        raise DataError(f"KTO's KL estimate pairs each completion with another prompt: it needs at least two "
-                        f"unpaired examples, got {n}")
+        raise DataError(
+            f"KTO's KL estimate pairs each completion with another prompt: it needs at least two "
+            f"unpaired examples, got {n}"
+        )
     out = []
     for i, ex in enumerate(examples):
         partner = examples[(i + 1) % n].completions[0]
@@ -241,8 +252,9 @@ def attach_kl_partners(examples: Sequence[TokenizedExample]) -> list[TokenizedEx
     return out
 
 
-def collate_examples(examples: Sequence[TokenizedExample], kind: str, layout: str, pad_id: int,
-                     pad_to_multiple_of: int | None = None) -> ExampleBatch:
+def collate_examples(
+    examples: Sequence[TokenizedExample], kind: str, layout: str, pad_id: int, pad_to_multiple_of: int | None = None
+) -> ExampleBatch:
     """Tokenised examples → :class:`ExampleBatch`; each example is one group (its prompt, its completions).
 
     ``kind="pair"``: completions (chosen, rejected). ``kind="unpaired"``: (completion,) or, after
@@ -280,19 +292,24 @@ def collate_examples(examples: Sequence[TokenizedExample], kind: str, layout: st
     )
 
 
-def _collate_rankings(examples: Sequence[TokenizedExample], layout: str, pad_id: int,
-                      pad_to_multiple_of: int | None) -> ExampleBatch:
+def _collate_rankings(
+    examples: Sequence[TokenizedExample], layout: str, pad_id: int, pad_to_multiple_of: int | None
+) -> ExampleBatch:
     """Rankings of K_g responses: every list padded to the batch's largest K with copies of its last response
     (``meta["mask"]`` False there), so sequence ``k·G + g`` is still slot k of row g; ``meta["scores"]`` (G, K)."""
     if any(ex.scores is None or len(ex.scores) != len(ex.completions) for ex in examples):
         raise ValueError("ranking batches need one score per completion on every example")
     k = max(len(ex.completions) for ex in examples)
-    groups: list[Group] = [(ex.prompt_ids, list(ex.completions) + [ex.completions[-1]] * (k - len(ex.completions)))
-                           for ex in examples]
+    groups: list[Group] = [
+        (ex.prompt_ids, list(ex.completions) + [ex.completions[-1]] * (k - len(ex.completions))) for ex in examples
+    ]
     scores = torch.tensor([list(ex.scores) + [0.0] * (k - len(ex.scores)) for ex in examples], dtype=torch.float32)
     mask = torch.tensor([[j < len(ex.completions) for j in range(k)] for ex in examples])
     return ExampleBatch(
-        kind="ranking", sequences=collate_sequences(groups, layout, pad_id, pad_to_multiple_of),
-        num_examples=len(examples), index=torch.tensor([ex.index for ex in examples], dtype=torch.long),
+        kind="ranking",
+        sequences=collate_sequences(groups, layout, pad_id, pad_to_multiple_of),
+        num_examples=len(examples),
+        index=torch.tensor([ex.index for ex in examples], dtype=torch.long),
         weight=torch.tensor([ex.weight for ex in examples], dtype=torch.float32),
-        meta={"scores": scores, "mask": mask})
+        meta={"scores": scores, "mask": mask},
+    )

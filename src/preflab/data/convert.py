@@ -103,8 +103,9 @@ def _order(r: Ranking) -> tuple[list[int], list[float], str]:
     return order, key, name
 
 
-def ranking_to_pairs(r: Ranking, rule: str = "best-vs-worst", seed: int = 0, counts: Counter[str] | None = None,
-                     k: int = 1) -> list[PreferencePair]:
+def ranking_to_pairs(
+    r: Ranking, rule: str = "best-vs-worst", seed: int = 0, counts: Counter[str] | None = None, k: int = 1
+) -> list[PreferencePair]:
     """The pairs that ``rule`` takes from one ranking (see the module docstring); ``k``: best-vs-worst only."""
     counts = Counter() if counts is None else counts
     if k < 1 or (k > 1 and rule != "best-vs-worst"):
@@ -113,8 +114,15 @@ def ranking_to_pairs(r: Ranking, rule: str = "best-vs-worst", seed: int = 0, cou
     n = len(order)
     if n < 2 or key[order[0]] == key[order[-1]]:
         counts["all_tied"] += 1
-        counts["tied_pairs"] += (n * (n - 1) // 2 if rule == "all-pairs" else n - 1 if rule == "adjacent"
-                                 else min(k, n // 2) if rule == "best-vs-worst" else 1)
+        counts["tied_pairs"] += (
+            n * (n - 1) // 2
+            if rule == "all-pairs"
+            else n - 1
+            if rule == "adjacent"
+            else min(k, n // 2)
+            if rule == "best-vs-worst"
+            else 1
+        )
         return []
     best = order[0]
     if rule == "best-vs-worst":

@@ -98,12 +98,16 @@ def check_text(value: Any, name: str) -> Text:
         messages = []
         for i, msg in enumerate(value):
             if not isinstance(msg, Mapping):
-                raise BadRow(WRONG_TYPE, f"message {i} is {_type_name(msg)}, expected an object with role and content", name)
+                raise BadRow(
+                    WRONG_TYPE, f"message {i} is {_type_name(msg)}, expected an object with role and content", name
+                )
             role, content = msg.get("role"), msg.get("content")
             if not isinstance(role, str) or not role:
                 raise BadRow(BAD_MESSAGE, f"message {i} has no 'role' string", name)
             if not isinstance(content, str):
-                raise BadRow(BAD_MESSAGE, f"message {i} has 'content' of type {_type_name(content)}, expected a string", name)
+                raise BadRow(
+                    BAD_MESSAGE, f"message {i} has 'content' of type {_type_name(content)}, expected a string", name
+                )
             messages.append(dict(msg))
         if not any(m["content"].strip() for m in messages):
             raise BadRow(EMPTY, "every message's content is empty", name)
@@ -187,7 +191,9 @@ def get_bool(row: Mapping[str, Any], name: str, typed: bool = True) -> bool:
             return True
         if low in _FALSE:
             return False
-    raise BadRow(WRONG_TYPE, f"expected a boolean label (true/false or 0/1), got {_type_name(value)} {value!r:.40}", name)
+    raise BadRow(
+        WRONG_TYPE, f"expected a boolean label (true/false or 0/1), got {_type_name(value)} {value!r:.40}", name
+    )
 
 
 def get_str(row: Mapping[str, Any], name: str, typed: bool = True) -> str | None:

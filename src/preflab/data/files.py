@@ -93,14 +93,16 @@ def jsonl_row(index: int, lineno: int, raw: bytes) -> RawRow:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         shown = raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
-        err = BadRow(UNDECODABLE, f"bytes that are not UTF-8 at column {exc.start + 1}: {raw[exc.start:exc.end]!r}")
+        err = BadRow(UNDECODABLE, f"bytes that are not UTF-8 at column {exc.start + 1}: {raw[exc.start : exc.end]!r}")
         return RawRow(index, lineno, None, shown, err)
     text = text.lstrip("\ufeff") if lineno == 1 else text
     shown = text.rstrip("\r\n")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return RawRow(index, lineno, None, shown, BadRow(MALFORMED_JSON, f"malformed JSON: {exc.msg} (column {exc.colno})"))
+        return RawRow(
+            index, lineno, None, shown, BadRow(MALFORMED_JSON, f"malformed JSON: {exc.msg} (column {exc.colno})")
+        )
     except (RecursionError, ValueError) as exc:  # deep nesting; an integer over the digit limit
         return RawRow(index, lineno, None, shown, decode_problem(exc))
     if not isinstance(data, dict):
@@ -126,7 +128,7 @@ def json_rows(path: Path, split: str = "train") -> Iterator[RawRow]:
         text = blob.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = blob[: exc.start].count(b"\n") + 1
-        raise DataError(f"bytes that are not UTF-8: {blob[exc.start:exc.end]!r}", file=str(path), line=line) from None
+        raise DataError(f"bytes that are not UTF-8: {blob[exc.start : exc.end]!r}", file=str(path), line=line) from None
     del blob
     try:
         doc = json.loads(text)
@@ -188,8 +190,10 @@ def _list_of_document(doc: dict[str, Any], name: str, split: str) -> list[Any]:
 def csv_rows(path: Path) -> Iterator[RawRow]:
     """One row per CSV record (1-based line where it starts), streamed; all values are text."""
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
-    with open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape",
-                                                    newline="") as fh:
+    with (
+        open_binary(path) as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh,
+    ):
         reader = csv.DictReader(fh)
         try:
             yield from _csv_records(path, reader)
@@ -202,8 +206,11 @@ def csv_rows(path: Path) -> Iterator[RawRow]:
 def _csv_error(path: Path, exc: csv.Error, line: int) -> DataError:
     if "field larger than field limit" in str(exc):
         limit = csv.field_size_limit()
-        return DataError(f"a cell is longer than {limit:,} characters (the CSV field limit); "
-                         "store such texts as JSONL or Parquet", file=str(path), line=line)
+        return DataError(
+            f"a cell is longer than {limit:,} characters (the CSV field limit); store such texts as JSONL or Parquet",
+            file=str(path),
+            line=line,
+        )
     return DataError(f"malformed CSV: {exc}", file=str(path), line=line)
 
 
@@ -300,8 +307,10 @@ def parquet_rows(path: Path) -> Iterator[RawRow]:
                     done += 1
         except (pa.ArrowException, OSError, ValueError) as exc:  # ValueError: invalid UTF-8 in a string
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            err = BadRow(CORRUPT, f"row group {group} (rows {index - done}-{index - done + size - 1}) cannot be "
-                         f"decoded: {reason}")
+            err = BadRow(
+                CORRUPT,
+                f"row group {group} (rows {index - done}-{index - done + size - 1}) cannot be decoded: {reason}",
+            )
             for _ in range(size - done):
                 yield RawRow(index, None, None, None, err)
                 index += 1

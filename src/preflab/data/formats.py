@@ -56,8 +56,18 @@ NATURAL_KIND: dict[str, str] = {
     "rated": "rankings",
     "ranking": "rankings",
 }
-_PAIR_KEYS = {"prompt", "chosen", "rejected", "id", "weight", "preference_prob", "margin", "annotator", "group",
-              "metadata"}
+_PAIR_KEYS = {
+    "prompt",
+    "chosen",
+    "rejected",
+    "id",
+    "weight",
+    "preference_prob",
+    "margin",
+    "annotator",
+    "group",
+    "metadata",
+}
 _UNPAIRED_KEYS = {"prompt", "completion", "label", "id", "weight", "annotator", "group", "metadata"}
 
 
@@ -177,7 +187,9 @@ def _ranking(row: Mapping[str, Any], ctx: ParseContext) -> Ranking:
 
 
 def _same_style(ranking: Ranking, ctx: ParseContext) -> Ranking:
-    ranking.prompt, ranking.responses = normalise_conversation(ranking.prompt, ranking.responses, ctx.notes, "responses")
+    ranking.prompt, ranking.responses = normalise_conversation(
+        ranking.prompt, ranking.responses, ctx.notes, "responses"
+    )
     return ranking
 
 

@@ -31,8 +31,11 @@ def split_transcripts(chosen: Text, rejected: Text) -> tuple[Text, Text, Text]:
         return _split_strings(chosen, rejected)
     if isinstance(chosen, list) and isinstance(rejected, list):
         return _split_messages(chosen, rejected)
-    raise BadRow(IDENTICAL if chosen == rejected else "wrong_type",
-                 "chosen and rejected must both be strings or both be message lists", "rejected")
+    raise BadRow(
+        IDENTICAL if chosen == rejected else "wrong_type",
+        "chosen and rejected must both be strings or both be message lists",
+        "rejected",
+    )
 
 
 def _split_strings(chosen: str, rejected: str) -> tuple[str, str, str]:
@@ -52,7 +55,9 @@ def _split_strings(chosen: str, rejected: str) -> tuple[str, str, str]:
     return prompt, c, r
 
 
-def _split_messages(chosen: list[Message], rejected: list[Message]) -> tuple[list[Message], list[Message], list[Message]]:
+def _split_messages(
+    chosen: list[Message], rejected: list[Message]
+) -> tuple[list[Message], list[Message], list[Message]]:
     if chosen == rejected:
         raise BadRow(IDENTICAL, "chosen and rejected conversations are identical", "rejected")
     n = 0

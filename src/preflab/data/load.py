@@ -63,8 +63,10 @@ class LoadResult:
 
     def __repr__(self) -> str:
         skipped = sum(self.skipped.values())
-        return (f"LoadResult({len(self.records)} {self.kind} from {self.source!r}, format={self.format!r}, "
-                f"rows={self.n_rows}, skipped={skipped}, findings={len(self.findings)})")
+        return (
+            f"LoadResult({len(self.records)} {self.kind} from {self.source!r}, format={self.format!r}, "
+            f"rows={self.n_rows}, skipped={skipped}, findings={len(self.findings)})"
+        )
 
     def write_report(self, path: str | Path) -> Path:
         """Write :attr:`bad_rows` as JSONL (an empty file when nothing was skipped); atomic."""
@@ -149,9 +151,17 @@ def load_preferences(
         seed: seeds ``best-vs-random``.
         score_key: for rated completions, the completion field holding the score.
     """
-    result, records = stream_preferences(source, format=format, kind=kind, on_bad_row=on_bad_row,
-                                         max_chars=max_chars, rule=rule, split=split, seed=seed,
-                                         score_key=score_key)
+    result, records = stream_preferences(
+        source,
+        format=format,
+        kind=kind,
+        on_bad_row=on_bad_row,
+        max_chars=max_chars,
+        rule=rule,
+        split=split,
+        seed=seed,
+        score_key=score_key,
+    )
     result.records = list(records)
     if report_path is not None and on_bad_row == "skip":
         result.write_report(report_path)
@@ -248,8 +258,11 @@ def _detect(src: RowSource, rows: Iterator[RawRow], limit: int = DETECT_ROWS) ->
             raise DataError("no rows to read", file=src.name)
         bad = seen[0].error
         why = f"; the first: {bad.message} [{bad.reason}]" if bad is not None else ""
-        raise DataError(f"none of the first {len(seen)} rows could be read, so the format is unknown{why}",
-                        file=src.name, **_where(src, seen[0]))
+        raise DataError(
+            f"none of the first {len(seen)} rows could be read, so the format is unknown{why}",
+            file=src.name,
+            **_where(src, seen[0]),
+        )
     raise DataError(
         f"cannot tell the format from the columns {sorted(first.data or {})}; expected one of: "
         + "; ".join(f"{k}: {v}" for k, v in FORMATS.items()),
@@ -263,8 +276,14 @@ def _bad_row(result: LoadResult, src: RowSource, raw: RawRow, bad: BadRow, on_ba
     if on_bad_row == "error":
         raise DataError(f"{bad.message} [{bad.reason}]", file=src.name, field=bad.field, **where) from None
     result.skipped[bad.reason] += 1
-    entry = {"file": src.name, **where, "reason": bad.reason, "field": bad.field, "message": bad.message,
-             "raw": raw.raw}
+    entry = {
+        "file": src.name,
+        **where,
+        "reason": bad.reason,
+        "field": bad.field,
+        "message": bad.message,
+        "raw": raw.raw,
+    }
     result.bad_rows.append(entry)
     msg = DataError(f"{bad.message} [{bad.reason}] (skipped)", file=src.name, field=bad.field, **where)
     result.findings.append(str(msg))

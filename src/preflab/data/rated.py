@@ -86,7 +86,9 @@ def parse_rated(row: Mapping[str, Any], typed: bool = True, score_key: str | Non
     for i, comp in enumerate(comps):
         where = f"completions[{i}]"
         if not isinstance(comp, Mapping):
-            raise BadRow(WRONG_TYPE, f"expected an object with a response and its ratings, got {type(comp).__name__}", where)
+            raise BadRow(
+                WRONG_TYPE, f"expected an object with a response and its ratings, got {type(comp).__name__}", where
+            )
         key = first_present(comp, RESPONSE_KEYS, typed)
         if key is None:
             raise BadRow(MISSING_FIELD, f"completion has none of {', '.join(RESPONSE_KEYS)}", where)
@@ -98,8 +100,15 @@ def parse_rated(row: Mapping[str, Any], typed: bool = True, score_key: str | Non
     meta = get_metadata(row, set(PROMPT_KEYS) | {"completions", "models"} | _COMMON, typed)
     if any(m is not None for m in models):
         meta["models"] = models
-    return Ranking(prompt, responses, scores=scores, id=get_id(row, typed=typed),
-                   annotator=get_str(row, "annotator", typed), group=get_str(row, "group", typed), metadata=meta)
+    return Ranking(
+        prompt,
+        responses,
+        scores=scores,
+        id=get_id(row, typed=typed),
+        annotator=get_str(row, "annotator", typed),
+        group=get_str(row, "group", typed),
+        metadata=meta,
+    )
 
 
 def parse_ranking(row: Mapping[str, Any], typed: bool = True, score_key: str | None = None) -> Ranking:
@@ -129,8 +138,16 @@ def parse_ranking(row: Mapping[str, Any], typed: bool = True, score_key: str | N
     else:
         raise BadRow(MISSING_FIELD, f"needs one of {', '.join(skey)} or ranks", skey[0])
     meta = get_metadata(row, set(PROMPT_KEYS) | {rkey, "ranks", *skey} | _COMMON, typed)
-    return Ranking(prompt, responses, scores=scores, ranks=ranks, id=get_id(row, typed=typed),
-                   annotator=get_str(row, "annotator", typed), group=get_str(row, "group", typed), metadata=meta)
+    return Ranking(
+        prompt,
+        responses,
+        scores=scores,
+        ranks=ranks,
+        id=get_id(row, typed=typed),
+        annotator=get_str(row, "annotator", typed),
+        group=get_str(row, "group", typed),
+        metadata=meta,
+    )
 
 
 def _as_list(row: Mapping[str, Any], key: str) -> list[Any]:

@@ -95,8 +95,11 @@ def value_problem(value: Any, field: str | None, *, escapes: bool = True, bracke
         found = _surrogate(value, field)
         if found is not None:
             top, where = found
-            return BadRow(INVALID_UNICODE, f"text at {where} holds a lone UTF-16 surrogate (e.g. \\ud800), which "
-                          "is not valid Unicode", top)
+            return BadRow(
+                INVALID_UNICODE,
+                f"text at {where} holds a lone UTF-16 surrogate (e.g. \\ud800), which is not valid Unicode",
+                top,
+            )
     return None
 
 

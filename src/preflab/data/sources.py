@@ -26,7 +26,14 @@ from .rows import RawRow, RowSource
 __all__ = ["SOURCE_TYPES", "RawRow", "RowSource", "open_source", "source_type"]
 
 SOURCE_TYPES = ("jsonl", "json", "csv", "parquet", "datasets", "hub", "memory")
-_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 def source_type(path: Path) -> str | None:
@@ -97,8 +104,11 @@ def _pick_split(ds: Any, split: str, name: str) -> Any:
 
 def _datasets_dir(path: Path, split: str) -> RowSource:
     if not ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
-        raise DataError("a directory must be one written by datasets' save_to_disk (no dataset_info.json "
-                        "or dataset_dict.json found)", file=str(path))
+        raise DataError(
+            "a directory must be one written by datasets' save_to_disk (no dataset_info.json "
+            "or dataset_dict.json found)",
+            file=str(path),
+        )
     from datasets import load_from_disk
 
     try:

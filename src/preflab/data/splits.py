@@ -40,7 +40,9 @@ def split_by_prompt(records: list[Record], fraction: float, seed: int = 0) -> tu
     return train, held
 
 
-def load_data(cfg: DataConfig, seed: int = 0, output_dir: str | Path | None = None) -> tuple[LoadResult, LoadResult | None]:
+def load_data(
+    cfg: DataConfig, seed: int = 0, output_dir: str | Path | None = None
+) -> tuple[LoadResult, LoadResult | None]:
     """Load the training data of ``cfg`` and its evaluation data (None when no eval source is set)."""
     if cfg.path is None:
         raise DataError("no training data: set data.path", field="data.path")
@@ -64,8 +66,15 @@ def load_data(cfg: DataConfig, seed: int = 0, output_dir: str | Path | None = No
                 file=train.source,
                 field="data.eval_fraction",
             )
-        held = replace(train, records=held_records, n_rows=len(held_records), skipped=Counter(), counts=Counter(),
-                       findings=[f"{len(held_records)} records held out for evaluation (eval_fraction)"], bad_rows=[])
+        held = replace(
+            train,
+            records=held_records,
+            n_rows=len(held_records),
+            skipped=Counter(),
+            counts=Counter(),
+            findings=[f"{len(held_records)} records held out for evaluation (eval_fraction)"],
+            bad_rows=[],
+        )
         train.records = kept
         train.findings.append(f"{len(held_records)} of {len(kept) + len(held_records)} records held out for evaluation")
         return train, held

@@ -68,8 +68,10 @@ class TokenizeStats:
     def summary(self) -> str:
         parts = [f"{self.rows} rows"]
         if self.truncated_rows:
-            parts.append(f"{self.truncated_rows} truncated ({self.prompt_tokens_cut} prompt tokens, "
-                         f"{self.completion_tokens_cut} completion tokens cut)")
+            parts.append(
+                f"{self.truncated_rows} truncated ({self.prompt_tokens_cut} prompt tokens, "
+                f"{self.completion_tokens_cut} completion tokens cut)"
+            )
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped as too long (rows {_preview(self.skipped)})")
         return ", ".join(parts)
@@ -142,8 +144,9 @@ class Tokenizer:
         if not ids:
             bos = self.tok.bos_token_id
             if bos is None:
-                raise DataError("prompt is empty and the tokenizer has no BOS token to start it", row=row,
-                                field="prompt")
+                raise DataError(
+                    "prompt is empty and the tokenizer has no BOS token to start it", row=row, field="prompt"
+                )
             ids = [bos]
         return ids
 
@@ -155,17 +158,20 @@ class Tokenizer:
         full = self.tok.apply_chat_template(prompt_msgs + as_messages(completion, "assistant"), tokenize=False)
         head = self.prompt_text(prompt, row)
         if not full.startswith(head):
-            raise DataError("the chat template does not render the prompt as a prefix of prompt + completion",
-                            row=row, field=what)
-        ids = _ids(self.tok, full[len(head):], special=False)
+            raise DataError(
+                "the chat template does not render the prompt as a prefix of prompt + completion", row=row, field=what
+            )
+        ids = _ids(self.tok, full[len(head) :], special=False)
         if eos in ids:
             last = len(ids) - 1 - ids[::-1].index(eos)
-            if not self.tok.decode(ids[last + 1:]).strip():
+            if not self.tok.decode(ids[last + 1 :]).strip():
                 return ids[: last + 1]
         return ids + [eos]
 
     # ------------------------------------------------------------------ truncation
-    def fit(self, prompt: list[int], completions: Sequence[list[int]], row: int) -> tuple[list[int], list[list[int]], int, int] | None:
+    def fit(
+        self, prompt: list[int], completions: Sequence[list[int]], row: int
+    ) -> tuple[list[int], list[list[int]], int, int] | None:
         """Apply the truncation policy; returns (prompt, completions, prompt_cut, completion_cut) or None to skip."""
         opt = self.opt
         longest = max(len(c) for c in completions)
@@ -176,8 +182,11 @@ class Tokenizer:
         if opt.truncation == "skip":
             return None
         if opt.truncation == "error":
-            what = (f"prompt has {len(prompt)} tokens > max_prompt_length {opt.max_prompt_length}" if over_prompt
-                    else f"prompt + completion is {len(prompt) + longest} tokens > max_length {opt.max_length}")
+            what = (
+                f"prompt has {len(prompt)} tokens > max_prompt_length {opt.max_prompt_length}"
+                if over_prompt
+                else f"prompt + completion is {len(prompt) + longest} tokens > max_length {opt.max_length}"
+            )
             raise DataError(what + " (set train.truncation to keep_end or skip)", row=row)
         floor = opt.max_prompt_length if opt.max_prompt_length is not None else opt.max_length // 2
         floor = max(1, min(floor, opt.max_length - 1))
@@ -186,7 +195,7 @@ class Tokenizer:
             keep = min(keep, floor)
         if keep + longest > opt.max_length:
             keep = min(keep, max(floor, opt.max_length - longest))
-        new_prompt = prompt[len(prompt) - keep:]
+        new_prompt = prompt[len(prompt) - keep :]
         room = opt.max_length - len(new_prompt)
         new_completions = [c[:room] for c in completions]
         cut = sum(len(c) - len(n) for c, n in zip(completions, new_completions, strict=True))
@@ -197,8 +206,7 @@ class Tokenizer:
         """One record as a :class:`TokenizedExample` (None when the truncation policy skips it)."""
         if isinstance(record, PreferencePair):
             texts = [("chosen", record.chosen), ("rejected", record.rejected)]
-            extra: dict[str, Any] = {"weight": record.weight, "prob": record.preference_prob,
-                                     "margin": record.margin}
+            extra: dict[str, Any] = {"weight": record.weight, "prob": record.preference_prob, "margin": record.margin}
         elif isinstance(record, Unpaired):
             texts = [("completion", record.completion)]
             extra = {"weight": record.weight, "label": 1.0 if record.label else 0.0}
@@ -221,8 +229,13 @@ class Tokenizer:
         completions = [self.completion_ids(record.prompt, text, row, what) for what, text in texts]
         return self.from_ids(row, prompt, completions, **extra)
 
-    def from_ids(self, row: int, prompt_ids: list[int], completions: Sequence[list[int]], **fields: Any,
-                 ) -> TokenizedExample | None:
+    def from_ids(
+        self,
+        row: int,
+        prompt_ids: list[int],
+        completions: Sequence[list[int]],
+        **fields: Any,
+    ) -> TokenizedExample | None:
         """An example from ids already made (e.g. sampled completions), with the truncation policy applied."""
         fitted = self.fit(prompt_ids, completions, row)
         if fitted is None:
@@ -231,8 +244,11 @@ class Tokenizer:
         return TokenizedExample(row, prompt, tuple(comps), prompt_cut=p_cut, completion_cut=c_cut, **fields)
 
 
-def tokenize_records(records: Sequence[Any], tokenizer: Any, options: TokenizeOptions | None = None,
-                     ) -> tuple[list[TokenizedExample], TokenizeStats]:
+def tokenize_records(
+    records: Sequence[Any],
+    tokenizer: Any,
+    options: TokenizeOptions | None = None,
+) -> tuple[list[TokenizedExample], TokenizeStats]:
     """Tokenise every record (pairs or unpaired); rows skipped by the truncation policy are counted."""
     tk = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(tokenizer, options)
     eos = tk.tok.eos_token_id

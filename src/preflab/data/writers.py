@@ -38,8 +38,14 @@ from .rows import value_problem
 from .serialize import CORE_FIELDS, Record, dumps_record, record_to_dict
 
 #: Output suffix -> format written.
-WRITE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet",
-                 ".pq": "parquet"}
+WRITE_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 WRITTEN = ".jsonl, .json, .csv (each optionally .gz) or .parquet"
 #: Rows per Parquet row group (a corrupt page then costs at most this many rows on reading).
 PARQUET_ROW_GROUP = 8192
@@ -54,8 +60,9 @@ def output_format(path: str | Path) -> str:
     fmt = WRITE_FORMATS.get(suffix)
     if fmt is None or (gz and fmt == "parquet"):
         shown = "".join(path.suffixes[-2:] if gz else path.suffixes[-1:]) or "(none)"
-        raise DataError(f"cannot write a '{shown}' file; the output's suffix picks the format: {WRITTEN}",
-                        file=str(path))
+        raise DataError(
+            f"cannot write a '{shown}' file; the output's suffix picks the format: {WRITTEN}", file=str(path)
+        )
     return fmt
 
 
@@ -68,8 +75,9 @@ def check_output(out: str | Path, source: Any = None) -> str:
     if isinstance(source, str | Path):
         src = Path(source).expanduser()
         if out.exists() and src.exists() and os.path.samefile(src, out):
-            raise DataError("the output is the input file; write to another path (the input would be lost)",
-                            file=str(out))
+            raise DataError(
+                "the output is the input file; write to another path (the input would be lost)", file=str(out)
+            )
     return fmt
 
 
@@ -116,8 +124,9 @@ def _one_kind(records: Iterable[Record], path: Path) -> Iterator[Record]:
         if kind is None:
             kind = type(record)
         elif type(record) is not kind:
-            raise DataError(f"cannot mix {kind.__name__} and {type(record).__name__} records in one file",
-                            file=str(path), row=i)
+            raise DataError(
+                f"cannot mix {kind.__name__} and {type(record).__name__} records in one file", file=str(path), row=i
+            )
         yield record
 
 
@@ -128,8 +137,11 @@ def _text_file(tmp: Path, path: Path) -> Iterator[IO[str]]:
             yield fh
         return
     # no file name and a zero time in the gzip header: the same records give the same bytes
-    with open(tmp, "wb") as sink, gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0) as raw, \
-            io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
+    with (
+        open(tmp, "wb") as sink,
+        gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0) as raw,
+        io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh,
+    ):
         yield fh
 
 
@@ -143,8 +155,12 @@ def _put(fh: IO[str], text: str, path: Path, row: int, record: Record) -> None:
 
 def _surrogate_error(path: Path, row: int, data: dict[str, Any]) -> DataError:
     problem = value_problem(data, None)
-    return DataError("text holds a lone UTF-16 surrogate (e.g. \\ud800), which UTF-8 cannot store",
-                     file=str(path), row=row, field=problem.field if problem else None)
+    return DataError(
+        "text holds a lone UTF-16 surrogate (e.g. \\ud800), which UTF-8 cannot store",
+        file=str(path),
+        row=row,
+        field=problem.field if problem else None,
+    )
 
 
 def _json_line(record: Record, path: Path, row: int) -> str:
@@ -205,8 +221,13 @@ def _csv_text(value: Any, path: Path, row: int, field: str) -> str:
         if stripped[:1] in ("[", "{") and stripped[-1:] in ("]", "}"):
             with contextlib.suppress(ValueError, RecursionError):
                 if isinstance(json.loads(stripped), dict | list):
-                    raise DataError("this text would read back from a CSV cell as JSON, not as text; write "
-                                    ".jsonl or .parquet instead", file=str(path), row=row, field=field)
+                    raise DataError(
+                        "this text would read back from a CSV cell as JSON, not as text; write "
+                        ".jsonl or .parquet instead",
+                        file=str(path),
+                        row=row,
+                        field=field,
+                    )
         return value
     return repr(value) if isinstance(value, float) else str(value)
 
@@ -239,6 +260,9 @@ def _write_parquet(records: Iterable[Record], tmp: Path, path: Path) -> None:
             raise _surrogate_error(path, i, {name: rows[i].get(name)}) from None
         except (pa.ArrowException, OverflowError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataError(f"cannot store this column in Parquet ({reason}): its rows mix types; write .jsonl "
-                            "instead", file=str(path), field=name) from None
+            raise DataError(
+                f"cannot store this column in Parquet ({reason}): its rows mix types; write .jsonl instead",
+                file=str(path),
+                field=name,
+            ) from None
     pq.write_table(pa.table(arrays), tmp, row_group_size=PARQUET_ROW_GROUP, write_page_checksum=True)

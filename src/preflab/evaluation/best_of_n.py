@@ -65,7 +65,7 @@ def best_of_n_weights(selection: Sequence[float], n: int) -> np.ndarray:
         while stop + 1 < big_n and sorted_s[stop + 1] == sorted_s[start]:
             stop += 1
         if stop > start:
-            idx = order[start:stop + 1]
+            idx = order[start : stop + 1]
             w[idx] = w[idx].mean()
         start = stop + 1
     return w
@@ -86,9 +86,13 @@ class BestOfNPoint:
     gold_se: float
 
 
-def best_of_n_curve(proxy: Sequence[Sequence[float]], gold: Sequence[Sequence[float]], *,
-                    sizes: Sequence[int] | None = None, selection: Sequence[Sequence[float]] | None = None,
-                    ) -> tuple[list[BestOfNPoint], OverOptimisation]:
+def best_of_n_curve(
+    proxy: Sequence[Sequence[float]],
+    gold: Sequence[Sequence[float]],
+    *,
+    sizes: Sequence[int] | None = None,
+    selection: Sequence[Sequence[float]] | None = None,
+) -> tuple[list[BestOfNPoint], OverOptimisation]:
     """Expected proxy and gold reward of best-of-n per n (mean and SE over prompts), and the over-optimisation
     table (Gao et al.'s BoN form, gold = c + d(α − β d), d = √KL). ``proxy`` / ``gold``: per prompt, one score per
     sample; ``selection``: the scores best-of-n maximises (default ``proxy``; e.g. mean − λ·std)."""
@@ -107,8 +111,11 @@ def best_of_n_curve(proxy: Sequence[Sequence[float]], gold: Sequence[Sequence[fl
             w = best_of_n_weights(s, n)
             per_p.append(float(w @ np.asarray(p, dtype=np.float64)))
             per_g.append(float(w @ np.asarray(g, dtype=np.float64)))
-        points.append(BestOfNPoint(n, best_of_n_kl(n), float(np.mean(per_p)), float(np.mean(per_g)),
-                                   _se(per_p), _se(per_g)))
-    rows = [{"step": pt.n, "kl": pt.kl, "proxy": pt.proxy, "gold": pt.gold, "proxy_se": pt.proxy_se,
-             "gold_se": pt.gold_se} for pt in points]
+        points.append(
+            BestOfNPoint(n, best_of_n_kl(n), float(np.mean(per_p)), float(np.mean(per_g)), _se(per_p), _se(per_g))
+        )
+    rows = [
+        {"step": pt.n, "kl": pt.kl, "proxy": pt.proxy, "gold": pt.gold, "proxy_se": pt.proxy_se, "gold_se": pt.gold_se}
+        for pt in points
+    ]
     return points, overoptimisation(rows, form="bon")

@@ -13,11 +13,21 @@ class EvalConfig(Section):
     """Evaluate a policy against a reference on held-out prompts (``preflab eval CONFIG.yaml``)."""
 
     name: str = Field("policy_vs_reference", description="Result name: written to RUN_DIR/eval/<name>.json.")
-    policy: str | None = Field(None, description="Policy to evaluate (model name/dir); default: RUN_DIR/final, else model.name_or_path.")
-    reference: str | None = Field(None, description="Policy to compare against; default: model.name_or_path (the initial policy).")
-    prompts: str | None = Field(None, description="Held-out prompts: a .jsonl (field 'prompt', optional 'family'/'group') or .txt file.")
-    suite: str | None = Field(None, description="Task suite to draw held-out prompts from when no prompts file is given.")
-    n_prompts: int = Field(200, ge=1, description="Number of held-out prompts (first n of the file, or drawn from the suite).")
+    policy: str | None = Field(
+        None, description="Policy to evaluate (model name/dir); default: RUN_DIR/final, else model.name_or_path."
+    )
+    reference: str | None = Field(
+        None, description="Policy to compare against; default: model.name_or_path (the initial policy)."
+    )
+    prompts: str | None = Field(
+        None, description="Held-out prompts: a .jsonl (field 'prompt', optional 'family'/'group') or .txt file."
+    )
+    suite: str | None = Field(
+        None, description="Task suite to draw held-out prompts from when no prompts file is given."
+    )
+    n_prompts: int = Field(
+        200, ge=1, description="Number of held-out prompts (first n of the file, or drawn from the suite)."
+    )
     judge: str = Field("gold", description="Registered judge name (preflab.feedback.JUDGES).")
     judge_args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the judge.")
     both_orders: bool = Field(False, description="Judge every pair in both orders and average (cancels position bias).")
@@ -35,9 +45,13 @@ class EvalConfig(Section):
     null_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Highest null-answer win rate of a reliable judge.")
     kl: bool = Field(True, description="Estimate KL(policy ‖ reference) from temperature-1 samples of the policy.")
     kl_samples_per_prompt: int = Field(1, ge=1, description="Policy samples per prompt for the KL estimate.")
-    pairs: str | None = Field(None, description="Held-out preference pairs for ranking accuracy (any format the data layer reads).")
+    pairs: str | None = Field(
+        None, description="Held-out preference pairs for ranking accuracy (any format the data layer reads)."
+    )
     beta: float = Field(0.1, gt=0.0, description="β of the implicit reward β·log(π/π_ref) for ranking accuracy.")
-    keep_samples: bool = Field(True, description="Store every prompt, both answers and the verdicts in the result file.")
+    keep_samples: bool = Field(
+        True, description="Store every prompt, both answers and the verdicts in the result file."
+    )
 
     @field_validator("name")
     @classmethod

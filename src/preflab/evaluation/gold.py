@@ -52,6 +52,13 @@ def gold_by_family(
         wr = win_rate(prefs[mask], **kw) if prefs is not None else None
         if wr is not None:
             wr.per_prompt = []  # the overall win rate keeps them; no need to repeat per family
-        out.append(FamilyGold(fam, bootstrap_mean(a[mask], **kw), bootstrap_mean(b[mask], **kw),
-                              bootstrap_mean(a[mask] - b[mask], **kw), wr))
+        out.append(
+            FamilyGold(
+                fam,
+                bootstrap_mean(a[mask], **kw),
+                bootstrap_mean(b[mask], **kw),
+                bootstrap_mean(a[mask] - b[mask], **kw),
+                wr,
+            )
+        )
     return out

@@ -106,8 +106,16 @@ def per_group_results(
         if p.size == 0:
             raise DataError(f"group '{name}' has no judgements", field="groups")
         wr = win_rate(p, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed + i)
-        est_a = bootstrap_mean(ga[name], confidence=confidence, n_bootstrap=n_bootstrap, seed=seed + i) if name in ga else None
-        est_b = bootstrap_mean(gb[name], confidence=confidence, n_bootstrap=n_bootstrap, seed=seed + i) if name in gb else None
+        est_a = (
+            bootstrap_mean(ga[name], confidence=confidence, n_bootstrap=n_bootstrap, seed=seed + i)
+            if name in ga
+            else None
+        )
+        est_b = (
+            bootstrap_mean(gb[name], confidence=confidence, n_bootstrap=n_bootstrap, seed=seed + i)
+            if name in gb
+            else None
+        )
         results.append(GroupResult(name, wr, est_a, est_b))
     worst = min(results, key=lambda r: r.win_rate.win_rate)
     best = max(results, key=lambda r: r.win_rate.win_rate)

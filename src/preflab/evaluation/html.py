@@ -72,8 +72,12 @@ def ci(lo: float | None, hi: float | None, pct: bool = False, digits: int = 3) -
     return f"[{fmt(lo, digits, pct)}, {fmt(hi, digits, pct)}]"
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[object]], row_classes: Sequence[str] | None = None,
-          text_cols: Sequence[int] = ()) -> str:
+def table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    row_classes: Sequence[str] | None = None,
+    text_cols: Sequence[int] = (),
+) -> str:
     """An HTML table; cells are escaped unless given as ``Raw``."""
     text_th = ' class="text"'
     heads = (f"<th{text_th if j in text_cols else ''}>{esc(h)}</th>" for j, h in enumerate(header))
@@ -115,9 +119,9 @@ def image(png: bytes, alt: str) -> str:
 def page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], body: str) -> str:
     links = "".join(f'<a href="#{esc(anchor)}">{esc(label)}</a>' for anchor, label in nav)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>"
-        f"<header><h1>{esc(title)}</h1><div class=\"sub\">{subtitle}</div><nav>{links}</nav></header>"
+        f'<header><h1>{esc(title)}</h1><div class="sub">{subtitle}</div><nav>{links}</nav></header>'
         f"{body}</main></body></html>\n"
     )

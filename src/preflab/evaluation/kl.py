@@ -67,7 +67,9 @@ def estimate_kl(
         k3 = np.expm1(log_r) - log_r  # (r - 1) - log r, exact near r = 1
     k2 = 0.5 * log_r**2
     kl, se = weighted_mean_se(k1, clusters=clusters)
-    k3_mean, k3_se = weighted_mean_se(k3, clusters=clusters) if np.all(np.isfinite(k3)) else (float("inf"), float("nan"))
+    k3_mean, k3_se = (
+        weighted_mean_se(k3, clusters=clusters) if np.all(np.isfinite(k3)) else (float("inf"), float("nan"))
+    )
     per_token = mean_len = None
     if lengths is not None:
         lens = as_float_array(lengths, "length", 0.0)

@@ -146,7 +146,9 @@ def length_controlled_win_rate(
     if covariates is not None:
         z = np.asarray(covariates, dtype=np.float64).reshape(n, -1)
         if not np.all(np.isfinite(z)):
-            raise DataError("covariates must be finite", row=int(np.argwhere(~np.isfinite(z))[0, 0]), field="covariates")
+            raise DataError(
+                "covariates must be finite", row=int(np.argwhere(~np.isfinite(z))[0, 0]), field="covariates"
+            )
     x = np.column_stack([np.ones(n), feat, z])
     keep = np.delete(np.arange(x.shape[1]), 1)  # every column but the length term
 
@@ -163,8 +165,9 @@ def length_controlled_win_rate(
         b = fit_logistic(x, y, counts, l2=l2, init=beta)
         return lc_of(b, counts)
 
-    se, lo, hi = bootstrap_statistic(stat, n, clusters=clusters, n_bootstrap=n_bootstrap,
-                                     confidence=confidence, seed=seed)
+    se, lo, hi = bootstrap_statistic(
+        stat, n, clusters=clusters, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed
+    )
     raw, _ = weighted_mean_se(y)
     return LengthControlledWinRate(
         lc_win_rate=lc,

@@ -58,8 +58,8 @@ def _left_pad(rows: list[list[int]], pad_id: int, device):
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
         if r:
-            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r):] = 1
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -97,9 +97,13 @@ def sequence_logprobs(
         head = model.get_output_embeddings() if chunked else None
         weight = head.weight.to(compute_dtype(head.weight)) if chunked else None
         for start in range(0, len(prompt_ids), batch_size):
-            rows = [list(p) + list(c) for p, c in zip(prompt_ids[start:start + batch_size],
-                                                       completion_ids[start:start + batch_size], strict=True)]
-            comp_lens = [len(c) for c in completion_ids[start:start + batch_size]]
+            rows = [
+                list(p) + list(c)
+                for p, c in zip(
+                    prompt_ids[start : start + batch_size], completion_ids[start : start + batch_size], strict=True
+                )
+            ]
+            comp_lens = [len(c) for c in completion_ids[start : start + batch_size]]
             keep = max(comp_lens)
             if keep == 0:
                 continue
@@ -107,17 +111,23 @@ def sequence_logprobs(
             positions = (mask.cumsum(-1) - 1).clamp_min(0)
             targets = ids[:, -keep:]
             if chunked:  # hidden states at the positions that predict the last `keep` tokens
-                hidden = model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                             use_cache=False).last_hidden_state[:, -keep - 1:-1]
-                token_lp = linear_token_logprobs(hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1),
-                                                 getattr(head, "bias", None)).view(len(rows), keep)
+                hidden = model.get_decoder()(
+                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+                ).last_hidden_state[:, -keep - 1 : -1]
+                token_lp = linear_token_logprobs(
+                    hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), getattr(head, "bias", None)
+                ).view(len(rows), keep)
             else:
-                logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                               logits_to_keep=keep + 1).logits[:, :-1].float()  # predicts the last `keep` tokens
+                logits = (
+                    model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep + 1)
+                    .logits[:, :-1]
+                    .float()
+                )  # predicts the last `keep` tokens
                 token_lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-            span = (torch.arange(keep, device=ids.device).unsqueeze(0)
-                    >= (keep - torch.tensor(comp_lens, device=ids.device)).unsqueeze(1))
-            out[start:start + len(rows)] = (token_lp * span).sum(-1).double().cpu().numpy()
+            span = torch.arange(keep, device=ids.device).unsqueeze(0) >= (
+                keep - torch.tensor(comp_lens, device=ids.device)
+            ).unsqueeze(1)
+            out[start : start + len(rows)] = (token_lp * span).sum(-1).double().cpu().numpy()
     return out
 
 
@@ -143,14 +153,26 @@ def sample_completions(
     """
     from ..generation import SamplingParams, sample
 
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=0,
-                            seed=seed, n=n_per_prompt, batch_size=batch_size, bf16=None if bf16 else False,
-                            stop_token_ids=tuple(sorted(_stop_ids(model, tokenizer))))
+    params = SamplingParams(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=0,
+        seed=seed,
+        n=n_per_prompt,
+        batch_size=batch_size,
+        bf16=None if bf16 else False,
+        stop_token_ids=tuple(sorted(_stop_ids(model, tokenizer))),
+    )
     rows = sample(model, tokenizer, list(prompts), params)
     p_ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
     flat = [(i, c) for i, row in enumerate(rows) for c in row]
-    return Samples([p_ids[i] for i, _ in flat], [list(c.token_ids) for _, c in flat], [c.text for _, c in flat],
-                   [i for i, _ in flat])
+    return Samples(
+        [p_ids[i] for i, _ in flat],
+        [list(c.token_ids) for _, c in flat],
+        [c.text for _, c in flat],
+        [i for i, _ in flat],
+    )
 
 
 def sample_kl(
@@ -171,8 +193,16 @@ def sample_kl(
     The standard error is cluster-robust over prompts when ``n_per_prompt > 1``.
     """
     if samples is None:
-        samples = sample_completions(policy, tokenizer, prompts, n_per_prompt=n_per_prompt,
-                                     max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size, bf16=bf16)
+        samples = sample_completions(
+            policy,
+            tokenizer,
+            prompts,
+            n_per_prompt=n_per_prompt,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            batch_size=batch_size,
+            bf16=bf16,
+        )
     lp = sequence_logprobs(policy, samples.prompt_ids, samples.completion_ids, batch_size=batch_size, bf16=bf16)
     lr = sequence_logprobs(reference, samples.prompt_ids, samples.completion_ids, batch_size=batch_size, bf16=bf16)
     lengths = [len(c) for c in samples.completion_ids]

@@ -57,14 +57,19 @@ def annotator_groups(judge: Any, pairs: Sequence[Any], *, iterations: int = 20) 
     ids = torch.tensor([annotators.index(a) for a in names])
     n = len(pairs)
     out = judge.outputs_batch([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
-    inputs = GroupPairInputs(reward_chosen=out[:n].double(), reward_rejected=out[n:].double(), annotator=ids,
-                             weight=torch.tensor([float(p.weight) for p in pairs], dtype=torch.float64))
+    inputs = GroupPairInputs(
+        reward_chosen=out[:n].double(),
+        reward_rejected=out[n:].double(),
+        annotator=ids,
+        weight=torch.tensor([float(p.weight) for p in pairs], dtype=torch.float64),
+    )
     for _ in range(iterations):
         gamma, marginal = responsibilities(inputs)
         inputs.prior = gamma.mean(0)
     gamma, marginal = responsibilities(inputs)
-    return AnnotatorGroups(annotators, gamma.tolist(), gamma.mean(0).tolist(), gamma.argmax(1).tolist(),
-                           float(marginal.sum()))
+    return AnnotatorGroups(
+        annotators, gamma.tolist(), gamma.mean(0).tolist(), gamma.argmax(1).tolist(), float(marginal.sum())
+    )
 
 
 def adjusted_rand_index(labels_a: Sequence[Any], labels_b: Sequence[Any]) -> float:

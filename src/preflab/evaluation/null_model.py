@@ -51,8 +51,13 @@ class NullAnswerResult:
         return "loses" if clear else "ties"
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "answer": self.answer, "win_rate": self.win_rate.to_dict(), "passed": self.passed,
-                "verdict": self.verdict}
+        return {
+            "name": self.name,
+            "answer": self.answer,
+            "win_rate": self.win_rate.to_dict(),
+            "passed": self.passed,
+            "verdict": self.verdict,
+        }
 
 
 @dataclass
@@ -80,14 +85,18 @@ class NullModelCheck:
         wr = worst.win_rate
         rate = f"{100 * wr.win_rate:.1f}%"
         if not self.reliable:
-            return (f"judge '{self.judge}' is UNRELIABLE: the null answer '{worst.name}' wins {rate} "
-                    f"(threshold {100 * self.threshold:.0f}%)")
+            return (
+                f"judge '{self.judge}' is UNRELIABLE: the null answer '{worst.name}' wins {rate} "
+                f"(threshold {100 * self.threshold:.0f}%)"
+            )
         if self.conclusive:
             return f"judge '{self.judge}' is reliable: every null answer loses (the best, '{worst.name}', wins {rate})"
         ties = 100 * wr.ties / max(wr.n, 1)
-        return (f"judge '{self.judge}' passes (threshold {100 * self.threshold:.0f}%), but the null answer "
-                f"'{worst.name}' does not clearly lose ({rate}, ties on {ties:.0f}% of prompts): under this "
-                "judge the evaluated answers are hardly better than a constant answer")
+        return (
+            f"judge '{self.judge}' passes (threshold {100 * self.threshold:.0f}%), but the null answer "
+            f"'{worst.name}' does not clearly lose ({rate}, ties on {ties:.0f}% of prompts): under this "
+            "judge the evaluated answers are hardly better than a constant answer"
+        )
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -9,7 +9,8 @@ and falls. Their functional forms for the gold reward gain over the initial poli
     BoN:  R(d) = d (α − β d)            peak at d* = α / (2β)
 
 Both are linear in (α, β); we fit ``gold = c + R(d)`` by least squares, with c the gold reward of the
-initial policy (free, so that a sweep whose first checkpoint already moved away from π_ref still fits). Over-optimisation drops the same hump shape on
+initial policy (free, so that a sweep whose first checkpoint already moved away from π_ref still fits).
+Over-optimisation drops the same hump shape on
 direct alignment algorithms too (Rafailov et al. 2024, "Scaling Laws for Reward Model Overoptimization in
 Direct Alignment Algorithms"). Given checkpoints with their proxy reward, gold reward and KL, this module
 builds the table (sorted by KL, gains relative to the lowest-KL point), finds the gold peak and says
@@ -80,12 +81,17 @@ class OverOptimisation:
         base = self.points[0] if self.points else None
         rows = []
         for p in self.points:
-            rows.append({
-                "step": p.step, "kl": p.kl, "sqrt_kl": float(np.sqrt(max(p.kl, 0.0))),
-                "proxy": p.proxy, "gold": p.gold,
-                "proxy_gain": None if p.proxy is None or base.proxy is None else p.proxy - base.proxy,
-                "gold_gain": None if p.gold is None or base.gold is None else p.gold - base.gold,
-            })
+            rows.append(
+                {
+                    "step": p.step,
+                    "kl": p.kl,
+                    "sqrt_kl": float(np.sqrt(max(p.kl, 0.0))),
+                    "proxy": p.proxy,
+                    "gold": p.gold,
+                    "proxy_gain": None if p.proxy is None or base.proxy is None else p.proxy - base.proxy,
+                    "gold_gain": None if p.gold is None or base.gold is None else p.gold - base.gold,
+                }
+            )
         return rows
 
 
@@ -116,8 +122,7 @@ def fit_scaling_law(kl: Sequence[float], gold: Sequence[float], form: str = "rl"
         peak_d = float(np.exp(alpha / beta - 1.0)) if form == "rl" else float(alpha / (2.0 * beta))
         if not np.isfinite(peak_d) or peak_d <= 0:
             peak_d = None
-    return ScalingFit(form, float(alpha), float(beta), float(offset), peak_d,
-                      None if peak_d is None else peak_d**2, r2)
+    return ScalingFit(form, float(alpha), float(beta), float(offset), peak_d, None if peak_d is None else peak_d**2, r2)
 
 
 def scaling_curve(fit: ScalingFit, d: np.ndarray) -> np.ndarray:
@@ -149,8 +154,16 @@ def _points_from(rows: Sequence[Mapping | OverOptPoint]) -> list[OverOptPoint]:
             return out
 
         step = r.get("step")
-        points.append(OverOptPoint(None if step is None else int(step), num("kl"), num("proxy"), num("gold"),
-                                   num("proxy_se"), num("gold_se")))
+        points.append(
+            OverOptPoint(
+                None if step is None else int(step),
+                num("kl"),
+                num("proxy"),
+                num("gold"),
+                num("proxy_se"),
+                num("gold_se"),
+            )
+        )
     return points
 
 

@@ -94,16 +94,32 @@ def overoptimisation_plot(over: OverOptimisation) -> Figure | None:
     if gold:
         k, g, se = zip(*gold, strict=True)
         err = [s or 0.0 for s in se]
-        handles.append(ax.errorbar(k, g, yerr=err if any(err) else None, fmt="o-", color=GREEN, lw=2,
-                                   ms=5, capsize=3, label="gold reward"))
+        handles.append(
+            ax.errorbar(
+                k, g, yerr=err if any(err) else None, fmt="o-", color=GREEN, lw=2, ms=5, capsize=3, label="gold reward"
+            )
+        )
         if over.peak_kl is not None:
             ax.axvline(max(over.peak_kl, 0.0), color=GREEN, ls=":", lw=1)
-            ax.annotate("gold peak", (max(over.peak_kl, 0.0), over.peak_gold), textcoords="offset points",
-                        xytext=(5, 8), fontsize=8, color=GREEN)
+            ax.annotate(
+                "gold peak",
+                (max(over.peak_kl, 0.0), over.peak_gold),
+                textcoords="offset points",
+                xytext=(5, 8),
+                fontsize=8,
+                color=GREEN,
+            )
         if over.fit is not None:
             d = np.linspace(np.sqrt(min(k)), np.sqrt(max(k)), 100)
-            handles += ax.plot(d**2, scaling_curve(over.fit, d), "--", color=GREEN, lw=1, alpha=0.7,
-                               label=f"fit: Gao et al. ({over.fit.form}), R²={over.fit.r2:.2f}")
+            handles += ax.plot(
+                d**2,
+                scaling_curve(over.fit, d),
+                "--",
+                color=GREEN,
+                lw=1,
+                alpha=0.7,
+                label=f"fit: Gao et al. ({over.fit.form}), R²={over.fit.r2:.2f}",
+            )
     ax.set_xlabel("KL(π ‖ π_ref)  [nats, √ scale]")
     ax.set_ylabel("gold reward", color=GREEN)
     ax.set_xscale("function", functions=(lambda x: np.sqrt(np.clip(x, 0, None)), lambda x: np.square(x)))
@@ -133,8 +149,7 @@ def reliability_plot(bins: list[dict], ece: float | None = None) -> Figure | Non
     for b in rows:
         width = (b["hi"] - b["lo"]) * (0.35 + 0.65 * b["count"] / total)
         ax.bar((b["lo"] + b["hi"]) / 2, b["accuracy"], width=width, color=GREEN, alpha=0.35, edgecolor=GREEN)
-    ax.plot([b["confidence"] for b in rows], [b["accuracy"] for b in rows], "o-", color=GREEN, ms=4,
-            label="observed")
+    ax.plot([b["confidence"] for b in rows], [b["accuracy"] for b in rows], "o-", color=GREEN, ms=4, label="observed")
     ax.set_xlim(0.5, 1.0)
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("confidence of the predicted winner  max(q, 1 − q)")
@@ -190,8 +205,16 @@ def gold_family_plot(ev: EvalResult) -> Figure | None:
         lo = np.array([e.ci_low if e.ci_low is not None else e.value for e in est])
         hi = np.array([e.ci_high if e.ci_high is not None else e.value for e in est])
         err = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
-        ax.bar(x + offset, vals, width=0.4, color=colour, label=label, yerr=err, capsize=3,
-               error_kw={"lw": 1, "alpha": 0.7})
+        ax.bar(
+            x + offset,
+            vals,
+            width=0.4,
+            color=colour,
+            label=label,
+            yerr=err,
+            capsize=3,
+            error_kw={"lw": 1, "alpha": 0.7},
+        )
     ax.set_xticks(x, [f.family for f in fams], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("mean gold score")
     ax.legend(fontsize=8, frameon=False)

@@ -125,8 +125,15 @@ def evaluate_answers(
     if length_control:
         result.lc_win_rate = length_controlled_win_rate(prefs, len_a, len_b, n_bootstrap=lc_bootstrap, **kw)
     if null_check:
-        result.null_check = null_model_check(judge, prompts, answers_b, threshold=null_threshold,
-                                             both_orders=both_orders, n_bootstrap=min(n_bootstrap, 1000), **kw)
+        result.null_check = null_model_check(
+            judge,
+            prompts,
+            answers_b,
+            threshold=null_threshold,
+            both_orders=both_orders,
+            n_bootstrap=min(n_bootstrap, 1000),
+            **kw,
+        )
     scorer = gold if gold is not None else (judge if getattr(judge, "can_score", False) else None)
     fams = list(families) if families is not None else [prompt_family(p) for p in labelled]
     fams = None if all(f is None for f in fams) else [f or "other" for f in fams]
@@ -142,20 +149,27 @@ def evaluate_answers(
             if getattr(gj, "can_score", False):
                 g_gold_a[group] = gj.score_batch(list(prompts), list(answers_a))
                 g_gold_b[group] = gj.score_batch(list(prompts), list(answers_b))
-        result.groups = per_group_results(g_prefs, gold_a=g_gold_a or None, gold_b=g_gold_b or None,
-                                          n_bootstrap=min(n_bootstrap, 1000), **kw)
+        result.groups = per_group_results(
+            g_prefs, gold_a=g_gold_a or None, gold_b=g_gold_b or None, n_bootstrap=min(n_bootstrap, 1000), **kw
+        )
     labels = list(groups) if groups is not None else [prompt_group(p) for p in labelled]
     if not group_judges and any(g is not None for g in labels):  # each prompt belongs to one group
         labels = [g if g is not None else "other" for g in labels]
-        result.groups = per_group_results(prefs, labels, gold_a=gold_a, gold_b=gold_b,
-                                          n_bootstrap=min(n_bootstrap, 1000), **kw)
+        result.groups = per_group_results(
+            prefs, labels, gold_a=gold_a, gold_b=gold_b, n_bootstrap=min(n_bootstrap, 1000), **kw
+        )
     if keep_samples:
         result.samples = [
-            {"prompt": _plain(prompt_text(p)), "family": fams[i] if fams else None, "group": labels[i],
-             "a": answers_a[i],
-             "b": answers_b[i], "preference": float(prefs[i]),
-             "gold_a": None if gold_a is None else float(gold_a[i]),
-             "gold_b": None if gold_b is None else float(gold_b[i])}
+            {
+                "prompt": _plain(prompt_text(p)),
+                "family": fams[i] if fams else None,
+                "group": labels[i],
+                "a": answers_a[i],
+                "b": answers_b[i],
+                "preference": float(prefs[i]),
+                "gold_a": None if gold_a is None else float(gold_a[i]),
+                "gold_b": None if gold_b is None else float(gold_b[i]),
+            }
             for i, p in enumerate(prompts)
         ]
     return result
@@ -172,14 +186,31 @@ def _sample(model, tokenizer, prompts: list, params: EvalSampling, bf16: bool) -
     except ImportError:
         sample = None
     if sample is None:
-        return sample_completions(model, tokenizer, prompts, max_new_tokens=params.max_new_tokens,
-                                  temperature=params.temperature, top_p=params.top_p, seed=params.seed,
-                                  batch_size=params.batch_size, bf16=bf16)
-    sp = SamplingParams(max_new_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
-                        seed=params.seed, batch_size=params.batch_size)
+        return sample_completions(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed,
+            batch_size=params.batch_size,
+            bf16=bf16,
+        )
+    sp = SamplingParams(
+        max_new_tokens=params.max_new_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        seed=params.seed,
+        batch_size=params.batch_size,
+    )
     comps = [c[0] for c in sample(model, tokenizer, prompts, sp)]
-    return Samples([chat_prompt_ids(tokenizer, p) for p in prompts], [list(c.token_ids) for c in comps],
-                   [c.text for c in comps], list(range(len(prompts))))
+    return Samples(
+        [chat_prompt_ids(tokenizer, p) for p in prompts],
+        [list(c.token_ids) for c in comps],
+        [c.text for c in comps],
+        list(range(len(prompts))),
+    )
 
 
 @contextlib.contextmanager
@@ -218,14 +249,41 @@ def evaluate_policies(
     sampling = sampling or EvalSampling()
     texts = [prompt_text(p) for p in prompts]
     with Work("eval", 2 + (answers_b is None) + kl, unit="stages", every_s=0) as work:
-        return _evaluate(policy, reference, tokenizer, prompts, texts, judge, sampling, work, kl=kl,
-                         kl_samples_per_prompt=kl_samples_per_prompt, length_unit=length_unit, bf16=bf16,
-                         answers_b=answers_b, **kwargs)
+        return _evaluate(
+            policy,
+            reference,
+            tokenizer,
+            prompts,
+            texts,
+            judge,
+            sampling,
+            work,
+            kl=kl,
+            kl_samples_per_prompt=kl_samples_per_prompt,
+            length_unit=length_unit,
+            bf16=bf16,
+            answers_b=answers_b,
+            **kwargs,
+        )
 
 
-def _evaluate(policy, reference, tokenizer, prompts: Sequence, texts: list, judge, sampling: EvalSampling,
-              work: Work, *, kl: bool, kl_samples_per_prompt: int, length_unit: str, bf16: bool,
-              answers_b: Sequence[str] | None, **kwargs: Any) -> EvalResult:
+def _evaluate(
+    policy,
+    reference,
+    tokenizer,
+    prompts: Sequence,
+    texts: list,
+    judge,
+    sampling: EvalSampling,
+    work: Work,
+    *,
+    kl: bool,
+    kl_samples_per_prompt: int,
+    length_unit: str,
+    bf16: bool,
+    answers_b: Sequence[str] | None,
+    **kwargs: Any,
+) -> EvalResult:
     t0 = time.perf_counter()
     work.update(0, f"policy answers to {len(texts)} prompts")
     a = _sample(policy, tokenizer, texts, sampling, bf16)
@@ -245,20 +303,44 @@ def _evaluate(policy, reference, tokenizer, prompts: Sequence, texts: list, judg
     if kl:
         work.advance(1, "KL(policy || reference)")
         reuse = sampling.temperature == 1.0 and sampling.top_p == 1.0 and kl_samples_per_prompt == 1
-        kl_samples = a if reuse else sample_completions(
-            policy, tokenizer, texts, n_per_prompt=kl_samples_per_prompt, max_new_tokens=sampling.max_new_tokens,
-            temperature=1.0, top_p=1.0, seed=sampling.seed + 1, batch_size=sampling.batch_size, bf16=bf16)
+        kl_samples = (
+            a
+            if reuse
+            else sample_completions(
+                policy,
+                tokenizer,
+                texts,
+                n_per_prompt=kl_samples_per_prompt,
+                max_new_tokens=sampling.max_new_tokens,
+                temperature=1.0,
+                top_p=1.0,
+                seed=sampling.seed + 1,
+                batch_size=sampling.batch_size,
+                bf16=bf16,
+            )
+        )
         bs = min(sampling.batch_size, 16)  # scoring holds [rows, completion, vocab] logits: keep it small
         lp = sequence_logprobs(policy, kl_samples.prompt_ids, kl_samples.completion_ids, batch_size=bs, bf16=bf16)
         with _as_reference(policy, reference) as ref:  # after the policy: PEFT disables adapters in place
             lr = sequence_logprobs(ref, kl_samples.prompt_ids, kl_samples.completion_ids, batch_size=bs, bf16=bf16)
-        result.kl = estimate_kl(lp, lr, lengths=[len(c) for c in kl_samples.completion_ids],
-                                clusters=kl_samples.prompt_index if kl_samples_per_prompt > 1 else None)
-    result.meta.update({
-        "sampling": vars(sampling).copy(), "length_unit": length_unit, "n_prompts": len(prompts),
-        "seconds": {"sampling": round(t_sample, 2), "judging": round(t_judge, 2),
-                    "kl": round(time.perf_counter() - t0 - t_sample - t_judge, 2)},
-    })
+        result.kl = estimate_kl(
+            lp,
+            lr,
+            lengths=[len(c) for c in kl_samples.completion_ids],
+            clusters=kl_samples.prompt_index if kl_samples_per_prompt > 1 else None,
+        )
+    result.meta.update(
+        {
+            "sampling": vars(sampling).copy(),
+            "length_unit": length_unit,
+            "n_prompts": len(prompts),
+            "seconds": {
+                "sampling": round(t_sample, 2),
+                "judging": round(t_judge, 2),
+                "kl": round(time.perf_counter() - t0 - t_sample - t_judge, 2),
+            },
+        }
+    )
     work.advance(1, "done")
     return result
 
@@ -271,8 +353,9 @@ def _response_text(value: Any) -> str:
     return str(value)
 
 
-def pair_ranking_accuracy(policy, reference, tokenizer, pairs: Sequence, *, beta: float = 0.1,
-                          batch_size: int = 16, bf16: bool = False):
+def pair_ranking_accuracy(
+    policy, reference, tokenizer, pairs: Sequence, *, beta: float = 0.1, batch_size: int = 16, bf16: bool = False
+):
     """Ranking accuracy of ``policy`` (and its implicit reward against ``reference``) on preference pairs.
 
     ``pairs`` are :class:`preflab.data.PreferencePair` records; a pair's ``preference_prob`` (when set)
@@ -292,5 +375,13 @@ def pair_ranking_accuracy(policy, reference, tokenizer, pairs: Sequence, *, beta
         rc, rr = (sequence_logprobs(ref, prompt_ids, c, **kw) for c in (chosen, rejected))
     probs = [p.preference_prob for p in pairs]
     true_prob = probs if all(q is not None for q in probs) else None
-    return ranking_accuracy(pc, pr, rc, rr, beta=beta, chosen_len=[len(c) for c in chosen],
-                            rejected_len=[len(c) for c in rejected], true_prob=true_prob)
+    return ranking_accuracy(
+        pc,
+        pr,
+        rc,
+        rr,
+        beta=beta,
+        chosen_len=[len(c) for c in chosen],
+        rejected_len=[len(c) for c in rejected],
+        true_prob=true_prob,
+    )

@@ -93,20 +93,40 @@ def _cards(run: RunContents) -> str:
     for _, ev in run.evals:
         if ev.win_rate is not None:
             w = ev.win_rate
-            cards.append(H.card(f"win rate · {ev.name}", H.fmt(w.win_rate, pct=True),
-                                f"95% CI {H.ci(w.ci_low, w.ci_high, pct=True)}, n={H.esc(w.n)}"))
+            cards.append(
+                H.card(
+                    f"win rate · {ev.name}",
+                    H.fmt(w.win_rate, pct=True),
+                    f"95% CI {H.ci(w.ci_low, w.ci_high, pct=True)}, n={H.esc(w.n)}",
+                )
+            )
         if ev.lc_win_rate is not None:
             lc = ev.lc_win_rate
-            cards.append(H.card(f"LC win rate · {ev.name}", H.fmt(lc.lc_win_rate, pct=True),
-                                f"95% CI {H.ci(lc.ci_low, lc.ci_high, pct=True)}"))
+            cards.append(
+                H.card(
+                    f"LC win rate · {ev.name}",
+                    H.fmt(lc.lc_win_rate, pct=True),
+                    f"95% CI {H.ci(lc.ci_low, lc.ci_high, pct=True)}",
+                )
+            )
         if ev.kl is not None:
             # k3 is never negative; k1 (the plain mean log-ratio) can be, on few samples
-            cards.append(H.card(f"KL · {ev.name}", f"{H.fmt(ev.kl.k3, 3)} nats",
-                                f"k3 ± {H.fmt(ev.kl.k3_se, 3)} (SE); k1 {H.fmt(ev.kl.kl, 3)} ± {H.fmt(ev.kl.se, 3)}"))
+            cards.append(
+                H.card(
+                    f"KL · {ev.name}",
+                    f"{H.fmt(ev.kl.k3, 3)} nats",
+                    f"k3 ± {H.fmt(ev.kl.k3_se, 3)} (SE); k1 {H.fmt(ev.kl.kl, 3)} ± {H.fmt(ev.kl.se, 3)}",
+                )
+            )
         if ev.null_check is not None:
             nc = ev.null_check
-            css, word = ("bad", "unreliable") if not nc.reliable else ("ok", "reliable") if nc.conclusive else (
-                "warn", "inconclusive")
+            css, word = (
+                ("bad", "unreliable")
+                if not nc.reliable
+                else ("ok", "reliable")
+                if nc.conclusive
+                else ("warn", "inconclusive")
+            )
             cards.append(H.card(f"judge · {nc.judge}", f'<span class="{css}">{word}</span>', "null-model check"))
     return f'<div class="cards">{"".join(cards)}</div>' if cards else ""
 
@@ -118,13 +138,15 @@ def _settings_line(ev: EvalResult) -> str:
     """How the evaluation sampled and measured (from the result's ``meta``), so its numbers can be read."""
     meta = ev.meta if isinstance(ev.meta, dict) else {}
     sampling = meta.get("sampling") if isinstance(meta.get("sampling"), dict) else {}
-    parts = [f"{k.replace('_', ' ')} {sampling[k]}" for k in ("max_new_tokens", "temperature", "top_p", "seed",
-                                                              "batch_size") if k in sampling]
+    parts = [
+        f"{k.replace('_', ' ')} {sampling[k]}"
+        for k in ("max_new_tokens", "temperature", "top_p", "seed", "batch_size")
+        if k in sampling
+    ]
     parts += [f"{k.replace('_', ' ')} {meta[k]}" for k in ("n_prompts", "length_unit") if k in meta]
     if not parts:
         return ""
     return f'<p class="muted">settings: {H.esc(", ".join(str(x) for x in parts))}</p>'
-
 
 
 def _sig(value: float) -> str:
@@ -144,8 +166,12 @@ def _curves_section(run: RunContents, w: _Writer) -> str:
             if metric in WALL_CLOCK_KEYS:  # a Unix timestamp is no metric to read as a number
                 continue
             rows.append([metric, split, len(values), _sig(values[0]), _sig(values[-1]), steps[-1]])
-    return img + "<details><summary>Final values of every logged metric</summary>" + H.table(
-        ["metric", "split", "points", "first", "last", "last step"], rows) + "</details>"
+    return (
+        img
+        + "<details><summary>Final values of every logged metric</summary>"
+        + H.table(["metric", "split", "points", "first", "last", "last step"], rows)
+        + "</details>"
+    )
 
 
 def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], list[str]]:
@@ -170,9 +196,11 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
             missing.append(f"win-rate plot not drawn ({type(exc).__name__}: {exc})")
         for i, (path, ev) in enumerate(run.evals):
             judge = f" · judge <b>{H.esc(ev.judge)}</b>" if ev.judge else ""
-            body.append(f'<h2 id="eval-{i}" style="border-top:1px dashed #e3e7ee">{H.esc(ev.name)} '
-                        f'<span class="sub">({H.esc(ev.a_name)} vs {H.esc(ev.b_name)}{judge}; '
-                        f"{H.esc(path.name)})</span></h2>")
+            body.append(
+                f'<h2 id="eval-{i}" style="border-top:1px dashed #e3e7ee">{H.esc(ev.name)} '
+                f'<span class="sub">({H.esc(ev.a_name)} vs {H.esc(ev.b_name)}{judge}; '
+                f"{H.esc(path.name)})</span></h2>"
+            )
             body.append(_settings_line(ev))
             try:  # a hand-edited file may hold a string where a number belongs: list it, keep the report
                 gold_plot = ""
@@ -189,13 +217,19 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
             bins = [b for b in run.rm_eval.get("reliability") or [] if isinstance(b, dict)]
             ece = run.rm_eval.get("ece")
             body.append(rm_eval_section(run.rm_eval))
-            body.append(w.figure(reliability_plot(bins, ece if isinstance(ece, int | float) else None),
-                                 "reliability", "reliability diagram of the reward model"))
+            body.append(
+                w.figure(
+                    reliability_plot(bins, ece if isinstance(ece, int | float) else None),
+                    "reliability",
+                    "reliability diagram of the reward model",
+                )
+            )
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             missing.append(f"rm_eval.json: not shown ({type(exc).__name__}: {exc})")
 
-    curves = [(ev.name, ev.overoptimisation) for ev in evals
-              if ev.overoptimisation and len(ev.overoptimisation.points) > 1]
+    curves = [
+        (ev.name, ev.overoptimisation) for ev in evals if ev.overoptimisation and len(ev.overoptimisation.points) > 1
+    ]
     over_source = "evaluation results"
     if not curves and run.metrics is not None:
         from_log = overopt_from_metrics(run.metrics)
@@ -211,14 +245,18 @@ def render_report(run: RunContents, out_dir: Path) -> tuple[str, list[Path], lis
         if over_source == "metrics.jsonl":
             body.append(overopt_section(curves[0][1], "Over-optimisation table (from metrics.jsonl)"))
     else:  # most runs are not meant to produce it: a note, not a missing part
-        body.append('<p class="muted">No over-optimisation plot: it needs checkpoints scored with KL and gold reward '
-                    f"(in eval/*.json, or metrics.jsonl keys {H.esc(', '.join(GOLD_KEYS[:2]))}), which this run "
-                    "did not produce.</p>")
+        body.append(
+            '<p class="muted">No over-optimisation plot: it needs checkpoints scored with KL and gold reward '
+            f"(in eval/*.json, or metrics.jsonl keys {H.esc(', '.join(GOLD_KEYS[:2]))}), which this run "
+            "did not produce.</p>"
+        )
 
     if run.config_text is not None:
         nav.append(("config", "Config"))
-        body.append(f'<h2 id="config">Run configuration</h2><details><summary>config.yaml</summary>'
-                    f"<pre>{H.esc(run.config_text)}</pre></details>")
+        body.append(
+            f'<h2 id="config">Run configuration</h2><details><summary>config.yaml</summary>'
+            f"<pre>{H.esc(run.config_text)}</pre></details>"
+        )
 
     if missing:
         items = "".join(f"<li>{H.esc(m)}</li>" for m in missing)

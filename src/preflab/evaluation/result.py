@@ -77,9 +77,13 @@ class EvalResult:
         if data.get("kind") != KIND:
             raise DataError(f"not a preflab evaluation (kind={data.get('kind')!r})", file=source, field="kind")
         parsers = {
-            "win_rate": WinRate.from_dict, "lc_win_rate": LengthControlledWinRate.from_dict,
-            "null_check": NullModelCheck.from_dict, "kl": KLEstimate.from_dict, "groups": GroupResults.from_dict,
-            "ranking": RankingAccuracy.from_dict, "overoptimisation": OverOptimisation.from_dict,
+            "win_rate": WinRate.from_dict,
+            "lc_win_rate": LengthControlledWinRate.from_dict,
+            "null_check": NullModelCheck.from_dict,
+            "kl": KLEstimate.from_dict,
+            "groups": GroupResults.from_dict,
+            "ranking": RankingAccuracy.from_dict,
+            "overoptimisation": OverOptimisation.from_dict,
         }
         try:
             parts = {k: (None if data.get(k) is None else fn(data[k])) for k, fn in parsers.items()}
@@ -87,8 +91,13 @@ class EvalResult:
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"malformed evaluation file ({type(exc).__name__}: {exc})", file=source) from None
         return cls(
-            name=data.get("name", "eval"), a_name=data.get("a_name", "policy"), b_name=data.get("b_name", "reference"),
-            judge=data.get("judge"), gold=gold, samples=data.get("samples") or [], meta=data.get("meta") or {},
+            name=data.get("name", "eval"),
+            a_name=data.get("a_name", "policy"),
+            b_name=data.get("b_name", "reference"),
+            judge=data.get("judge"),
+            gold=gold,
+            samples=data.get("samples") or [],
+            meta=data.get("meta") or {},
             **parts,
         )
 

@@ -27,8 +27,14 @@ from typing import Any
 
 from ..errors import DataError
 
-__all__ = ["ReliabilityBin", "RewardModelEval", "evaluate_reward_model", "expected_calibration_error",
-           "families_of", "reward_pair_metrics"]
+__all__ = [
+    "ReliabilityBin",
+    "RewardModelEval",
+    "evaluate_reward_model",
+    "expected_calibration_error",
+    "families_of",
+    "reward_pair_metrics",
+]
 
 
 @dataclass
@@ -68,8 +74,11 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-def expected_calibration_error(probs: Sequence[float], labels: Sequence[float], n_bins: int = 10,
-                               ) -> tuple[float, list[ReliabilityBin]]:
+def expected_calibration_error(
+    probs: Sequence[float],
+    labels: Sequence[float],
+    n_bins: int = 10,
+) -> tuple[float, list[ReliabilityBin]]:
     """ECE of predictions ``probs`` (q = P(first ≻ second)) against ``labels`` (p, in [0, 1]) and the reliability
     diagram's non-empty bins, in the binary confidence form of the module docstring."""
     if len(probs) != len(labels):
@@ -92,10 +101,15 @@ def expected_calibration_error(probs: Sequence[float], labels: Sequence[float], 
     return ece, bins
 
 
-def reward_pair_metrics(chosen: Sequence[float], rejected: Sequence[float], labels: Sequence[float | None],
-                        gold: Sequence[tuple[float, float] | None] | None = None,
-                        families: Sequence[str | None] | None = None, n_bins: int = 10,
-                        train_families: Sequence[str] | None = None) -> RewardModelEval:
+def reward_pair_metrics(
+    chosen: Sequence[float],
+    rejected: Sequence[float],
+    labels: Sequence[float | None],
+    gold: Sequence[tuple[float, float] | None] | None = None,
+    families: Sequence[str | None] | None = None,
+    n_bins: int = 10,
+    train_families: Sequence[str] | None = None,
+) -> RewardModelEval:
     """Accuracy, ECE and gold agreement from the rewards of each pair's chosen and rejected response; per family,
     and (``train_families``) in and out of the families the model was trained on."""
     n = len(chosen)
@@ -127,8 +141,9 @@ def reward_pair_metrics(chosen: Sequence[float], rejected: Sequence[float], labe
     return result
 
 
-def _subset(d: list[float], p: list[float], gold: Sequence[tuple[float, float] | None] | None,
-            idx: list[int]) -> dict[str, float]:
+def _subset(
+    d: list[float], p: list[float], gold: Sequence[tuple[float, float] | None] | None, idx: list[int]
+) -> dict[str, float]:
     acc, _ = _accuracy([d[i] for i in idx], [p[i] for i in idx])
     row = {"n": float(len(idx)), "accuracy": acc}
     if gold is not None:
@@ -166,8 +181,9 @@ def families_of(pairs: Sequence[Any]) -> list[str | None]:
     return [(getattr(pr, "metadata", None) or {}).get("family") for pr in pairs]
 
 
-def evaluate_reward_model(judge: Any, pairs: Sequence[Any], *, n_bins: int = 10,
-                          train_families: Sequence[str] | None = None) -> RewardModelEval:
+def evaluate_reward_model(
+    judge: Any, pairs: Sequence[Any], *, n_bins: int = 10, train_families: Sequence[str] | None = None
+) -> RewardModelEval:
     """Score every pair's two responses with ``judge`` (a reward model judge, or an ensemble) and measure;
     ``train_families``: the families of the training data, for the in- / out-of-distribution split."""
     if not pairs:
@@ -187,10 +203,15 @@ def evaluate_reward_model(judge: Any, pairs: Sequence[Any], *, n_bins: int = 10,
     n = len(both)
     gold = [_gold_of(pr) for pr in both]
     families = families_of(both)
-    result = reward_pair_metrics(rewards[:n], rewards[n:], [pr.preference_prob for pr in both],
-                                 gold if any(g is not None for g in gold) else None,
-                                 families if any(f is not None for f in families) else None, n_bins,
-                                 train_families)
+    result = reward_pair_metrics(
+        rewards[:n],
+        rewards[n:],
+        [pr.preference_prob for pr in both],
+        gold if any(g is not None for g in gold) else None,
+        families if any(f is not None for f in families) else None,
+        n_bins,
+        train_families,
+    )
     if stds is not None:
         result.mean_uncertainty = sum(stds) / len(stds)
     return result

@@ -89,8 +89,7 @@ def _label(row: dict, key: str, file: str, line: int) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise DataError(f"'{key}' must be a string label, not {type(value).__name__}", file=file, line=line,
-                        field=key)
+        raise DataError(f"'{key}' must be a string label, not {type(value).__name__}", file=file, line=line, field=key)
     return str(value)
 
 
@@ -108,14 +107,16 @@ def resolve_judge(name: str, args: dict[str, Any], prompts: list | None = None):
     try:
         from ..feedback import make_judge
     except ImportError:
-        raise ConfigError(f"judge '{name}': this install has no judge factory (preflab.feedback.make_judge)",
-                          field="eval.judge") from None
+        raise ConfigError(
+            f"judge '{name}': this install has no judge factory (preflab.feedback.make_judge)", field="eval.judge"
+        ) from None
     tasks = [p for p in prompts or [] if hasattr(p, "score") and hasattr(p, "prompt")]
     return make_judge(name, tasks=tasks, **args) if tasks else make_judge(name, **args)
 
 
-def run_eval(cfg: RunConfig, *, out_dir: str | Path | None = None, prompts: list | None = None,
-             judge=None) -> tuple[EvalResult, Path]:
+def run_eval(
+    cfg: RunConfig, *, out_dir: str | Path | None = None, prompts: list | None = None, judge=None
+) -> tuple[EvalResult, Path]:
     """Evaluate ``cfg.eval``'s policy against its reference; save and return the result and its path."""
     from ..models import load_model, load_tokenizer
 
@@ -139,20 +140,43 @@ def run_eval(cfg: RunConfig, *, out_dir: str | Path | None = None, prompts: list
     reference = load_model(reference_path, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code, device=mc.device)
     sampling = EvalSampling(ev.max_new_tokens, ev.temperature, ev.top_p, cfg.seed, ev.batch_size)
     result = evaluate_policies(
-        policy, reference, tokenizer, prompts, judge, sampling, kl=ev.kl, kl_samples_per_prompt=ev.kl_samples_per_prompt,
-        length_unit=ev.length_unit, bf16=ev.bf16, both_orders=ev.both_orders, length_control=ev.length_control,
-        null_check=ev.null_check, null_threshold=ev.null_threshold, confidence=ev.confidence,
-        n_bootstrap=ev.n_bootstrap, lc_bootstrap=ev.lc_bootstrap, seed=cfg.seed, name=ev.name,
-        a_name=Path(policy_path).name or policy_path, b_name=Path(reference_path).name or reference_path,
+        policy,
+        reference,
+        tokenizer,
+        prompts,
+        judge,
+        sampling,
+        kl=ev.kl,
+        kl_samples_per_prompt=ev.kl_samples_per_prompt,
+        length_unit=ev.length_unit,
+        bf16=ev.bf16,
+        both_orders=ev.both_orders,
+        length_control=ev.length_control,
+        null_check=ev.null_check,
+        null_threshold=ev.null_threshold,
+        confidence=ev.confidence,
+        n_bootstrap=ev.n_bootstrap,
+        lc_bootstrap=ev.lc_bootstrap,
+        seed=cfg.seed,
+        name=ev.name,
+        a_name=Path(policy_path).name or policy_path,
+        b_name=Path(reference_path).name or reference_path,
         keep_samples=ev.keep_samples,
     )
     if ev.pairs:
         from ..data import load_preferences
 
         pairs = load_preferences(ev.pairs, kind="pairs").records
-        result.ranking = pair_ranking_accuracy(policy, reference, tokenizer, pairs, beta=ev.beta,
-                                               batch_size=ev.batch_size, bf16=ev.bf16)
-    result.meta.update({"policy": policy_path, "reference": reference_path, "seed": cfg.seed,
-                        "eval_config": ev.model_dump(mode="json")})
+        result.ranking = pair_ranking_accuracy(
+            policy, reference, tokenizer, pairs, beta=ev.beta, batch_size=ev.batch_size, bf16=ev.bf16
+        )
+    result.meta.update(
+        {
+            "policy": policy_path,
+            "reference": reference_path,
+            "seed": cfg.seed,
+            "eval_config": ev.model_dump(mode="json"),
+        }
+    )
     target = Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / "eval"
     return result, result.save(target / f"{ev.name}.json")

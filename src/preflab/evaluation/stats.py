@@ -37,8 +37,9 @@ class Estimate:
         return f"{self.value:.4f} ± {self.se:.4f} [{self.ci_low:.4f}, {self.ci_high:.4f}] (n={self.n})"
 
 
-def as_float_array(values: Sequence[float] | np.ndarray, name: str, lo: float | None = None,
-                   hi: float | None = None) -> np.ndarray:
+def as_float_array(
+    values: Sequence[float] | np.ndarray, name: str, lo: float | None = None, hi: float | None = None
+) -> np.ndarray:
     """A 1-D float64 array; a NaN/inf or an out-of-range value is a :class:`DataError` naming its row."""
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     bad = ~np.isfinite(arr)
@@ -79,8 +80,9 @@ def bootstrap_weights(n: int, n_bootstrap: int, seed: int, clusters: Sequence | 
         done += rows
 
 
-def weighted_mean_se(values: np.ndarray, weights: np.ndarray | None = None,
-                     clusters: Sequence | None = None) -> tuple[float, float]:
+def weighted_mean_se(
+    values: np.ndarray, weights: np.ndarray | None = None, clusters: Sequence | None = None
+) -> tuple[float, float]:
     """Mean and its standard error; with clusters, the cluster-robust (sandwich) standard error."""
     n = len(values)
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)

@@ -50,8 +50,10 @@ class WinRate:
 
     def __str__(self) -> str:
         pct = int(round(self.confidence * 100))
-        return (f"{100 * self.win_rate:.1f}% ± {100 * self.se:.1f} ({pct}% CI {100 * self.ci_low:.1f}–"
-                f"{100 * self.ci_high:.1f}; {self.wins}W/{self.ties}T/{self.losses}L, n={self.n})")
+        return (
+            f"{100 * self.win_rate:.1f}% ± {100 * self.se:.1f} ({pct}% CI {100 * self.ci_low:.1f}–"
+            f"{100 * self.ci_high:.1f}; {self.wins}W/{self.ties}T/{self.losses}L, n={self.n})"
+        )
 
 
 def win_rate(

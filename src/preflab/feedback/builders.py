@@ -41,33 +41,58 @@ def _scores(samples: list[PromptSamples], scores: list[list[float]] | None) -> l
     out = []
     for i, s in enumerate(samples):
         if s.gold_scores is None:
-            raise DataError("no gold scores (not a task-suite prompt); pass scores from a judge",
-                            row=i, field="gold_scores")
+            raise DataError(
+                "no gold scores (not a task-suite prompt); pass scores from a judge", row=i, field="gold_scores"
+            )
         out.append(s.gold_scores)
     return out
 
 
-def to_rankings(samples: list[PromptSamples], scores: list[list[float]] | None = None, *,
-                annotator: str = "gold", group: str | None = None) -> list[Ranking]:
+def to_rankings(
+    samples: list[PromptSamples],
+    scores: list[list[float]] | None = None,
+    *,
+    annotator: str = "gold",
+    group: str | None = None,
+) -> list[Ranking]:
     """One :class:`Ranking` per prompt, scored by ``scores`` (default: the gold scores)."""
     all_scores = _scores(samples, scores)
     out = []
     for i, (s, sc) in enumerate(zip(samples, all_scores, strict=True)):
         if len(sc) != len(s.completions):
             raise DataError(f"{len(sc)} scores for {len(s.completions)} completions", row=i, field="scores")
-        out.append(Ranking(s.prompt, list(s.completions), scores=[float(x) for x in sc], id=s.id,
-                           annotator=annotator, group=group, metadata=_meta(s)))
+        out.append(
+            Ranking(
+                s.prompt,
+                list(s.completions),
+                scores=[float(x) for x in sc],
+                id=s.id,
+                annotator=annotator,
+                group=group,
+                metadata=_meta(s),
+            )
+        )
     return out
 
 
-def rule_pairs(samples: list[PromptSamples], rule: str = "best-vs-worst", scores: list[list[float]] | None = None,
-               *, annotator: str = "gold", seed: int = 0, counts: Counter | None = None,
-               k: int = 1) -> list[PreferencePair]:
+def rule_pairs(
+    samples: list[PromptSamples],
+    rule: str = "best-vs-worst",
+    scores: list[list[float]] | None = None,
+    *,
+    annotator: str = "gold",
+    seed: int = 0,
+    counts: Counter | None = None,
+    k: int = 1,
+) -> list[PreferencePair]:
     """Pairs chosen by ``rule`` from each prompt's scored completions (see module doc); ``k``: with
     best-vs-worst, the i-th best against the i-th worst for i = 1..k."""
     counts = Counter() if counts is None else counts
-    return [p for r in to_rankings(samples, scores, annotator=annotator)
-            for p in ranking_to_pairs(r, rule, seed, counts, k=k)]
+    return [
+        p
+        for r in to_rankings(samples, scores, annotator=annotator)
+        for p in ranking_to_pairs(r, rule, seed, counts, k=k)
+    ]
 
 
 def rso_select(rewards: list[float], num_accepted: int, beta: float, rng: random.Random) -> list[int]:
@@ -90,9 +115,16 @@ def rso_select(rewards: list[float], num_accepted: int, beta: float, rng: random
     return accepted
 
 
-def rso_pairs(samples: list[PromptSamples], rewards: list[list[float]], *, beta: float = 0.5,
-              num_accepted: int = 4, seed: int = 0, annotator: str = "reward_model",
-              counts: Counter | None = None) -> list[PreferencePair]:
+def rso_pairs(
+    samples: list[PromptSamples],
+    rewards: list[list[float]],
+    *,
+    beta: float = 0.5,
+    num_accepted: int = 4,
+    seed: int = 0,
+    annotator: str = "reward_model",
+    counts: Counter | None = None,
+) -> list[PreferencePair]:
     """RSO pairs: accepted samples paired consecutively, the higher reward chosen (ties counted, skipped)."""
     counts = Counter() if counts is None else counts
     rewards = _scores(samples, rewards)
@@ -108,8 +140,16 @@ def rso_pairs(samples: list[PromptSamples], rewards: list[list[float]], *, beta:
             meta = {**_meta(s), "score_chosen": r[c], "score_rejected": r[d]}
             if s.gold_scores is not None:
                 meta.update(gold_chosen=s.gold_scores[c], gold_rejected=s.gold_scores[d])
-            out.append(PreferencePair(s.prompt, s.completions[c], s.completions[d], id=f"{s.id}:{c}>{d}",
-                                      annotator=annotator, metadata=meta))
+            out.append(
+                PreferencePair(
+                    s.prompt,
+                    s.completions[c],
+                    s.completions[d],
+                    id=f"{s.id}:{c}>{d}",
+                    annotator=annotator,
+                    metadata=meta,
+                )
+            )
     return out
 
 
@@ -130,12 +170,20 @@ def candidate_pairs(n: int, strategy: str, pairs_per_prompt: int, rng: random.Ra
 
 
 def _gold_agreement(counts: Counter, g_chosen: float, g_rejected: float) -> None:
-    counts["agrees_with_gold" if g_chosen > g_rejected else "against_gold" if g_chosen < g_rejected
-           else "gold_tie"] += 1
+    counts[
+        "agrees_with_gold" if g_chosen > g_rejected else "against_gold" if g_chosen < g_rejected else "gold_tie"
+    ] += 1
 
 
-def annotate_pairs(samples: list[PromptSamples], pool: AnnotatorPool, *, strategy: str = "random",
-                   pairs_per_prompt: int = 1, seed: int = 0, counts: Counter | None = None) -> list[PreferencePair]:
+def annotate_pairs(
+    samples: list[PromptSamples],
+    pool: AnnotatorPool,
+    *,
+    strategy: str = "random",
+    pairs_per_prompt: int = 1,
+    seed: int = 0,
+    counts: Counter | None = None,
+) -> list[PreferencePair]:
     """Ask ``pool`` about pairs of each prompt's completions (shown in a random order)."""
     counts = Counter() if counts is None else counts
     gold = _scores(samples, None)
@@ -144,20 +192,42 @@ def annotate_pairs(samples: list[PromptSamples], pool: AnnotatorPool, *, strateg
         rng = random.Random(f"{seed}|pairs|{s.id if s.id is not None else s.prompt}")
         for i, j in candidate_pairs(len(s.completions), strategy, pairs_per_prompt, rng):
             first, second = (i, j) if rng.random() < 0.5 else (j, i)
-            vote = pool.vote(s.prompt, Candidate(s.completions[first], g[first]),
-                             Candidate(s.completions[second], g[second]))
+            vote = pool.vote(
+                s.prompt, Candidate(s.completions[first], g[first]), Candidate(s.completions[second], g[second])
+            )
             c, d = (first, second) if vote.a_wins else (second, first)
             _gold_agreement(counts, g[c], g[d])
-            meta = {**_meta(s), "gold_chosen": g[c], "gold_rejected": g[d], "shown_first": "chosen" if c == first
-                    else "rejected", "annotator_prob": vote.prob if vote.a_wins else 1.0 - vote.prob,
-                    "flipped": vote.flipped}
-            out.append(PreferencePair(s.prompt, s.completions[c], s.completions[d], id=f"{s.id}:{c}>{d}",
-                                      annotator=vote.annotator, group=vote.group, metadata=meta))
+            meta = {
+                **_meta(s),
+                "gold_chosen": g[c],
+                "gold_rejected": g[d],
+                "shown_first": "chosen" if c == first else "rejected",
+                "annotator_prob": vote.prob if vote.a_wins else 1.0 - vote.prob,
+                "flipped": vote.flipped,
+            }
+            out.append(
+                PreferencePair(
+                    s.prompt,
+                    s.completions[c],
+                    s.completions[d],
+                    id=f"{s.id}:{c}>{d}",
+                    annotator=vote.annotator,
+                    group=vote.group,
+                    metadata=meta,
+                )
+            )
     return out
 
 
-def annotator_pairs(samples: list[PromptSamples], pool: AnnotatorPool, *, strategy: str = "random",
-                    pairs_per_prompt: int = 1, seed: int = 0, counts: Counter | None = None) -> list[PreferencePair]:
+def annotator_pairs(
+    samples: list[PromptSamples],
+    pool: AnnotatorPool,
+    *,
+    strategy: str = "random",
+    pairs_per_prompt: int = 1,
+    seed: int = 0,
+    counts: Counter | None = None,
+) -> list[PreferencePair]:
     """Preference pairs labelled by ``pool`` with any of :data:`PAIR_STRATEGIES`.
 
     ``pairs_per_prompt``: with ``random``, that many distinct pairs are shown; with ``best-vs-worst``, the
@@ -168,8 +238,9 @@ def annotator_pairs(samples: list[PromptSamples], pool: AnnotatorPool, *, strate
         raise DataError(f"unknown pair strategy '{strategy}' (use {', '.join(PAIR_STRATEGIES)})", field="pairs")
     counts = Counter() if counts is None else counts
     if strategy in ("random", "all"):
-        return annotate_pairs(samples, pool, strategy=strategy, pairs_per_prompt=pairs_per_prompt, seed=seed,
-                              counts=counts)
+        return annotate_pairs(
+            samples, pool, strategy=strategy, pairs_per_prompt=pairs_per_prompt, seed=seed, counts=counts
+        )
     out = []
     k = pairs_per_prompt if strategy == "best-vs-worst" else 1
     for r in annotate_rankings(samples, pool, seed=seed):
@@ -192,17 +263,35 @@ def annotate_rankings(samples: list[PromptSamples], pool: AnnotatorPool, *, seed
         rng = random.Random(f"{seed}|rank|{s.id if s.id is not None else s.prompt}")
         for i, j in itertools.combinations(range(len(s.completions)), 2):
             first, second = (i, j) if rng.random() < 0.5 else (j, i)
-            vote = member.vote(s.prompt, Candidate(s.completions[first], g[first]),
-                               Candidate(s.completions[second], g[second]), rng=pool.rng)
+            vote = member.vote(
+                s.prompt,
+                Candidate(s.completions[first], g[first]),
+                Candidate(s.completions[second], g[second]),
+                rng=pool.rng,
+            )
             wins[first if vote.a_wins else second] += 1.0
-        out.append(Ranking(s.prompt, list(s.completions), scores=wins, id=s.id, annotator=member.name,
-                           group=member.group, metadata={**_meta(s), "gold_scores": list(g)}))
+        out.append(
+            Ranking(
+                s.prompt,
+                list(s.completions),
+                scores=wins,
+                id=s.id,
+                annotator=member.name,
+                group=member.group,
+                metadata={**_meta(s), "gold_scores": list(g)},
+            )
+        )
     return out
 
 
-def to_unpaired(samples: list[PromptSamples], scores: list[list[float]] | None = None, *,
-                threshold: float | None = None, annotator: str = "gold",
-                counts: Counter | None = None) -> list[Unpaired]:
+def to_unpaired(
+    samples: list[PromptSamples],
+    scores: list[list[float]] | None = None,
+    *,
+    threshold: float | None = None,
+    annotator: str = "gold",
+    counts: Counter | None = None,
+) -> list[Unpaired]:
     """Desirable iff score > threshold (or, with ``threshold=None``, above the prompt's mean score);
     undesirable iff below; completions exactly at the threshold get no label (counted as ``at_threshold``)."""
     counts = Counter() if counts is None else counts
@@ -213,6 +302,9 @@ def to_unpaired(samples: list[PromptSamples], scores: list[list[float]] | None =
             if v == cut:
                 counts["at_threshold"] += 1
                 continue
-            out.append(Unpaired(s.prompt, comp, v > cut, id=f"{s.id}:{k}", annotator=annotator,
-                                metadata={**_meta(s), "score": v}))
+            out.append(
+                Unpaired(
+                    s.prompt, comp, v > cut, id=f"{s.id}:{k}", annotator=annotator, metadata={**_meta(s), "score": v}
+                )
+            )
     return out

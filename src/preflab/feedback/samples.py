@@ -90,7 +90,10 @@ def samples_from_dict(row: Any, *, file: str | None = None, line: int | None = N
         task = task_from_dict(row["task"], file=file, line=line)
     gold = _check_list(row, "gold_scores", len(comps), float, where)
     return PromptSamples(
-        prompt=row["prompt"], completions=comps, id=row.get("id"), task=task,
+        prompt=row["prompt"],
+        completions=comps,
+        id=row.get("id"),
+        task=task,
         gold_scores=[float(g) for g in gold] if gold is not None else None,
         num_tokens=_check_list(row, "num_tokens", len(comps), int, where),
         finish_reasons=_check_list(row, "finish_reasons", len(comps), str, where),

@@ -70,15 +70,17 @@ class VLLMBackend(SamplerBackend):
         outputs = self.llm.chat([chat_messages(p) for p in prompts], vparams, use_tqdm=False)
         results = []
         for out in outputs:
-            results.append([
-                Completion(
-                    text=o.text.strip(),
-                    token_ids=list(o.token_ids),
-                    finish_reason="length" if o.finish_reason == "length" else "stop",
-                    logprob=o.cumulative_logprob if params.return_logprobs else None,
-                )
-                for o in out.outputs
-            ])
+            results.append(
+                [
+                    Completion(
+                        text=o.text.strip(),
+                        token_ids=list(o.token_ids),
+                        finish_reason="length" if o.finish_reason == "length" else "stop",
+                        logprob=o.cumulative_logprob if params.return_logprobs else None,
+                    )
+                    for o in out.outputs
+                ]
+            )
         return results
 
 
@@ -91,8 +93,9 @@ def vllm_available() -> bool:
     return torch.cuda.is_available()
 
 
-def make_backend(name: str = "auto", *, model=None, tokenizer=None, model_path: str | None = None,
-                 **engine_kwargs) -> SamplerBackend:
+def make_backend(
+    name: str = "auto", *, model=None, tokenizer=None, model_path: str | None = None, **engine_kwargs
+) -> SamplerBackend:
     """``"hf"`` (needs ``model`` and ``tokenizer``), ``"vllm"`` (needs ``model_path``), or ``"auto"``:
     vLLM when :func:`vllm_available` and a ``model_path`` is given, else Hugging Face."""
     if name not in ("auto", "hf", "vllm"):

@@ -92,8 +92,20 @@ def _forward(model, ids, mask, pos, cache, cache_kw: str, last_only: bool):
     return out.logits[:, -1]
 
 
-def decode(model, input_ids, attention_mask, *, max_new_tokens: int, stop_ids: list[int], pad_id: int,
-           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator=None, compact: bool = True):
+def decode(
+    model,
+    input_ids,
+    attention_mask,
+    *,
+    max_new_tokens: int,
+    stop_ids: list[int],
+    pad_id: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator=None,
+    compact: bool = True,
+):
     """Generated tokens ``[batch, max_new_tokens]``: each row up to and including its first stop token,
     ``pad_id`` after it. ``input_ids`` are left-padded prompts with their ``attention_mask``."""
     import torch

@@ -112,7 +112,8 @@ def engine_attention(model):
 
 class SlotCache:
     """Per-layer K/V buffers ``[slots, kv_heads, capacity, head_dim]`` (float32 when the model computes in bf16 or
-    fp16: the stored values are exact, and decoding attention accumulates in float32 as fused kernels do). Before each decoding forward the engine
+    fp16: the stored values are exact, and decoding attention accumulates in float32 as fused kernels do). Before
+    each decoding forward the engine
     sets ``write_cols`` (each row's next column) and ``width`` (columns the attention reads); ``update``
     writes the step's keys/values in place and returns the first ``rows`` rows up to ``width``."""
 
@@ -131,10 +132,12 @@ class SlotCache:
 
         for k, v in zip(layer_keys, layer_values, strict=True):
             dtype = torch.float32 if k.dtype in (torch.bfloat16, torch.float16) else k.dtype
-            self.keys.append(torch.zeros((self.slots, k.shape[1], self.capacity, k.shape[3]), dtype=dtype,
-                                         device=k.device))
-            self.values.append(torch.zeros((self.slots, v.shape[1], self.capacity, v.shape[3]), dtype=dtype,
-                                           device=v.device))
+            self.keys.append(
+                torch.zeros((self.slots, k.shape[1], self.capacity, k.shape[3]), dtype=dtype, device=k.device)
+            )
+            self.values.append(
+                torch.zeros((self.slots, v.shape[1], self.capacity, v.shape[3]), dtype=dtype, device=v.device)
+            )
 
     def insert(self, rows, layer_keys: list, layer_values: list, src_row: int) -> None:
         """Rows ``rows`` (an index tensor) get source row ``src_row``'s columns ``0 .. L-1`` (a prefill's KV)."""
@@ -157,7 +160,7 @@ class SlotCache:
         k[rows, :, self.write_cols] = key_states[:, :, 0].to(k.dtype)
         v[rows, :, self.write_cols] = value_states[:, :, 0].to(v.dtype)
         n = key_states.shape[0]
-        return k[:n, :, :self.width], v[:n, :, :self.width]
+        return k[:n, :, : self.width], v[:n, :, : self.width]
 
     # what a model's forward may ask of a cache before attention runs
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -190,9 +193,21 @@ class RolloutResult:
     stats: dict = field(default_factory=dict)
 
 
-def rollout(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, stop_ids: list[int], pad_id: int,
-            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, slots: int = 32,
-            token_logprobs: bool = False, max_prefill_prompts: int = 16) -> RolloutResult:
+def rollout(
+    model,
+    prompt_ids: list[list[int]],
+    *,
+    n: int,
+    max_new_tokens: int,
+    stop_ids: list[int],
+    pad_id: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    slots: int = 32,
+    token_logprobs: bool = False,
+    max_prefill_prompts: int = 16,
+) -> RolloutResult:
     """Sample ``n`` completions of every prompt (token id lists, no padding). ``slots`` = sequences decoded at
     once. Greedy decoding (``temperature == 0``) decodes each prompt once and repeats the result ``n`` times."""
     import torch
@@ -224,14 +239,14 @@ def rollout(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, 
 
     def prefill(k: int) -> None:
         nonlocal queue_pos
-        idx = order[queue_pos:queue_pos + k]
+        idx = order[queue_pos : queue_pos + k]
         queue_pos += len(idx)
         width = max(len(prompt_ids[i]) for i in idx)
         ids = torch.full((len(idx), width), pad_id, dtype=torch.long, device=dev)
         mask = torch.zeros((len(idx), width), dtype=torch.long, device=dev)
         for r, i in enumerate(idx):
-            ids[r, width - len(prompt_ids[i]):] = torch.tensor(prompt_ids[i], device=dev)
-            mask[r, width - len(prompt_ids[i]):] = 1
+            ids[r, width - len(prompt_ids[i]) :] = torch.tensor(prompt_ids[i], device=dev)
+            mask[r, width - len(prompt_ids[i]) :] = 1
         pos = (mask.cumsum(-1) - 1).clamp_(min=0)
         dyn = DynamicCache()
         logits = _forward(model, ids, mask, pos, dyn, cache_kw, True)
@@ -293,14 +308,12 @@ def rollout(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, 
             mask = torch.zeros(valid.shape, dtype=torch.float32, device=dev).masked_fill_(~valid, float("-inf"))
             mask = mask[:, None, None, :]
             mask._preflab_slots = True
-            logits = _forward(model, fed[:, None], mask, (end - start).clamp(min=0)[:, None], cache, cache_kw,
-                              True)
+            logits = _forward(model, fed[:, None], mask, (end - start).clamp(min=0)[:, None], cache, cache_kw, True)
             end = end + decoding.long()
             stats["decode_steps"] += 1
             stats["decode_rows"] += int(decoding.sum())
         else:
-            logits = torch.zeros((len(row_prompt), fresh_logits[0].shape[-1]), dtype=fresh_logits[0].dtype,
-                                 device=dev)
+            logits = torch.zeros((len(row_prompt), fresh_logits[0].shape[-1]), dtype=fresh_logits[0].dtype, device=dev)
         if fresh_rows:
             logits[torch.tensor(fresh_rows, dtype=torch.long, device=dev)] = torch.cat(fresh_logits).to(logits.dtype)
         tok = draw(logits, temperature, top_k, top_p)
@@ -326,8 +339,7 @@ def rollout(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, 
         dead = sum(p is None for p in row_prompt)
         if drained and dead and dead * 4 >= len(row_prompt):
             # the queue is empty: drop the holes once they are a quarter of the batch (one cache copy)
-            keep = torch.tensor([r for r, p in enumerate(row_prompt) if p is not None], dtype=torch.long,
-                                device=dev)
+            keep = torch.tensor([r for r, p in enumerate(row_prompt) if p is not None], dtype=torch.long, device=dev)
             if keep.numel():
                 cache.keep(keep, int(end.max()) + 1)
             kept = keep.tolist()

@@ -7,8 +7,9 @@ a few rows at a time so that at most ``rows × length × vocab`` logits exist at
 from __future__ import annotations
 
 
-def completion_logprobs(model, sequences, prompt_mask, completion_mask, rows_per_chunk: int = 4,
-                        bf16: bool | None = True):
+def completion_logprobs(
+    model, sequences, prompt_mask, completion_mask, rows_per_chunk: int = 4, bf16: bool | None = True
+):
     """Σ over completion tokens of log π(token | prefix), one value per row.
 
     ``sequences`` = left-padded prompt ids followed by generated ids (as ``generate`` returns them);
@@ -25,15 +26,17 @@ def completion_logprobs(model, sequences, prompt_mask, completion_mask, rows_per
     prompt_len = prompt_mask.shape[1]
     totals = []
     for s in range(0, sequences.shape[0], rows_per_chunk):
-        ids = sequences[s:s + rows_per_chunk]
-        mask = attn[s:s + rows_per_chunk]
+        ids = sequences[s : s + rows_per_chunk]
+        mask = attn[s : s + rows_per_chunk]
         pos = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        with torch.no_grad(), torch.autocast(model.device.type, dtype=torch.bfloat16,
-                                             enabled=bf16_autocast_ok(model, bf16)):
+        with (
+            torch.no_grad(),
+            torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16_autocast_ok(model, bf16)),
+        ):
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
         # logits at position t predict token t+1: completion tokens are predicted from P-1 .. L-2
-        pred = logits[:, prompt_len - 1:-1].float()
+        pred = logits[:, prompt_len - 1 : -1].float()
         target = ids[:, prompt_len:]
         token_lp = pred.gather(-1, target.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(pred, dim=-1)
-        totals.append((token_lp * completion_mask[s:s + rows_per_chunk]).sum(dim=1))
+        totals.append((token_lp * completion_mask[s : s + rows_per_chunk]).sum(dim=1))
     return torch.cat(totals)

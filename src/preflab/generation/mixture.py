@@ -50,11 +50,23 @@ def _step(model: Any, ids: Any, mask: Any, pos: Any, cache: Any, cache_kw: str) 
         return model(**kwargs).logits[:, -1]
 
 
-def mixture_decode(policy: Any, reference: Any, input_ids: Any, attention_mask: Any, *, mix: float,
-                   max_new_tokens: int, stop_ids: list[int], pad_id: int, temperature: float = 1.0,
-                   top_k: int = 0, top_p: float = 1.0, generator: Any = None,
-                   reference_context: Callable[[], Any] | None = None,
-                   on_step: Callable[[int, Any, Any], None] | None = None) -> Any:
+def mixture_decode(
+    policy: Any,
+    reference: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    *,
+    mix: float,
+    max_new_tokens: int,
+    stop_ids: list[int],
+    pad_id: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: Any = None,
+    reference_context: Callable[[], Any] | None = None,
+    on_step: Callable[[int, Any, Any], None] | None = None,
+) -> Any:
     """Generated tokens ``[batch, max_new_tokens]`` drawn token by token from the geometric mixture of
     ``policy`` and ``reference`` (module docstring); each row up to and including its first stop token,
     ``pad_id`` after. ``input_ids``: left-padded prompts with their ``attention_mask``.
@@ -108,8 +120,16 @@ def mixture_decode(policy: Any, reference: Any, input_ids: Any, attention_mask: 
     return out
 
 
-def sample_mixture(policy: Any, tokenizer: Any, prompts: list[Any], params: SamplingParams, *, mix: float,
-                   reference: Any = None, reference_context: Callable[[], Any] | None = None) -> list[list[Completion]]:
+def sample_mixture(
+    policy: Any,
+    tokenizer: Any,
+    prompts: list[Any],
+    params: SamplingParams,
+    *,
+    mix: float,
+    reference: Any = None,
+    reference_context: Callable[[], Any] | None = None,
+) -> list[list[Completion]]:
     """``params.n`` completions per prompt from the per-token geometric mixture π^{1−m} π_ref^{m}
     (``reference`` = None: the policy itself under ``reference_context``, i.e. a LoRA policy with its adapters
     off). Seeded like :func:`~preflab.generation.sampler.sample` (a forked RNG, the caller's state untouched);
@@ -139,15 +159,31 @@ def sample_mixture(policy: Any, tokenizer: Any, prompts: list[Any], params: Samp
             ids = enc["input_ids"].to(dev).repeat_interleave(params.n, dim=0)
             mask = enc["attention_mask"].to(dev).repeat_interleave(params.n, dim=0)
             with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=gpu_autocast):
-                new = mixture_decode(policy, reference, ids, mask, mix=mix, max_new_tokens=params.max_new_tokens,
-                                     stop_ids=stop, pad_id=pad_id, temperature=params.temperature,
-                                     top_k=params.top_k, top_p=params.top_p, reference_context=reference_context)
+                new = mixture_decode(
+                    policy,
+                    reference,
+                    ids,
+                    mask,
+                    mix=mix,
+                    max_new_tokens=params.max_new_tokens,
+                    stop_ids=stop,
+                    pad_id=pad_id,
+                    temperature=params.temperature,
+                    top_k=params.top_k,
+                    top_p=params.top_p,
+                    reference_context=reference_context,
+                )
             is_stop = torch.isin(new, torch.tensor(stop, device=new.device))
             after = (is_stop.long().cumsum(dim=1) - is_stop.long()) > 0
             for row in range(new.shape[0]):
                 token_ids = new[row][~after[row]].tolist()
                 reason = "stop" if token_ids and token_ids[-1] in stop else "length"
-                results[idx[row // params.n]].append(Completion(
-                    text=tokenizer.decode(token_ids, skip_special_tokens=True).strip(), token_ids=token_ids,
-                    finish_reason=reason, metadata={"mixture": mix}))
+                results[idx[row // params.n]].append(
+                    Completion(
+                        text=tokenizer.decode(token_ids, skip_special_tokens=True).strip(),
+                        token_ids=token_ids,
+                        finish_reason=reason,
+                        metadata={"mixture": mix},
+                    )
+                )
     return results

@@ -102,8 +102,11 @@ def render_prompts(tokenizer, prompts: list) -> list[str]:
     """Chat-template each prompt, ending with the assistant's generation prompt."""
     if not getattr(tokenizer, "chat_template", None):
         name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
-        raise ConfigError(f"the tokenizer '{name}' has no chat template: set tokenizer.chat_template (or load an "
-                          "instruct model) before sampling chat prompts", field="model.name_or_path")
+        raise ConfigError(
+            f"the tokenizer '{name}' has no chat template: set tokenizer.chat_template (or load an "
+            "instruct model) before sampling chat prompts",
+            field="model.name_or_path",
+        )
     return [
         tokenizer.apply_chat_template(chat_messages(p), add_generation_prompt=True, tokenize=False) for p in prompts
     ]
@@ -123,9 +126,11 @@ def check_context(model, prompt_ids: list[list[int]], max_new_tokens: int) -> No
         return
     for i, ids in enumerate(prompt_ids):
         if len(ids) + max_new_tokens > limit:
-            raise ConfigError(f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it needs "
-                              f"{len(ids) + max_new_tokens} positions but the model's context is {limit}",
-                              field="sampling.max_new_tokens")
+            raise ConfigError(
+                f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it needs "
+                f"{len(ids) + max_new_tokens} positions but the model's context is {limit}",
+                field="sampling.max_new_tokens",
+            )
 
 
 def eos_ids(model, tokenizer, extra: tuple[int, ...] = ()) -> list[int]:
@@ -198,11 +203,14 @@ def pick_engine(model, engine: str = "auto") -> str:
     of rollout engine, own loop, ``generate``."""
     if engine == "rollout" and not supports_engine(model):
         model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
-        raise ConfigError(f"the rollout engine does not support model type '{model_type}' (use engine: loop or "
-                          "generate)", field="sampling.engine")
+        raise ConfigError(
+            f"the rollout engine does not support model type '{model_type}' (use engine: loop or generate)",
+            field="sampling.engine",
+        )
     if engine == "loop" and not supports_decode(model):
-        raise ConfigError("this model's forward takes no KV cache / position ids (use engine: generate)",
-                          field="sampling.engine")
+        raise ConfigError(
+            "this model's forward takes no KV cache / position ids (use engine: generate)", field="sampling.engine"
+        )
     if engine != "auto":
         return engine
     if supports_engine(model):
@@ -227,21 +235,38 @@ def sample(model, tokenizer, prompts: list, params: SamplingParams | None = None
     check_context(model, prompt_ids, params.max_new_tokens)
     engine = pick_engine(model, params.engine)
     if params.return_token_logprobs and engine != "rollout":
-        raise ConfigError(f"per-token log-probs come from the rollout engine only (engine: {engine})",
-                          field="sampling.return_token_logprobs")
+        raise ConfigError(
+            f"per-token log-probs come from the rollout engine only (engine: {engine})",
+            field="sampling.return_token_logprobs",
+        )
     if engine != "rollout":
         return _sample_batches(model, tokenizer, texts, prompt_ids, params, stop, pad_id, engine == "loop")
     exact = not casts_weights(model, params.bf16) and not (
-        model.device.type == "cuda" and bf16_autocast_ok(model, params.bf16))
+        model.device.type == "cuda" and bf16_autocast_ok(model, params.bf16)
+    )
     want_token_lps = params.return_token_logprobs or (params.return_logprobs and exact)
     gpu_autocast = model.device.type == "cuda" and bf16_autocast_ok(model, params.bf16)
     with torch.random.fork_rng(devices=_rng_devices(model)):
         torch.manual_seed(params.seed)
-        with torch.no_grad(), bf16_weights(model, params.bf16), torch.autocast(
-                model.device.type, dtype=torch.bfloat16, enabled=gpu_autocast), engine_attention(model):
-            res = rollout(model, prompt_ids, n=params.n, max_new_tokens=params.max_new_tokens, stop_ids=stop,
-                          pad_id=pad_id, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
-                          slots=params.batch_size, token_logprobs=want_token_lps)
+        with (
+            torch.no_grad(),
+            bf16_weights(model, params.bf16),
+            torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=gpu_autocast),
+            engine_attention(model),
+        ):
+            res = rollout(
+                model,
+                prompt_ids,
+                n=params.n,
+                max_new_tokens=params.max_new_tokens,
+                stop_ids=stop,
+                pad_id=pad_id,
+                temperature=params.temperature,
+                top_k=params.top_k,
+                top_p=params.top_p,
+                slots=params.batch_size,
+                token_logprobs=want_token_lps,
+            )
     seq_lps = None
     if params.return_logprobs and not exact:  # decoded with cast weights: score under the model's own dtype
         seq_lps = _rescore(model, prompt_ids, res.tokens, pad_id, params)
@@ -253,13 +278,15 @@ def sample(model, tokenizer, prompts: list, params: SamplingParams | None = None
             logprob = None
             if params.return_logprobs:
                 logprob = seq_lps[i][j] if seq_lps is not None else float(sum(tlp))
-            comps.append(Completion(
-                text=tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                token_ids=ids,
-                finish_reason="stop" if ids and ids[-1] in stop else "length",
-                logprob=logprob,
-                token_logprobs=tlp if params.return_token_logprobs else None,
-            ))
+            comps.append(
+                Completion(
+                    text=tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                    token_ids=ids,
+                    finish_reason="stop" if ids and ids[-1] in stop else "length",
+                    logprob=logprob,
+                    token_logprobs=tlp if params.return_token_logprobs else None,
+                )
+            )
         results.append(comps)
     return results
 
@@ -273,7 +300,7 @@ def _rescore(model, prompt_ids, tokens, pad_id: int, params: SamplingParams) -> 
     flat = [(i, j) for i, row in enumerate(tokens) for j in range(len(row))]
     out = [[0.0] * len(row) for row in tokens]
     for s in range(0, len(flat), params.batch_size):
-        chunk = flat[s:s + params.batch_size]
+        chunk = flat[s : s + params.batch_size]
         plen = max(len(prompt_ids[i]) for i, _ in chunk)
         clen = max(len(tokens[i][j]) for i, j in chunk)
         seq = torch.full((len(chunk), plen + clen), pad_id, dtype=torch.long)
@@ -281,10 +308,10 @@ def _rescore(model, prompt_ids, tokens, pad_id: int, params: SamplingParams) -> 
         cmask = torch.zeros((len(chunk), clen), dtype=torch.long)
         for r, (i, j) in enumerate(chunk):
             p, c = prompt_ids[i], tokens[i][j]
-            seq[r, plen - len(p):plen] = torch.tensor(p)
-            seq[r, plen:plen + len(c)] = torch.tensor(c, dtype=torch.long)
-            pmask[r, plen - len(p):] = 1
-            cmask[r, :len(c)] = 1
+            seq[r, plen - len(p) : plen] = torch.tensor(p)
+            seq[r, plen : plen + len(c)] = torch.tensor(c, dtype=torch.long)
+            pmask[r, plen - len(p) :] = 1
+            cmask[r, : len(c)] = 1
         dev = model.device
         lps = completion_logprobs(model, seq.to(dev), pmask.to(dev), cmask.to(dev), bf16=params.bf16)
         for r, (i, j) in enumerate(chunk):
@@ -292,8 +319,9 @@ def _rescore(model, prompt_ids, tokens, pad_id: int, params: SamplingParams) -> 
     return out
 
 
-def _sample_batches(model, tokenizer, texts, prompt_ids, params: SamplingParams, stop, pad_id: int,
-                    own_loop: bool) -> list[list[Completion]]:
+def _sample_batches(
+    model, tokenizer, texts, prompt_ids, params: SamplingParams, stop, pad_id: int, own_loop: bool
+) -> list[list[Completion]]:
     """The batch-at-a-time paths: the plain decoding loop (:func:`.decode.decode`) or ``generate``."""
     import torch
 
@@ -308,17 +336,28 @@ def _sample_batches(model, tokenizer, texts, prompt_ids, params: SamplingParams,
     with torch.random.fork_rng(devices=_rng_devices(model)):
         torch.manual_seed(params.seed)
         for start in range(0, len(order), per_call):
-            idx = order[start:start + per_call]
+            idx = order[start : start + per_call]
             enc = _encode_left(tokenizer, [texts[i] for i in idx], model.device)
             reps = 1 if params.temperature == 0 else params.n  # greedy: decode once, repeat
             gpu_autocast = model.device.type == "cuda" and bf16_autocast_ok(model, params.bf16)
-            with torch.no_grad(), bf16_weights(model, params.bf16), torch.autocast(
-                    model.device.type, dtype=torch.bfloat16, enabled=gpu_autocast):
+            with (
+                torch.no_grad(),
+                bf16_weights(model, params.bf16),
+                torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=gpu_autocast),
+            ):
                 if own_loop:
                     ids, mask = (enc[k].repeat_interleave(reps, dim=0) for k in ("input_ids", "attention_mask"))
-                    new = decode(model, ids, mask, max_new_tokens=params.max_new_tokens, stop_ids=stop,
-                                 pad_id=pad_id, temperature=params.temperature, top_k=params.top_k,
-                                 top_p=params.top_p)
+                    new = decode(
+                        model,
+                        ids,
+                        mask,
+                        max_new_tokens=params.max_new_tokens,
+                        stop_ids=stop,
+                        pad_id=pad_id,
+                        temperature=params.temperature,
+                        top_k=params.top_k,
+                        top_p=params.top_p,
+                    )
                     out = torch.cat([enc["input_ids"].repeat_interleave(reps, dim=0), new], dim=1)
                 else:
                     out = model.generate(**enc, **kwargs)
@@ -355,8 +394,13 @@ def generate_chat(model, tokenizer, prompts: list, params: SamplingParams | None
 
 def _generate_kwargs(params: SamplingParams, stop: list[int], pad_id: int) -> dict:
     greedy = params.temperature == 0
-    kwargs: dict = dict(max_new_tokens=params.max_new_tokens, eos_token_id=stop, pad_token_id=pad_id,
-                        num_return_sequences=1 if greedy else params.n, use_cache=True)
+    kwargs: dict = dict(
+        max_new_tokens=params.max_new_tokens,
+        eos_token_id=stop,
+        pad_token_id=pad_id,
+        num_return_sequences=1 if greedy else params.n,
+        use_cache=True,
+    )
     if not greedy:
         kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
     else:

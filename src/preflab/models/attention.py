@@ -66,8 +66,7 @@ class FlashAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float,
-                causal: bool) -> Tensor:
+    def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, causal: bool) -> Tensor:
         additive = None  # (inputs arrive in one dtype: scoring_sdpa casts them as autocast would)
         if mask is not None:  # the kernel takes a mask of the query's dtype, added to the scores
             additive = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
@@ -91,7 +90,9 @@ class FlashAttention(torch.autograd.Function):
             probs = probs.masked_fill(~mask, 0.0)
         elif ctx.causal:
             t_q, t_k = q.shape[-2], k.shape[-2]
-            probs = probs.masked_fill(torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).tril_().logical_not_(), 0.0)
+            probs = probs.masked_fill(
+                torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).tril_().logical_not_(), 0.0
+            )
         g = grad_out.to(q.dtype)
         grad_v = torch.matmul(probs.to(q.dtype).transpose(-1, -2), g)
         grad_p = torch.matmul(g, v.transpose(-1, -2)).float()
@@ -171,9 +172,17 @@ def _servable(query: Tensor, key: Tensor, attention_mask: Tensor | None, dropout
     return attention_mask is None or (attention_mask.dtype == torch.bool and attention_mask.dim() == 4)
 
 
-def scoring_sdpa(module: Any, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
-                 dropout: float = 0.0, scaling: float | None = None, is_causal: bool | None = None,
-                 **kwargs: Any) -> tuple[Tensor, None]:
+def scoring_sdpa(
+    module: Any,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[Tensor, None]:
     """transformers' attention-function signature: :class:`FlashAttention` where it applies, else ``sdpa``."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
@@ -182,10 +191,13 @@ def scoring_sdpa(module: Any, query: Tensor, key: Tensor, value: Tensor, attenti
         packing = None  # not this forward's tokens (a nested model call)
     if not _servable(query, key, attention_mask, dropout, kwargs):
         if packing is not None:
-            raise RuntimeError("a row-packed scoring forward reached an attention call it cannot serve "
-                               f"(dropout {dropout}, options {sorted(kwargs)}); use the prefix_shared layout unpacked")
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+            raise RuntimeError(
+                "a row-packed scoring forward reached an attention call it cannot serve "
+                f"(dropout {dropout}, options {sorted(kwargs)}); use the prefix_shared layout unpacked"
+            )
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     # SDPA runs in autocast's lower precision, every input cast to it
     dtype = compute_dtype(query)
     query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
@@ -194,8 +206,10 @@ def scoring_sdpa(module: Any, query: Tensor, key: Tensor, value: Tensor, attenti
         if attention_mask is None:
             attention_mask = packing.mask
         elif attention_mask.shape[0] != packing.mask.shape[0] or attention_mask.shape[-2:] != packing.mask.shape[-2:]:
-            raise RuntimeError(f"a row-packed scoring forward got a {tuple(attention_mask.shape)} attention mask for "
-                               f"its {tuple(packing.mask.shape)} rows; use the prefix_shared layout unpacked")
+            raise RuntimeError(
+                f"a row-packed scoring forward got a {tuple(attention_mask.shape)} attention mask for "
+                f"its {tuple(packing.mask.shape)} rows; use the prefix_shared layout unpacked"
+            )
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)

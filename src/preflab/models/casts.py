@@ -47,7 +47,9 @@ class FrozenCasts:
             self._patch(module)
         self.nbytes = sum(m._preflab_cast[0].nbytes for m in self.modules)
         # peft layers whose input cast was on and is now off
-        self.tuners = [m for m in model.modules() if _is_tuner_layer(m) and getattr(m, "cast_input_dtype_enabled", True)]
+        self.tuners = [
+            m for m in model.modules() if _is_tuner_layer(m) and getattr(m, "cast_input_dtype_enabled", True)
+        ]
         for module in self.tuners:
             module.cast_input_dtype_enabled = False
 

@@ -164,8 +164,15 @@ def _not_found(name: str, exc: Exception) -> ModelNotFoundError:
 def _torch_dtype(dtype: str):
     import torch
 
-    table = {"auto": torch.float32, "float32": torch.float32, "fp32": torch.float32,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "auto": torch.float32,
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in table:
         raise ModelNotFoundError(f"unknown dtype '{dtype}' (use one of: {', '.join(table)})", field="model.dtype")
     return table[dtype]
@@ -182,14 +189,17 @@ def inference_device(name: str = "auto"):
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ModelNotFoundError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)",
-                                 field="model.device") from None
+        raise ModelNotFoundError(
+            f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)", field="model.device"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelNotFoundError(f"device '{name}' asked for, but no CUDA GPU is available (use auto or cpu)",
-                                 field="model.device")
+        raise ModelNotFoundError(
+            f"device '{name}' asked for, but no CUDA GPU is available (use auto or cpu)", field="model.device"
+        )
     if device.type not in ("cpu", "cuda"):
-        raise ModelNotFoundError(f"device '{name}' is not supported (use auto, cpu, cuda or cuda:N)",
-                                 field="model.device")
+        raise ModelNotFoundError(
+            f"device '{name}' is not supported (use auto, cpu, cuda or cuda:N)", field="model.device"
+        )
     return device
 
 
@@ -224,8 +234,11 @@ def load_model(
     resolved = resolve_model(name_or_path)
     try:
         model = cls.from_pretrained(
-            resolved, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code, revision=revision,
-            **hub_kernels_off()
+            resolved,
+            dtype=_torch_dtype(dtype),
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            **hub_kernels_off(),
         )
     except OSError as exc:
         raise _not_found(name_or_path, exc) from None
@@ -249,8 +262,9 @@ def hub_kernels_off() -> dict:
 def load_model_and_tokenizer(cfg) -> tuple:
     """Load both from a :class:`preflab.config.ModelConfig`."""
     tok = load_tokenizer(cfg.name_or_path, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
-    model = load_model(cfg.name_or_path, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
-                       revision=cfg.revision)
+    model = load_model(
+        cfg.name_or_path, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision
+    )
     return model, tok
 
 
@@ -263,13 +277,29 @@ def list_models() -> list[dict[str, str]]:
         except ModelNotFoundError:
             source = f"missing package {entry.package}"
         target = models_cache() / entry.name
-        rows.append({"name": entry.name, "kind": "embedded", "cached": "yes" if _is_hf_dir(target) else "no",
-                     "path": str(target), "source": source, "description": entry.description})
+        rows.append(
+            {
+                "name": entry.name,
+                "kind": "embedded",
+                "cached": "yes" if _is_hf_dir(target) else "no",
+                "path": str(target),
+                "source": source,
+                "description": entry.description,
+            }
+        )
     gguf_root = models_cache() / "gguf"
     if gguf_root.is_dir():
         for d in sorted(gguf_root.iterdir()):
             if _is_hf_dir(d):
                 src = (d / "SOURCE").read_text().strip() if (d / "SOURCE").is_file() else "?"
-                rows.append({"name": src, "kind": "gguf", "cached": "yes", "path": str(d), "source": src,
-                             "description": "converted GGUF"})
+                rows.append(
+                    {
+                        "name": src,
+                        "kind": "gguf",
+                        "cached": "yes",
+                        "path": str(d),
+                        "source": src,
+                        "description": "converted GGUF",
+                    }
+                )
     return rows

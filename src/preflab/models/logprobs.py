@@ -87,8 +87,15 @@ class _LinearLogprob(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor,
-                chunk_size: int, dtype: torch.dtype) -> Tensor:
+    def forward(
+        ctx: Any,
+        hidden: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        targets: Tensor,
+        chunk_size: int,
+        dtype: torch.dtype,
+    ) -> Tensor:
         out = hidden.new_empty(hidden.shape[0], dtype=torch.float32)
         lses = hidden.new_empty(hidden.shape[0], dtype=torch.float32)
         w = weight.to(dtype)
@@ -98,7 +105,7 @@ class _LinearLogprob(torch.autograd.Function):
             logits = torch.nn.functional.linear(hidden[start:stop].to(dtype), w, b)
             for s in range(0, stop - start, SOFTMAX_ROWS):
                 rows = slice(start + s, min(start + s + SOFTMAX_ROWS, stop))
-                z = logits[s:s + SOFTMAX_ROWS].float()
+                z = logits[s : s + SOFTMAX_ROWS].float()
                 lse = torch.logsumexp(z, dim=-1)
                 lses[rows] = lse
                 out[rows] = z.gather(-1, targets[rows].unsqueeze(-1)).squeeze(-1) - lse
@@ -129,7 +136,7 @@ class _LinearLogprob(torch.autograd.Function):
             for s in range(0, stop - start, SOFTMAX_ROWS):
                 rows = slice(start + s, min(start + s + SOFTMAX_ROWS, stop))
                 g = g_all[rows].unsqueeze(-1)
-                part = dz[s:s + SOFTMAX_ROWS]
+                part = dz[s : s + SOFTMAX_ROWS]
                 z = part.float()
                 z.sub_(lses[rows].unsqueeze(-1)).exp_().mul_(-g)  # −g·softmax, in place
                 z.scatter_add_(-1, targets[rows].unsqueeze(-1), g)  # + g·onehot(t)
@@ -142,12 +149,19 @@ class _LinearLogprob(torch.autograd.Function):
                 prod = dz.t() @ h
                 grad_w = prod.float() if grad_w is None else grad_w.add_(prod)
             del dz
-        return (grad_h, grad_w.to(ctx.weight_dtype) if need_w else None,
-                grad_b.to(ctx.bias_dtype) if need_b else None, None, None, None)
+        return (
+            grad_h,
+            grad_w.to(ctx.weight_dtype) if need_w else None,
+            grad_b.to(ctx.bias_dtype) if need_b else None,
+            None,
+            None,
+            None,
+        )
 
 
-def linear_token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, bias: Tensor | None = None,
-                          chunk_size: int = DEFAULT_CHUNK) -> Tensor:
+def linear_token_logprobs(
+    hidden: Tensor, weight: Tensor, targets: Tensor, bias: Tensor | None = None, chunk_size: int = DEFAULT_CHUNK
+) -> Tensor:
     """Token log-probs of ``targets`` under ``softmax(hidden @ weightᵀ + bias)``, chunked over rows.
 
     ``hidden`` ``(N, H)``, ``weight`` ``(V, H)`` (the lm-head), ``targets`` ``(N,)``; returns fp32 ``(N,)``.
@@ -178,8 +192,9 @@ def supports_chunked_head(model: nn.Module) -> bool:
     return all(getattr(config, name, None) in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS)
 
 
-def attention_mask_for(model: nn.Module, mask: Tensor | None,
-                       position_ids: Tensor | None = None) -> Tensor | dict[str, Tensor] | None:
+def attention_mask_for(
+    model: nn.Module, mask: Tensor | None, position_ids: Tensor | None = None
+) -> Tensor | dict[str, Tensor] | None:
     """A layout's mask in the form the model's attention implementation reads.
 
     transformers passes a 4D mask through unchanged: sdpa reads a boolean one (True = attend), eager
@@ -192,13 +207,18 @@ def attention_mask_for(model: nn.Module, mask: Tensor | None,
         return mask
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or "sdpa"
     if impl not in ("sdpa", "eager"):
-        raise ValueError(f"the prefix_shared layout needs a 4D attention mask, which '{impl}' attention does not "
-                         "take; use attn_implementation sdpa or eager, or the padded / packed layout")
+        raise ValueError(
+            f"the prefix_shared layout needs a 4D attention mask, which '{impl}' attention does not "
+            "take; use attn_implementation sdpa or eager, or the padded / packed layout"
+        )
     masks = layer_masks(getattr(model, "config", None), mask, position_ids)
     if impl == "eager":
+
         def additive(m: Tensor) -> Tensor:
             return torch.zeros(m.shape, dtype=torch.float32, device=m.device).masked_fill_(
-                ~m, torch.finfo(torch.float32).min)
+                ~m, torch.finfo(torch.float32).min
+            )
+
         return {k: additive(m) for k, m in masks.items()} if isinstance(masks, dict) else additive(masks)
     return masks
 
@@ -217,12 +237,13 @@ def layer_masks(config: Any, mask: Tensor, position_ids: Tensor | None) -> Tenso
     prefix-shared row continue from the prompt into each completion.
     """
     window = getattr(config, "sliding_window", None)
-    types = getattr(config, "layer_types", None) or (
-        ["sliding_attention" if window is not None else "full_attention"])
+    types = getattr(config, "layer_types", None) or (["sliding_attention" if window is not None else "full_attention"])
     unknown = sorted(set(types) - set(ATTENTION_TYPES))
     if unknown:
-        raise ValueError(f"{getattr(config, 'model_type', 'this model')} has {unknown} layers, whose mask a 4D layout "
-                         "cannot express; use the padded or packed layout")
+        raise ValueError(
+            f"{getattr(config, 'model_type', 'this model')} has {unknown} layers, whose mask a 4D layout "
+            "cannot express; use the padded or packed layout"
+        )
     if "sliding_attention" not in types:
         return mask
     if not isinstance(window, int) or window < 1:
@@ -280,8 +301,11 @@ class SequenceScorer(nn.Module):
         return batch.num_tokens < batch.input_ids.numel() and (dropout == 0.0 or not self.model.training)
 
     def _forward(self, batch: Any, packing: RowPacking | None = None, per_token: bool = False) -> Any:
-        inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids,
-                  "attention_mask": attention_mask_for(self.model, batch.attention_mask, batch.position_ids)}
+        inputs = {
+            "input_ids": batch.input_ids,
+            "position_ids": batch.position_ids,
+            "attention_mask": attention_mask_for(self.model, batch.attention_mask, batch.position_ids),
+        }
         logit_index = batch.logit_index
         if packing is not None:  # the decoder reads the real tokens only; attention runs on the rows
             inputs["input_ids"] = batch.input_ids.reshape(-1)[packing.tokens].unsqueeze(0)
@@ -293,8 +317,13 @@ class SequenceScorer(nn.Module):
             hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, logit_index)
             head = self.model.get_output_embeddings()
             cached = cached_weight(head, compute_dtype(head.weight))  # a frozen head's bf16 copy (FrozenCasts)
-            tok = linear_token_logprobs(hidden, head.weight if cached is None else cached, batch.target_ids,
-                                        getattr(head, "bias", None), self.chunk_size)
+            tok = linear_token_logprobs(
+                hidden,
+                head.weight if cached is None else cached,
+                batch.target_ids,
+                getattr(head, "bias", None),
+                self.chunk_size,
+            )
         else:
             out = self.model(**inputs, use_cache=False, output_hidden_states=self.value_head is not None and per_token)
             logits = out.logits.reshape(-1, out.logits.shape[-1]).index_select(0, logit_index)
@@ -309,8 +338,9 @@ class SequenceScorer(nn.Module):
         return segment_sum(tok, batch.sequence_index, batch.num_sequences)
 
 
-def naive_sequence_logprobs(model: nn.Module, input_ids: Tensor, completion_mask: Tensor,
-                            attention_mask: Tensor | None = None) -> Tensor:
+def naive_sequence_logprobs(
+    model: nn.Module, input_ids: Tensor, completion_mask: Tensor, attention_mask: Tensor | None = None
+) -> Tensor:
     """Reference implementation (tests, debugging): full ``log_softmax`` over the vocabulary.
 
     ``completion_mask[r, t]`` marks tokens of row ``r`` whose log-prob counts; returns ``(R,)`` sums.

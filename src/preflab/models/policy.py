@@ -28,16 +28,30 @@ from .logprobs import DEFAULT_CHUNK, SequenceScorer
 REFERENCE_MODES = ("adapters_disabled", "frozen_copy", "cached", "none")
 
 
-def apply_lora(model: nn.Module, r: int = 16, alpha: float = 32.0, dropout: float = 0.05,
-               target_modules: str | list[str] = "all-linear", bias: str = "none",
-               modules_to_save: list[str] | None = None, task_type: str = "CAUSAL_LM") -> nn.Module:
+def apply_lora(
+    model: nn.Module,
+    r: int = 16,
+    alpha: float = 32.0,
+    dropout: float = 0.05,
+    target_modules: str | list[str] = "all-linear",
+    bias: str = "none",
+    modules_to_save: list[str] | None = None,
+    task_type: str = "CAUSAL_LM",
+) -> nn.Module:
     """Wrap ``model`` in peft LoRA adapters (Hu et al. 2021: W + (α/r)·BA, B initialised to zero, so the
     wrapped model starts equal to the base). Only adapter (and ``modules_to_save``) weights stay trainable.
     ``task_type="SEQ_CLS"`` (a reward model) also trains and saves the classifier head (``score``) in full."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
-                        bias=bias, modules_to_save=modules_to_save, task_type=task_type)
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        bias=bias,
+        modules_to_save=modules_to_save,
+        task_type=task_type,
+    )
     with warnings.catch_warnings():  # peft reads a transformers attribute that is deprecated (v5 -> v6)
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(model, config)
@@ -81,8 +95,10 @@ def has_active_dropout(model: nn.Module) -> bool:
         return True
     config = getattr(model, "config", None)
     settings = config.to_dict() if hasattr(config, "to_dict") else {}
-    return any("dropout" in k and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-               for k, v in settings.items())
+    return any(
+        "dropout" in k and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+        for k, v in settings.items()
+    )
 
 
 def trainable_state_dict(model: nn.Module) -> dict[str, Tensor]:
@@ -96,8 +112,9 @@ def load_trainable_state_dict(model: nn.Module, state: dict[str, Tensor]) -> Non
     wanted = {n for n, p in params.items() if p.requires_grad}
     missing, unexpected = wanted - state.keys(), state.keys() - wanted
     if missing or unexpected:
-        raise KeyError(f"checkpoint does not match the model: missing {sorted(missing)[:3]}, "
-                       f"unexpected {sorted(unexpected)[:3]}")
+        raise KeyError(
+            f"checkpoint does not match the model: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+        )
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value)
@@ -159,8 +176,15 @@ class FrozenCopyReference(Reference):
 
     mode = "frozen_copy"
 
-    def __init__(self, model: nn.Module, chunked_head: bool | str = "auto", chunk_size: int = DEFAULT_CHUNK,
-                 autocast: Any = nullcontext, copy: bool = True, training_graph: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        chunked_head: bool | str = "auto",
+        chunk_size: int = DEFAULT_CHUNK,
+        autocast: Any = nullcontext,
+        copy: bool = True,
+        training_graph: bool = False,
+    ):
         if training_graph and (copy or has_active_dropout(model)):
             raise ValueError("training_graph scores the model itself (copy=False) and needs a forward without dropout")
         self.training_graph = training_graph

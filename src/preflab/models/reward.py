@@ -26,8 +26,14 @@ from .attention import scoring_attention
 from .logprobs import attention_mask_for
 from .reward_heads import head_of_model
 
-__all__ = ["REWARD_CONFIG_KEY", "RewardScorer", "check_reward_checkpoint", "check_tokenizer", "last_token_positions",
-           "load_reward_model"]
+__all__ = [
+    "REWARD_CONFIG_KEY",
+    "RewardScorer",
+    "check_reward_checkpoint",
+    "check_tokenizer",
+    "last_token_positions",
+    "load_reward_model",
+]
 
 #: Attribute of the saved model's config (config.json) that records how preflab tokenised the training data, so
 #: a judge scores new responses on the same ids (see :class:`preflab.feedback.judges.RewardModelJudge`).
@@ -38,8 +44,12 @@ def _is_classifier(config: Any) -> bool:
     return any(str(a).endswith("ForSequenceClassification") for a in (getattr(config, "architectures", None) or []))
 
 
-def check_reward_checkpoint(name_or_path: str, *, trust_remote_code: bool = False, field: str = "judge_args.model",
-                            ) -> None:
+def check_reward_checkpoint(
+    name_or_path: str,
+    *,
+    trust_remote_code: bool = False,
+    field: str = "judge_args.model",
+) -> None:
     """A checkpoint read as a reward model must be a sequence classifier (a trained head): a causal LM would get a
     freshly initialised, random head. A one-line ConfigError names it and ``field``."""
     from transformers import AutoConfig
@@ -52,8 +62,11 @@ def check_reward_checkpoint(name_or_path: str, *, trust_remote_code: bool = Fals
         raise _not_found(name_or_path, exc) from None
     if not _is_classifier(config):
         arch = ", ".join(getattr(config, "architectures", None) or [type(config).__name__])
-        raise ConfigError(f"model '{name_or_path}' ({arch}) has no trained reward head; train one with preflab train "
-                          "(algorithm: bt_reward or gpm) or pass a sequence-classification checkpoint", field=field)
+        raise ConfigError(
+            f"model '{name_or_path}' ({arch}) has no trained reward head; train one with preflab train "
+            "(algorithm: bt_reward or gpm) or pass a sequence-classification checkpoint",
+            field=field,
+        )
 
 
 def check_tokenizer(model: Any, tokenizer: Any, name: str, field: str = "judge_args.model") -> None:
@@ -62,12 +75,22 @@ def check_tokenizer(model: Any, tokenizer: Any, name: str, field: str = "judge_a
     emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     rows = int(emb.num_embeddings) if emb is not None else int(getattr(model.config, "vocab_size", 0) or 0)
     if rows and len(tokenizer) > rows:
-        raise ConfigError(f"model '{name}': its tokenizer has {len(tokenizer)} tokens but the model's embedding "
-                          f"has {rows} rows (a tokenizer from another model?)", field=field)
+        raise ConfigError(
+            f"model '{name}': its tokenizer has {len(tokenizer)} tokens but the model's embedding "
+            f"has {rows} rows (a tokenizer from another model?)",
+            field=field,
+        )
 
 
-def load_reward_model(name_or_path: str, *, dtype: str = "auto", trust_remote_code: bool = False,
-                      revision: str | None = None, pad_token_id: int | None = None, num_labels: int = 1) -> Any:
+def load_reward_model(
+    name_or_path: str,
+    *,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    pad_token_id: int | None = None,
+    num_labels: int = 1,
+) -> Any:
     """``AutoModelForSequenceClassification`` with ``num_labels`` outputs (1: a Bradley–Terry reward; more for the
     heads of :mod:`preflab.models.reward_heads`) from a causal LM checkpoint (a fresh ``score`` head, initialised
     from the global seed) or from a classifier with as many labels (its trained head). A classifier with another
@@ -85,20 +108,31 @@ def load_reward_model(name_or_path: str, *, dtype: str = "auto", trust_remote_co
         raise _not_found(name_or_path, exc) from None
     if _is_classifier(config) and config.num_labels != num_labels:
         what = "a Bradley–Terry reward model has one" if num_labels == 1 else f"this reward head needs {num_labels}"
-        raise ConfigError(f"model '{name_or_path}' is a classifier with {config.num_labels} labels; {what} (start "
-                          "from its causal LM instead)", field="model.name_or_path")
+        raise ConfigError(
+            f"model '{name_or_path}' is a classifier with {config.num_labels} labels; {what} (start "
+            "from its causal LM instead)",
+            field="model.name_or_path",
+        )
     config.num_labels = num_labels
     if getattr(config, "pad_token_id", None) is None and pad_token_id is not None:
         config.pad_token_id = pad_token_id
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            resolved, config=config, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code,
-            revision=revision, **hub_kernels_off())
+            resolved,
+            config=config,
+            dtype=_torch_dtype(dtype),
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            **hub_kernels_off(),
+        )
     except ValueError as exc:  # "Unrecognized configuration class ... for this kind of AutoModel"
         if "Unrecognized configuration class" not in str(exc):
             raise
-        raise ConfigError(f"model '{name_or_path}' ({type(config).__name__}) has no sequence-classification class "
-                          "in transformers, so it cannot carry a reward head", field="model.name_or_path") from None
+        raise ConfigError(
+            f"model '{name_or_path}' ({type(config).__name__}) has no sequence-classification class "
+            "in transformers, so it cannot carry a reward head",
+            field="model.name_or_path",
+        ) from None
     except OSError as exc:
         raise ModelNotFoundError(f"model '{name_or_path}': {str(exc).splitlines()[0][:200]}") from None
     model.eval()
@@ -134,7 +168,9 @@ class RewardScorer(nn.Module):
         super().__init__()
         self.model = model
         inner = self.inner
-        self.decoder = getattr(inner, getattr(inner, "base_model_prefix", ""), None) is not None and hasattr(inner, "score")
+        self.decoder = getattr(inner, getattr(inner, "base_model_prefix", ""), None) is not None and hasattr(
+            inner, "score"
+        )
         self.pad_id = getattr(inner.config, "pad_token_id", None)
         self.head = head_of_model(inner)
 
@@ -148,14 +184,16 @@ class RewardScorer(nn.Module):
         inner = self.inner
         if not self.decoder:
             if batch.layout != "padded":
-                raise ConfigError(f"{type(inner).__name__} pools on its own; use train.layout: padded",
-                                  field="train.layout")
+                raise ConfigError(
+                    f"{type(inner).__name__} pools on its own; use train.layout: padded", field="train.layout"
+                )
             return self.head.output(self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits)
         backbone = getattr(inner, inner.base_model_prefix)
         checkpointing = bool(getattr(backbone, "gradient_checkpointing", False))
         with scoring_attention(None if checkpointing else inner.config, batch.input_ids):
             mask = attention_mask_for(inner, batch.attention_mask, batch.position_ids)
-            hidden = backbone(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
-                              use_cache=False).last_hidden_state
+            hidden = backbone(
+                input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids, use_cache=False
+            ).last_hidden_state
         hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, last_token_positions(batch, self.pad_id))
         return self.head.output(inner.score(hidden))

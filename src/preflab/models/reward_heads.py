@@ -29,8 +29,16 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
-__all__ = ["HEADS", "GPMHead", "HLGaussHead", "MixtureHead", "RewardHead", "ScalarHead", "head_from_dict",
-           "head_of_model"]
+__all__ = [
+    "HEADS",
+    "GPMHead",
+    "HLGaussHead",
+    "MixtureHead",
+    "RewardHead",
+    "ScalarHead",
+    "head_from_dict",
+    "head_of_model",
+]
 
 HEADS: dict[str, type[RewardHead]] = {}
 

@@ -22,8 +22,9 @@ class ValueHead(nn.Module):
     either into values. Initialised to predict 0 (zero weights, and for HL-Gauss a bias that puts the mass on
     the bins around 0)."""
 
-    def __init__(self, hidden_size: int, kind: str = "scalar", num_bins: int = 51, v_min: float = -10.0,
-                 v_max: float = 10.0):
+    def __init__(
+        self, hidden_size: int, kind: str = "scalar", num_bins: int = 51, v_min: float = -10.0, v_max: float = 10.0
+    ):
         super().__init__()
         self.kind = kind
         out = 1 if kind == "scalar" else num_bins

@@ -90,8 +90,9 @@ def returns_to_go(rewards: Tensor, mask: Tensor, gamma: float = 1.0) -> Tensor:
     return gae(rewards, torch.zeros_like(rewards), mask, gamma, 1.0)[0]
 
 
-def masked_whiten(values: Tensor, mask: Tensor, weight: Tensor | None = None, shift_mean: bool = True,
-                  eps: float = 1e-8) -> Tensor:
+def masked_whiten(
+    values: Tensor, mask: Tensor, weight: Tensor | None = None, shift_mean: bool = True, eps: float = 1e-8
+) -> Tensor:
     """(values − mean) / std over every masked token of the batch (REINFORCE++'s global normalisation, PPO's
     advantage whitening); ``weight`` (B,) weights each sequence's tokens. std is the (weighted) population one."""
     m = mask.to(values.dtype)
@@ -123,8 +124,10 @@ def group_mean_std(values: Tensor, group: Tensor, weight: Tensor | None = None) 
 
 def _check_groups(count: Tensor, what: str) -> None:
     if bool((count < 2).any()):
-        raise ConfigError(f"{what} needs at least 2 completions per prompt (a group of "
-                          f"{int(count.min())}); raise rollout.group_size", field="rollout.group_size")
+        raise ConfigError(
+            f"{what} needs at least 2 completions per prompt (a group of {int(count.min())}); raise rollout.group_size",
+            field="rollout.group_size",
+        )
 
 
 def rloo_advantages(rewards: Tensor, group: Tensor, weight: Tensor | None = None) -> Tensor:
@@ -137,8 +140,9 @@ def rloo_advantages(rewards: Tensor, group: Tensor, weight: Tensor | None = None
     return (rewards - mean) * count / (count - 1)
 
 
-def grpo_advantages(rewards: Tensor, group: Tensor, scale: bool = True, eps: float = 1e-4,
-                    weight: Tensor | None = None) -> Tensor:
+def grpo_advantages(
+    rewards: Tensor, group: Tensor, scale: bool = True, eps: float = 1e-4, weight: Tensor | None = None
+) -> Tensor:
     """GRPO (Shao et al. 2024, eq. 3 of the outcome-supervision case): A_i = (R_i − mean_g R) / (std_g R + ε).
     ``scale=False`` is Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training"): A_i = R_i − mean_g R,
     without the std division that up-weights prompts whose rewards barely vary."""

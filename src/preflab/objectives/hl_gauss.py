@@ -66,9 +66,7 @@ def hl_gauss(inputs: ScalarTargetInputs, params: HLGaussParams) -> tuple[Tensor,
     prediction is Σ_i softmax_i · centre_i (:func:`hl_gauss_decode`). Targets outside [v_min, v_max] are
     clipped; ``value/clipped`` reports their fraction."""
     if inputs.logits.shape[-1] != params.num_bins:
-        raise ConfigError(
-            f"logits have {inputs.logits.shape[-1]} bins, params say {params.num_bins}", field="num_bins"
-        )
+        raise ConfigError(f"logits have {inputs.logits.shape[-1]} bins, params say {params.num_bins}", field="num_bins")
     support = hl_gauss_support(params.v_min, params.v_max, params.num_bins, inputs.logits.dtype)
     support = support.to(inputs.logits.device)
     target = inputs.target.to(inputs.logits.dtype)

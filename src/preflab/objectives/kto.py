@@ -41,9 +41,7 @@ def kl_estimate(inputs: UnpairedInputs) -> Tensor:
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     """Mean over ``mask``; NaN when the mask is empty (no such examples in this batch)."""
     count = mask.sum()
-    return torch.where(
-        count > 0, (values * mask).sum() / count.clamp_min(1), torch.full_like(values[0], float("nan"))
-    )
+    return torch.where(count > 0, (values * mask).sum() / count.clamp_min(1), torch.full_like(values[0], float("nan")))
 
 
 @register("kto", KTOParams, inputs="unpaired")

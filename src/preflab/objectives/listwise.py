@@ -144,9 +144,7 @@ def lambda_weights(labels: Tensor, rewards: Tensor, valid: Tensor) -> Tensor:
     rank.scatter_(1, order, positions)
     inv_discount = 1.0 / torch.log2(1.0 + rank.to(rewards.dtype))
     gain = torch.exp2(labels.to(rewards.dtype)) - 1
-    return (gain.unsqueeze(2) - gain.unsqueeze(1)).abs() * (
-        inv_discount.unsqueeze(2) - inv_discount.unsqueeze(1)
-    ).abs()
+    return (gain.unsqueeze(2) - gain.unsqueeze(1)).abs() * (inv_discount.unsqueeze(2) - inv_discount.unsqueeze(1)).abs()
 
 
 @register("lipo", LiPOParams, inputs="ranking")

@@ -26,9 +26,7 @@ class MaxMinEMParams:
     margin: float = 0.0
 
 
-def responsibilities(
-    inputs: GroupPairInputs, hard: bool = False, margin: float = 0.0
-) -> tuple[Tensor, Tensor]:
+def responsibilities(inputs: GroupPairInputs, hard: bool = False, margin: float = 0.0) -> tuple[Tensor, Tensor]:
     """E-step: (A, G) posterior group memberships of the A annotators, γ_{a,k} ∝ prior_k Π_{i∈a}
     σ(r_k(y_w,i) − r_k(y_l,i) − margin)^{w_i}, and the (A,) marginal log-likelihood of each annotator."""
     if inputs.reward_chosen.shape != inputs.reward_rejected.shape or inputs.reward_chosen.ndim != 2:
@@ -41,9 +39,7 @@ def responsibilities(
     ids = torch.unique(inputs.annotator, return_inverse=True)[1]
     A = int(ids.max()) + 1 if ids.numel() else 0
     per_annotator = torch.zeros(A, G, dtype=diff.dtype, device=diff.device).index_add_(0, ids, loglik)
-    prior = (
-        torch.full((G,), 1.0 / G, dtype=diff.dtype) if inputs.prior is None else inputs.prior.to(diff.dtype)
-    )
+    prior = torch.full((G,), 1.0 / G, dtype=diff.dtype) if inputs.prior is None else inputs.prior.to(diff.dtype)
     joint = per_annotator + torch.log(prior.clamp_min(torch.finfo(diff.dtype).tiny))[None, :]
     marginal = torch.logsumexp(joint, dim=1)
     gamma = torch.softmax(joint, dim=1)
@@ -107,14 +103,8 @@ def maxmin(inputs: GroupRewardInputs, params: MaxMinParams) -> tuple[Tensor, Met
         lam = F.one_hot(values.argmin(), rewards.shape[1]).to(rewards.dtype)
     else:
         lam = inputs.group_weights.to(rewards.dtype)
-        if (
-            lam.shape != values.shape
-            or bool((lam < 0).any())
-            or not torch.isclose(lam.sum(), lam.new_tensor(1.0))
-        ):
-            raise ConfigError(
-                "group weights must be a probability vector over the G groups", field="group_weights"
-            )
+        if lam.shape != values.shape or bool((lam < 0).any()) or not torch.isclose(lam.sum(), lam.new_tensor(1.0)):
+            raise ConfigError("group weights must be a probability vector over the G groups", field="group_weights")
     advantage = rewards @ lam
     if params.beta > 0:
         if inputs.ref is None:

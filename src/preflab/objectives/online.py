@@ -51,7 +51,5 @@ def xpo(inputs: XPOInputs, params: XPOParams) -> tuple[Tensor, Metrics]:
     bonus = weighted_mean(explore, inputs.explore_weight)
     loss = dpo_loss + params.alpha * bonus
     metrics = dict(metrics)
-    metrics.update(
-        {"loss": loss.detach(), "loss/dpo": dpo_loss.detach(), "loss/xpo": (params.alpha * bonus).detach()}
-    )
+    metrics.update({"loss": loss.detach(), "loss/dpo": dpo_loss.detach(), "loss/xpo": (params.alpha * bonus).detach()})
     return loss, metrics

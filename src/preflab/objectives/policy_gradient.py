@@ -132,9 +132,11 @@ class PolicyGradientParams:
         check_range("lam", self.lam, 0.0, 1.0)
         check_positive("vf_coef", self.vf_coef, allow_zero=True)
         check_positive("value_clip", self.value_clip)
-        for name, value, known in (("kl_estimator", self.kl_estimator, KL_ESTIMATORS),
-                                   ("loss_agg", self.loss_agg, AGGREGATIONS),
-                                   ("value_head", self.value_head, ("scalar", "hl_gauss"))):
+        for name, value, known in (
+            ("kl_estimator", self.kl_estimator, KL_ESTIMATORS),
+            ("loss_agg", self.loss_agg, AGGREGATIONS),
+            ("value_head", self.value_head, ("scalar", "hl_gauss")),
+        ):
             if value not in known:
                 raise ConfigError(f"unknown {name} '{value}' (known: {', '.join(known)})", field=name)
         if self.max_length < 1 or self.num_bins < 2 or not self.v_min < self.v_max:
@@ -177,7 +179,10 @@ class GRPOParams(PolicyGradientParams):
 
 
 PARAMS: dict[str, type[PolicyGradientParams]] = {
-    "ppo": PPOParams, "rloo": RLOOParams, "reinforce_pp": ReinforcePPParams, "remax": ReMaxParams,
+    "ppo": PPOParams,
+    "rloo": RLOOParams,
+    "reinforce_pp": ReinforcePPParams,
+    "remax": ReMaxParams,
     "grpo": GRPOParams,
 }
 
@@ -186,7 +191,11 @@ PARAMS: dict[str, type[PolicyGradientParams]] = {
 def aggregate(values: Tensor, mask: Tensor, how: str, weight: Tensor | None = None, max_length: int = 1) -> Tensor:
     """Reduce per-token ``values`` (B, T) to a scalar (module docstring); ``weight`` (B,) weights sequences."""
     m = mask.to(values.dtype)
-    w = torch.ones(values.shape[0], dtype=values.dtype, device=values.device) if weight is None else weight.to(values.dtype)
+    w = (
+        torch.ones(values.shape[0], dtype=values.dtype, device=values.device)
+        if weight is None
+        else weight.to(values.dtype)
+    )
     tiny = torch.finfo(values.dtype).tiny
     if how == "token_mean":
         return (values * m * w[:, None]).sum() / (m * w[:, None]).sum().clamp_min(tiny)
@@ -198,8 +207,9 @@ def aggregate(values: Tensor, mask: Tensor, how: str, weight: Tensor | None = No
     return (per_seq * w).sum() / w.sum().clamp_min(tiny)
 
 
-def ppo_policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, clip_low: float,
-                    clip_high: float) -> tuple[Tensor, Tensor]:
+def ppo_policy_loss(
+    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, clip_low: float, clip_high: float
+) -> tuple[Tensor, Tensor]:
     """Per-token clipped surrogate (Schulman et al. 2017, eq. 7): −min(ρA, clip(ρ, 1 − ε_low, 1 + ε_high)A),
     ρ = exp(log π − log π_old); returns ``(loss (B, T), clipped (B, T) bool)`` — clipped where the clipped term
     is the smaller one, i.e. the token's gradient is zero (ρ > 1 + ε_high with A > 0, ρ < 1 − ε_low with A < 0)."""
@@ -257,7 +267,10 @@ def _surrogate(inputs: RolloutInputs, params: PolicyGradientParams, name: str) -
         else:
             if inputs.values is None or inputs.old_values is None:
                 raise ConfigError("value_head: scalar needs the critic's values and old values", field="value_head")
-            v_tok, pred = clipped_value_loss(inputs.values, inputs.old_values, inputs.returns, params.value_clip), inputs.values
+            v_tok, pred = (
+                clipped_value_loss(inputs.values, inputs.old_values, inputs.returns, params.value_clip),
+                inputs.values,
+            )
         value_loss = aggregate(v_tok, mask, "token_mean", w)
         loss = loss + params.vf_coef * value_loss
         metrics["loss/value"] = value_loss.detach()
@@ -307,8 +320,14 @@ def grpo(inputs: RolloutInputs, params: GRPOParams) -> tuple[Tensor, Metrics]:
 
 
 # ---------------------------------------------------------------------------------------------- advantages
-def sequence_rewards(score: Tensor, mask: Tensor, old_logprobs: Tensor, ref_logprobs: Tensor | None,
-                     params: PolicyGradientParams, beta: float | None = None) -> Tensor:
+def sequence_rewards(
+    score: Tensor,
+    mask: Tensor,
+    old_logprobs: Tensor,
+    ref_logprobs: Tensor | None,
+    params: PolicyGradientParams,
+    beta: float | None = None,
+) -> Tensor:
     """R = score − β Σ_t k_t when the KL is in the reward (else the score)."""
     beta = params.beta if beta is None else beta
     if not params.kl_in_reward or ref_logprobs is None or beta == 0:
@@ -317,8 +336,9 @@ def sequence_rewards(score: Tensor, mask: Tensor, old_logprobs: Tensor, ref_logp
     return score - beta * kl.sum(1)
 
 
-def estimate_advantages(name: str, rollout: RolloutScores, params: PolicyGradientParams,
-                        beta: float | None = None) -> tuple[Tensor, Tensor | None]:
+def estimate_advantages(
+    name: str, rollout: RolloutScores, params: PolicyGradientParams, beta: float | None = None
+) -> tuple[Tensor, Tensor | None]:
     """``(advantages (B, T), returns (B, T) or None)`` of algorithm ``name`` for a whole rollout batch, with the
     KL coefficient ``beta`` (default ``params.beta``; an adaptive controller passes its current value)."""
     beta = params.beta if beta is None else beta
@@ -348,8 +368,9 @@ def estimate_advantages(name: str, rollout: RolloutScores, params: PolicyGradien
                 raise ConfigError("ReMax needs the greedy completions' rewards", field="baseline")
             seq = remax_advantages(total, rollout.baseline_score)
         else:
-            raise ConfigError(f"'{name}' is not a policy-gradient algorithm (known: {', '.join(PG_OBJECTIVES)})",
-                              field="algorithm")
+            raise ConfigError(
+                f"'{name}' is not a policy-gradient algorithm (known: {', '.join(PG_OBJECTIVES)})", field="algorithm"
+            )
         adv = seq[:, None] * m
     if params.whiten:
         adv = masked_whiten(adv, mask, w)

@@ -83,9 +83,7 @@ def gpm_score(v_a: Tensor, v_b: Tensor, eigenvalues: Tensor | None = None) -> Te
     With v_y = (r_y, 1), s(a, b) = r_a − r_b: the Bradley–Terry model is the special case."""
     k = _check_embeddings(v_a, "chosen_embedding")
     if v_b.shape[-1] != v_a.shape[-1]:
-        raise ConfigError(
-            f"embedding sizes differ: {v_a.shape[-1]} vs {v_b.shape[-1]}", field="rejected_embedding"
-        )
+        raise ConfigError(f"embedding sizes differ: {v_a.shape[-1]} vs {v_b.shape[-1]}", field="rejected_embedding")
     a = v_a.unflatten(-1, (k, 2))
     b = v_b.unflatten(-1, (k, 2))
     per_block = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]

@@ -23,8 +23,18 @@ QUICKSTART_DEFAULTS: dict[str, Any] = {
     "objective": {"params": {"beta": 0.5}},
     "lora": {"enabled": True, "r": 16, "alpha": 32.0, "dropout": 0.0},
     "reference": {"mode": "cached"},
-    "train": {"lr": 5.0e-4, "batch_size": 8, "epochs": 2.0, "warmup_ratio": 0.1, "scheduler": "cosine",
-              "max_length": 384, "layout": "prefix_shared", "save_every": 25, "keep_last": 2, "bf16": "auto"},
+    "train": {
+        "lr": 5.0e-4,
+        "batch_size": 8,
+        "epochs": 2.0,
+        "warmup_ratio": 0.1,
+        "scheduler": "cosine",
+        "max_length": 384,
+        "layout": "prefix_shared",
+        "save_every": 25,
+        "keep_last": 2,
+        "bf16": "auto",
+    },
 }
 
 

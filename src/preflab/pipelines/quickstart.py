@@ -72,8 +72,10 @@ def split_tasks(suite_name: str, n_train: int, n_eval: int, seed: int) -> tuple[
     while total < want:
         active = [f for f in fams if misses[f.name] < max_misses]
         if not active:
-            raise ConfigError(f"suite '{suite_name}' has only {total} distinct prompts for seed {seed}; asked for "
-                              f"{want}", field="quickstart.train_prompts")
+            raise ConfigError(
+                f"suite '{suite_name}' has only {total} distinct prompts for seed {seed}; asked for {want}",
+                field="quickstart.train_prompts",
+            )
         for fam in active:
             if total == want:
                 break
@@ -115,8 +117,9 @@ def usable_samples(samples: list, counts: Counter) -> list:
         if len(keep) < len(s.completions):
             counts["empty_completions_dropped"] += len(s.completions) - len(keep)
             parallel = ("completions", "gold_scores", "num_tokens", "finish_reasons", "logprobs")
-            s = dataclasses.replace(s, **{name: [getattr(s, name)[i] for i in keep] for name in parallel
-                                          if getattr(s, name) is not None})
+            s = dataclasses.replace(
+                s, **{name: [getattr(s, name)[i] for i in keep] for name in parallel if getattr(s, name) is not None}
+            )
         if len(keep) < 2:
             counts["prompts_with_under_2_completions_skipped"] += 1
             continue
@@ -175,8 +178,9 @@ class Quickstart:
         from ..models import load_model
 
         m = self.cfg.model
-        return load_model(m.name_or_path, dtype=m.dtype, trust_remote_code=m.trust_remote_code, revision=m.revision,
-                          device=m.device)
+        return load_model(
+            m.name_or_path, dtype=m.dtype, trust_remote_code=m.trust_remote_code, revision=m.revision, device=m.device
+        )
 
     # ------------------------------------------------------------------ stages
     def prompts(self) -> dict:
@@ -195,24 +199,37 @@ class Quickstart:
         q = self.q
         train, _ = _read_tasks(self.dir / "prompts.jsonl")
         model, tok = self.base_model(), self.tokenizer()
-        params = SamplingParams(max_new_tokens=q.max_new_tokens, temperature=q.temperature, top_p=q.top_p,
-                                seed=self.cfg.seed, n=q.samples_per_prompt, batch_size=q.sample_batch_size)
+        params = SamplingParams(
+            max_new_tokens=q.max_new_tokens,
+            temperature=q.temperature,
+            top_p=q.top_p,
+            seed=self.cfg.seed,
+            n=q.samples_per_prompt,
+            batch_size=q.sample_batch_size,
+        )
         rows, tokens = [], 0
         chunk = max(1, q.sample_batch_size // q.samples_per_prompt) * 4
         from ..progress import Work
 
         with Work("sampling", len(train) * q.samples_per_prompt, unit="completions") as bar:
             for start in range(0, len(train), chunk):
-                part = train[start:start + chunk]
+                part = train[start : start + chunk]
                 params.seed = self.cfg.seed + start  # a distinct, reproducible stream per chunk
                 outs = sample(model, tok, [t.prompt for t in part], params)
                 for task, comps in zip(part, outs, strict=True):
                     texts = [c.text for c in comps]
                     tokens += sum(c.num_tokens for c in comps)
-                    rows.append(PromptSamples(prompt=task.prompt, completions=texts, id=task.id, task=task,
-                                              gold_scores=[task.score(t) for t in texts],
-                                              num_tokens=[c.num_tokens for c in comps],
-                                              finish_reasons=[c.finish_reason for c in comps]))
+                    rows.append(
+                        PromptSamples(
+                            prompt=task.prompt,
+                            completions=texts,
+                            id=task.id,
+                            task=task,
+                            gold_scores=[task.score(t) for t in texts],
+                            num_tokens=[c.num_tokens for c in comps],
+                            finish_reasons=[c.finish_reason for c in comps],
+                        )
+                    )
                 bar.advance(len(part) * q.samples_per_prompt, info=f"{tokens:,} tokens")
         write_samples(rows, self.dir / "samples.jsonl")
         gold = [g for r in rows for g in r.gold_scores]
@@ -226,12 +243,16 @@ class Quickstart:
         counts: Counter = Counter()
         samples = usable_samples(read_samples(self.dir / "samples.jsonl"), counts)
         pool = load_pool(q.pool, seed=self.cfg.seed)
-        pairs = annotator_pairs(samples, pool, strategy=q.pair_strategy, pairs_per_prompt=q.pairs_k(),
-                               seed=self.cfg.seed, counts=counts)
+        pairs = annotator_pairs(
+            samples, pool, strategy=q.pair_strategy, pairs_per_prompt=q.pairs_k(), seed=self.cfg.seed, counts=counts
+        )
         kept = valid_pairs(pairs, counts)
         if not kept:
-            raise DataError(f"no usable preference pairs ({', '.join(f'{k}={v}' for k, v in counts.items())}); "
-                            "sample more completions per prompt or more tokens", file=str(self.dir / "samples.jsonl"))
+            raise DataError(
+                f"no usable preference pairs ({', '.join(f'{k}={v}' for k, v in counts.items())}); "
+                "sample more completions per prompt or more tokens",
+                file=str(self.dir / "samples.jsonl"),
+            )
         save_records(kept, self.dir / "pairs.jsonl")
         flipped = sum(1 for p in kept if p.metadata.get("flipped"))
         return {"pairs": len(kept), "label_flips": flipped, **{k: int(v) for k, v in counts.items()}}
@@ -246,8 +267,13 @@ class Quickstart:
         cfg.train.resume = "auto"
         records = load_preferences(self.dir / "pairs.jsonl").records
         result = train(cfg, records=records)
-        return {"steps": result.steps, "tokens": result.tokens, "tokens_per_s": round(result.tokens_per_s, 1),
-                "final_model": str(result.final_model_dir), "train_metrics": result.train_metrics}
+        return {
+            "steps": result.steps,
+            "tokens": result.tokens,
+            "tokens_per_s": round(result.tokens_per_s, 1),
+            "final_model": str(result.final_model_dir),
+            "train_metrics": result.train_metrics,
+        }
 
     def evaluate(self) -> dict:
         from ..evaluation.policies import EvalSampling, evaluate_policies
@@ -258,12 +284,27 @@ class Quickstart:
         _, held = _read_tasks(self.dir / "prompts.jsonl")
         policy = load_model(str(self.dir / "final"), device=self.cfg.model.device)
         reference = self.base_model()
-        sampling = EvalSampling(max_new_tokens=q.max_new_tokens, temperature=q.eval_temperature,
-                                seed=self.cfg.seed + 7, batch_size=q.sample_batch_size)
-        result = evaluate_policies(policy, reference, self.tokenizer(), held, GoldJudge(held), sampling,
-                                   kl_samples_per_prompt=q.kl_samples_per_prompt, length_unit="tokens",
-                                   n_bootstrap=q.n_bootstrap, seed=self.cfg.seed, name="quickstart",
-                                   a_name="trained", b_name="initial")
+        sampling = EvalSampling(
+            max_new_tokens=q.max_new_tokens,
+            temperature=q.eval_temperature,
+            seed=self.cfg.seed + 7,
+            batch_size=q.sample_batch_size,
+        )
+        result = evaluate_policies(
+            policy,
+            reference,
+            self.tokenizer(),
+            held,
+            GoldJudge(held),
+            sampling,
+            kl_samples_per_prompt=q.kl_samples_per_prompt,
+            length_unit="tokens",
+            n_bootstrap=q.n_bootstrap,
+            seed=self.cfg.seed,
+            name="quickstart",
+            a_name="trained",
+            b_name="initial",
+        )
         result.save_to_run(self.dir)
         return summarize(result)
 
@@ -278,19 +319,30 @@ class Quickstart:
         c, q = self.cfg, self.q
         model_fp = c.model.model_dump()
         fp_prompts = fingerprint("prompts", c.seed, q.suite, q.train_prompts, q.eval_prompts)
-        fp_samples = fingerprint(fp_prompts, model_fp, q.samples_per_prompt, q.max_new_tokens, q.temperature,
-                                 q.top_p, q.sample_batch_size)
+        fp_samples = fingerprint(
+            fp_prompts, model_fp, q.samples_per_prompt, q.max_new_tokens, q.temperature, q.top_p, q.sample_batch_size
+        )
         fp_pairs = fingerprint(fp_samples, q.pool, q.pair_strategy, q.pairs_k(), PAIRS_VERSION)
-        fp_train = fingerprint(fp_pairs, c.train.model_dump(exclude={"resume", "progress"}), c.objective.model_dump(),
-                               c.lora.model_dump(), c.reference.model_dump())
+        fp_train = fingerprint(
+            fp_pairs,
+            c.train.model_dump(exclude={"resume", "progress"}),
+            c.objective.model_dump(),
+            c.lora.model_dump(),
+            c.reference.model_dump(),
+        )
         fp_eval = fingerprint(fp_train, q.eval_temperature, q.kl_samples_per_prompt, q.n_bootstrap)
         fp_report = fingerprint(fp_eval, time.time())  # the report is cheap: always rebuilt
         s = self.stages
         t_all = time.perf_counter()
         info = {}
-        for name, fp, fn in (("prompts", fp_prompts, self.prompts), ("samples", fp_samples, self.samples),
-                             ("pairs", fp_pairs, self.pairs), ("train", fp_train, self.train),
-                             ("eval", fp_eval, self.evaluate), ("report", fp_report, self.report)):
+        for name, fp, fn in (
+            ("prompts", fp_prompts, self.prompts),
+            ("samples", fp_samples, self.samples),
+            ("pairs", fp_pairs, self.pairs),
+            ("train", fp_train, self.train),
+            ("eval", fp_eval, self.evaluate),
+            ("report", fp_report, self.report),
+        ):
             _log(f"stage {name}")
             info[name] = s.run(name, fp, fn, log=_log)
         timings = dict(s.timings, total=time.perf_counter() - t_all)
@@ -304,15 +356,23 @@ def summarize(result) -> dict:
     out: dict[str, Any] = {}
     if result.win_rate is not None:
         w = result.win_rate
-        out.update(win_rate=w.win_rate, win_ci=[w.ci_low, w.ci_high], n_prompts=w.n, wins=w.wins, losses=w.losses,
-                   ties=w.ties)
+        out.update(
+            win_rate=w.win_rate, win_ci=[w.ci_low, w.ci_high], n_prompts=w.n, wins=w.wins, losses=w.losses, ties=w.ties
+        )
     if result.lc_win_rate is not None:
         lc = result.lc_win_rate
         out.update(lc_win_rate=lc.lc_win_rate, lc_ci=[lc.ci_low, lc.ci_high])
     if result.kl is not None:
         out.update(kl=result.kl.kl, kl_se=result.kl.se)
-    out["families"] = {g.family: {"before": g.b.value, "after": g.a.value, "gain": g.gain.value,
-                                  "gain_ci": [g.gain.ci_low, g.gain.ci_high]} for g in result.gold}
+    out["families"] = {
+        g.family: {
+            "before": g.b.value,
+            "after": g.a.value,
+            "gain": g.gain.value,
+            "gain_ci": [g.gain.ci_low, g.gain.ci_high],
+        }
+        for g in result.gold
+    }
     if result.null_check is not None:
         out["judge_reliable"] = bool(getattr(result.null_check, "reliable", True))
     return out
@@ -327,7 +387,10 @@ def run_quickstart(cfg: RunConfig) -> QuickstartResult:
     from ..training.lm_algorithms import ACCEPTED_KINDS
 
     if "pairs" not in ACCEPTED_KINDS.get(get_algorithm(cfg.algorithm).data, ()):  # it trains on annotated pairs
-        raise ConfigError(f"the quickstart trains on the pairs its annotators label; algorithm '{cfg.algorithm}' "
-                          "does not train on a pair dataset (pick an offline one, e.g. dpo or kto)", field="algorithm")
+        raise ConfigError(
+            f"the quickstart trains on the pairs its annotators label; algorithm '{cfg.algorithm}' "
+            "does not train on a pair dataset (pick an offline one, e.g. dpo or kto)",
+            field="algorithm",
+        )
     with run_lock(cfg.output_dir), disk_full_as_error(cfg.output_dir):
         return Quickstart(cfg).run()

@@ -52,7 +52,11 @@ class Stages:
         info = fn() or {}
         seconds = time.perf_counter() - t0
         self.timings[name] = seconds
-        self.state[name] = {"fingerprint": fp, "seconds": round(seconds, 2),
-                            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "info": info}
+        self.state[name] = {
+            "fingerprint": fp,
+            "seconds": round(seconds, 2),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "info": info,
+        }
         atomic_write_text(self.path, json.dumps(self.state, indent=2))
         return info

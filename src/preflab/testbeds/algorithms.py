@@ -53,8 +53,7 @@ def run_algorithm(name: str, game: PreferenceGame, beta: float = 0.1, **override
     fields (iterations, inner_steps, lr, eta, data, init, optimizer, params) over the table's defaults."""
     algo = get_algorithm(name, field_name="algorithms")
     if not algo.on_testbed:
-        raise ConfigError(f"algorithm '{name}' has no testbed schedule (see `preflab algorithms`)",
-                          field="algorithms")
+        raise ConfigError(f"algorithm '{name}' has no testbed schedule (see `preflab algorithms`)", field="algorithms")
     params = {**algo.params, **overrides.pop("params", {})}
     cfg = replace(TrainConfig(beta=beta), **{**algo.testbed, **overrides, "params": params})
     return RUNNERS[(algo.data, algo.reference)](algo, game, cfg)
@@ -77,9 +76,7 @@ class Evaluation:
     evals: int
 
 
-def evaluate(
-    traj: Trajectory, game: PreferenceGame, target: np.ndarray, beta: float, tol: float = 1e-3
-) -> Evaluation:
+def evaluate(traj: Trajectory, game: PreferenceGame, target: np.ndarray, beta: float, tol: float = 1e-3) -> Evaluation:
     """Measure a trajectory's tracked iterates (last or running average, per its guarantee) against ``target``."""
     seq = traj.tracked()
     dist = [tv_distance(p, target) for p in seq]

@@ -86,8 +86,10 @@ class PairTable:
         norm = distinct_pair_mass(mu_t) if distinct else torch.ones(X, dtype=mu_t.dtype)
         if distinct and bool(((norm <= 0) & (rho_t > 0)).any()):
             x_pure = int(torch.nonzero((norm <= 0) & (rho_t > 0))[0])
-            raise TrainingError(f"pairs from a pure strategy in context {x_pure}: no distinct pairs to sample "
-                                "(1 − Σμ² = 0)", field="policy")
+            raise TrainingError(
+                f"pairs from a pure strategy in context {x_pure}: no distinct pairs to sample (1 − Σμ² = 0)",
+                field="policy",
+            )
         self.weight = rho_t[x] * mu_t[x, i] * mu_t[x, j] / norm[x]
         self.prob = None
         if pref is not None:
@@ -155,10 +157,7 @@ def exact_xpo_pairs(
     """XPO's online pairs: y ∼ π (detached ``policy``), ỹ ∼ π_ref, judged by ``pref`` (both orders
     enumerated, hard labels), plus the exploration samples ỹ ∼ π_ref weighted ρ π_ref."""
     X, K = logp.shape
-    x, i, j = (
-        a.reshape(-1)
-        for a in torch.meshgrid(torch.arange(X), torch.arange(K), torch.arange(K), indexing="ij")
-    )
+    x, i, j = (a.reshape(-1) for a in torch.meshgrid(torch.arange(X), torch.arange(K), torch.arange(K), indexing="ij"))
     pi, ref_p, P, rho_t = t(policy), ref.exp(), t(pref), t(rho)
     base = rho_t[x] * pi[x, i] * ref_p[x, j]  # y = i from π, ỹ = j from π_ref
     # The judged pair: (chosen = i, rejected = j) with prob P_ij, (chosen = j, rejected = i) with P_ji.

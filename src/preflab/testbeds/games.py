@@ -86,9 +86,7 @@ class PreferenceGame:
         if not np.allclose(self.pref + self.pref.transpose(0, 2, 1), 1.0, atol=1e-8):
             raise ConfigError("P(y ≻ y') + P(y' ≻ y) must equal 1 (diagonal ½)", field="pref")
         if self.context_probs.shape != (X,) or not np.isclose(self.context_probs.sum(), 1.0):
-            raise ConfigError(
-                "context probabilities must be a (X,) vector summing to 1", field="context_probs"
-            )
+            raise ConfigError("context probabilities must be a (X,) vector summing to 1", field="context_probs")
         if not 0.0 <= self.flip_rate < 0.5:
             raise ConfigError(f"flip rate must lie in [0, 0.5), got {self.flip_rate}", field="flip_rate")
         if self.lengths.shape != (X, K):
@@ -279,16 +277,12 @@ def mixture_game(
     )
 
 
-def two_group_game(
-    minority_weight: float = 0.2, *, scale: float = 3.0, ref: ArrayLike | None = None
-) -> PreferenceGame:
+def two_group_game(minority_weight: float = 0.2, *, scale: float = 3.0, ref: ArrayLike | None = None) -> PreferenceGame:
     """Two groups with conflicting tastes over 4 actions: the majority (weight 1 − w) likes action 0, the
     minority (weight w) likes action 2, both find action 1 acceptable and action 3 bad. A single reward fit
     to the pooled labels follows the majority; the max-min policy moves mass to the compromise."""
     if not 0.0 < minority_weight < 0.5:
-        raise ConfigError(
-            f"minority weight must lie in (0, 0.5), got {minority_weight}", field="minority_weight"
-        )
+        raise ConfigError(f"minority weight must lie in (0, 0.5), got {minority_weight}", field="minority_weight")
     majority = scale * np.array([1.0, 0.6, -0.4, -0.6])
     minority = scale * np.array([-0.4, 0.5, 1.0, -0.6])
     return mixture_game(
@@ -315,18 +309,14 @@ def random_game(
         return preference_game(expit(A), ref=ref, lengths=lengths, name=f"random_{seed}")
     if kind == "groups":
         R = rng.normal(0.0, scale, size=(3, n_contexts, n_actions))
-        return mixture_game(
-            R, rng.dirichlet(np.full(3, 3.0)), ref=ref, lengths=lengths, name=f"random_groups_{seed}"
-        )
+        return mixture_game(R, rng.dirichlet(np.full(3, 3.0)), ref=ref, lengths=lengths, name=f"random_groups_{seed}")
     raise ConfigError(f"unknown kind '{kind}' (known: general, bt, groups)", field="kind")
 
 
 GAME_NAMES = ("bt", "cyclic", "rps", "two_group", "random", "random_bt", "random_groups")
 
 
-def make_game(
-    name: str, *, seed: int = 0, flip_rate: float = 0.0, length_bias: float = 0.0
-) -> PreferenceGame:
+def make_game(name: str, *, seed: int = 0, flip_rate: float = 0.0, length_bias: float = 0.0) -> PreferenceGame:
     """A named game for the command line: "bt" (Bradley–Terry, seeded), "cyclic" (rock–paper–scissors with a
     skewed π_ref = (0.6, 0.3, 0.1), so that the regularised Nash equilibrium, the minimax winner and π_ref
     all differ), "rps" (weighted RPS 0.2/0.5/1.0), "two_group", "random" / "random_bt" / "random_groups"
@@ -340,9 +330,7 @@ def make_game(
     elif name == "two_group":
         game = two_group_game()
     elif name in ("random", "random_bt", "random_groups"):
-        game = random_game(
-            seed, kind={"random": "general", "random_bt": "bt", "random_groups": "groups"}[name]
-        )
+        game = random_game(seed, kind={"random": "general", "random_bt": "bt", "random_groups": "groups"}[name])
     else:
         import difflib
 

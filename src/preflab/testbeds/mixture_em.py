@@ -49,9 +49,9 @@ def fit_reward_mixture(
     spec = get_objective("maxmin_em")
     params = spec.make_params(hard=hard)
     gen = torch.Generator().manual_seed(seed)
-    rewards = (
-        0.5 * torch.randn(n_groups, n_contexts, n_actions, generator=gen, dtype=torch.float64)
-    ).requires_grad_(True)
+    rewards = (0.5 * torch.randn(n_groups, n_contexts, n_actions, generator=gen, dtype=torch.float64)).requires_grad_(
+        True
+    )
     prior = torch.full((n_groups,), 1.0 / n_groups, dtype=torch.float64)
     x, w, lo = sample.x, sample.chosen, sample.rejected
 

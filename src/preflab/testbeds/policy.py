@@ -90,15 +90,11 @@ def fit(
     elif optimizer in ("sgd", "npg"):
         opt = torch.optim.SGD(params, lr=1.0 if lr is None else lr)
         if optimizer == "npg" and context_probs is None:
-            raise ConfigError(
-                "the natural policy gradient needs the context probabilities", field="context_probs"
-            )
+            raise ConfigError("the natural policy gradient needs the context probabilities", field="context_probs")
     elif optimizer == "adam":
         opt = torch.optim.Adam(params, lr=1e-2 if lr is None else lr)
     else:
-        raise ConfigError(
-            f"unknown optimizer '{optimizer}' (known: lbfgs, sgd, npg, adam)", field="optimizer"
-        )
+        raise ConfigError(f"unknown optimizer '{optimizer}' (known: lbfgs, sgd, npg, adam)", field="optimizer")
     scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay)
     losses: list[float] = []
     raw_grads: list[float] = []
@@ -110,10 +106,7 @@ def fit(
             raise TrainingError(f"non-finite loss {loss.item()} at step {len(losses)}", field="loss")
         loss.backward()
         if optimizer == "npg":
-            fisher = (
-                torch.as_tensor(context_probs, dtype=torch.float64)[:, None]
-                * policy.log_probs().detach().exp()
-            )
+            fisher = torch.as_tensor(context_probs, dtype=torch.float64)[:, None] * policy.log_probs().detach().exp()
             raw_grads.append(float(policy.logits.grad.abs().max()))
             policy.logits.grad /= fisher
         return loss

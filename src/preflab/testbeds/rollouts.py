@@ -61,16 +61,32 @@ def rollouts(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Traject
                 total = score - (params.beta * (old - log_ref).reshape(-1) if params.kl_in_reward else 0.0)
                 baseline = total.reshape(X, K)[torch.arange(X), greedy][group]
             old_values = value.detach()[group][:, None]
-            rollout = RolloutScores(score=score, group=group, mask=mask, old_logprobs=old, ref_logprobs=log_ref,
-                                    values=old_values, baseline_score=baseline, weight=weight)
+            rollout = RolloutScores(
+                score=score,
+                group=group,
+                mask=mask,
+                old_logprobs=old,
+                ref_logprobs=log_ref,
+                values=old_values,
+                baseline_score=baseline,
+                weight=weight,
+            )
             adv, returns = estimate_advantages(name, rollout, params)
             for _ in range(cfg.inner_steps):
                 pol.zero_grad()
                 value.grad = None
                 logp = pol.log_probs()
-                inputs = RolloutInputs(logprobs=logp.reshape(-1, 1), old_logprobs=old, advantages=adv, mask=mask,
-                                       ref_logprobs=log_ref, values=value[group][:, None], old_values=old_values,
-                                       returns=returns, weight=weight)
+                inputs = RolloutInputs(
+                    logprobs=logp.reshape(-1, 1),
+                    old_logprobs=old,
+                    advantages=adv,
+                    mask=mask,
+                    ref_logprobs=log_ref,
+                    values=value[group][:, None],
+                    old_values=old_values,
+                    returns=returns,
+                    weight=weight,
+                )
                 loss, _ = spec(inputs, params)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"{algo.name}: non-finite loss on the testbed", field="loss")

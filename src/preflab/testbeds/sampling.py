@@ -52,9 +52,7 @@ class PairSample:
         )
 
 
-def _draw_pairs(
-    rng: np.random.Generator, game: PreferenceGame, mu: np.ndarray, n: int
-) -> tuple[np.ndarray, ...]:
+def _draw_pairs(rng: np.random.Generator, game: PreferenceGame, mu: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
     if n < 1:
         raise ConfigError(f"need at least one pair, got {n}", field="n")
     x = rng.choice(game.n_contexts, size=n, p=game.context_probs)
@@ -68,9 +66,7 @@ def _draw_pairs(
     return x, y, y2
 
 
-def _label(
-    x: np.ndarray, y: np.ndarray, y2: np.ndarray, pref: np.ndarray, u: np.ndarray
-) -> tuple[Tensor, Tensor]:
+def _label(x: np.ndarray, y: np.ndarray, y2: np.ndarray, pref: np.ndarray, u: np.ndarray) -> tuple[Tensor, Tensor]:
     first_wins = u < pref[x, y, y2]
     chosen = np.where(first_wins, y, y2)
     rejected = np.where(first_wins, y2, y)
@@ -170,9 +166,7 @@ def iterate_on_samples(
     judged (INPO: labels; SPPO, DNO: win rates estimated from ``opponents`` judged samples of π_t), and
     minimise the registered objective's empirical loss with π_t as the anchor. Returns π_0, …, π_T."""
     if name not in ("inpo", "sppo", "dno"):
-        raise ConfigError(
-            f"no sampled iterative schedule for '{name}' (known: inpo, sppo, dno)", field="algorithm"
-        )
+        raise ConfigError(f"no sampled iterative schedule for '{name}' (known: inpo, sppo, dno)", field="algorithm")
     spec = get_objective(name)
     hp = {"inpo": {"beta": beta, "eta": eta}, "sppo": {"beta": 1.0 / eta}, "dno": {"eta": 1.0 / eta}}[name]
     params = spec.make_params(**hp)
@@ -195,9 +189,7 @@ def iterate_on_samples(
         xs, a, b = torch.as_tensor(x), torch.as_tensor(y1), torch.as_tensor(y2)
 
         def loss_fn(lp: Tensor, xs=xs, a=a, b=b, anchor=anchor, win1=win1, win2=win2) -> Tensor:
-            ref_w, ref_l = (
-                (anchor[xs, a], anchor[xs, b]) if name == "sppo" else (log_ref[xs, a], log_ref[xs, b])
-            )
+            ref_w, ref_l = (anchor[xs, a], anchor[xs, b]) if name == "sppo" else (log_ref[xs, a], log_ref[xs, b])
             inputs = IterativePairInputs(
                 policy_chosen=lp[xs, a],
                 policy_rejected=lp[xs, b],

@@ -280,9 +280,7 @@ def online_pg(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajec
         return spec(inputs, params)[0]
 
     for _ in range(cfg.iterations):
-        traj.losses += fit(
-            pol, loss_fn, optimizer=cfg.optimizer or "sgd", steps=cfg.inner_steps, lr=lr, tol=0.0
-        )
+        traj.losses += fit(pol, loss_fn, optimizer=cfg.optimizer or "sgd", steps=cfg.inner_steps, lr=lr, tol=0.0)
         traj.policies.append(pol.probs())
     return traj
 
@@ -343,7 +341,8 @@ def maxmin_dual(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Traj
     (step 1/β by default: one step is the exact best response π_λ ∝ π_ref exp(Σ λ_k r_k/β)) of the
     ``maxmin`` objective for the current group weights λ, then a multiplicative-weights (mirror-descent)
     step on the convex dual, λ_k ∝ λ_k exp(−η (V_k(π) − mean V)), moving weight to the worst-off groups;
-    ``eta`` defaults to 4β / (reward range)², the inverse smoothness of the dual (Var(r) ≤ range²/4). ``params={"paper": True}``
+    ``eta`` defaults to 4β / (reward range)², the inverse smoothness of the dual (Var(r) ≤ range²/4).
+    ``params={"paper": True}``
     instead lets the objective pick the lowest-value group at every step (Algorithm 1: a subgradient method
     that oscillates at the kink between groups)."""
     if game.group_rewards is None:

@@ -137,9 +137,7 @@ def best_response_value(
     return beta * logsumexp(np.log(game.ref) + win / beta, axis=-1)
 
 
-def exploitability(
-    game: PreferenceGame, policy: np.ndarray, beta: float, pref: np.ndarray | None = None
-) -> float:
+def exploitability(game: PreferenceGame, policy: np.ndarray, beta: float, pref: np.ndarray | None = None) -> float:
     """Σ_x ρ(x) [max_π' f(π', π) − f(π, π)] with f(π', π) = P(π' ≻ π) − β KL(π'‖π_ref) + β KL(π‖π_ref) and
     f(π, π) = ½: what a best-responding opponent gains over a tie. ≥ 0, and 0 only at the regularised Nash
     equilibrium (at β = 0: at a minimax winner). Half the duality gap of the symmetric profile (π, π)."""
@@ -151,9 +149,7 @@ def exploitability(
     return float(game.context_probs @ (br - 0.5))
 
 
-def duality_gap(
-    game: PreferenceGame, policy: np.ndarray, beta: float, pref: np.ndarray | None = None
-) -> float:
+def duality_gap(game: PreferenceGame, policy: np.ndarray, beta: float, pref: np.ndarray | None = None) -> float:
     """max_π' f(π', π) − min_π' f(π, π') = 2 · :func:`exploitability` (the game is symmetric)."""
     return 2.0 * exploitability(game, policy, beta, pref)
 

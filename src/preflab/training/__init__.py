@@ -31,8 +31,17 @@ _LAZY = {
     "latest_checkpoint": "checkpoint",
 }
 
-__all__ = ["IterativeSection", "LoraSection", "ObjectiveConfig", "OnlineSection", "ReferenceSection", "RewardSection", "TrainConfig",
-           "make_params", *_LAZY]
+__all__ = [
+    "IterativeSection",
+    "LoraSection",
+    "ObjectiveConfig",
+    "OnlineSection",
+    "ReferenceSection",
+    "RewardSection",
+    "TrainConfig",
+    "make_params",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:

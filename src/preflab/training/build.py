@@ -87,8 +87,12 @@ def make_accelerator(cfg: Any) -> Any:
     setup.check_trackers(cfg.train.report_to)
     AcceleratorState._reset_state(reset_partial_state=False)
     bf16 = setup.use_bf16(cfg.train.bf16, torch.device("cpu") if cpu else torch.device("cuda"))
-    accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no",
-                              log_with=list(cfg.train.report_to) or None, project_dir=cfg.output_dir)
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision="bf16" if bf16 else "no",
+        log_with=list(cfg.train.report_to) or None,
+        project_dir=cfg.output_dir,
+    )
     if accelerator.num_processes > 1:
         setup.destroy_gloo_group_at_exit()
     return accelerator
@@ -100,8 +104,15 @@ def _objective(cfg: Any) -> tuple[Algorithm, ObjectiveSpec, Any]:
     return algo, get_objective(algo.objective), objective_params(algo, cfg.objective.params)
 
 
-def _reference(mode: str, cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Module,
-               passes: list[list[Any]], batches: Callable[[list[Any]], Iterator[ExampleBatch]]) -> Reference:
+def _reference(
+    mode: str,
+    cfg: Any,
+    acc: Any,
+    scorer: SequenceScorer,
+    policy: torch.nn.Module,
+    passes: list[list[Any]],
+    batches: Callable[[list[Any]], Iterator[ExampleBatch]],
+) -> Reference:
     """The reference policy of ``mode``. ``passes`` (train and eval examples) are what a cache must cover."""
     train = cfg.train
     if mode == "none":
@@ -123,12 +134,24 @@ def _initial_policy(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn
     if is_peft(policy) and not adapters_are_identity(policy):
         return AdapterDisabledReference(scorer, acc.autocast)
     training_graph = is_compiled(policy) and not has_active_dropout(policy)
-    return FrozenCopyReference(policy, scorer.chunked_head, cfg.train.logprob_chunk_size, acc.autocast,
-                               copy=False, training_graph=training_graph)
+    return FrozenCopyReference(
+        policy,
+        scorer.chunked_head,
+        cfg.train.logprob_chunk_size,
+        acc.autocast,
+        copy=False,
+        training_graph=training_graph,
+    )
 
 
-def _cached_reference(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Module,
-                      passes: list[list[Any]], batches: Callable[[list[Any]], Iterator[ExampleBatch]]) -> CachedReference:
+def _cached_reference(
+    cfg: Any,
+    acc: Any,
+    scorer: SequenceScorer,
+    policy: torch.nn.Module,
+    passes: list[list[Any]],
+    batches: Callable[[list[Any]], Iterator[ExampleBatch]],
+) -> CachedReference:
     """Score every (row, completion slot) once with the initial policy — before any update or checkpoint
     load — and keep the table in ``output_dir/reference_logprobs.safetensors`` (reused when the data match)."""
     from safetensors import safe_open
@@ -143,8 +166,11 @@ def _cached_reference(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.
         if stored == fingerprint:
             return CachedReference(load_file(str(path))["table"])
     if cfg.train.resume and not is_peft(policy) and any((Path(cfg.output_dir) / "checkpoints").glob("step-*")):
-        raise CheckpointError("resuming full fine-tuning with a cached reference needs the run's own reference "
-                              "log-probs (the initial weights are gone)", file=str(path))
+        raise CheckpointError(
+            "resuming full fine-tuning with a cached reference needs the run's own reference "
+            "log-probs (the initial weights are gone)",
+            file=str(path),
+        )
     source = _initial_policy(cfg, acc, scorer, policy)
     rows = max(ex.index for ex in everything) + 1
     table = build_reference_table(source, (b.to(acc.device) for part in passes for b in batches(part)), rows)
@@ -166,13 +192,24 @@ def _merge_tables(acc: Any, table: torch.Tensor) -> torch.Tensor:
     return torch.where(filled > 0, table.double() / filled.clamp_min(1), torch.nan).float()
 
 
-def _policy_now(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Module,
-                batches: Callable[[list[Any]], Iterator[ExampleBatch]]) -> Callable[[list[Any]], torch.Tensor]:
+def _policy_now(
+    cfg: Any,
+    acc: Any,
+    scorer: SequenceScorer,
+    policy: torch.nn.Module,
+    batches: Callable[[list[Any]], Iterator[ExampleBatch]],
+) -> Callable[[list[Any]], torch.Tensor]:
     """Scores a round's pairs with the policy as it is now (eval mode, adapters on, no grad): the round's
     previous-iterate reference π_t, exact because π_t does not change during the round."""
     training_graph = is_compiled(policy) and not has_active_dropout(policy)
-    source = FrozenCopyReference(policy, scorer.chunked_head, cfg.train.logprob_chunk_size, acc.autocast,
-                                 copy=False, training_graph=training_graph)
+    source = FrozenCopyReference(
+        policy,
+        scorer.chunked_head,
+        cfg.train.logprob_chunk_size,
+        acc.autocast,
+        copy=False,
+        training_graph=training_graph,
+    )
 
     def score(examples: list[Any]) -> torch.Tensor:
         table = build_reference_table(source, (b.to(acc.device) for b in batches(examples)), len(examples))
@@ -186,8 +223,9 @@ def _policy_now(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Mod
     return score
 
 
-def annotator_ids(records: list[Any], examples: list[Any], eval_records: list[Any] | None, eval_examples: list[Any],
-                  data: Any) -> tuple[list[Any], list[Any]]:
+def annotator_ids(
+    records: list[Any], examples: list[Any], eval_records: list[Any] | None, eval_examples: list[Any], data: Any
+) -> tuple[list[Any], list[Any]]:
     """Each example with its annotator's index among the training data's sorted annotator names; a pair without
     an annotator (or an eval pair whose annotator never labelled training data) is a one-line DataError."""
     from ..errors import DataError
@@ -195,8 +233,12 @@ def annotator_ids(records: list[Any], examples: list[Any], eval_records: list[An
     def name(record: Any, row: int, what: str, source: str | None) -> str:
         who = getattr(record, "annotator", None)
         if not who:
-            raise DataError(f"{what}: a mixture reward model (maxmin_em) needs the annotator of every pair",
-                            file=source, row=row, field="annotator")
+            raise DataError(
+                f"{what}: a mixture reward model (maxmin_em) needs the annotator of every pair",
+                file=source,
+                row=row,
+                field="annotator",
+            )
         return str(who)
 
     ids = {a: i for i, a in enumerate(sorted({name(r, i, "training data", data.path) for i, r in enumerate(records)}))}
@@ -207,8 +249,12 @@ def annotator_ids(records: list[Any], examples: list[Any], eval_records: list[An
         row = ex.index - offset
         who = name(eval_records[row], row, "eval data", data.eval_path or data.path)  # type: ignore[index]
         if who not in ids:
-            raise DataError(f"eval data: annotator '{who}' labelled no training pair, so no group is known for it",
-                            file=data.eval_path or data.path, row=row, field="annotator")
+            raise DataError(
+                f"eval data: annotator '{who}' labelled no training pair, so no group is known for it",
+                file=data.eval_path or data.path,
+                row=row,
+                field="annotator",
+            )
         held.append(replace(ex, annotator=ids[who]))
     return train, held
 
@@ -226,8 +272,15 @@ def _suite_gold(cfg: Any, records: Any) -> Any:
     return GoldJudge(tasks).score_batch
 
 
-def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_records: Any = None,
-                model: Any = None, tokenizer: Any = None) -> Parts:
+def build_parts(
+    cfg: Any,
+    *,
+    judge: Any = None,
+    records: Any = None,
+    eval_records: Any = None,
+    model: Any = None,
+    tokenizer: Any = None,
+) -> Parts:
     """Build every part of a run from ``cfg`` (see :func:`preflab.training.train`)."""
     from accelerate.utils import set_seed
 
@@ -239,8 +292,11 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     previous_iterate = kind == "iterative" and cfg.iterative.reference == "previous_iterate"
     # INPO and DNO take π_t as an anchor *and* π_ref: reference.mode says how π_ref is kept
     anchored = previous_iterate and spec.inputs == "iterative_pair"
-    mode = ("previous_iterate" if previous_iterate and not anchored
-            else setup.reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, kind))
+    mode = (
+        "previous_iterate"
+        if previous_iterate and not anchored
+        else setup.reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, kind)
+    )
     if kind == "rollout" and params.beta == 0 and params.kl_target is None and cfg.reference.mode == "auto":
         mode = "none"  # no KL term: no reference to keep (TRL's GRPO default, β = 0)
     judge_from_cfg = kind in SAMPLED and judge is None
@@ -252,8 +308,16 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
             records = task_prompts
     records, eval_records = setup.load_records(cfg, spec, records, eval_records, kind)
     # before the model changes (LoRA) and before anything is written to output_dir
-    start = start_run(cfg, records, eval_records, model, judge if kind in SAMPLED else None,
-                      is_main=acc.is_main_process, barrier=acc.wait_for_everyone, log=acc.print)
+    start = start_run(
+        cfg,
+        records,
+        eval_records,
+        model,
+        judge if kind in SAMPLED else None,
+        is_main=acc.is_main_process,
+        barrier=acc.wait_for_everyone,
+        log=acc.print,
+    )
     reward = algo.model == REWARD  # a reward model: the same loop, a scorer that reads rewards instead of log-probs
     policy, tok = setup.load_policy(cfg, model, tokenizer, reward=reward, head=reward_head(algo, cfg))
     if train.compile:  # before any forward: the cached reference must be scored by the same kernels
@@ -262,10 +326,12 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         # compiled kernels persist with preflab's other caches (not /tmp): a later run's compile is ~3x shorter
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
         if not compile_blocks(policy, memory_budget=train.compile_memory_budget):
-            raise ConfigError(f"train.compile: no repeated decoder blocks found in {type(policy).__name__}",
-                              field="train.compile")
-    tk = Tokenizer(tok, TokenizeOptions(train.max_length, train.max_prompt_length, train.truncation,
-                                        train.chat_template))
+            raise ConfigError(
+                f"train.compile: no repeated decoder blocks found in {type(policy).__name__}", field="train.compile"
+            )
+    tk = Tokenizer(
+        tok, TokenizeOptions(train.max_length, train.max_prompt_length, train.truncation, train.chat_template)
+    )
     with_kl = spec.inputs == "unpaired"  # KTO's reference point z needs mismatched (x, y') partners
     examples, stats = ([], None) if kind in SAMPLED else tokenize_records(records, tk)
     eval_examples: list[Any] = []
@@ -282,65 +348,131 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
     if spec.inputs == "group_pairs":  # a mixture over annotator groups: every pair names its annotator
         examples, eval_examples = annotator_ids(records, examples, eval_records, eval_examples, cfg.data)
 
-    scorer: Any = (RewardScorer(policy) if reward
-                   else SequenceScorer(policy, train.chunked_lm_head, train.logprob_chunk_size))
+    scorer: Any = (
+        RewardScorer(policy) if reward else SequenceScorer(policy, train.chunked_lm_head, train.logprob_chunk_size)
+    )
     base_scorer = scorer
     if kind == "rollout" and algo.objective == "ppo":  # PPO's critic: a value head on the shared trunk
         from ..models.value import ValueHead
 
-        scorer.value_head = ValueHead(policy.config.hidden_size, params.value_head, params.num_bins, params.v_min,
-                                      params.v_max)
+        scorer.value_head = ValueHead(
+            policy.config.hidden_size, params.value_head, params.num_bins, params.v_min, params.v_max
+        )
     example_kind = EXAMPLE_KINDS[spec.inputs]
     optimizer = setup.build_optimizer(scorer, train)
     scorer, optimizer = acc.prepare(scorer, optimizer)
     eval_bs = train.eval_batch_size or train.batch_size
 
     def batches(items: list[Any]) -> Iterator[ExampleBatch]:
-        return eval_batches(items, example_kind, eval_bs, layout=train.layout, pad_id=tok.pad_token_id,
-                            world_size=acc.num_processes, rank=acc.process_index, with_kl=with_kl)
+        return eval_batches(
+            items,
+            example_kind,
+            eval_bs,
+            layout=train.layout,
+            pad_id=tok.pad_token_id,
+            world_size=acc.num_processes,
+            rank=acc.process_index,
+            with_kl=with_kl,
+        )
 
     round_reference = PreviousIterateReference() if previous_iterate else None
     ref_holder: dict[str, Reference] = {}  # the run's π_ref, for samplers built before it (Nash-MD, XPO)
     if kind == "online":
         xpo = spec.inputs == "xpo_pair"
         schedule: Schedule = OnlineSchedule(
-            prompts_of(records), _sampler(cfg, acc, scorer, tok), judge, tk, train.batch_size, seed=cfg.seed,
-            layout=train.layout, world_size=acc.num_processes, rank=acc.process_index,
-            soft_labels=cfg.online.soft_labels, samples_per_prompt=2 if xpo else cfg.online.samples_per_prompt,
-            pairs=cfg.online.pairs, gold=_suite_gold(cfg, records),
-            explore_fn=_mixture_sampler(cfg, acc, scorer, tok, ref_holder, 1.0) if xpo else None)
+            prompts_of(records),
+            _sampler(cfg, acc, scorer, tok),
+            judge,
+            tk,
+            train.batch_size,
+            seed=cfg.seed,
+            layout=train.layout,
+            world_size=acc.num_processes,
+            rank=acc.process_index,
+            soft_labels=cfg.online.soft_labels,
+            samples_per_prompt=2 if xpo else cfg.online.samples_per_prompt,
+            pairs=cfg.online.pairs,
+            gold=_suite_gold(cfg, records),
+            explore_fn=_mixture_sampler(cfg, acc, scorer, tok, ref_holder, 1.0) if xpo else None,
+        )
     elif kind == "self_play":
         it = cfg.iterative
         game = {table.GEOMETRIC_MIXTURE: "nash_md", table.PROX_SNAPSHOTS: "nash_mp", table.NONE: "spo"}[algo.reference]
         snapshots = Snapshots(policy) if game == "nash_mp" else None
         score = _policy_now(cfg, acc, base_scorer, policy, batches) if game == "nash_mp" else None
         schedule = SelfPlaySchedule(
-            prompts_of(records), _sampler(cfg, acc, scorer, tok), judge, tk, train.batch_size, game=game,
-            rounds=it.rounds, samples_per_prompt=it.samples_per_prompt, grad_accum=train.grad_accum,
-            prompts_per_round=it.prompts_per_round, steps_per_round=it.steps_per_round,
-            opponent_fn=(_mixture_sampler(cfg, acc, scorer, tok, ref_holder, it.mixture_coef)
-                         if game == "nash_md" else None),
-            snapshots=snapshots, score_fn=(lambda batch: score.sequences(batch)) if score is not None else None,
-            seed=cfg.seed, layout=train.layout, world_size=acc.num_processes, rank=acc.process_index)
+            prompts_of(records),
+            _sampler(cfg, acc, scorer, tok),
+            judge,
+            tk,
+            train.batch_size,
+            game=game,
+            rounds=it.rounds,
+            samples_per_prompt=it.samples_per_prompt,
+            grad_accum=train.grad_accum,
+            prompts_per_round=it.prompts_per_round,
+            steps_per_round=it.steps_per_round,
+            opponent_fn=(
+                _mixture_sampler(cfg, acc, scorer, tok, ref_holder, it.mixture_coef) if game == "nash_md" else None
+            ),
+            snapshots=snapshots,
+            score_fn=(lambda batch: score.sequences(batch)) if score is not None else None,
+            seed=cfg.seed,
+            layout=train.layout,
+            world_size=acc.num_processes,
+            rank=acc.process_index,
+        )
     elif kind == "iterative":
         it = cfg.iterative
         schedule = IterativeSchedule(
-            prompts_of(records), _sampler(cfg, acc, scorer, tok), judge, tk, train.batch_size, rounds=it.rounds,
-            samples_per_prompt=it.samples_per_prompt, grad_accum=train.grad_accum,
-            prompts_per_round=it.prompts_per_round, steps_per_round=it.steps_per_round, pairs=it.pairs,
-            soft_labels=cfg.online.soft_labels, reference=round_reference,
+            prompts_of(records),
+            _sampler(cfg, acc, scorer, tok),
+            judge,
+            tk,
+            train.batch_size,
+            rounds=it.rounds,
+            samples_per_prompt=it.samples_per_prompt,
+            grad_accum=train.grad_accum,
+            prompts_per_round=it.prompts_per_round,
+            steps_per_round=it.steps_per_round,
+            pairs=it.pairs,
+            soft_labels=cfg.online.soft_labels,
+            reference=round_reference,
             score_fn=_policy_now(cfg, acc, base_scorer, policy, batches) if previous_iterate else None,
-            seed=cfg.seed, layout=train.layout, world_size=acc.num_processes, rank=acc.process_index)
+            seed=cfg.seed,
+            layout=train.layout,
+            world_size=acc.num_processes,
+            rank=acc.process_index,
+        )
     elif kind == "rollout":
         from .rollouts import make_rollout_schedule
 
         built: list[Reference] = []  # the reference is built below; the schedule's first rollout comes later
-        schedule = make_rollout_schedule(cfg, acc, scorer, lambda: built[0], tok, tk, judge, prompts_of(records),
-                                         algo.name, params, from_config=judge_from_cfg)
+        schedule = make_rollout_schedule(
+            cfg,
+            acc,
+            scorer,
+            lambda: built[0],
+            tok,
+            tk,
+            judge,
+            prompts_of(records),
+            algo.name,
+            params,
+            from_config=judge_from_cfg,
+        )
     else:
-        schedule = OfflineSchedule(examples, example_kind, train.batch_size, seed=cfg.seed, layout=train.layout,
-                                   pad_id=tok.pad_token_id, world_size=acc.num_processes,
-                                   rank=acc.process_index, with_kl=with_kl)
+        schedule = OfflineSchedule(
+            examples,
+            example_kind,
+            train.batch_size,
+            seed=cfg.seed,
+            layout=train.layout,
+            pad_id=tok.pad_token_id,
+            world_size=acc.num_processes,
+            rank=acc.process_index,
+            with_kl=with_kl,
+        )
     if isinstance(schedule, IterativeSchedule | SelfPlaySchedule):
         total = schedule.total_steps
     else:
@@ -370,15 +502,29 @@ def build_parts(cfg: Any, *, judge: Any = None, records: Any = None, eval_record
         frozen = reference.initial if isinstance(reference, AnchoredReference) else reference
         casts = [FrozenCasts(policy), FrozenCasts(frozen.scorer.model)]
     return Parts(
-        accelerator=acc, spec=spec, params=params, policy=policy, tokenizer=tok, scorer=scorer,
-        trainable=[p for p in scorer.parameters() if p.requires_grad], optimizer=optimizer,
-        lr_scheduler=setup.build_scheduler(optimizer.optimizer, train, total), schedule=schedule,
-        reference=reference, total_steps=total, eval_batches=lambda: batches(eval_examples),
-        has_eval=bool(eval_examples), tokenize_stats=stats, casts=casts, start=start)
+        accelerator=acc,
+        spec=spec,
+        params=params,
+        policy=policy,
+        tokenizer=tok,
+        scorer=scorer,
+        trainable=[p for p in scorer.parameters() if p.requires_grad],
+        optimizer=optimizer,
+        lr_scheduler=setup.build_scheduler(optimizer.optimizer, train, total),
+        schedule=schedule,
+        reference=reference,
+        total_steps=total,
+        eval_batches=lambda: batches(eval_examples),
+        has_eval=bool(eval_examples),
+        tokenize_stats=stats,
+        casts=casts,
+        start=start,
+    )
 
 
-def _mixture_sampler(cfg: Any, acc: Any, scorer: Any, tok: Any, holder: dict[str, Reference],
-                     mix: float) -> Callable[[list[Any], int], list[Any]]:
+def _mixture_sampler(
+    cfg: Any, acc: Any, scorer: Any, tok: Any, holder: dict[str, Reference], mix: float
+) -> Callable[[list[Any], int], list[Any]]:
     """One completion per prompt from the per-token geometric mixture π^{1−m} π_ref^{m} of the policy now and
     the run's π_ref (:mod:`preflab.generation.mixture`): Nash-MD's opponents, and with m = 1 XPO's π_ref
     samples. π_ref is the LoRA policy with its adapters off, or the frozen copy."""
@@ -395,15 +541,26 @@ def _mixture_sampler(cfg: Any, acc: Any, scorer: Any, tok: Any, holder: dict[str
         elif isinstance(ref, FrozenCopyReference):
             reference, context = ref.scorer.model, None
         else:  # pragma: no cover - the table gives these algorithms a reference
-            raise ConfigError("sampling from π_ref needs reference.mode adapters_disabled or frozen_copy",
-                              field="reference.mode")
+            raise ConfigError(
+                "sampling from π_ref needs reference.mode adapters_disabled or frozen_copy", field="reference.mode"
+            )
         was_training = model.training
         model.eval()
         try:
-            params = SamplingParams(max_new_tokens=online.max_new_tokens, temperature=online.temperature,
-                                    top_p=online.top_p, seed=seed, n=1, bf16=acc.mixed_precision == "bf16")
-            return [c[0] for c in sample_mixture(model, tok, prompts, params, mix=mix, reference=reference,
-                                                 reference_context=context)]
+            params = SamplingParams(
+                max_new_tokens=online.max_new_tokens,
+                temperature=online.temperature,
+                top_p=online.top_p,
+                seed=seed,
+                n=1,
+                bf16=acc.mixed_precision == "bf16",
+            )
+            return [
+                c[0]
+                for c in sample_mixture(
+                    model, tok, prompts, params, mix=mix, reference=reference, reference_context=context
+                )
+            ]
         finally:
             model.train(was_training)
 
@@ -422,8 +579,14 @@ def _sampler(cfg: Any, acc: Any, scorer: Any, tok: Any) -> Callable[..., list[li
         was_training = model.training
         model.eval()
         try:
-            params = SamplingParams(max_new_tokens=online.max_new_tokens, temperature=online.temperature,
-                                    top_p=online.top_p, seed=seed, n=n, bf16=acc.mixed_precision == "bf16")
+            params = SamplingParams(
+                max_new_tokens=online.max_new_tokens,
+                temperature=online.temperature,
+                top_p=online.top_p,
+                seed=seed,
+                n=n,
+                bf16=acc.mixed_precision == "bf16",
+            )
             return sample(model, tok, prompts, params)
         finally:
             model.train(was_training)

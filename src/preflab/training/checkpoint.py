@@ -156,8 +156,10 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             tensors[f"cuda.{i}"] = s
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    plain = {"python": [version, list(internal), gauss],
-             "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    plain = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
     return tensors, plain
 
 
@@ -175,10 +177,20 @@ def set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> No
 # ---------------------------------------------------------------- save / load
 
 
-def save_checkpoint(root: Path, step: int, *, model_state: dict[str, torch.Tensor], optimizer: Any,
-                    scheduler: Any, state: dict[str, Any], rank: int = 0, is_main: bool = True,
-                    barrier: Any = None, keep_last: int = 2,
-                    schedule_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    root: Path,
+    step: int,
+    *,
+    model_state: dict[str, torch.Tensor],
+    optimizer: Any,
+    scheduler: Any,
+    state: dict[str, Any],
+    rank: int = 0,
+    is_main: bool = True,
+    barrier: Any = None,
+    keep_last: int = 2,
+    schedule_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """Write checkpoint ``step`` atomically (every process calls this; ``barrier()`` syncs them).
     ``schedule_tensors`` (the same on every process) go to ``schedule.safetensors``."""
     barrier = barrier or (lambda: None)
@@ -196,8 +208,11 @@ def save_checkpoint(root: Path, step: int, *, model_state: dict[str, torch.Tenso
         _save_tensors(tmp / f"rng-rank{rank}.safetensors", rng_tensors)
         _write_json(tmp / f"rng-rank{rank}.json", rng_plain)
         if is_main:
-            _save_tensors(tmp / "model.safetensors", {k: v.float() if v.is_floating_point() else v
-                                                      for k, v in model_state.items()}, {"format": "pt"})
+            _save_tensors(
+                tmp / "model.safetensors",
+                {k: v.float() if v.is_floating_point() else v for k, v in model_state.items()},
+                {"format": "pt"},
+            )
             opt_tensors, opt_plain = optimizer_to_files(optimizer.state_dict())
             _save_tensors(tmp / "optimizer.safetensors", opt_tensors)
             _write_json(tmp / "optimizer.json", opt_plain)
@@ -306,8 +321,9 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"damaged safetensors file ({exc})", file=str(path)) from None
 
 
-def load_checkpoint(path: Path, *, optimizer: Any, scheduler: Any, rank: int = 0,
-                    verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(
+    path: Path, *, optimizer: Any, scheduler: Any, rank: int = 0, verify: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Restore optimizer, scheduler and this process's RNG; return (model tensors, state dict).
 
     ``verify`` checks every file against its checksum first (skip it only for a checkpoint
@@ -326,6 +342,10 @@ def load_checkpoint(path: Path, *, optimizer: Any, scheduler: Any, rank: int = 0
     if rank < int(state.get("world_size", 1)):
         set_rng_state(_load_tensors(rng_file), _read_json(path / f"rng-rank{rank}.json"))
     else:
-        warnings.warn(f"{path}: written by {state.get('world_size')} processes, so process {rank} has no saved "
-                      "RNG state; its generators keep the seed's", PreflabWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: written by {state.get('world_size')} processes, so process {rank} has no saved "
+            "RNG state; its generators keep the seed's",
+            PreflabWarning,
+            stacklevel=2,
+        )
     return model_state, state

@@ -18,8 +18,15 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from ..errors import PreflabError
 from ..sections import Section
 
-SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-              "inverse_sqrt")
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 
 
@@ -33,40 +40,90 @@ class TrainConfig(Section):
     epochs: float = Field(1.0, gt=0, description="Passes over the dataset (offline) when max_steps is unset.")
     warmup_steps: int | None = Field(None, ge=0, description="Linear warm-up steps; overrides warmup_ratio.")
     warmup_ratio: float = Field(0.1, ge=0, le=1, description="Warm-up as a fraction of the total steps.")
-    scheduler: Literal[SCHEDULERS] = Field("linear", description="Learning-rate schedule after warm-up (transformers names).")  # type: ignore[valid-type]
+    scheduler: Literal[SCHEDULERS] = Field(
+        "linear", description="Learning-rate schedule after warm-up (transformers names)."
+    )  # type: ignore[valid-type]
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not applied to biases and norms).")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW (β1, β2).")
     adam_eps: float = Field(1e-8, gt=0, description="AdamW ε.")
-    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this; null = no clipping.")
-    bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast with fp32 master weights; auto = where the hardware has bf16.")
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, description="Clip the global gradient norm to this; null = no clipping."
+    )
+    bf16: bool | Literal["auto"] = Field(
+        "auto", description="bf16 autocast with fp32 master weights; auto = where the hardware has bf16."
+    )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
-    compile: bool = Field(False, description="torch.compile each decoder block (regional compilation); a one-off compile of 1–2 min that pays off over long runs (docs/performance.md).")
-    compile_memory_budget: float = Field(0.8, gt=0, le=1, description="With compile: the share of saved activations the compiled backward keeps (below 1 recomputes cheap ops; docs/performance.md).")
+    compile: bool = Field(
+        False,
+        description=(
+            "torch.compile each decoder block (regional compilation); a one-off compile of 1–2 min that pays off "
+            "over long runs (docs/performance.md)."
+        ),
+    )
+    compile_memory_budget: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description=(
+            "With compile: the share of saved activations the compiled backward keeps (below 1 recomputes cheap "
+            "ops; docs/performance.md)."
+        ),
+    )
     max_length: int = Field(1024, ge=2, description="Max tokens of prompt + completion.")
-    max_prompt_length: int | None = Field(None, ge=1, description="Max prompt tokens (keep_end cuts to this); null = max_length // 2 when cutting.")
-    truncation: Literal["keep_end", "skip", "error"] = Field("keep_end", description="Rows longer than max_length: cut (prompt's end kept), skip (counted), or error.")
-    chat_template: bool | None = Field(None, description="Render through the tokenizer's chat template; null = when it has one.")
-    layout: Literal["padded", "packed", "prefix_shared"] = Field("padded", description="Batch layout: padded rows, padding-free packing, or one shared prompt per pair.")
-    chunked_lm_head: bool | Literal["auto"] = Field("auto", description="Apply the lm-head in chunks only where completion tokens are (no full logits).")
+    max_prompt_length: int | None = Field(
+        None, ge=1, description="Max prompt tokens (keep_end cuts to this); null = max_length // 2 when cutting."
+    )
+    truncation: Literal["keep_end", "skip", "error"] = Field(
+        "keep_end", description="Rows longer than max_length: cut (prompt's end kept), skip (counted), or error."
+    )
+    chat_template: bool | None = Field(
+        None, description="Render through the tokenizer's chat template; null = when it has one."
+    )
+    layout: Literal["padded", "packed", "prefix_shared"] = Field(
+        "padded", description="Batch layout: padded rows, padding-free packing, or one shared prompt per pair."
+    )
+    chunked_lm_head: bool | Literal["auto"] = Field(
+        "auto", description="Apply the lm-head in chunks only where completion tokens are (no full logits)."
+    )
     logprob_chunk_size: int = Field(1024, ge=1, description="Rows per chunk of the lm-head / logsumexp.")
-    eval_every: int = Field(0, ge=0, description="Evaluate every N optimizer steps (0 = only at the end, when there is eval data).")
+    eval_every: int = Field(
+        0, ge=0, description="Evaluate every N optimizer steps (0 = only at the end, when there is eval data)."
+    )
     eval_batch_size: int | None = Field(None, ge=1, description="Eval micro-batch size; null = batch_size.")
     log_every: int = Field(1, ge=1, description="Write train metrics every N optimizer steps.")
-    save_every: int = Field(0, ge=0, description="Checkpoint every N optimizer steps (0 = never, the final model is always saved).")
+    save_every: int = Field(
+        0, ge=0, description="Checkpoint every N optimizer steps (0 = never, the final model is always saved)."
+    )
     keep_last: int = Field(2, ge=1, description="Checkpoints kept on disk (older ones are deleted).")
-    resume: bool | Literal["fork", "auto"] = Field(False, description="true: continue the run in output_dir (refused if its provenance differs); fork: new run from its weights; auto: continue or set it aside.")
+    resume: bool | Literal["fork", "auto"] = Field(
+        False,
+        description=(
+            "true: continue the run in output_dir (refused if its provenance differs); fork: new run from its "
+            "weights; auto: continue or set it aside."
+        ),
+    )
     save_final: bool = Field(True, description="Save the final model as a Hugging Face directory output_dir/final.")
-    merge_lora: bool = Field(True, description="Merge LoRA adapters into the final model (false = save the adapter only).")
+    merge_lora: bool = Field(
+        True, description="Merge LoRA adapters into the final model (false = save the adapter only)."
+    )
     progress: bool = Field(True, description="Show a rich progress bar.")
-    report_to: list[Literal[TRACKERS]] = Field(default_factory=list, description="Extra trackers through Accelerate: tensorboard, wandb, mlflow.")  # type: ignore[valid-type]
+    report_to: list[Literal[TRACKERS]] = Field(
+        default_factory=list, description="Extra trackers through Accelerate: tensorboard, wandb, mlflow."
+    )  # type: ignore[valid-type]
     project_name: str = Field("preflab", description="Tracker project / experiment name.")
 
 
 class ObjectiveConfig(Section):
     """The algorithm's objective: its parameters, and (in old configs) the algorithm's name."""
 
-    name: str | None = Field(None, description="Without algorithm: selects the algorithm of this name; resolved to the algorithm's objective.")
-    params: dict[str, Any] = Field(default_factory=dict, description="The objective's parameters (its params dataclass), over the algorithm's defaults.")
+    name: str | None = Field(
+        None,
+        description="Without algorithm: selects the algorithm of this name; resolved to the algorithm's objective.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The objective's parameters (its params dataclass), over the algorithm's defaults.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -93,7 +150,9 @@ def make_params(name: str, params: dict[str, Any]) -> Any:
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ValueError(f"unknown parameter '{key}' of objective '{name}'{hint} (valid: {', '.join(valid) or 'none'})")
+            raise ValueError(
+                f"unknown parameter '{key}' of objective '{name}'{hint} (valid: {', '.join(valid) or 'none'})"
+            )
     try:
         return TypeAdapter(cls).validate_python(params)
     except ValidationError as err:
@@ -111,30 +170,64 @@ class LoraSection(Section):
     r: int = Field(16, ge=1, description="Adapter rank.")
     alpha: float = Field(32.0, gt=0, description="Scaling α (the update is α/r · BA).")
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
-    target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters: 'all-linear' or names.")
-    modules_to_save: list[str] | None = Field(None, description="Extra modules trained in full and saved (e.g. lm_head).")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Modules that get adapters: 'all-linear' or names."
+    )
+    modules_to_save: list[str] | None = Field(
+        None, description="Extra modules trained in full and saved (e.g. lm_head)."
+    )
 
 
 class ReferenceSection(Section):
     """The reference policy π_ref."""
 
     mode: Literal["auto", "adapters_disabled", "frozen_copy", "cached", "none"] = Field(
-        "auto", description="auto = none for reference-free objectives, adapters_disabled with LoRA, else frozen_copy.")
+        "auto", description="auto = none for reference-free objectives, adapters_disabled with LoRA, else frozen_copy."
+    )
 
 
 class OnlineSection(Section):
     """Online schedule: sample two completions per prompt from the current policy, judge, train on the pair."""
 
     max_new_tokens: int = Field(64, ge=1, description="Tokens sampled per completion.")
-    temperature: float = Field(0.9, gt=0, description="Sampling temperature (must be > 0: two different samples are needed).")
+    temperature: float = Field(
+        0.9, gt=0, description="Sampling temperature (must be > 0: two different samples are needed)."
+    )
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
-    soft_labels: bool = Field(False, description="Train on the judge's probability as a soft label instead of a hard one.")
-    judge: str = Field("gold", description="Registered judge used when train() is given none (preflab.feedback.JUDGES): gold = the task suite's scorers.")
-    judge_args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the judge (e.g. model: PATH, temperature: 0.5, pool: noisy).")
-    tasks: str = Field("default", description="Task suite (or family) whose prompts are trained on when there is no data; gold/annotator judges score them.")
+    soft_labels: bool = Field(
+        False, description="Train on the judge's probability as a soft label instead of a hard one."
+    )
+    judge: str = Field(
+        "gold",
+        description=(
+            "Registered judge used when train() is given none (preflab.feedback.JUDGES): gold = the task suite's "
+            "scorers."
+        ),
+    )
+    judge_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of the judge (e.g. model: PATH, temperature: 0.5, pool: noisy).",
+    )
+    tasks: str = Field(
+        "default",
+        description=(
+            "Task suite (or family) whose prompts are trained on when there is no data; gold/annotator judges "
+            "score them."
+        ),
+    )
     num_prompts: int = Field(64, ge=1, description="Tasks drawn from the suite.")
-    samples_per_prompt: int = Field(2, ge=2, description="Online pair algorithms: completions sampled per prompt; above 2, every pair of a prompt's samples is judged and online.pairs picks the pairs trained on.")
-    pairs: Literal["best_worst", "all"] = Field("best_worst", description="With samples_per_prompt > 2: highest vs lowest estimated win rate, or every pair of samples.")
+    samples_per_prompt: int = Field(
+        2,
+        ge=2,
+        description=(
+            "Online pair algorithms: completions sampled per prompt; above 2, every pair of a prompt's samples "
+            "is judged and online.pairs picks the pairs trained on."
+        ),
+    )
+    pairs: Literal["best_worst", "all"] = Field(
+        "best_worst",
+        description="With samples_per_prompt > 2: highest vs lowest estimated win rate, or every pair of samples.",
+    )
 
     @field_validator("judge")
     @classmethod
@@ -151,13 +244,35 @@ class IterativeSection(Section):
 
     Sampling (max_new_tokens, temperature, top_p), the judge and the prompts come from ``online:``."""
 
-    rounds: int = Field(3, ge=1, description="Rounds; round t samples from and (by default) is regularised towards π_t.")
-    samples_per_prompt: int = Field(4, ge=2, description="Completions K sampled per prompt and round; every pair of them is judged.")
-    prompts_per_round: int | None = Field(None, ge=1, description="Prompts of each round, taken in turn from the shuffled prompts; null = all of them.")
-    steps_per_round: int | None = Field(None, ge=1, description="Optimizer steps per round; null = one pass over the round's pairs.")
-    pairs: Literal["best_worst", "all"] = Field("best_worst", description="Pairs per prompt: highest vs lowest estimated win rate, or every pair of distinct samples.")
-    reference: Literal["previous_iterate", "initial"] = Field("previous_iterate", description="π_t of the round (the table's schedule) or the initial policy π_0 (iterative DPO only).")
-    mixture_coef: float = Field(0.5, ge=0, le=1, description="Nash-MD: the opponent's geometric mixture π^{1−m} π_ref^{m}, m = βη (0 = self-play against the policy, 1 = against π_ref).")
+    rounds: int = Field(
+        3, ge=1, description="Rounds; round t samples from and (by default) is regularised towards π_t."
+    )
+    samples_per_prompt: int = Field(
+        4, ge=2, description="Completions K sampled per prompt and round; every pair of them is judged."
+    )
+    prompts_per_round: int | None = Field(
+        None, ge=1, description="Prompts of each round, taken in turn from the shuffled prompts; null = all of them."
+    )
+    steps_per_round: int | None = Field(
+        None, ge=1, description="Optimizer steps per round; null = one pass over the round's pairs."
+    )
+    pairs: Literal["best_worst", "all"] = Field(
+        "best_worst",
+        description="Pairs per prompt: highest vs lowest estimated win rate, or every pair of distinct samples.",
+    )
+    reference: Literal["previous_iterate", "initial"] = Field(
+        "previous_iterate",
+        description="π_t of the round (the table's schedule) or the initial policy π_0 (iterative DPO only).",
+    )
+    mixture_coef: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "Nash-MD: the opponent's geometric mixture π^{1−m} π_ref^{m}, m = βη (0 = self-play against the "
+            "policy, 1 = against π_ref)."
+        ),
+    )
 
 
 class RolloutSection(Section):
@@ -165,19 +280,50 @@ class RolloutSection(Section):
     policy, rewards from online.judge, then epochs of minibatch steps. Sampling and prompts come from ``online:``."""
 
     group_size: int = Field(4, ge=1, description="Completions G sampled per prompt (RLOO and GRPO need at least 2).")
-    prompts_per_rollout: int = Field(4, ge=1, description="Prompts per rollout batch; the rollout holds prompts_per_rollout × group_size completions.")
-    epochs: int = Field(1, ge=1, description="Passes over each rollout batch (PPO epochs), in minibatches of train.batch_size × train.grad_accum completions.")
-    reward: Literal["score", "win_rate"] = Field("score", description="score: the judge's score; win_rate: the fraction of the prompt's other samples it beats (pairwise judges).")
-    reward_norm: Literal["none", "batch", "running"] = Field("none", description="Normalise scores before the estimator: over the rollout batch, or by running mean and std.")
-    truncated: Literal["keep", "mask", "penalize"] = Field("keep", description="Completions cut by max_new_tokens (no EOS): trained as they are, left out of the loss, or penalised.")
-    truncated_penalty: float = Field(1.0, ge=0, description="With truncated: penalize, subtracted from a cut completion's score.")
+    prompts_per_rollout: int = Field(
+        4,
+        ge=1,
+        description="Prompts per rollout batch; the rollout holds prompts_per_rollout × group_size completions.",
+    )
+    epochs: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Passes over each rollout batch (PPO epochs), in minibatches of train.batch_size × train.grad_accum "
+            "completions."
+        ),
+    )
+    reward: Literal["score", "win_rate"] = Field(
+        "score",
+        description=(
+            "score: the judge's score; win_rate: the fraction of the prompt's other samples it beats (pairwise judges)."
+        ),
+    )
+    reward_norm: Literal["none", "batch", "running"] = Field(
+        "none", description="Normalise scores before the estimator: over the rollout batch, or by running mean and std."
+    )
+    truncated: Literal["keep", "mask", "penalize"] = Field(
+        "keep",
+        description=(
+            "Completions cut by max_new_tokens (no EOS): trained as they are, left out of the loss, or penalised."
+        ),
+    )
+    truncated_penalty: float = Field(
+        1.0, ge=0, description="With truncated: penalize, subtracted from a cut completion's score."
+    )
     gold: bool = Field(True, description="Also log the task suite's gold reward when the judge is not the gold one.")
 
 
 class RewardSection(Section):
     """``reward:`` — the head of a reward model (algorithms that train one: bt_reward, gpm, maxmin_em)."""
 
-    head: Literal["scalar", "hl_gauss", "gpm", "mixture"] | None = Field(None, description="Reward head (preflab.models.reward_heads); null = the algorithm's: bt_reward scalar, gpm gpm, maxmin_em mixture.")
+    head: Literal["scalar", "hl_gauss", "gpm", "mixture"] | None = Field(
+        None,
+        description=(
+            "Reward head (preflab.models.reward_heads); null = the algorithm's: bt_reward scalar, gpm gpm, "
+            "maxmin_em mixture."
+        ),
+    )
     num_bins: int = Field(51, ge=2, description="hl_gauss: bins of the categorical head.")
     v_min: float = Field(-10.0, description="hl_gauss: lowest reward the bins cover.")
     v_max: float = Field(10.0, description="hl_gauss: highest reward the bins cover.")

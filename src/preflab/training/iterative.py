@@ -74,12 +74,28 @@ class IterativeSchedule(Schedule):
 
     kind = "pair"
 
-    def __init__(self, prompts: Sequence[Any], sample_fn: SampleFn, judge: Any, tokenizer: Tokenizer,
-                 batch_size: int, *, rounds: int, samples_per_prompt: int, grad_accum: int = 1,
-                 prompts_per_round: int | None = None, steps_per_round: int | None = None, pairs: str = "best_worst",
-                 soft_labels: bool = False, reference: PreviousIterateReference | None = None,
-                 score_fn: ScoreFn | None = None, seed: int = 0, layout: str = "padded", world_size: int = 1,
-                 rank: int = 0):
+    def __init__(
+        self,
+        prompts: Sequence[Any],
+        sample_fn: SampleFn,
+        judge: Any,
+        tokenizer: Tokenizer,
+        batch_size: int,
+        *,
+        rounds: int,
+        samples_per_prompt: int,
+        grad_accum: int = 1,
+        prompts_per_round: int | None = None,
+        steps_per_round: int | None = None,
+        pairs: str = "best_worst",
+        soft_labels: bool = False,
+        reference: PreviousIterateReference | None = None,
+        score_fn: ScoreFn | None = None,
+        seed: int = 0,
+        layout: str = "padded",
+        world_size: int = 1,
+        rank: int = 0,
+    ):
         if not prompts:
             raise DataError("the iterative schedule needs at least one prompt")
         if (reference is None) != (score_fn is None):
@@ -92,7 +108,9 @@ class IterativeSchedule(Schedule):
         self.rounds, self.k, self.pairs, self.soft_labels = rounds, samples_per_prompt, pairs, soft_labels
         self.per_round = min(prompts_per_round or len(self.prompts), len(self.prompts))
         self.reference, self.score_fn = reference, score_fn
-        self.pad_id = tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
+        self.pad_id = (
+            tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
+        )
         pairs_per_prompt = 1 if pairs == "best_worst" else self.k * (self.k - 1) // 2
         self.round_size = self.per_round * pairs_per_prompt
         self.steps_per_round = steps_per_round or math.ceil(self.round_size / (self.global_batch * grad_accum))
@@ -131,8 +149,7 @@ class IterativeSchedule(Schedule):
         samples = self.sample_fn(prompts, self.sampling_seed(t), self.k)
         if len(samples) != len(prompts) or any(len(s) != self.k for s in samples):
             raise ValueError(f"sample_fn must return {self.k} completions per prompt")
-        data = build_round(prompts, samples, self.judge, self.tokenizer, rule=self.pairs,
-                           soft_labels=self.soft_labels)
+        data = build_round(prompts, samples, self.judge, self.tokenizer, rule=self.pairs, soft_labels=self.soft_labels)
         if len(data.examples) != self.round_size:  # pragma: no cover - build_round makes a fixed number
             raise RuntimeError(f"round {t} has {len(data.examples)} pairs, expected {self.round_size}")
         self._set_round(t, data, self.score_fn(data.examples) if self.score_fn is not None else None)
@@ -169,9 +186,14 @@ class IterativeSchedule(Schedule):
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "type": "iterative", "position": self.position, "global_batch": self.global_batch,
-            "num_prompts": len(self.prompts), "seed": self.seed, "round": self.round,
-            "round_size": self.round_size, "steps_per_round": self.steps_per_round,
+            "type": "iterative",
+            "position": self.position,
+            "global_batch": self.global_batch,
+            "num_prompts": len(self.prompts),
+            "seed": self.seed,
+            "round": self.round,
+            "round_size": self.round_size,
+            "steps_per_round": self.steps_per_round,
         }
         if self.data is not None:
             state["metrics"] = dict(self.data.metrics)
@@ -179,12 +201,18 @@ class IterativeSchedule(Schedule):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        mine = {"global_batch": self.global_batch, "num_prompts": len(self.prompts), "round_size": self.round_size,
-                "steps_per_round": self.steps_per_round}
+        mine = {
+            "global_batch": self.global_batch,
+            "num_prompts": len(self.prompts),
+            "round_size": self.round_size,
+            "steps_per_round": self.steps_per_round,
+        }
         for key, value in mine.items():
             if state.get(key) != value:
-                raise DataError(f"checkpoint was written with {key}={state.get(key)}, this run has {value}; "
-                                "resume needs the same prompts, rounds and global batch size")
+                raise DataError(
+                    f"checkpoint was written with {key}={state.get(key)}, this run has {value}; "
+                    "resume needs the same prompts, rounds and global batch size"
+                )
         self.position = int(state["position"])
         tensors = state.get("tensors")
         if int(state.get("round", -1)) < 0 or not tensors:
@@ -214,7 +242,7 @@ def _unpack(tensors: dict[str, Tensor]) -> tuple[RoundData, Tensor | None]:
     ids = tensors["ids"].tolist()
     examples, at = [], 0
     for row, (lp, lc, lr) in enumerate(tensors["lengths"].tolist()):
-        prompt, chosen, rejected = ids[at:at + lp], ids[at + lp:at + lp + lc], ids[at + lp + lc:at + lp + lc + lr]
+        prompt, chosen, rejected = ids[at : at + lp], ids[at + lp : at + lp + lc], ids[at + lp + lc : at + lp + lc + lr]
         at += lp + lc + lr
         prob = float(tensors["prob"][row])
         examples.append(TokenizedExample(row, prompt, (chosen, rejected), prob=None if math.isnan(prob) else prob))

@@ -2,7 +2,8 @@
 
 The trainer implements the table's data schedules in :data:`LM_SCHEDULES` (a fixed dataset, pairs sampled
 and judged at every step, or rounds of sampling from π_t, judging and training) with the reference schedules
-in :data:`LM_REFERENCES` (the initial policy, the previous round's policy π_t, or none). :func:`resolve_algorithm` runs when a run config is validated and decides, from the table alone, what
+in :data:`LM_REFERENCES` (the initial policy, the previous round's policy π_t, or none). :func:`resolve_algorithm`
+runs when a run config is validated and decides, from the table alone, what
 the run trains:
 
 * ``algorithm: NAME`` names a row of the table; ``objective.params`` override its parameters.
@@ -32,8 +33,18 @@ from .. import algorithms as table
 from ..algorithms import ALGORITHMS, Algorithm, get_algorithm
 from ..errors import ConfigError
 
-__all__ = ["LM_REFERENCES", "LM_SCHEDULES", "REWARD_HEADS", "SAMPLED", "check_data", "check_iterative", "lm_schedule", "objective_params", "resolve_algorithm",
-           "reward_head"]
+__all__ = [
+    "LM_REFERENCES",
+    "LM_SCHEDULES",
+    "REWARD_HEADS",
+    "SAMPLED",
+    "check_data",
+    "check_iterative",
+    "lm_schedule",
+    "objective_params",
+    "resolve_algorithm",
+    "reward_head",
+]
 
 # The table's data schedules the LM trainer implements, and which of its schedules runs each.
 LM_SCHEDULES: dict[str, str] = {
@@ -45,8 +56,13 @@ LM_SCHEDULES: dict[str, str] = {
     table.ROLLOUTS: "rollout",
     table.POLICY_GRADIENT: "self_play",
 }
-LM_REFERENCES: tuple[str, ...] = (table.FIXED, table.PREVIOUS_ITERATE, table.GEOMETRIC_MIXTURE,
-                                  table.PROX_SNAPSHOTS, table.NONE)
+LM_REFERENCES: tuple[str, ...] = (
+    table.FIXED,
+    table.PREVIOUS_ITERATE,
+    table.GEOMETRIC_MIXTURE,
+    table.PROX_SNAPSHOTS,
+    table.NONE,
+)
 # the trainer's schedules whose data the policy samples during training
 SAMPLED = ("online", "iterative", "self_play", "rollout")
 
@@ -57,18 +73,29 @@ ACCEPTED_KINDS: dict[str, tuple[str, ...]] = {
     table.OFFLINE_UNPAIRED: ("pairs", "rankings", "unpaired"),
     table.OFFLINE_RANKINGS: ("rankings",),
 }
-_FORMAT_KIND = {"preference": "pairs", "implicit_preference": "pairs", "unpaired": "unpaired", "rated": "rankings",
-                "ranking": "rankings"}
+_FORMAT_KIND = {
+    "preference": "pairs",
+    "implicit_preference": "pairs",
+    "unpaired": "unpaired",
+    "rated": "rankings",
+    "ranking": "rankings",
+}
 
 
 def lm_schedule(algo: Algorithm, field: str = "algorithm") -> str:
     """``"offline"``, ``"online"`` or ``"iterative"``: the trainer's schedule for ``algo``; a ConfigError when
     it has none."""
     if not algo.on_lm:
-        where = (f"it runs on the exact testbed only (preflab testbed run -a {algo.name})" if algo.on_testbed
-                 else "it has no schedule yet")
-        raise ConfigError(f"algorithm '{algo.name}' ({algo.data} data, {algo.reference} reference) has no "
-                          f"language-model schedule yet; {where}", field=field)
+        where = (
+            f"it runs on the exact testbed only (preflab testbed run -a {algo.name})"
+            if algo.on_testbed
+            else "it has no schedule yet"
+        )
+        raise ConfigError(
+            f"algorithm '{algo.name}' ({algo.data} data, {algo.reference} reference) has no "
+            f"language-model schedule yet; {where}",
+            field=field,
+        )
     return LM_SCHEDULES[algo.data]
 
 
@@ -80,15 +107,18 @@ def check_data(algo: Algorithm, data: Any) -> None:
                 raise ConfigError(
                     f"algorithm '{algo.name}' trains on {table.DATA_SCHEDULES[algo.data]}, not on an offline "
                     f"dataset; remove data.{key} (prompts come from online.tasks) or pick an offline algorithm",
-                    field=f"data.{key}")
+                    field=f"data.{key}",
+                )
         return
     accepted = ACCEPTED_KINDS[algo.data]
     if data.kind is not None and data.kind not in accepted:
-        raise ConfigError(f"algorithm '{algo.name}' trains on {_kinds(accepted)}, not {data.kind}",
-                          field="data.kind")
+        raise ConfigError(f"algorithm '{algo.name}' trains on {_kinds(accepted)}, not {data.kind}", field="data.kind")
     if data.kind is None and data.format is not None and _FORMAT_KIND[data.format] not in accepted:
-        raise ConfigError(f"algorithm '{algo.name}' trains on {_kinds(accepted)}; format '{data.format}' holds "
-                          f"{_FORMAT_KIND[data.format]}", field="data.format")
+        raise ConfigError(
+            f"algorithm '{algo.name}' trains on {_kinds(accepted)}; format '{data.format}' holds "
+            f"{_FORMAT_KIND[data.format]}",
+            field="data.format",
+        )
 
 
 def check_iterative(algo: Algorithm, cfg: Any) -> None:
@@ -97,48 +127,77 @@ def check_iterative(algo: Algorithm, cfg: Any) -> None:
         _check_self_play(algo, cfg)
         return
     if algo.name == "xpo" and cfg.online.samples_per_prompt != 2:
-        raise ConfigError("algorithm 'xpo' pairs one answer of the policy with one of π_ref; set "
-                          "online.samples_per_prompt to 2", field="online.samples_per_prompt")
+        raise ConfigError(
+            "algorithm 'xpo' pairs one answer of the policy with one of π_ref; set online.samples_per_prompt to 2",
+            field="online.samples_per_prompt",
+        )
     if LM_SCHEDULES.get(algo.data) != "iterative":
         return
     from ..objectives import get_objective
 
     anchored = get_objective(algo.objective).inputs == "iterative_pair"  # π_t as an anchor besides π_ref
     if cfg.train.max_steps is not None:
-        raise ConfigError(f"algorithm '{algo.name}' trains iterative.rounds × iterative.steps_per_round steps; "
-                          "unset train.max_steps (set iterative.steps_per_round instead)", field="train.max_steps")
+        raise ConfigError(
+            f"algorithm '{algo.name}' trains iterative.rounds × iterative.steps_per_round steps; "
+            "unset train.max_steps (set iterative.steps_per_round instead)",
+            field="train.max_steps",
+        )
     if cfg.iterative.reference == "initial":
         if not any(a.objective == algo.objective and a.reference == table.FIXED for a in ALGORITHMS.values()):
-            raise ConfigError(f"algorithm '{algo.name}': objective '{algo.objective}' is defined against the "
-                              "previous iterate π_t; iterative.reference: initial is for iterative_dpo",
-                              field="iterative.reference")
+            raise ConfigError(
+                f"algorithm '{algo.name}': objective '{algo.objective}' is defined against the "
+                "previous iterate π_t; iterative.reference: initial is for iterative_dpo",
+                field="iterative.reference",
+            )
         if cfg.reference.mode == "cached":
-            raise ConfigError("an iterative schedule samples new completions every round; their π_0 log-probs "
-                              "cannot be cached in advance (use adapters_disabled or frozen_copy)",
-                              field="reference.mode")
+            raise ConfigError(
+                "an iterative schedule samples new completions every round; their π_0 log-probs "
+                "cannot be cached in advance (use adapters_disabled or frozen_copy)",
+                field="reference.mode",
+            )
     elif cfg.reference.mode == "cached" and anchored:
-        raise ConfigError(f"algorithm '{algo.name}' samples new completions every round; their π_ref log-probs "
-                          "cannot be cached in advance (use adapters_disabled or frozen_copy)", field="reference.mode")
+        raise ConfigError(
+            f"algorithm '{algo.name}' samples new completions every round; their π_ref log-probs "
+            "cannot be cached in advance (use adapters_disabled or frozen_copy)",
+            field="reference.mode",
+        )
     elif cfg.reference.mode != "auto" and not anchored:
-        raise ConfigError(f"algorithm '{algo.name}' takes the previous iterate π_t as its reference, scored once "
-                          "per round; reference.mode applies only to iterative.reference: initial (set it to auto)",
-                          field="reference.mode")
+        raise ConfigError(
+            f"algorithm '{algo.name}' takes the previous iterate π_t as its reference, scored once "
+            "per round; reference.mode applies only to iterative.reference: initial (set it to auto)",
+            field="reference.mode",
+        )
 
 
 def _check_self_play(algo: Algorithm, cfg: Any) -> None:
     if cfg.train.max_steps is not None:
-        raise ConfigError(f"algorithm '{algo.name}' trains iterative.rounds × iterative.steps_per_round steps; "
-                          "unset train.max_steps (set iterative.steps_per_round instead)", field="train.max_steps")
+        raise ConfigError(
+            f"algorithm '{algo.name}' trains iterative.rounds × iterative.steps_per_round steps; "
+            "unset train.max_steps (set iterative.steps_per_round instead)",
+            field="train.max_steps",
+        )
     if cfg.iterative.reference != "previous_iterate":
-        raise ConfigError(f"algorithm '{algo.name}' plays against {table.REFERENCE_SCHEDULES[algo.reference]}; "
-                          "iterative.reference: initial is for iterative_dpo", field="iterative.reference")
+        raise ConfigError(
+            f"algorithm '{algo.name}' plays against {table.REFERENCE_SCHEDULES[algo.reference]}; "
+            "iterative.reference: initial is for iterative_dpo",
+            field="iterative.reference",
+        )
     if algo.reference == table.NONE and float({**algo.params, **cfg.objective.params}.get("beta", 0.0)) > 0:
-        raise ConfigError(f"algorithm '{algo.name}' runs on language models without a reference policy; its "
-                          "KL-regularised form (beta > 0) runs on the exact testbed only", field="objective.params")
-    if algo.reference == table.PROX_SNAPSHOTS and cfg.iterative.steps_per_round is not None \
-            and cfg.iterative.steps_per_round < 2:
-        raise ConfigError(f"algorithm '{algo.name}' splits each round into an extrapolation and an update half; "
-                          "it needs iterative.steps_per_round ≥ 2", field="iterative.steps_per_round")
+        raise ConfigError(
+            f"algorithm '{algo.name}' runs on language models without a reference policy; its "
+            "KL-regularised form (beta > 0) runs on the exact testbed only",
+            field="objective.params",
+        )
+    if (
+        algo.reference == table.PROX_SNAPSHOTS
+        and cfg.iterative.steps_per_round is not None
+        and cfg.iterative.steps_per_round < 2
+    ):
+        raise ConfigError(
+            f"algorithm '{algo.name}' splits each round into an extrapolation and an update half; "
+            "it needs iterative.steps_per_round ≥ 2",
+            field="iterative.steps_per_round",
+        )
 
 
 def _kinds(kinds: tuple[str, ...]) -> str:
@@ -146,8 +205,11 @@ def _kinds(kinds: tuple[str, ...]) -> str:
 
 
 # The reward heads (preflab.models.reward_heads) each reward-model algorithm can train; the first is its default.
-REWARD_HEADS: dict[str, tuple[str, ...]] = {"bt_reward": ("scalar", "hl_gauss"), "gpm": ("gpm",),
-                                            "maxmin_em": ("mixture",)}
+REWARD_HEADS: dict[str, tuple[str, ...]] = {
+    "bt_reward": ("scalar", "hl_gauss"),
+    "gpm": ("gpm",),
+    "maxmin_em": ("mixture",),
+}
 
 
 def reward_head(algo: Algorithm, cfg: Any) -> Any:
@@ -161,8 +223,9 @@ def reward_head(algo: Algorithm, cfg: Any) -> Any:
     allowed = REWARD_HEADS.get(algo.name, ("scalar",))
     name = cfg.reward.head or allowed[0]
     if name not in allowed:
-        raise ConfigError(f"algorithm '{algo.name}' trains a reward head of kind {_kinds(allowed)}, not '{name}'",
-                          field="reward.head")
+        raise ConfigError(
+            f"algorithm '{algo.name}' trains a reward head of kind {_kinds(allowed)}, not '{name}'", field="reward.head"
+        )
     r = cfg.reward
     if name == "hl_gauss":
         return HEADS[name](num_bins=r.num_bins, v_min=r.v_min, v_max=r.v_max, sigma_ratio=r.sigma_ratio)
@@ -190,12 +253,17 @@ def resolve_algorithm(cfg: Any) -> Algorithm:
     if cfg.algorithm is not None:
         algo, field = get_algorithm(cfg.algorithm), "algorithm"
         if named is not None and named != algo.objective:
-            raise ConfigError(f"objective.name '{named}' contradicts algorithm '{algo.name}', whose objective is "
-                              f"'{algo.objective}'; drop objective.name", field="objective.name")
+            raise ConfigError(
+                f"objective.name '{named}' contradicts algorithm '{algo.name}', whose objective is "
+                f"'{algo.objective}'; drop objective.name",
+                field="objective.name",
+            )
     elif named is not None:
         if named not in ALGORITHMS:
-            raise ConfigError(f"objective '{named}' is not an algorithm; set algorithm: (see `preflab algorithms`)",
-                              field="objective.name")
+            raise ConfigError(
+                f"objective '{named}' is not an algorithm; set algorithm: (see `preflab algorithms`)",
+                field="objective.name",
+            )
         algo, field = ALGORITHMS[named], "objective.name"
     else:
         algo, field = ALGORITHMS["dpo"], "algorithm"
@@ -206,14 +274,18 @@ def resolve_algorithm(cfg: Any) -> Algorithm:
         from .rollouts import check_rollout
 
         r = cfg.rollout
-        check_rollout(algo.name, r.group_size, r.prompts_per_rollout, cfg.train.batch_size, cfg.train.grad_accum,
-                      reward=r.reward)
+        check_rollout(
+            algo.name, r.group_size, r.prompts_per_rollout, cfg.train.batch_size, cfg.train.grad_accum, reward=r.reward
+        )
     objective_params(algo, cfg.objective.params)
     if algo.model == table.REWARD:
         reward_head(algo, cfg)
     elif cfg.reward.head is not None:
-        raise ConfigError(f"algorithm '{algo.name}' trains a policy; reward.head is for reward-model algorithms "
-                          f"({', '.join(REWARD_HEADS)})", field="reward.head")
+        raise ConfigError(
+            f"algorithm '{algo.name}' trains a policy; reward.head is for reward-model algorithms "
+            f"({', '.join(REWARD_HEADS)})",
+            field="reward.head",
+        )
     # Plain attribute writes: assignment would re-run this validation (validate_assignment).
     cfg.__dict__["algorithm"] = algo.name
     cfg.objective.__dict__["name"] = algo.objective

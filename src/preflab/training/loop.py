@@ -57,8 +57,16 @@ class TrainResult:
     tokenize: TokenizeStats | None = None
 
 
-def train(cfg: RunConfig, *, judge: Any = None, records: Any = None, eval_records: Any = None,
-          model: Any = None, tokenizer: Any = None, callbacks: Sequence[StepCallback] = ()) -> TrainResult:
+def train(
+    cfg: RunConfig,
+    *,
+    judge: Any = None,
+    records: Any = None,
+    eval_records: Any = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    callbacks: Sequence[StepCallback] = (),
+) -> TrainResult:
     """Train ``cfg.model`` with ``cfg.objective`` on ``records`` (or ``cfg.data``) and return a :class:`TrainResult`.
 
     ``judge`` (a :class:`preflab.feedback.Judge`) labels the online schedule's samples. ``model`` /
@@ -72,11 +80,19 @@ def train(cfg: RunConfig, *, judge: Any = None, records: Any = None, eval_record
         return _train(cfg, judge, records, eval_records, model, tokenizer, callbacks)
 
 
-def _train(cfg: RunConfig, judge: Any, records: Any, eval_records: Any, model: Any, tokenizer: Any,
-           callbacks: Sequence[StepCallback]) -> TrainResult:
+def _train(
+    cfg: RunConfig,
+    judge: Any,
+    records: Any,
+    eval_records: Any,
+    model: Any,
+    tokenizer: Any,
+    callbacks: Sequence[StepCallback],
+) -> TrainResult:
     with disk_full_as_error(cfg.output_dir):
-        parts = build_parts(cfg, judge=judge, records=records, eval_records=eval_records, model=model,
-                            tokenizer=tokenizer)
+        parts = build_parts(
+            cfg, judge=judge, records=records, eval_records=eval_records, model=model, tokenizer=tokenizer
+        )
     try:
         return _Loop(cfg, parts, callbacks).run()
     finally:
@@ -100,8 +116,11 @@ def _reduce_means(acc: Any, means: MetricMeans) -> dict[str, float]:
     from accelerate.utils import gather_object
 
     keys = sorted(set(gather_object(sorted(means.sums))))
-    packed = torch.tensor([means.sums.get(k, 0.0) for k in keys] + [means.weights.get(k, 0.0) for k in keys],
-                          dtype=torch.float64, device=acc.device)
+    packed = torch.tensor(
+        [means.sums.get(k, 0.0) for k in keys] + [means.weights.get(k, 0.0) for k in keys],
+        dtype=torch.float64,
+        device=acc.device,
+    )
     packed = acc.reduce(packed, reduction="sum").cpu()
     n = len(keys)
     return {k: (packed[i] / packed[n + i]).item() if packed[n + i] > 0 else float("nan") for i, k in enumerate(keys)}
@@ -127,8 +146,10 @@ class _Loop:
             return
         if not self.cfg.train.resume:
             if ckpt.step_dirs(self.ckpt_root):
-                raise TrainingError(f"{self.ckpt_root} already holds checkpoints; set train.resume: true to "
-                                    "continue that run, or choose another output_dir")
+                raise TrainingError(
+                    f"{self.ckpt_root} already holds checkpoints; set train.resume: true to "
+                    "continue that run, or choose another output_dir"
+                )
             return
         if not ckpt.step_dirs(self.ckpt_root):
             if self.cfg.train.resume is True:
@@ -137,14 +158,23 @@ class _Loop:
         latest, failed = ckpt.find_intact(self.ckpt_root)
         if latest is None:
             reasons = "; ".join(f"{path.name}: {why}" for path, why in failed)
-            raise CheckpointError(f"no intact checkpoint to resume from ({reasons}); the metrics log is kept: "
-                                  "restore a checkpoint, or remove this directory to start over",
-                                  file=str(self.ckpt_root))
-        model_state, state = ckpt.load_checkpoint(latest, optimizer=self.p.optimizer.optimizer, verify=False,
-                                                  scheduler=self.p.lr_scheduler, rank=self.acc.process_index)
+            raise CheckpointError(
+                f"no intact checkpoint to resume from ({reasons}); the metrics log is kept: "
+                "restore a checkpoint, or remove this directory to start over",
+                file=str(self.ckpt_root),
+            )
+        model_state, state = ckpt.load_checkpoint(
+            latest,
+            optimizer=self.p.optimizer.optimizer,
+            verify=False,
+            scheduler=self.p.lr_scheduler,
+            rank=self.acc.process_index,
+        )
         if state.get("objective") != self.cfg.objective.name:
-            raise TrainingError(f"checkpoint {latest} was trained with objective '{state.get('objective')}', "
-                                f"not '{self.cfg.objective.name}'")
+            raise TrainingError(
+                f"checkpoint {latest} was trained with objective '{state.get('objective')}', "
+                f"not '{self.cfg.objective.name}'"
+            )
         self._load_weights(latest, model_state)
         self.p.schedule.load_state_dict(state["schedule"])
         self.step, self.tokens = int(state["step"]), int(state.get("tokens", 0))
@@ -170,8 +200,12 @@ class _Loop:
                 moved = f"was set aside as {ckpt.set_aside(path).name}"
             except OSError as exc:
                 moved = f"could not be set aside ({exc.strerror})"
-            warnings.warn(f"checkpoint {path} is unusable: {why}; it {moved}, and the run falls back to the "
-                          f"previous intact checkpoint {used.name}", PreflabWarning, stacklevel=2)
+            warnings.warn(
+                f"checkpoint {path} is unusable: {why}; it {moved}, and the run falls back to the "
+                f"previous intact checkpoint {used.name}",
+                PreflabWarning,
+                stacklevel=2,
+            )
 
     def _save(self) -> None:
         from ..models.policy import trainable_state_dict
@@ -180,19 +214,35 @@ class _Loop:
             self.log.sync()  # the rows up to this checkpoint are as durable as the checkpoint itself
         schedule = self.p.schedule.state_dict()
         tensors = schedule.pop("tensors", None)  # an iterative round's samples and reference log-probs
-        state = {"objective": self.cfg.objective.name, "schedule": schedule,
-                 "tokens": self.tokens, "world_size": self.acc.num_processes}
+        state = {
+            "objective": self.cfg.objective.name,
+            "schedule": schedule,
+            "tokens": self.tokens,
+            "world_size": self.acc.num_processes,
+        }
         self.last_ckpt = ckpt.save_checkpoint(
-            self.ckpt_root, self.step, model_state=trainable_state_dict(self.p.policy),
-            optimizer=self.p.optimizer.optimizer, scheduler=self.p.lr_scheduler, state=state,
-            rank=self.acc.process_index, is_main=self.acc.is_main_process, barrier=self.acc.wait_for_everyone,
-            keep_last=self.cfg.train.keep_last, schedule_tensors=tensors)
+            self.ckpt_root,
+            self.step,
+            model_state=trainable_state_dict(self.p.policy),
+            optimizer=self.p.optimizer.optimizer,
+            scheduler=self.p.lr_scheduler,
+            state=state,
+            rank=self.acc.process_index,
+            is_main=self.acc.is_main_process,
+            barrier=self.acc.wait_for_everyone,
+            keep_last=self.cfg.train.keep_last,
+            schedule_tensors=tensors,
+        )
 
     def _stop(self, what: str, value: float, micro: int | None = None) -> None:
-        where = f"step {self.step}" + (f", micro-batch {micro + 1}/{self.cfg.train.grad_accum}" if micro is not None else "")
+        where = f"step {self.step}" + (
+            f", micro-batch {micro + 1}/{self.cfg.train.grad_accum}" if micro is not None else ""
+        )
         good = f"the last good checkpoint is {self.last_ckpt}" if self.last_ckpt else "no checkpoint was written"
-        raise TrainingError(f"non-finite {what} ({value}) at {where}; the run stopped before updating the weights "
-                            f"and {good} (lower train.lr or set train.max_grad_norm, then resume)")
+        raise TrainingError(
+            f"non-finite {what} ({value}) at {where}; the run stopped before updating the weights "
+            f"and {good} (lower train.lr or set train.max_grad_norm, then resume)"
+        )
 
     def _all_finite(self, value: torch.Tensor) -> bool:
         bad = torch.tensor([0.0 if bool(torch.isfinite(value.detach()).all()) else 1.0], device=self.acc.device)
@@ -237,8 +287,15 @@ class _Loop:
         unwrapped = self.acc.unwrap_model(p.scorer)
         unwrapped.eval()
         with self.acc.autocast():
-            return evaluate(p.spec, p.params, unwrapped, p.reference, p.eval_batches(), self.acc.device,
-                            lambda means: _reduce_means(self.acc, means))
+            return evaluate(
+                p.spec,
+                p.params,
+                unwrapped,
+                p.reference,
+                p.eval_batches(),
+                self.acc.device,
+                lambda means: _reduce_means(self.acc, means),
+            )
 
     # ------------------------------------------------------------------ the run
     def run(self) -> TrainResult:
@@ -299,9 +356,19 @@ class _Loop:
             self._log_eval(log)
         elapsed = time.perf_counter() - start
         final = self._save_final() if train.save_final else None
-        result = TrainResult(self.out, final, self.step, metrics, self.eval_metrics, self.tokens,
-                             session_tokens / session_time if session_time > 0 else math.nan, elapsed, self.resumed_from,
-                             self.last_ckpt, p.tokenize_stats)
+        result = TrainResult(
+            self.out,
+            final,
+            self.step,
+            metrics,
+            self.eval_metrics,
+            self.tokens,
+            session_tokens / session_time if session_time > 0 else math.nan,
+            elapsed,
+            self.resumed_from,
+            self.last_ckpt,
+            p.tokenize_stats,
+        )
         if acc.is_main_process:
             summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
             atomic_write_text(self.out / "train_summary.json", json.dumps(summary, indent=1, default=str))
@@ -314,7 +381,8 @@ class _Loop:
             self.acc.log({f"eval/{k}": v for k, v in self.eval_metrics.items()}, step=self.step)
 
     def _save_final(self) -> Path:
-        """``output_dir/final``: an HF model directory (LoRA merged unless ``merge_lora: false``), written atomically."""
+        """``output_dir/final``: an HF model directory (LoRA merged unless ``merge_lora: false``), written
+        atomically."""
         import shutil
 
         from safetensors import SafetensorError
@@ -339,4 +407,3 @@ class _Loop:
             tmp.rename(final)
         self.acc.wait_for_everyone()
         return final
-

@@ -106,10 +106,17 @@ def _complete_rows(path: Path) -> list[tuple[dict[str, Any], str]]:
         except ValueError as exc:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             if k < len(numbered) - 1:
-                raise DataError(f"damaged metrics row ({reason}); only the last line of the log may be "
-                                "partial: repair or delete this line", file=str(path), line=lineno) from None
-            warnings.warn(f"{path}, line {lineno}: dropped a partial last metrics row ({reason}), left by an "
-                          "interrupted write", PreflabWarning, stacklevel=3)
+                raise DataError(
+                    f"damaged metrics row ({reason}); only the last line of the log may be "
+                    "partial: repair or delete this line",
+                    file=str(path),
+                    line=lineno,
+                ) from None
+            warnings.warn(
+                f"{path}, line {lineno}: dropped a partial last metrics row ({reason}), left by an interrupted write",
+                PreflabWarning,
+                stacklevel=3,
+            )
     return rows
 
 

@@ -77,11 +77,24 @@ class OnlineSchedule(Schedule):
 
     kind = "pair"
 
-    def __init__(self, prompts: Sequence[Any], sample_fn: SampleFn, judge: Any, tokenizer: Tokenizer,
-                 batch_size: int, *, seed: int = 0, layout: str = "padded", world_size: int = 1, rank: int = 0,
-                 soft_labels: bool = False, samples_per_prompt: int = 2, pairs: str = "best_worst",
-                 explore_fn: ExploreFn | None = None,
-                 gold: Callable[[list[Any], list[str]], list[float]] | None = None):
+    def __init__(
+        self,
+        prompts: Sequence[Any],
+        sample_fn: SampleFn,
+        judge: Any,
+        tokenizer: Tokenizer,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        layout: str = "padded",
+        world_size: int = 1,
+        rank: int = 0,
+        soft_labels: bool = False,
+        samples_per_prompt: int = 2,
+        pairs: str = "best_worst",
+        explore_fn: ExploreFn | None = None,
+        gold: Callable[[list[Any], list[str]], list[float]] | None = None,
+    ):
         if not prompts:
             raise DataError("the online schedule needs at least one prompt")
         if tokenizer.opt.truncation == "skip":  # a skipped sample would change the batch size: cut it instead
@@ -90,11 +103,15 @@ class OnlineSchedule(Schedule):
         self.batch_size, self.seed, self.layout = batch_size, seed, layout
         self.world_size, self.rank, self.soft_labels = world_size, rank, soft_labels
         if samples_per_prompt < 2 or (explore_fn is not None and samples_per_prompt != 2):
-            raise ValueError("the online schedule judges at least two samples per prompt (XPO: exactly one of "
-                             "the policy and one of π_ref)")
+            raise ValueError(
+                "the online schedule judges at least two samples per prompt (XPO: exactly one of "
+                "the policy and one of π_ref)"
+            )
         self.k, self.pairs, self.explore_fn = samples_per_prompt, pairs, explore_fn
         self.gold = gold
-        self.pad_id = tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
+        self.pad_id = (
+            tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
+        )
         self.position = 0
         self.stream = ShuffledStream(len(self.prompts), seed)
         self._last: dict[str, float] = {}
@@ -130,13 +147,17 @@ class OnlineSchedule(Schedule):
             # coin-flip hard label
             label = max(p, 1.0 - p) if self.soft_labels or p == 0.5 else None
             prompt_ids = self.tokenizer.prompt_ids(prompt, start + j)
-            examples.append(self.tokenizer.from_ids(start + j, prompt_ids, [list(chosen.token_ids),
-                                                                            list(rejected.token_ids)], prob=label))
+            examples.append(
+                self.tokenizer.from_ids(
+                    start + j, prompt_ids, [list(chosen.token_ids), list(rejected.token_ids)], prob=label
+                )
+            )
         lengths = [len(ex.completions[k]) for ex in examples for k in (0, 1)]
         self._last = {
             "online/judge_confidence": sum(max(p, 1 - p) for p in probs) / len(probs),
             "online/ties": sum(p == 0.5 for p in probs) / len(probs),
-            "online/identical": sum(a.token_ids == b.token_ids for a, b in zip(first, second, strict=True)) / len(probs),
+            "online/identical": sum(a.token_ids == b.token_ids for a, b in zip(first, second, strict=True))
+            / len(probs),
             "online/completion_tokens": sum(lengths) / len(lengths),
         }
         # the policy's own samples (XPO's second one is π_ref's): their gold and proxy rewards
@@ -165,8 +186,7 @@ class OnlineSchedule(Schedule):
         samples = self.sample_fn(prompts, seed, self.k)
         if len(samples) != len(prompts) or any(len(s) != self.k for s in samples):
             raise ValueError(f"sample_fn must return {self.k} completions per prompt")
-        data = build_round(prompts, samples, self.judge, self.tokenizer, rule=self.pairs,
-                           soft_labels=self.soft_labels)
+        data = build_round(prompts, samples, self.judge, self.tokenizer, rule=self.pairs, soft_labels=self.soft_labels)
         self._last = {k.replace("iterative/", "online/"): v for k, v in data.metrics.items()}
         self._log_rewards(prompts, samples)
         batch = collate_examples(data.examples, "pair", self.layout, self.pad_id)
@@ -177,10 +197,17 @@ class OnlineSchedule(Schedule):
         return dict(self._last)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"type": "online", "position": self.position, "global_batch": self.batch_size * self.world_size,
-                "num_prompts": len(self.prompts), "seed": self.seed}
+        return {
+            "type": "online",
+            "position": self.position,
+            "global_batch": self.batch_size * self.world_size,
+            "num_prompts": len(self.prompts),
+            "seed": self.seed,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("global_batch") != self.batch_size * self.world_size or state.get("num_prompts") != len(self.prompts):
+        if state.get("global_batch") != self.batch_size * self.world_size or state.get("num_prompts") != len(
+            self.prompts
+        ):
             raise DataError("checkpoint was written with other prompts or another global batch size")
         self.position = int(state["position"])

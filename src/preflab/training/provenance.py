@@ -28,9 +28,22 @@ FORMAT = 1
 
 #: Config keys (and sections) that change how a run is watched, logged or saved, not the weights it produces.
 NOT_RESULT_KEYS = (
-    "output_dir", "eval", "quickstart", "data.path", "data.eval_path", "data.report_path",
-    "train.resume", "train.progress", "train.report_to", "train.project_name", "train.log_every",
-    "train.eval_every", "train.save_every", "train.keep_last", "train.save_final", "train.merge_lora",
+    "output_dir",
+    "eval",
+    "quickstart",
+    "data.path",
+    "data.eval_path",
+    "data.report_path",
+    "train.resume",
+    "train.progress",
+    "train.report_to",
+    "train.project_name",
+    "train.log_every",
+    "train.eval_every",
+    "train.save_every",
+    "train.keep_last",
+    "train.save_final",
+    "train.merge_lora",
 )
 _CHUNK = 1 << 20
 
@@ -70,8 +83,7 @@ def result_config(cfg: Any) -> dict[str, Any]:
     flat = flatten_sections(cfg)
     del flat["objective.params"]
     flat.update(objective_params(cfg))
-    return {k: v for k, v in flat.items()
-            if not any(k == skip or k.startswith(f"{skip}.") for skip in NOT_RESULT_KEYS)}
+    return {k: v for k, v in flat.items() if not any(k == skip or k.startswith(f"{skip}.") for skip in NOT_RESULT_KEYS)}
 
 
 def _plain(record: Any) -> Any:
@@ -120,7 +132,11 @@ def files_digest(root: Path, known: Mapping[str, Any] | None = None) -> dict[str
         st = p.stat()
         old = known.get(rel) or {}
         same = old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns and old.get("sha256")
-        files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": old["sha256"] if same else _file_sha256(p)}
+        files[rel] = {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "sha256": old["sha256"] if same else _file_sha256(p),
+        }
     combined = hashlib.sha256(json.dumps({k: v["sha256"] for k, v in files.items()}, sort_keys=True).encode())
     return {"sha256": combined.hexdigest(), "files": files}
 
@@ -158,10 +174,16 @@ def code_version() -> dict[str, Any]:
     if src.name != "src" or not (src.parent / "pyproject.toml").is_file():
         return out  # an installed package: the version says it
     try:
-        head = subprocess.run(["git", "-C", str(src.parent), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=False)
-        dirty = subprocess.run(["git", "-C", str(src.parent), "status", "--porcelain", "--untracked-files=no", "--",
-                                "src"], capture_output=True, text=True, timeout=10, check=False)
+        head = subprocess.run(
+            ["git", "-C", str(src.parent), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(src.parent), "status", "--porcelain", "--untracked-files=no", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return out
     if head.returncode == 0:
@@ -178,8 +200,14 @@ def fingerprint_of(doc: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def build_provenance(cfg: Any, records: Any, eval_records: Any = None, model: Any = None, judge: Any = None,
-                     known: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def build_provenance(
+    cfg: Any,
+    records: Any,
+    eval_records: Any = None,
+    model: Any = None,
+    judge: Any = None,
+    known: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The provenance document of a run about to start (``known``: the directory's earlier one, if any)."""
     doc: dict[str, Any] = {
         "format": FORMAT,
@@ -234,8 +262,9 @@ def read_provenance(run_dir: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"unreadable provenance ({exc}); move it aside to resume without the check",
-                              file=str(path)) from None
+        raise CheckpointError(
+            f"unreadable provenance ({exc}); move it aside to resume without the check", file=str(path)
+        ) from None
     if not isinstance(doc, dict):
         raise CheckpointError("provenance is not a JSON object", file=str(path))
     return doc

@@ -75,9 +75,13 @@ def rollout_batch(examples: Sequence[TokenizedExample], layout: str, pad_id: int
             groups = [(examples[m[0]].prompt_ids, [examples[i].completions[0] for i in m]) for m in members]
             order = [m[c] for c in range(k) for m in members]  # sequence c·R + g = completion c of prompt g
     chosen = [examples[i] for i in order]
-    batch = ExampleBatch(kind="rollout", sequences=collate_sequences(groups, layout, pad_id),
-                         num_examples=len(examples), index=torch.tensor([ex.index for ex in chosen], dtype=torch.long),
-                         weight=torch.tensor([ex.weight for ex in chosen], dtype=torch.float32))
+    batch = ExampleBatch(
+        kind="rollout",
+        sequences=collate_sequences(groups, layout, pad_id),
+        num_examples=len(examples),
+        index=torch.tensor([ex.index for ex in chosen], dtype=torch.long),
+        weight=torch.tensor([ex.weight for ex in chosen], dtype=torch.float32),
+    )
     return batch, order
 
 
@@ -90,10 +94,17 @@ def rollout_loss(spec: Any, params: Any, scorer: Any, reference: Any, batch: Exa
     data = {k: v[:, :width] for k, v in data.items()}
     padded_values = None if values is None else to_padded(values.float(), batch)
     hl = padded_values is not None and padded_values.dim() == 3
-    inputs = RolloutInputs(logprobs=logp, old_logprobs=data["old_logprobs"], advantages=data["advantages"],
-                           mask=data["mask"].bool(), ref_logprobs=data.get("ref_logprobs"),
-                           values=None if hl else padded_values, value_logits=padded_values if hl else None,
-                           old_values=data.get("old_values"), returns=data.get("returns"))
+    inputs = RolloutInputs(
+        logprobs=logp,
+        old_logprobs=data["old_logprobs"],
+        advantages=data["advantages"],
+        mask=data["mask"].bool(),
+        ref_logprobs=data.get("ref_logprobs"),
+        values=None if hl else padded_values,
+        value_logits=padded_values if hl else None,
+        old_values=data.get("old_values"),
+        returns=data.get("returns"),
+    )
     if bool(torch.isnan(inputs.old_logprobs[inputs.mask]).any()):  # on-policy: π_old is this forward's policy
         inputs.old_logprobs = logp.detach()
     loss, metrics = spec.fn(inputs, params)
@@ -132,17 +143,40 @@ class RolloutSchedule(Schedule):
 
     kind = "rollout"
 
-    def __init__(self, prompts: Sequence[Any], sample_fn: SampleFn, judge: Any, tokenizer: Tokenizer,
-                 batch_size: int, *, algorithm: str, params: Any, score_fn: ScoreFn, ref_fn: RefFn,
-                 group_size: int = 4, prompts_per_rollout: int = 4, epochs: int = 1, grad_accum: int = 1,
-                 reward: str = "score", reward_norm: str = "none", truncated: str = "keep",
-                 truncated_penalty: float = 1.0, gold: Any = None, value_head: Any = None, seed: int = 0,
-                 layout: str = "padded", world_size: int = 1, rank: int = 0, judge_field: str = "online.judge"):
+    def __init__(
+        self,
+        prompts: Sequence[Any],
+        sample_fn: SampleFn,
+        judge: Any,
+        tokenizer: Tokenizer,
+        batch_size: int,
+        *,
+        algorithm: str,
+        params: Any,
+        score_fn: ScoreFn,
+        ref_fn: RefFn,
+        group_size: int = 4,
+        prompts_per_rollout: int = 4,
+        epochs: int = 1,
+        grad_accum: int = 1,
+        reward: str = "score",
+        reward_norm: str = "none",
+        truncated: str = "keep",
+        truncated_penalty: float = 1.0,
+        gold: Any = None,
+        value_head: Any = None,
+        seed: int = 0,
+        layout: str = "padded",
+        world_size: int = 1,
+        rank: int = 0,
+        judge_field: str = "online.judge",
+    ):
         if not prompts:
             raise DataError("the rollout schedule needs at least one prompt")
         if world_size != 1:
-            raise ConfigError("the rollout schedule runs in one process (multi-process rollouts are not built yet)",
-                              field="train")
+            raise ConfigError(
+                "the rollout schedule runs in one process (multi-process rollouts are not built yet)", field="train"
+            )
         check_rollout(algorithm, group_size, prompts_per_rollout, batch_size, grad_accum, judge, reward, judge_field)
         if tokenizer.opt.truncation == "skip":  # a skipped completion would change the rollout's size
             tokenizer = Tokenizer(tokenizer.tok, replace(tokenizer.opt, truncation="keep_end"))
@@ -150,18 +184,30 @@ class RolloutSchedule(Schedule):
         self.algorithm, self.params, self.score_fn, self.ref_fn = algorithm, params, score_fn, ref_fn
         self.g, self.per_rollout = group_size, min(prompts_per_rollout, len(self.prompts))
         self.epochs, self.batch_size, self.grad_accum = epochs, batch_size, grad_accum
-        self.reward, self.reward_norm, self.truncated, self.truncated_penalty = reward, reward_norm, truncated, truncated_penalty
+        self.reward, self.reward_norm, self.truncated, self.truncated_penalty = (
+            reward,
+            reward_norm,
+            truncated,
+            truncated_penalty,
+        )
         self.gold, self.value_head, self.seed, self.layout = gold, value_head, seed, layout
         self.judge_field = judge_field
-        self.pad_id = tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
+        self.pad_id = (
+            tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
+        )
         self.rollout_size = self.per_rollout * group_size
         if self.rollout_size % (batch_size * grad_accum):
-            raise ConfigError(f"a rollout of {self.per_rollout} prompts × {group_size} completions does not split into "
-                              f"minibatches of train.batch_size × train.grad_accum = {batch_size * grad_accum}",
-                              field="rollout.prompts_per_rollout")
+            raise ConfigError(
+                f"a rollout of {self.per_rollout} prompts × {group_size} completions does not split into "
+                f"minibatches of train.batch_size × train.grad_accum = {batch_size * grad_accum}",
+                field="rollout.prompts_per_rollout",
+            )
         self.steps_per_rollout = epochs * self.rollout_size // (batch_size * grad_accum)
-        self.kl_ctl: Any = (AdaptiveKLController(params.beta, params.kl_target, params.kl_horizon)
-                            if params.kl_target is not None else FixedKLController(params.beta))
+        self.kl_ctl: Any = (
+            AdaptiveKLController(params.beta, params.kl_target, params.kl_horizon)
+            if params.kl_target is not None
+            else FixedKLController(params.beta)
+        )
         self.moments = RunningMoments()
         self.position = 0  # micro-batches served
         self.data: RolloutData | None = None
@@ -188,16 +234,20 @@ class RolloutSchedule(Schedule):
         if self.reward == "score":
             scores = list(self.judge.score_batch(flat_prompts, flat))
             if len(scores) != len(flat):
-                raise DataError(f"judge '{name}' returned {len(scores)} rewards for {len(flat)} completions",
-                                field=self.judge_field)
+                raise DataError(
+                    f"judge '{name}' returned {len(scores)} rewards for {len(flat)} completions", field=self.judge_field
+                )
         else:
             scores = []
             for p, ts in zip(prompts, texts, strict=True):
                 pairs = [(i, j) for i in range(len(ts)) for j in range(i + 1, len(ts))]
-                probs = list(self.judge.compare_batch([p] * len(pairs), [ts[i] for i, _ in pairs], [ts[j] for _, j in pairs]))
+                probs = list(
+                    self.judge.compare_batch([p] * len(pairs), [ts[i] for i, _ in pairs], [ts[j] for _, j in pairs])
+                )
                 if len(probs) != len(pairs):
-                    raise DataError(f"judge '{name}' returned {len(probs)} verdicts for {len(pairs)} pairs",
-                                    field=self.judge_field)
+                    raise DataError(
+                        f"judge '{name}' returned {len(probs)} verdicts for {len(pairs)} pairs", field=self.judge_field
+                    )
                 wins = [0.0] * len(ts)
                 for (i, j), prob in zip(pairs, probs, strict=True):
                     wins[i] += float(prob)
@@ -206,9 +256,12 @@ class RolloutSchedule(Schedule):
         per_prompt = len(texts[0]) if texts else 1
         for k, value in enumerate(scores):
             if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-                raise DataError(f"judge '{name}' returned a non-finite reward ({value}) for completion "
-                                f"{k % per_prompt + 1} of prompt {str(flat_prompts[k])[:60]!r}", row=k // per_prompt,
-                                field=self.judge_field)
+                raise DataError(
+                    f"judge '{name}' returned a non-finite reward ({value}) for completion "
+                    f"{k % per_prompt + 1} of prompt {str(flat_prompts[k])[:60]!r}",
+                    row=k // per_prompt,
+                    field=self.judge_field,
+                )
         return torch.tensor([float(s) for s in scores], dtype=torch.float64)
 
     @property
@@ -226,7 +279,7 @@ class RolloutSchedule(Schedule):
         width = max(len(ex.completions[0]) for ex in examples)
         step = max(self.batch_size, 1)
         for start in range(0, len(examples), step):
-            part = examples[start:start + step]
+            part = examples[start : start + step]
             batch, order = rollout_batch(part, self.layout, self.pad_id)
             back = torch.argsort(torch.tensor(order))  # sequence order → the order of ``part``
             with torch.no_grad():
@@ -235,8 +288,12 @@ class RolloutSchedule(Schedule):
                 else:
                     tok, values = torch.full((int(batch.sequences.completion_lengths.sum()),), math.nan), None
                 ref = self.ref_fn(batch)
-            got = {"old_logprobs": tok, "ref_logprobs": ref, "old_values": values,
-                   "mask": torch.ones_like(tok, dtype=torch.bool)}
+            got = {
+                "old_logprobs": tok,
+                "ref_logprobs": ref,
+                "old_values": values,
+                "mask": torch.ones_like(tok, dtype=torch.bool),
+            }
             for key, flat in got.items():
                 if flat is None:
                     continue
@@ -276,9 +333,15 @@ class RolloutSchedule(Schedule):
         if self.truncated == "mask":
             mask = mask & ~truncated[:, None]
             tensors["mask"] = mask
-        scores_in = RolloutScores(score=scores.float(), group=group, mask=mask, old_logprobs=tensors["old_logprobs"],
-                                  ref_logprobs=tensors.get("ref_logprobs"), values=tensors.get("old_values"),
-                                  baseline_score=baseline)
+        scores_in = RolloutScores(
+            score=scores.float(),
+            group=group,
+            mask=mask,
+            old_logprobs=tensors["old_logprobs"],
+            ref_logprobs=tensors.get("ref_logprobs"),
+            values=tensors.get("old_values"),
+            baseline_score=baseline,
+        )
         adv, returns = estimate_advantages(self.algorithm, scores_in, self.params, beta=self.kl_ctl.value)
         tensors["advantages"] = adv.float()
         if returns is not None:
@@ -306,8 +369,10 @@ class RolloutSchedule(Schedule):
         greedy = [g[0] for g in self.sample_fn(prompts, self.sampling_seed(t=-1), 1, greedy=True)]
         scores = (self._rewards(prompts, [[g.text] for g in greedy]) - shift) / scale
         eos = self.tokenizer.tok.eos_token_id
-        examples = [self.tokenizer.from_ids(i, self.tokenizer.prompt_ids(p, i), [list(g.token_ids) or [eos]])
-                    for i, (p, g) in enumerate(zip(prompts, greedy, strict=True))]
+        examples = [
+            self.tokenizer.from_ids(i, self.tokenizer.prompt_ids(p, i), [list(g.token_ids) or [eos]])
+            for i, (p, g) in enumerate(zip(prompts, greedy, strict=True))
+        ]
         tens = self._score([ex for ex in examples if ex is not None])
         total = scores.float()
         ref = tens.get("ref_logprobs")
@@ -316,8 +381,14 @@ class RolloutSchedule(Schedule):
             total = total - self.params.beta * kl.sum(1)
         return total.repeat_interleave(self.g)
 
-    def _metrics(self, rewards: Tensor, tensors: dict[str, Tensor], truncated: Tensor, prompts: list[Any],
-                 samples: list[list[Any]]) -> dict[str, float]:
+    def _metrics(
+        self,
+        rewards: Tensor,
+        tensors: dict[str, Tensor],
+        truncated: Tensor,
+        prompts: list[Any],
+        samples: list[list[Any]],
+    ) -> dict[str, float]:
         mask = tensors["mask"].float()
         lengths = torch.tensor([float(len(c.token_ids)) for s in samples for c in s])
         out = {
@@ -326,7 +397,9 @@ class RolloutSchedule(Schedule):
             "rollout/response_length": float(lengths.mean()),
             "rollout/truncated": float(truncated.float().mean()),
             "rollout/kl_coef": float(self.kl_ctl.value),
-            "rollout/advantage_std": float(tensors["advantages"][mask.bool()].std(unbiased=False)) if mask.any() else 0.0,
+            "rollout/advantage_std": float(tensors["advantages"][mask.bool()].std(unbiased=False))
+            if mask.any()
+            else 0.0,
         }
         ref = tensors.get("ref_logprobs")
         if ref is not None and not self.on_policy:  # on-policy rollouts measure the KL in the update ("kl")
@@ -374,9 +447,16 @@ class RolloutSchedule(Schedule):
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "type": "rollout", "position": self.position, "rollout": self.rollout, "rollout_size": self.rollout_size,
-            "steps_per_rollout": self.steps_per_rollout, "num_prompts": len(self.prompts), "seed": self.seed,
-            "kl_coef": self.kl_ctl.value, "beta": self.params.beta, "fresh_until": self._fresh_until,
+            "type": "rollout",
+            "position": self.position,
+            "rollout": self.rollout,
+            "rollout_size": self.rollout_size,
+            "steps_per_rollout": self.steps_per_rollout,
+            "num_prompts": len(self.prompts),
+            "seed": self.seed,
+            "kl_coef": self.kl_ctl.value,
+            "beta": self.params.beta,
+            "fresh_until": self._fresh_until,
             "moments": [self.moments.count, self.moments.mean, self.moments.var],
         }
         tensors: dict[str, Tensor] = {}
@@ -390,19 +470,24 @@ class RolloutSchedule(Schedule):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        mine = {"rollout_size": self.rollout_size, "steps_per_rollout": self.steps_per_rollout,
-                "num_prompts": len(self.prompts)}
+        mine = {
+            "rollout_size": self.rollout_size,
+            "steps_per_rollout": self.steps_per_rollout,
+            "num_prompts": len(self.prompts),
+        }
         for key, value in mine.items():
             if state.get(key) != value:
-                raise DataError(f"checkpoint was written with {key}={state.get(key)}, this run has {value}; "
-                                "resume needs the same prompts, rollout shape and batch size")
+                raise DataError(
+                    f"checkpoint was written with {key}={state.get(key)}, this run has {value}; "
+                    "resume needs the same prompts, rollout shape and batch size"
+                )
         self.position, self._fresh_until = int(state["position"]), int(state.get("fresh_until", -1))
         self.kl_ctl.load_state_dict({"value": float(state["kl_coef"])})
         self.params.beta = float(state["beta"])
         self.moments.count, self.moments.mean, self.moments.var = (float(x) for x in state["moments"])
         tensors = state.get("tensors") or {}
         if self.value_head is not None:
-            head = {k[len("value_head."):]: v for k, v in tensors.items() if k.startswith("value_head.")}
+            head = {k[len("value_head.") :]: v for k, v in tensors.items() if k.startswith("value_head.")}
             if head:
                 with torch.no_grad():
                     for k, v in self.value_head.state_dict().items():
@@ -417,8 +502,10 @@ class RolloutSchedule(Schedule):
 
 def _pack(data: RolloutData) -> dict[str, Tensor]:
     seqs = [s for ex in data.examples for s in (ex.prompt_ids, ex.completions[0])]
-    out = {"ids": torch.tensor([tok for s in seqs for tok in s], dtype=torch.long),
-           "lengths": torch.tensor([len(s) for s in seqs], dtype=torch.long).reshape(-1, 2)}
+    out = {
+        "ids": torch.tensor([tok for s in seqs for tok in s], dtype=torch.long),
+        "lengths": torch.tensor([len(s) for s in seqs], dtype=torch.long).reshape(-1, 2),
+    }
     out.update({f"t.{k}": v for k, v in data.tensors.items()})
     return out
 
@@ -427,7 +514,7 @@ def _unpack(tensors: dict[str, Tensor]) -> RolloutData:
     ids = tensors["ids"].tolist()
     examples, at = [], 0
     for row, (lp, lc) in enumerate(tensors["lengths"].tolist()):
-        examples.append(TokenizedExample(row, ids[at:at + lp], (ids[at + lp:at + lp + lc],)))
+        examples.append(TokenizedExample(row, ids[at : at + lp], (ids[at + lp : at + lp + lc],)))
         at += lp + lc
     data = {k[2:]: v for k, v in tensors.items() if k.startswith("t.")}
     if "mask" in data:
@@ -435,19 +522,35 @@ def _unpack(tensors: dict[str, Tensor]) -> RolloutData:
     return RolloutData(examples, data, {})
 
 
-def check_rollout(algorithm: str, group_size: int, prompts_per_rollout: int, batch_size: int, grad_accum: int,
-                  judge: Any = None, reward: str = "score", judge_field: str = "online.judge") -> None:
+def check_rollout(
+    algorithm: str,
+    group_size: int,
+    prompts_per_rollout: int,
+    batch_size: int,
+    grad_accum: int,
+    judge: Any = None,
+    reward: str = "score",
+    judge_field: str = "online.judge",
+) -> None:
     """The rollout's shape suits the algorithm and the judge can give what ``reward`` asks (one-line errors)."""
     if algorithm in GROUP_BASELINES and group_size < 2:
-        raise ConfigError(f"algorithm '{algorithm}' takes its baseline from the other samples of the same prompt; "
-                          f"it needs rollout.group_size ≥ 2 (got {group_size})", field="rollout.group_size")
+        raise ConfigError(
+            f"algorithm '{algorithm}' takes its baseline from the other samples of the same prompt; "
+            f"it needs rollout.group_size ≥ 2 (got {group_size})",
+            field="rollout.group_size",
+        )
     if judge is not None and reward == "score" and not getattr(judge, "can_score", False):
         name = getattr(judge, "name", type(judge).__name__)
-        raise ConfigError(f"judge '{name}' only compares pairs and cannot score single completions; use a judge "
-                          "that scores (gold, reward_model) or set rollout.reward: win_rate", field=judge_field)
+        raise ConfigError(
+            f"judge '{name}' only compares pairs and cannot score single completions; use a judge "
+            "that scores (gold, reward_model) or set rollout.reward: win_rate",
+            field=judge_field,
+        )
     if reward == "win_rate" and group_size < 2:
-        raise ConfigError("rollout.reward: win_rate compares a prompt's samples with each other; it needs "
-                          "rollout.group_size ≥ 2", field="rollout.group_size")
+        raise ConfigError(
+            "rollout.reward: win_rate compares a prompt's samples with each other; it needs rollout.group_size ≥ 2",
+            field="rollout.group_size",
+        )
 
 
 # ---------------------------------------------------------------------------------------------- assembly
@@ -459,8 +562,11 @@ def reference_token_logprobs(reference: Any, batch: ExampleBatch) -> Tensor | No
     if isinstance(reference, NoReference) or reference is None:
         return None
     if not isinstance(reference, (FrozenCopyReference, AdapterDisabledReference)):
-        raise ConfigError(f"the rollout schedule needs per-token reference log-probs; reference.mode "
-                          f"'{reference.mode}' has none (use frozen_copy or adapters_disabled)", field="reference.mode")
+        raise ConfigError(
+            f"the rollout schedule needs per-token reference log-probs; reference.mode "
+            f"'{reference.mode}' has none (use frozen_copy or adapters_disabled)",
+            field="reference.mode",
+        )
     scorer = reference.scorer
     was_training = scorer.training
     scorer.eval()
@@ -474,9 +580,19 @@ def reference_token_logprobs(reference: Any, batch: ExampleBatch) -> Tensor | No
         scorer.train(was_training)
 
 
-def make_rollout_schedule(cfg: Any, acc: Any, scorer: Any, reference: Callable[[], Any], tok: Any, tk: Tokenizer,
-                          judge: Any, prompts: list[Any], algorithm: str, params: Any,
-                          from_config: bool = False) -> RolloutSchedule:
+def make_rollout_schedule(
+    cfg: Any,
+    acc: Any,
+    scorer: Any,
+    reference: Callable[[], Any],
+    tok: Any,
+    tk: Tokenizer,
+    judge: Any,
+    prompts: list[Any],
+    algorithm: str,
+    params: Any,
+    from_config: bool = False,
+) -> RolloutSchedule:
     """The run's :class:`RolloutSchedule`: sampling from the prepared ``scorer``'s model (``online:``), scoring
     with it in eval mode, per-token reference log-probs from ``reference()`` (built after the schedule). The gold
     reward is logged beside the proxy one when the judge is the gold one, or (``from_config``) when the prompts are
@@ -494,9 +610,15 @@ def make_rollout_schedule(cfg: Any, acc: Any, scorer: Any, reference: Callable[[
         was_training = model.training
         model.eval()
         try:
-            sp = SamplingParams(max_new_tokens=online.max_new_tokens, temperature=0.0 if greedy else online.temperature,
-                                top_p=online.top_p, seed=seed, n=n, bf16=bf16,
-                                batch_size=max(32, n * len(batch_prompts)))
+            sp = SamplingParams(
+                max_new_tokens=online.max_new_tokens,
+                temperature=0.0 if greedy else online.temperature,
+                top_p=online.top_p,
+                seed=seed,
+                n=n,
+                bf16=bf16,
+                batch_size=max(32, n * len(batch_prompts)),
+            )
             return sample(model, tok, batch_prompts, sp)
         finally:
             model.train(was_training)
@@ -527,9 +649,27 @@ def make_rollout_schedule(cfg: Any, acc: Any, scorer: Any, reference: Callable[[
         if {repr(t.prompt) for t in tasks} >= {repr(p) for p in prompts}:
             gold = make_judge("gold", tasks=tasks)
     return RolloutSchedule(
-        prompts, draw, judge, tk, cfg.train.batch_size, algorithm=algorithm, params=params, score_fn=score,
+        prompts,
+        draw,
+        judge,
+        tk,
+        cfg.train.batch_size,
+        algorithm=algorithm,
+        params=params,
+        score_fn=score,
         ref_fn=lambda batch: reference_token_logprobs(reference(), batch.to(acc.device)),
-        group_size=r.group_size, prompts_per_rollout=r.prompts_per_rollout, epochs=r.epochs,
-        grad_accum=cfg.train.grad_accum, reward=r.reward, reward_norm=r.reward_norm, truncated=r.truncated,
-        truncated_penalty=r.truncated_penalty, gold=gold, value_head=getattr(model_of(), "value_head", None),
-        seed=cfg.seed, layout=cfg.train.layout, world_size=acc.num_processes, rank=acc.process_index)
+        group_size=r.group_size,
+        prompts_per_rollout=r.prompts_per_rollout,
+        epochs=r.epochs,
+        grad_accum=cfg.train.grad_accum,
+        reward=r.reward,
+        reward_norm=r.reward_norm,
+        truncated=r.truncated,
+        truncated_penalty=r.truncated_penalty,
+        gold=gold,
+        value_head=getattr(model_of(), "value_head", None),
+        seed=cfg.seed,
+        layout=cfg.train.layout,
+        world_size=acc.num_processes,
+        rank=acc.process_index,
+    )

@@ -48,8 +48,9 @@ def judge_matrices(judge: Any, prompts: Sequence[Any], texts: Sequence[Sequence[
     """P[i, j] = P(y_i ≻ y_j | x) for every prompt (float64, (K, K), P_ii = ½), from one ``compare_batch``
     call over all pairs i < j of all prompts; P_ji = 1 − P_ij."""
     calls = [(g, i, j) for g, ys in enumerate(texts) for i in range(len(ys)) for j in range(i + 1, len(ys))]
-    probs = judge.compare_batch([prompts[g] for g, _, _ in calls], [texts[g][i] for g, i, _ in calls],
-                                [texts[g][j] for g, _, j in calls])
+    probs = judge.compare_batch(
+        [prompts[g] for g, _, _ in calls], [texts[g][i] for g, i, _ in calls], [texts[g][j] for g, _, j in calls]
+    )
     if len(probs) != len(calls):
         raise DataError(f"the judge returned {len(probs)} probabilities for {len(calls)} pairs")
     mats = [torch.full((len(ys), len(ys)), 0.5, dtype=torch.float64) for ys in texts]
@@ -87,8 +88,15 @@ def choose_pairs(pref: Tensor, wins: Tensor, rule: str, soft_labels: bool) -> li
     return out
 
 
-def build_round(prompts: Sequence[Any], samples: Sequence[Sequence[Any]], judge: Any, tokenizer: Tokenizer, *,
-                rule: str = "best_worst", soft_labels: bool = False) -> RoundData:
+def build_round(
+    prompts: Sequence[Any],
+    samples: Sequence[Sequence[Any]],
+    judge: Any,
+    tokenizer: Tokenizer,
+    *,
+    rule: str = "best_worst",
+    soft_labels: bool = False,
+) -> RoundData:
     """Judge every pair of each prompt's samples (``.text``, ``.token_ids``) and build the round's pairs.
 
     The policy trains on exactly the sampled token ids (as in the online schedule); the judge reads the text."""
@@ -103,8 +111,9 @@ def build_round(prompts: Sequence[Any], samples: Sequence[Sequence[Any]], judge:
         prompt_ids = tokenizer.prompt_ids(prompt, len(examples))
         for chosen, rejected, label in choose_pairs(pref, wins, rule, soft_labels):
             row = len(examples)
-            ex = tokenizer.from_ids(row, prompt_ids, [list(comps[chosen].token_ids), list(comps[rejected].token_ids)],
-                                    prob=label)
+            ex = tokenizer.from_ids(
+                row, prompt_ids, [list(comps[chosen].token_ids), list(comps[rejected].token_ids)], prob=label
+            )
             if ex is None:  # the schedule cuts (keep_end) rather than skips: a round's size is fixed
                 raise DataError("a sampled pair did not fit train.max_length", row=row)
             examples.append(ex)

@@ -37,8 +37,17 @@ from .provenance import (
 
 HISTORY_DIR = "history"
 #: What a training run writes into its directory (set aside together; data reports and locks stay).
-RUN_FILES = ("checkpoints", "final", "metrics.jsonl", "config.yaml", PROVENANCE_FILE, "train_summary.json",
-             "reference_logprobs.safetensors", "eval", "report")
+RUN_FILES = (
+    "checkpoints",
+    "final",
+    "metrics.jsonl",
+    "config.yaml",
+    PROVENANCE_FILE,
+    "train_summary.json",
+    "reference_logprobs.safetensors",
+    "eval",
+    "report",
+)
 MAX_DIFFS_SHOWN = 6
 
 
@@ -51,9 +60,17 @@ class RunStart:
     set_aside: Path | None = None
 
 
-def start_run(cfg: Any, records: Any, eval_records: Any = None, model: Any = None, judge: Any = None, *,
-              is_main: bool = True, barrier: Callable[[], None] | None = None,
-              log: Callable[[str], None] = print) -> RunStart:
+def start_run(
+    cfg: Any,
+    records: Any,
+    eval_records: Any = None,
+    model: Any = None,
+    judge: Any = None,
+    *,
+    is_main: bool = True,
+    barrier: Callable[[], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> RunStart:
     """Check ``cfg.output_dir`` against the run about to start (see the module doc); every process calls it."""
     out = check_output_dir(cfg.output_dir)
     root = out / "checkpoints"
@@ -63,12 +80,15 @@ def start_run(cfg: Any, records: Any, eval_records: Any = None, model: Any = Non
     mode = cfg.train.resume
     if latest is None:
         if mode == "fork":
-            raise ConfigError(f"resume: fork starts a new run from a checkpoint, and {root} holds none",
-                              field="train.resume")
+            raise ConfigError(
+                f"resume: fork starts a new run from a checkpoint, and {root} holds none", field="train.resume"
+            )
         return RunStart(_with_session(doc, 0))
     if mode is False:
-        raise TrainingError(f"{root} already holds checkpoints; set train.resume: true to continue that run, "
-                            "train.resume: fork to start a new run from its weights, or choose another output_dir")
+        raise TrainingError(
+            f"{root} already holds checkpoints; set train.resume: true to continue that run, "
+            "train.resume: fork to start a new run from its weights, or choose another output_dir"
+        )
     old = known or _from_config_yaml(out)
     diffs = differences(old, doc) if old else []
     step = ckpt.list_checkpoints(root)[-1][0]
@@ -82,14 +102,21 @@ def start_run(cfg: Any, records: Any, eval_records: Any = None, model: Any = Non
         if mode == "auto":
             log(f"the run in {out} had other settings ({_summary(diffs)}); it was moved to {target}, training afresh")
             return RunStart(_with_session(doc, 0), set_aside=target)
-        doc["forked_from"] = {"run": str(target), "checkpoint": str(target / "checkpoints" / latest.name),
-                              "step": step, "fingerprint": (old or {}).get("fingerprint"), "changed": diffs}
+        doc["forked_from"] = {
+            "run": str(target),
+            "checkpoint": str(target / "checkpoints" / latest.name),
+            "step": step,
+            "fingerprint": (old or {}).get("fingerprint"),
+            "changed": diffs,
+        }
         log(f"forking: the run in {out} was moved to {target}; a new run starts from its step-{step} weights")
         return RunStart(_with_session(doc, 0), fork_from=target / "checkpoints" / latest.name, set_aside=target)
     if diffs:
-        raise ConfigError(f"cannot resume: {out} holds a run made with other settings ({_summary(diffs)}); "
-                          f"train.resume: fork (preflab train --fork) starts a new run from its step-{step} weights, "
-                          "or choose another output_dir")
+        raise ConfigError(
+            f"cannot resume: {out} holds a run made with other settings ({_summary(diffs)}); "
+            f"train.resume: fork (preflab train --fork) starts a new run from its step-{step} weights, "
+            "or choose another output_dir"
+        )
     if old is None:
         log(f"note: {out} has no {PROVENANCE_FILE} or config.yaml; resuming without checking its settings")
     _note_code_change(known, log)
@@ -113,9 +140,13 @@ def _note_code_change(known: dict[str, Any] | None, log: Callable[[str], None]) 
     sessions = (known or {}).get("sessions") or []
     before = sessions[-1].get("code") if sessions else None
     current = code_version()
-    if before and {k: before.get(k) for k in ("version", "commit")} != {k: current.get(k) for k in ("version", "commit")}:
-        log(f"note: the run was last trained with preflab {before.get('version')} (commit {before.get('commit')}); "
-            f"continuing with {current.get('version')} (commit {current.get('commit')})")
+    if before and {k: before.get(k) for k in ("version", "commit")} != {
+        k: current.get(k) for k in ("version", "commit")
+    }:
+        log(
+            f"note: the run was last trained with preflab {before.get('version')} (commit {before.get('commit')}); "
+            f"continuing with {current.get('version')} (commit {current.get('commit')})"
+        )
 
 
 def _from_config_yaml(out: Path) -> dict[str, Any] | None:

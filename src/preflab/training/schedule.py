@@ -75,9 +75,20 @@ class ShuffledStream:
 class OfflineSchedule(Schedule):
     """Batches from a fixed tokenised dataset, shuffled per epoch by the run's seed."""
 
-    def __init__(self, examples: Sequence[TokenizedExample], kind: str, batch_size: int, *, seed: int = 0,
-                 layout: str = "padded", pad_id: int = 0, world_size: int = 1, rank: int = 0,
-                 shuffle: bool = True, with_kl: bool = False):
+    def __init__(
+        self,
+        examples: Sequence[TokenizedExample],
+        kind: str,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        layout: str = "padded",
+        pad_id: int = 0,
+        world_size: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        with_kl: bool = False,
+    ):
         if not examples:
             raise DataError("no training examples (every row was skipped or the dataset is empty)")
         if kind not in ("pair", "unpaired", "ranking"):
@@ -119,21 +130,37 @@ class OfflineSchedule(Schedule):
         return max(1, math.ceil(epochs * len(self.examples) / (self.global_batch * grad_accum)))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"type": "offline", "position": self.position, "global_batch": self.global_batch,
-                "num_examples": len(self.examples), "seed": self.seed}
+        return {
+            "type": "offline",
+            "position": self.position,
+            "global_batch": self.global_batch,
+            "num_examples": len(self.examples),
+            "seed": self.seed,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, mine in (("global_batch", self.global_batch), ("num_examples", len(self.examples))):
             if state.get(key) != mine:
-                raise DataError(f"checkpoint was written with {key}={state.get(key)}, this run has {mine}; "
-                                "resume needs the same data and global batch size")
+                raise DataError(
+                    f"checkpoint was written with {key}={state.get(key)}, this run has {mine}; "
+                    "resume needs the same data and global batch size"
+                )
         self.position = int(state["position"])
 
 
-def eval_batches(examples: Sequence[TokenizedExample], kind: str, batch_size: int, *, layout: str,
-                 pad_id: int, world_size: int = 1, rank: int = 0, with_kl: bool = False) -> Iterator[ExampleBatch]:
+def eval_batches(
+    examples: Sequence[TokenizedExample],
+    kind: str,
+    batch_size: int,
+    *,
+    layout: str,
+    pad_id: int,
+    world_size: int = 1,
+    rank: int = 0,
+    with_kl: bool = False,
+) -> Iterator[ExampleBatch]:
     """Each process's share of an in-order pass over ``examples`` (rows ``rank::world_size``)."""
     items = attach_kl_partners(examples) if with_kl else list(examples)
     mine = items[rank::world_size]
     for start in range(0, len(mine), batch_size):
-        yield collate_examples(mine[start:start + batch_size], kind, layout, pad_id)
+        yield collate_examples(mine[start : start + batch_size], kind, layout, pad_id)

@@ -88,12 +88,28 @@ class SelfPlaySchedule(Schedule):
 
     kind = "samples"
 
-    def __init__(self, prompts: Sequence[Any], sample_fn: SampleFn, judge: Any, tokenizer: Tokenizer,
-                 batch_size: int, *, game: str, rounds: int, samples_per_prompt: int, grad_accum: int = 1,
-                 prompts_per_round: int | None = None, steps_per_round: int | None = None,
-                 opponent_fn: OpponentFn | None = None, snapshots: Snapshots | None = None,
-                 score_fn: Callable[[Any], Tensor] | None = None, seed: int = 0, layout: str = "padded",
-                 world_size: int = 1, rank: int = 0):
+    def __init__(
+        self,
+        prompts: Sequence[Any],
+        sample_fn: SampleFn,
+        judge: Any,
+        tokenizer: Tokenizer,
+        batch_size: int,
+        *,
+        game: str,
+        rounds: int,
+        samples_per_prompt: int,
+        grad_accum: int = 1,
+        prompts_per_round: int | None = None,
+        steps_per_round: int | None = None,
+        opponent_fn: OpponentFn | None = None,
+        snapshots: Snapshots | None = None,
+        score_fn: Callable[[Any], Tensor] | None = None,
+        seed: int = 0,
+        layout: str = "padded",
+        world_size: int = 1,
+        rank: int = 0,
+    ):
         if game not in GAMES:
             raise ValueError(f"unknown self-play game '{game}' (known: {', '.join(GAMES)})")
         if not prompts:
@@ -113,10 +129,14 @@ class SelfPlaySchedule(Schedule):
         if game == "nash_mp" and self.steps_per_round < 2:
             from ..errors import ConfigError
 
-            raise ConfigError("Nash-MP splits each round into an extrapolation and an update half: it needs "
-                              f"at least 2 steps per round, got {self.steps_per_round}",
-                              field="iterative.steps_per_round")
-        self.pad_id = tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
+            raise ConfigError(
+                "Nash-MP splits each round into an extrapolation and an update half: it needs "
+                f"at least 2 steps per round, got {self.steps_per_round}",
+                field="iterative.steps_per_round",
+            )
+        self.pad_id = (
+            tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
+        )
         self.position = 0  # global micro-batches served
         self.round = -1  # the round whose π^k snapshot is held (Nash-MP)
         self.half = -1  # the round whose update half has started (Nash-MP)
@@ -190,9 +210,11 @@ class SelfPlaySchedule(Schedule):
                 metrics["selfplay/phase"] = 0.0 if opponent == "k" else 1.0
             if len(opponents) != len(prompts):
                 raise ValueError("the opponent sampler must return one completion per prompt")
-            probs = self.judge.compare_batch([p for p in prompts for _ in range(self.k)],
-                                             [c.text for s in samples for c in s],
-                                             [o.text for o in opponents for _ in range(self.k)])
+            probs = self.judge.compare_batch(
+                [p for p in prompts for _ in range(self.k)],
+                [c.text for s in samples for c in s],
+                [o.text for o in opponents for _ in range(self.k)],
+            )
             values = [float(p) for p in probs]
             if len(values) != len(prompts) * self.k or any(math.isnan(p) or not 0.0 <= p <= 1.0 for p in values):
                 raise DataError("the judge must return one probability P(y ≻ y') in [0, 1] per sample")
@@ -207,9 +229,13 @@ class SelfPlaySchedule(Schedule):
             groups.append((ex.prompt_ids, list(ex.completions)))
         g = len(groups)
         sequences = collate_sequences(groups, self.layout, self.pad_id)
-        batch = ExampleBatch(kind="samples", sequences=sequences, num_examples=g,
-                             index=torch.tensor([start + j for j in range(g)], dtype=torch.long),
-                             weight=torch.ones(g * self.k))
+        batch = ExampleBatch(
+            kind="samples",
+            sequences=sequences,
+            num_examples=g,
+            index=torch.tensor([start + j for j in range(g)], dtype=torch.long),
+            weight=torch.ones(g * self.k),
+        )
         # sequence k·G + g is sample k of prompt g
         batch.meta["reward"] = reward.t().reshape(-1)
         batch.meta["group"] = torch.arange(g).repeat(self.k)
@@ -228,21 +254,34 @@ class SelfPlaySchedule(Schedule):
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"type": "selfplay", "game": self.game, "position": self.position,
-                                 "global_batch": self.global_batch, "num_prompts": len(self.prompts),
-                                 "seed": self.seed, "steps_per_round": self.steps_per_round,
-                                 "round": self.round, "half": self.half}
+        state: dict[str, Any] = {
+            "type": "selfplay",
+            "game": self.game,
+            "position": self.position,
+            "global_batch": self.global_batch,
+            "num_prompts": len(self.prompts),
+            "seed": self.seed,
+            "steps_per_round": self.steps_per_round,
+            "round": self.round,
+            "half": self.half,
+        }
         if self.snapshots is not None and self.snapshots.saved:
             state["tensors"] = self.snapshots.tensors()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        mine = {"game": self.game, "global_batch": self.global_batch, "num_prompts": len(self.prompts),
-                "steps_per_round": self.steps_per_round}
+        mine = {
+            "game": self.game,
+            "global_batch": self.global_batch,
+            "num_prompts": len(self.prompts),
+            "steps_per_round": self.steps_per_round,
+        }
         for key, value in mine.items():
             if state.get(key) != value:
-                raise DataError(f"checkpoint was written with {key}={state.get(key)}, this run has {value}; "
-                                "resume needs the same algorithm, prompts, rounds and global batch size")
+                raise DataError(
+                    f"checkpoint was written with {key}={state.get(key)}, this run has {value}; "
+                    "resume needs the same algorithm, prompts, rounds and global batch size"
+                )
         self.position = int(state["position"])
         self.round, self.half = int(state.get("round", -1)), int(state.get("half", -1))
         if self.snapshots is not None:

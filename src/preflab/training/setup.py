@@ -11,9 +11,18 @@ from ..errors import ConfigError, DataError
 from ..objectives import ObjectiveSpec
 from .lm_algorithms import SAMPLED
 
-KIND_OF_INPUTS = {"pair": "pairs", "unpaired": "unpaired", "iterative_pair": "pairs", "reward_pair": "pairs",
-                  "samples": "pairs", "xpo_pair": "pairs", "ranking": "rankings", "rollout": "prompts",
-                  "preference_embedding": "pairs", "group_pairs": "pairs"}
+KIND_OF_INPUTS = {
+    "pair": "pairs",
+    "unpaired": "unpaired",
+    "iterative_pair": "pairs",
+    "reward_pair": "pairs",
+    "samples": "pairs",
+    "xpo_pair": "pairs",
+    "ranking": "rankings",
+    "rollout": "prompts",
+    "preference_embedding": "pairs",
+    "group_pairs": "pairs",
+}
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -42,8 +51,11 @@ def check_trackers(names: list[str]) -> None:
 
     for name in names:
         if not any(importlib.util.find_spec(pkg) for pkg in TRACKER_PACKAGES[name]):
-            raise ConfigError(f"tracker '{name}' needs the package '{TRACKER_PACKAGES[name][0]}' "
-                              f"(pip install {TRACKER_PACKAGES[name][0]})", field="train.report_to")
+            raise ConfigError(
+                f"tracker '{name}' needs the package '{TRACKER_PACKAGES[name][0]}' "
+                f"(pip install {TRACKER_PACKAGES[name][0]})",
+                field="train.report_to",
+            )
 
 
 def reference_mode(setting: str, spec: ObjectiveSpec, lora: bool, schedule: str) -> str:
@@ -56,16 +68,21 @@ def reference_mode(setting: str, spec: ObjectiveSpec, lora: bool, schedule: str)
     if mode == "none":
         raise ConfigError(f"objective '{spec.name}' needs a reference policy", field="reference.mode")
     if mode == "adapters_disabled" and not lora:
-        raise ConfigError("adapters_disabled needs lora.enabled: true (full fine-tuning has no adapters)",
-                          field="reference.mode")
+        raise ConfigError(
+            "adapters_disabled needs lora.enabled: true (full fine-tuning has no adapters)", field="reference.mode"
+        )
     if mode == "cached" and schedule in SAMPLED:
-        raise ConfigError(f"an {schedule} schedule samples new completions as it trains; their reference log-probs "
-                          "cannot be cached in advance (use adapters_disabled or frozen_copy)", field="reference.mode")
+        raise ConfigError(
+            f"an {schedule} schedule samples new completions as it trains; their reference log-probs "
+            "cannot be cached in advance (use adapters_disabled or frozen_copy)",
+            field="reference.mode",
+        )
     return mode
 
 
-def load_policy(cfg: Any, model: Any = None, tokenizer: Any = None, *, reward: bool = False,
-                head: Any = None) -> tuple[Any, Any]:
+def load_policy(
+    cfg: Any, model: Any = None, tokenizer: Any = None, *, reward: bool = False, head: Any = None
+) -> tuple[Any, Any]:
     """The model to train (fp32 master weights unless model.dtype says otherwise) and tokenizer, LoRA applied:
     the policy, or (``reward``) a reward model with ``head`` (:mod:`preflab.models.reward_heads`; default a
     one-logit scalar head) whose ``score`` layer LoRA trains in full."""
@@ -73,8 +90,9 @@ def load_policy(cfg: Any, model: Any = None, tokenizer: Any = None, *, reward: b
     from ..models.policy import apply_lora
 
     if tokenizer is None:
-        tokenizer = load_tokenizer(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code,
-                                   revision=cfg.model.revision)
+        tokenizer = load_tokenizer(
+            cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision
+        )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if reward and head is None:
@@ -84,8 +102,13 @@ def load_policy(cfg: Any, model: Any = None, tokenizer: Any = None, *, reward: b
     if model is None:
         load = load_reward_model if reward else load_model
         extra = {"pad_token_id": tokenizer.pad_token_id, "num_labels": head.num_labels} if reward else {}
-        model = load(cfg.model.name_or_path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
-                     revision=cfg.model.revision, **extra)
+        model = load(
+            cfg.model.name_or_path,
+            dtype=cfg.model.dtype,
+            trust_remote_code=cfg.model.trust_remote_code,
+            revision=cfg.model.revision,
+            **extra,
+        )
     if reward:
         from ..models.reward import check_tokenizer
 
@@ -95,9 +118,15 @@ def load_policy(cfg: Any, model: Any = None, tokenizer: Any = None, *, reward: b
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = cfg.lora
     if lora.enabled:
-        model = apply_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
-                           target_modules=lora.target_modules, modules_to_save=lora.modules_to_save,
-                           task_type="SEQ_CLS" if reward else "CAUSAL_LM")
+        model = apply_lora(
+            model,
+            r=lora.r,
+            alpha=lora.alpha,
+            dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            modules_to_save=lora.modules_to_save,
+            task_type="SEQ_CLS" if reward else "CAUSAL_LM",
+        )
     else:
         model.requires_grad_(True)
     return model, tokenizer
@@ -114,19 +143,30 @@ def mark_reward_model(model: Any, tokenizer: Any, train: Any, head: Any = None) 
     config = getattr(model, "config", None)
     labels = getattr(config, "num_labels", None) if config is not None else None
     if labels != head.num_labels or not hasattr(model, "score") and not hasattr(model, "classifier"):
-        what = ("a one-logit reward model (a sequence-classification model with num_labels=1)"
-                if head.num_labels == 1 else f"a sequence-classification model with the {head.num_labels} outputs "
-                f"of the '{head.name}' reward head")
+        what = (
+            "a one-logit reward model (a sequence-classification model with num_labels=1)"
+            if head.num_labels == 1
+            else f"a sequence-classification model with the {head.num_labels} outputs of the '{head.name}' reward head"
+        )
         raise ConfigError(f"{type(model).__name__} (num_labels={labels}) is not {what}", field="model.name_or_path")
     if getattr(config, "pad_token_id", None) is None:
         config.pad_token_id = tokenizer.pad_token_id
-    setattr(config, REWARD_CONFIG_KEY, {"tokenization": "preflab", "chat_template": train.chat_template,
-                                        "max_length": train.max_length,
-                                        "max_prompt_length": train.max_prompt_length, "head": head.to_dict()})
+    setattr(
+        config,
+        REWARD_CONFIG_KEY,
+        {
+            "tokenization": "preflab",
+            "chat_template": train.chat_template,
+            "max_length": train.max_length,
+            "max_prompt_length": train.max_prompt_length,
+            "head": head.to_dict(),
+        },
+    )
 
 
-def load_records(cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_records: Any = None,
-                 schedule: str = "offline") -> tuple[list[Any], list[Any] | None]:
+def load_records(
+    cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_records: Any = None, schedule: str = "offline"
+) -> tuple[list[Any], list[Any] | None]:
     """Training (and eval) records in the shape the objective consumes.
 
     ``records`` given in Python (a list of records or a :class:`preflab.data.LoadResult`) win over
@@ -159,8 +199,11 @@ def load_records(cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_record
             if exc.field is not None:
                 raise
             source = cfg.data.path if what == "training data" else (cfg.data.eval_path or cfg.data.path)
-            raise DataError(f"{what}: {exc.message}; algorithm '{cfg.algorithm}' trains on {target}",
-                            file=source, field="data.path" if source else "records") from None
+            raise DataError(
+                f"{what}: {exc.message}; algorithm '{cfg.algorithm}' trains on {target}",
+                file=source,
+                field="data.path" if source else "records",
+            ) from None
 
     if schedule not in SAMPLED:  # online and iterative training data are only prompts
         records = as_target(records, "training data")
@@ -184,8 +227,9 @@ def check_weights(records: list[Any], what: str, source: str | None, *, all_zero
         except (BadRow, TypeError, ValueError) as bad:
             raise DataError(f"{what}: {getattr(bad, 'message', bad)}", file=source, row=i, field="weight") from None
     if all_zero and weights and not any(weights):
-        raise DataError(f"{what}: every row has weight 0, so training would not change the model",
-                        file=source, field="weight")
+        raise DataError(
+            f"{what}: every row has weight 0, so training would not change the model", file=source, field="weight"
+        )
 
 
 def build_optimizer(model: torch.nn.Module, train: Any) -> torch.optim.AdamW:
@@ -210,8 +254,7 @@ def build_optimizer(model: torch.nn.Module, train: Any) -> torch.optim.AdamW:
 def fused_adamw_supported(params: list[torch.nn.Parameter]) -> bool:
     """torch's fused AdamW handles floating-point parameters on CPU, CUDA, XPU and MPS, all on one device type."""
     devices = {p.device.type for p in params}
-    return (len(devices) == 1 and devices <= {"cpu", "cuda", "xpu", "mps"}
-            and all(p.is_floating_point() for p in params))
+    return len(devices) == 1 and devices <= {"cpu", "cuda", "xpu", "mps"} and all(p.is_floating_point() for p in params)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, train: Any, total_steps: int) -> Any:
@@ -219,8 +262,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train: Any, total_steps: i
     from transformers import get_scheduler
 
     warmup = train.warmup_steps if train.warmup_steps is not None else round(train.warmup_ratio * total_steps)
-    return get_scheduler(train.scheduler, optimizer, num_warmup_steps=min(warmup, total_steps),
-                         num_training_steps=total_steps)
+    return get_scheduler(
+        train.scheduler, optimizer, num_warmup_steps=min(warmup, total_steps), num_training_steps=total_steps
+    )
 
 
 _EXIT_HOOK: list[bool] = []

@@ -32,7 +32,7 @@ from ..objectives.game_inputs import GroupPairInputs, IterativePairInputs, Sampl
 
 def _slots(values: Tensor, batch: ExampleBatch) -> list[Tensor]:
     g = batch.num_examples
-    return [values[k * g:(k + 1) * g] for k in range(batch.sequences.num_sequences // g)]
+    return [values[k * g : (k + 1) * g] for k in range(batch.sequences.num_sequences // g)]
 
 
 def pair_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: Tensor | None = None) -> PairInputs:
@@ -42,60 +42,99 @@ def pair_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor:
     rc, rr = _slots(ref, batch) if ref is not None else (None, None)
     lc, lr = _slots(batch.sequences.completion_lengths, batch)
     wc, wr = (batch.winrate[:, 0], batch.winrate[:, 1]) if batch.winrate is not None else (None, None)
-    return PairInputs(policy_chosen=pc, policy_rejected=pr, ref_chosen=rc, ref_rejected=rr,
-                      chosen_len=lc, rejected_len=lr, prob=batch.prob, weight=batch.weight,
-                      chosen_winrate=wc, rejected_winrate=wr)
+    return PairInputs(
+        policy_chosen=pc,
+        policy_rejected=pr,
+        ref_chosen=rc,
+        ref_rejected=rr,
+        chosen_len=lc,
+        rejected_len=lr,
+        prob=batch.prob,
+        weight=batch.weight,
+        chosen_winrate=wc,
+        rejected_winrate=wr,
+    )
 
 
-def unpaired_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None,
-                    anchor: Tensor | None = None) -> UnpairedInputs:
+def unpaired_inputs(
+    batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: Tensor | None = None
+) -> UnpairedInputs:
     """Slot 0 = the completion; slot 1 (when present) = the mismatched completion for KTO's KL estimate."""
     pol = _slots(policy, batch)
     refs = _slots(ref, batch) if ref is not None else [torch.zeros_like(p) for p in pol]
     length = _slots(batch.sequences.completion_lengths, batch)[0]
     kl = batch.with_kl
-    return UnpairedInputs(policy=pol[0], ref=refs[0], label=batch.label, length=length,
-                          policy_kl=pol[1] if kl else None, ref_kl=refs[1] if kl else None, weight=batch.weight)
+    return UnpairedInputs(
+        policy=pol[0],
+        ref=refs[0],
+        label=batch.label,
+        length=length,
+        policy_kl=pol[1] if kl else None,
+        ref_kl=refs[1] if kl else None,
+        weight=batch.weight,
+    )
 
 
-def iterative_pair_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None,
-                          anchor: Tensor | None = None) -> IterativePairInputs:
+def iterative_pair_inputs(
+    batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: Tensor | None = None
+) -> IterativePairInputs:
     """Pairs plus the previous iterate's log-probs (``anchor_*`` = log π_t) and the win rates P̂(y ≻ π_t)
     (``win_*``, DNO's r_t) for INPO and DNO; ``ref_*`` = log π_ref."""
     base = pair_inputs(batch, policy, ref)
     ac, ar = _slots(anchor, batch) if anchor is not None else (None, None)
-    return IterativePairInputs(**vars(base), anchor_chosen=ac, anchor_rejected=ar,
-                               win_chosen=base.chosen_winrate, win_rejected=base.rejected_winrate)
+    return IterativePairInputs(
+        **vars(base),
+        anchor_chosen=ac,
+        anchor_rejected=ar,
+        win_chosen=base.chosen_winrate,
+        win_rejected=base.rejected_winrate,
+    )
 
 
-def reward_pair_inputs(batch: ExampleBatch, rewards: Tensor, ref: Tensor | None,
-                       anchor: Tensor | None = None) -> RewardPairInputs:
+def reward_pair_inputs(
+    batch: ExampleBatch, rewards: Tensor, ref: Tensor | None, anchor: Tensor | None = None
+) -> RewardPairInputs:
     """Slot 0 = r(x, y_w), slot 1 = r(x, y_l), with the pairs' margins and soft labels (a tie is p = ½)."""
     chosen, rejected = _slots(rewards, batch)
-    return RewardPairInputs(chosen_reward=chosen, rejected_reward=rejected, margin=batch.margin, prob=batch.prob,
-                            weight=batch.weight)
+    return RewardPairInputs(
+        chosen_reward=chosen, rejected_reward=rejected, margin=batch.margin, prob=batch.prob, weight=batch.weight
+    )
 
 
-def ranking_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None,
-                   anchor: Tensor | None = None) -> RankingInputs:
+def ranking_inputs(
+    batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: Tensor | None = None
+) -> RankingInputs:
     """(G, K) log-probs of each list's K (padded) responses, with their scores, mask and lengths."""
+
     def grid(values: Tensor) -> Tensor:
         return torch.stack(_slots(values, batch), dim=1)
 
     dev = policy.device
-    return RankingInputs(policy=grid(policy), ref=grid(ref) if ref is not None else None,
-                         scores=batch.meta["scores"].to(dev), mask=batch.meta["mask"].to(dev),
-                         length=grid(batch.sequences.completion_lengths).to(policy.dtype), weight=batch.weight)
+    return RankingInputs(
+        policy=grid(policy),
+        ref=grid(ref) if ref is not None else None,
+        scores=batch.meta["scores"].to(dev),
+        mask=batch.meta["mask"].to(dev),
+        length=grid(batch.sequences.completion_lengths).to(policy.dtype),
+        weight=batch.weight,
+    )
 
 
-def sample_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: Tensor | None = None) -> SampleInputs:
+def sample_inputs(
+    batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: Tensor | None = None
+) -> SampleInputs:
     """On-policy samples (:mod:`preflab.training.selfplay`): sequence k·G + g is sample k of prompt g; the
     schedule put each sample's judged reward, its prompt group and (Nash-MP) log π^k in ``batch.meta``."""
     dev = policy.device
     meta = batch.meta
     anchor = anchor if anchor is not None else meta.get("anchor")
-    return SampleInputs(policy=policy, reward=meta["reward"].to(dev), ref=ref,
-                        anchor=anchor.to(dev) if anchor is not None else None, group=meta["group"].to(dev))
+    return SampleInputs(
+        policy=policy,
+        reward=meta["reward"].to(dev),
+        ref=ref,
+        anchor=anchor.to(dev) if anchor is not None else None,
+        group=meta["group"].to(dev),
+    )
 
 
 def xpo_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: Tensor | None = None) -> XPOInputs:
@@ -107,23 +146,27 @@ def xpo_inputs(batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: 
     return XPOInputs(**vars(base), policy_explore=explore)
 
 
-def preference_embedding_inputs(batch: ExampleBatch, embeddings: Tensor, ref: Tensor | None,
-                                anchor: Tensor | None = None) -> PreferenceEmbeddingInputs:
+def preference_embedding_inputs(
+    batch: ExampleBatch, embeddings: Tensor, ref: Tensor | None, anchor: Tensor | None = None
+) -> PreferenceEmbeddingInputs:
     """Slot 0 = v(x, y_w), slot 1 = v(x, y_l): (B, 2k) preference embeddings (GPM), with the soft labels."""
     chosen, rejected = _slots(embeddings, batch)
-    return PreferenceEmbeddingInputs(chosen_embedding=chosen, rejected_embedding=rejected, prob=batch.prob,
-                                     weight=batch.weight)
+    return PreferenceEmbeddingInputs(
+        chosen_embedding=chosen, rejected_embedding=rejected, prob=batch.prob, weight=batch.weight
+    )
 
 
-def group_pair_inputs(batch: ExampleBatch, rewards: Tensor, ref: Tensor | None,
-                      anchor: Tensor | None = None) -> GroupPairInputs:
+def group_pair_inputs(
+    batch: ExampleBatch, rewards: Tensor, ref: Tensor | None, anchor: Tensor | None = None
+) -> GroupPairInputs:
     """Slot 0 = r_k(x, y_w), slot 1 = r_k(x, y_l): (B, K) rewards of the K group heads, with each pair's
     annotator id (MaxMin-RLHF's EM)."""
     chosen, rejected = _slots(rewards, batch)
     if batch.annotator is None:
         raise ValueError("group_pairs inputs need the pairs' annotator ids (ExampleBatch.annotator)")
-    return GroupPairInputs(reward_chosen=chosen, reward_rejected=rejected, annotator=batch.annotator,
-                           weight=batch.weight)
+    return GroupPairInputs(
+        reward_chosen=chosen, reward_rejected=rejected, annotator=batch.annotator, weight=batch.weight
+    )
 
 
 INPUT_BUILDERS: dict[str, Callable[..., Any]] = {  # (batch, policy, ref, anchor) -> the objective's inputs
@@ -138,22 +181,33 @@ INPUT_BUILDERS: dict[str, Callable[..., Any]] = {  # (batch, policy, ref, anchor
     "group_pairs": group_pair_inputs,
 }
 # The batch kind (preflab.data.collate) each input kind is built from.
-EXAMPLE_KINDS: dict[str, str] = {"pair": "pair", "unpaired": "unpaired", "iterative_pair": "pair",
-                                 "reward_pair": "pair", "samples": "samples", "xpo_pair": "pair",
-                                 "ranking": "ranking", "rollout": "rollout", "preference_embedding": "pair",
-                                 "group_pairs": "pair"}
+EXAMPLE_KINDS: dict[str, str] = {
+    "pair": "pair",
+    "unpaired": "unpaired",
+    "iterative_pair": "pair",
+    "reward_pair": "pair",
+    "samples": "samples",
+    "xpo_pair": "pair",
+    "ranking": "ranking",
+    "rollout": "rollout",
+    "preference_embedding": "pair",
+    "group_pairs": "pair",
+}
 
 
-def objective_loss(spec: ObjectiveSpec, params: Any, scorer: Callable[[Any], Tensor], reference: Reference,
-                   batch: ExampleBatch) -> tuple[Tensor, dict[str, Any]]:
+def objective_loss(
+    spec: ObjectiveSpec, params: Any, scorer: Callable[[Any], Tensor], reference: Reference, batch: ExampleBatch
+) -> tuple[Tensor, dict[str, Any]]:
     """Run policy (with grad) and reference (without) on ``batch`` and apply the objective."""
     if spec.inputs == "rollout":  # per-token inputs: the rollout carries π_old, π_ref and the advantages
         from .rollouts import rollout_loss
 
         return rollout_loss(spec, params, scorer, reference, batch)
     if spec.inputs not in INPUT_BUILDERS:
-        raise ValueError(f"objective '{spec.name}' consumes '{spec.inputs}' inputs; the LM trainer builds "
-                         f"{', '.join(INPUT_BUILDERS)}")
+        raise ValueError(
+            f"objective '{spec.name}' consumes '{spec.inputs}' inputs; the LM trainer builds "
+            f"{', '.join(INPUT_BUILDERS)}"
+        )
     policy = scorer(batch.sequences).float()
     ref = reference.logprobs(batch) if spec.needs_ref else None
     inputs = INPUT_BUILDERS[spec.inputs](batch, policy, ref, reference.anchor(batch))
@@ -191,9 +245,15 @@ class MetricMeans:
 
 
 @torch.no_grad()
-def evaluate(spec: ObjectiveSpec, params: Any, scorer: Callable[[Any], Tensor], reference: Reference,
-             batches: Iterable[ExampleBatch], device: torch.device,
-             reduce: Callable[[MetricMeans], dict[str, float]] = MetricMeans.means) -> dict[str, float]:
+def evaluate(
+    spec: ObjectiveSpec,
+    params: Any,
+    scorer: Callable[[Any], Tensor],
+    reference: Reference,
+    batches: Iterable[ExampleBatch],
+    device: torch.device,
+    reduce: Callable[[MetricMeans], dict[str, float]] = MetricMeans.means,
+) -> dict[str, float]:
     """Example-weighted mean loss and metrics over ``batches`` (this process's share), reduced across processes."""
     means = MetricMeans()
     for batch in batches:

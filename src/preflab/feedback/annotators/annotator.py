@@ -86,8 +86,14 @@ class Annotator(ABC):
         u_choice, u_flip = rng.random(2)
         clean = bool(u_choice < p)
         flipped = bool(u_flip < self.flip_rate)
-        return Vote(a_wins=clean != flipped, prob=(1 - self.flip_rate) * p + self.flip_rate * (1 - p),
-                    clean_prob=p, flipped=flipped, annotator=self.name, group=self.group)
+        return Vote(
+            a_wins=clean != flipped,
+            prob=(1 - self.flip_rate) * p + self.flip_rate * (1 - p),
+            clean_prob=p,
+            flipped=flipped,
+            annotator=self.name,
+            group=self.group,
+        )
 
 
 class BTAnnotator(Annotator):

@@ -41,7 +41,10 @@ def diversity(text: str, gold_score: float) -> float:
 
 
 CRITERIA: dict[str, Criterion] = {
-    "gold": gold, "brevity": brevity, "verbosity": verbosity, "diversity": diversity,
+    "gold": gold,
+    "brevity": brevity,
+    "verbosity": verbosity,
+    "diversity": diversity,
 }
 
 

@@ -63,7 +63,8 @@ class AnnotatorSpec(Section):
     weight: float = Field(1.0, ge=0, description="Share of votes in the pool (normalised).")
     criteria: dict[str, float] | list[str] = Field(
         default_factory=lambda: {"gold": 1.0},
-        description="bt: {criterion: weight}; intransitive: three criterion names.")
+        description="bt: {criterion: weight}; intransitive: three criterion names.",
+    )
     temperature: float = Field(0.1, ge=0, description="Bradley–Terry temperature (0 = deterministic).")
     flip_rate: float = Field(0.0, ge=0, le=0.5, description="Probability of flipping the drawn label.")
     length_bias: float = Field(0.0, description="Utility bonus per unit of ln(1 + words).")
@@ -72,12 +73,20 @@ class AnnotatorSpec(Section):
     def build(self, seed: int = 0) -> Annotator:
         if self.kind == "intransitive":
             crit = tuple(self.criteria) if isinstance(self.criteria, list) else ("gold", "brevity", "diversity")
-            return IntransitiveAnnotator(self.name, self.group, criteria=crit, temperature=self.temperature,
-                                         flip_rate=self.flip_rate, seed=seed)
+            return IntransitiveAnnotator(
+                self.name, self.group, criteria=crit, temperature=self.temperature, flip_rate=self.flip_rate, seed=seed
+            )
         crit = self.criteria if isinstance(self.criteria, dict) else {c: 1.0 for c in self.criteria}
-        return BTAnnotator(self.name, self.group, criteria=crit, temperature=self.temperature,
-                           flip_rate=self.flip_rate, length_bias=self.length_bias,
-                           position_bias=self.position_bias, seed=seed)
+        return BTAnnotator(
+            self.name,
+            self.group,
+            criteria=crit,
+            temperature=self.temperature,
+            flip_rate=self.flip_rate,
+            length_bias=self.length_bias,
+            position_bias=self.position_bias,
+            seed=seed,
+        )
 
 
 class PoolSpec(Section):
@@ -102,12 +111,19 @@ PRESETS: dict[str, PoolSpec] = {
         {"name": "concise", "group": "concise", "criteria": {"gold": 1.0, "brevity": 1.0}, "temperature": 0.1},
         {"name": "detailed", "group": "detailed", "criteria": {"gold": 1.0, "verbosity": 1.0}, "temperature": 0.1},
     ),
-    "intransitive": _spec({"name": "cyclic", "kind": "intransitive", "criteria": ["gold", "brevity", "diversity"],
-                           "temperature": 0.0}),
+    "intransitive": _spec(
+        {"name": "cyclic", "kind": "intransitive", "criteria": ["gold", "brevity", "diversity"], "temperature": 0.0}
+    ),
     "mixed": _spec(
         {"name": "expert", "group": "majority", "weight": 0.4, "temperature": 0.05, "flip_rate": 0.1},
-        {"name": "length_lover", "group": "majority", "weight": 0.2, "temperature": 0.1, "length_bias": 0.15,
-         "position_bias": 0.05},
+        {
+            "name": "length_lover",
+            "group": "majority",
+            "weight": 0.2,
+            "temperature": 0.1,
+            "length_bias": 0.15,
+            "position_bias": 0.05,
+        },
         {"name": "concise", "group": "concise", "weight": 0.2, "criteria": {"gold": 1.0, "brevity": 1.0}},
         {"name": "detailed", "group": "detailed", "weight": 0.1, "criteria": {"gold": 1.0, "verbosity": 1.0}},
         {"name": "cyclic", "group": "cyclic", "weight": 0.1, "kind": "intransitive", "temperature": 0.0},
@@ -120,6 +136,7 @@ def load_pool(name_or_path: str, seed: int = 0) -> AnnotatorPool:
     if name_or_path in PRESETS:
         return PRESETS[name_or_path].build(seed)
     if not Path(name_or_path).is_file():
-        raise ConfigError(f"unknown annotator pool '{name_or_path}': not a preset "
-                          f"({', '.join(PRESETS)}) nor a file", field="pool")
+        raise ConfigError(
+            f"unknown annotator pool '{name_or_path}': not a preset ({', '.join(PRESETS)}) nor a file", field="pool"
+        )
     return load_config(name_or_path, cls=PoolSpec).build(seed)

@@ -35,8 +35,14 @@ def encode(tokenizer, texts: list[str], device, *, side: str, max_length: int | 
     old_side, old_trunc = tokenizer.padding_side, tokenizer.truncation_side
     tokenizer.padding_side, tokenizer.truncation_side = side, "left"
     try:
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False,
-                        truncation=max_length is not None, max_length=max_length)
+        enc = tokenizer(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+            truncation=max_length is not None,
+            max_length=max_length,
+        )
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = old_side, old_trunc
     return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}

@@ -27,8 +27,13 @@ class GoldJudge(Judge):
 
     name = "gold"
 
-    def __init__(self, tasks: Iterable[Task] = (), *, temperature: float = 0.0,
-                 scorer: Callable[[object, str], float] | None = None) -> None:
+    def __init__(
+        self,
+        tasks: Iterable[Task] = (),
+        *,
+        temperature: float = 0.0,
+        scorer: Callable[[object, str], float] | None = None,
+    ) -> None:
         self.tasks = {_key(t.prompt): t for t in tasks}
         self.temperature = temperature
         self.scorer = scorer

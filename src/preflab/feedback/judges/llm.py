@@ -37,17 +37,30 @@ class LLMJudge(Judge):
     name = "llm"
 
     @classmethod
-    def from_config(cls, *, tasks: Sequence[Any] = (), model: str | None = None, trust_remote_code: bool = False,
-                    **kwargs: Any) -> LLMJudge:
+    def from_config(
+        cls, *, tasks: Sequence[Any] = (), model: str | None = None, trust_remote_code: bool = False, **kwargs: Any
+    ) -> LLMJudge:
         """The causal LM ``model`` (default: the embedded SmolLM2) as the judge."""
         from ...models import DEFAULT_MODEL, load_model, load_tokenizer
 
         path = model or DEFAULT_MODEL
-        return cls(load_model(path, trust_remote_code=trust_remote_code),
-                   load_tokenizer(path, trust_remote_code=trust_remote_code), **kwargs)
+        return cls(
+            load_model(path, trust_remote_code=trust_remote_code),
+            load_tokenizer(path, trust_remote_code=trust_remote_code),
+            **kwargs,
+        )
 
-    def __init__(self, model, tokenizer, *, template: str = JUDGE_TEMPLATE, labels: tuple[str, str] = ("A", "B"),
-                 both_orders: bool = True, batch_size: int = 8, max_length: int | None = 4096) -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        template: str = JUDGE_TEMPLATE,
+        labels: tuple[str, str] = ("A", "B"),
+        both_orders: bool = True,
+        batch_size: int = 8,
+        max_length: int | None = 4096,
+    ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.template, self.both_orders = template, both_orders
         self.batch_size, self.max_length = batch_size, max_length
@@ -56,8 +69,9 @@ class LLMJudge(Judge):
     def _single_token(self, label: str) -> int:
         ids = self.tokenizer(label, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
-            raise ConfigError(f"judge label {label!r} is {len(ids)} tokens for this tokenizer; it must be one",
-                              field="judge.labels")
+            raise ConfigError(
+                f"judge label {label!r} is {len(ids)} tokens for this tokenizer; it must be one", field="judge.labels"
+            )
         return int(ids[0])
 
     def label_logit_gaps(self, prompts: list, firsts: list, seconds: list) -> list[float]:
@@ -66,17 +80,29 @@ class LLMJudge(Judge):
 
         from ...generation.sampler import bf16_autocast_ok
 
-        texts = [render(self.tokenizer, [{"role": "user", "content": self.template.format(
-            prompt=prompt_text(p), a=x, b=y)}], generation_prompt=True)
-            for p, x, y in zip(prompts, firsts, seconds, strict=True)]
+        texts = [
+            render(
+                self.tokenizer,
+                [{"role": "user", "content": self.template.format(prompt=prompt_text(p), a=x, b=y)}],
+                generation_prompt=True,
+            )
+            for p, x, y in zip(prompts, firsts, seconds, strict=True)
+        ]
         gaps: list[float] = []
         a_id, b_id = self.label_ids
         for s in range(0, len(texts), self.batch_size):
-            enc = encode(self.tokenizer, texts[s:s + self.batch_size], self.model.device, side="left",
-                         max_length=self.max_length)
+            enc = encode(
+                self.tokenizer,
+                texts[s : s + self.batch_size],
+                self.model.device,
+                side="left",
+                max_length=self.max_length,
+            )
             pos = (enc["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
-            with torch.no_grad(), torch.autocast(self.model.device.type, dtype=torch.bfloat16,
-                                                 enabled=bf16_autocast_ok(self.model)):
+            with (
+                torch.no_grad(),
+                torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=bf16_autocast_ok(self.model)),
+            ):
                 last = self.model(**enc, position_ids=pos).logits[:, -1].float()
             gaps.extend((last[:, a_id] - last[:, b_id]).tolist())
         return gaps

@@ -27,8 +27,9 @@ class PreferenceModelJudge(Judge):
     name = "preference_model"
 
     @classmethod
-    def from_config(cls, *, tasks: Sequence[Any] = (), model: str | None = None, trust_remote_code: bool = False,
-                    **kwargs: Any) -> PreferenceModelJudge:
+    def from_config(
+        cls, *, tasks: Sequence[Any] = (), model: str | None = None, trust_remote_code: bool = False, **kwargs: Any
+    ) -> PreferenceModelJudge:
         """The one-logit sequence-classification checkpoint ``model``."""
         from transformers import AutoModelForSequenceClassification
 
@@ -39,9 +40,17 @@ class PreferenceModelJudge(Judge):
         loaded = load_model(model, trust_remote_code=trust_remote_code, model_class=AutoModelForSequenceClassification)
         return cls(loaded, load_tokenizer(model, trust_remote_code=trust_remote_code), **kwargs)
 
-    def __init__(self, model=None, tokenizer=None, *, prob_fn: Callable[[list, list, list], list[float]] | None = None,
-                 template: str = PAIR_TEMPLATE, symmetric: bool = True, batch_size: int = 8,
-                 max_length: int | None = 2048) -> None:
+    def __init__(
+        self,
+        model=None,
+        tokenizer=None,
+        *,
+        prob_fn: Callable[[list, list, list], list[float]] | None = None,
+        template: str = PAIR_TEMPLATE,
+        symmetric: bool = True,
+        batch_size: int = 8,
+        max_length: int | None = 2048,
+    ) -> None:
         if prob_fn is None and (model is None or tokenizer is None):
             raise ValueError("PreferenceModelJudge needs a model and tokenizer, or prob_fn")
         self.model, self.tokenizer, self.prob_fn = model, tokenizer, prob_fn
@@ -58,15 +67,27 @@ class PreferenceModelJudge(Judge):
 
         from ...generation.sampler import bf16_autocast_ok
 
-        texts = [render(self.tokenizer, [{"role": "user", "content": self.template.format(
-            prompt=prompt_text(p), a=x, b=y)}], generation_prompt=False)
-            for p, x, y in zip(prompts, firsts, seconds, strict=True)]
+        texts = [
+            render(
+                self.tokenizer,
+                [{"role": "user", "content": self.template.format(prompt=prompt_text(p), a=x, b=y)}],
+                generation_prompt=False,
+            )
+            for p, x, y in zip(prompts, firsts, seconds, strict=True)
+        ]
         out: list[float] = []
         for s in range(0, len(texts), self.batch_size):
-            enc = encode(self.tokenizer, texts[s:s + self.batch_size], self.model.device, side="right",
-                         max_length=self.max_length)
-            with torch.no_grad(), torch.autocast(self.model.device.type, dtype=torch.bfloat16,
-                                                 enabled=bf16_autocast_ok(self.model)):
+            enc = encode(
+                self.tokenizer,
+                texts[s : s + self.batch_size],
+                self.model.device,
+                side="right",
+                max_length=self.max_length,
+            )
+            with (
+                torch.no_grad(),
+                torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=bf16_autocast_ok(self.model)),
+            ):
                 logits = self.model(**enc).logits
             out.extend(torch.sigmoid(logits[:, 0].float()).tolist())
         return out

@@ -30,20 +30,29 @@ class RewardModelJudge(Judge):
     reads_embeddings = False  # GPMJudge: the outputs are preference embeddings, not rewards
 
     @classmethod
-    def from_config(cls, *, tasks: Sequence[Any] = (), model: str | list[str] | None = None,
-                    trust_remote_code: bool = False, **kwargs: Any) -> Judge:
+    def from_config(
+        cls,
+        *,
+        tasks: Sequence[Any] = (),
+        model: str | list[str] | None = None,
+        trust_remote_code: bool = False,
+        **kwargs: Any,
+    ) -> Judge:
         """The reward-model checkpoint ``model`` (see :meth:`from_pretrained`); a list of checkpoints is an
         ensemble (:class:`RewardEnsembleJudge`)."""
         if not model:
-            raise ConfigError("the reward_model judge needs model=<checkpoint> (or a list of checkpoints)",
-                              field="judge_args.model")
+            raise ConfigError(
+                "the reward_model judge needs model=<checkpoint> (or a list of checkpoints)", field="judge_args.model"
+            )
         if isinstance(model, (list, tuple)):
-            return RewardEnsembleJudge([cls.from_pretrained(str(m), trust_remote_code=trust_remote_code, **kwargs)
-                                        for m in model])
+            return RewardEnsembleJudge(
+                [cls.from_pretrained(str(m), trust_remote_code=trust_remote_code, **kwargs) for m in model]
+            )
         return cls.from_pretrained(model, trust_remote_code=trust_remote_code, **kwargs)
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 8, max_length: int | None = 2048,
-                 label_index: int = 0) -> None:
+    def __init__(
+        self, model, tokenizer, *, batch_size: int = 8, max_length: int | None = 2048, label_index: int = 0
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -57,14 +66,21 @@ class RewardModelJudge(Judge):
         self.head = head_of_model(model)
         if (self.head.name == "gpm") != self.reads_embeddings:
             if self.reads_embeddings:
-                raise ConfigError(f"this model has a '{self.head.name}' reward head, not preference embeddings; use "
-                                  "judge: reward_model", field="judge_args.model")
-            raise ConfigError("this model is a general preference model (preference embeddings, no scalar reward); "
-                              "use judge: gpm", field="judge_args.model")
+                raise ConfigError(
+                    f"this model has a '{self.head.name}' reward head, not preference embeddings; use "
+                    "judge: reward_model",
+                    field="judge_args.model",
+                )
+            raise ConfigError(
+                "this model is a general preference model (preference embeddings, no scalar reward); use judge: gpm",
+                field="judge_args.model",
+            )
         labels = int(getattr(model.config, "num_labels", 1))
         if not 0 <= label_index < labels or self.head.name == "hl_gauss" and label_index:
-            raise ConfigError(f"label_index {label_index} is not a reward of this model ({labels} outputs, "
-                              f"'{self.head.name}' head)", field="judge_args.label_index")
+            raise ConfigError(
+                f"label_index {label_index} is not a reward of this model ({labels} outputs, '{self.head.name}' head)",
+                field="judge_args.label_index",
+            )
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, trust_remote_code: bool = False, **kwargs) -> RewardModelJudge:
@@ -76,8 +92,9 @@ class RewardModelJudge(Judge):
 
         check_reward_checkpoint(name_or_path, trust_remote_code=trust_remote_code)
         tok = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
-        model = load_model(name_or_path, trust_remote_code=trust_remote_code,
-                           model_class=AutoModelForSequenceClassification)
+        model = load_model(
+            name_or_path, trust_remote_code=trust_remote_code, model_class=AutoModelForSequenceClassification
+        )
         check_tokenizer(model, tok, name_or_path)
         judge = cls(model, tok, **kwargs)
         judge.name = f"{'gpm' if cls.reads_embeddings else 'rm'}:{name_or_path}"
@@ -100,15 +117,16 @@ class RewardModelJudge(Judge):
         pairs = list(zip(prompts, responses, strict=True))
         out: list[Any] = []
         for s in range(0, len(pairs), self.batch_size):
-            chunk = pairs[s:s + self.batch_size]
+            chunk = pairs[s : s + self.batch_size]
             if self._ids is not None:
-                enc = _pad_right([self._ids(p, r) for p, r in chunk], self.model.config.pad_token_id,
-                                 self.model.device)
+                enc = _pad_right([self._ids(p, r) for p, r in chunk], self.model.config.pad_token_id, self.model.device)
             else:
                 texts = [render(self.tokenizer, conversation(p, r), generation_prompt=False) for p, r in chunk]
                 enc = encode(self.tokenizer, texts, self.model.device, side="right", max_length=self.max_length)
-            with torch.no_grad(), torch.autocast(self.model.device.type, dtype=torch.bfloat16,
-                                                 enabled=bf16_autocast_ok(self.model)):
+            with (
+                torch.no_grad(),
+                torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=bf16_autocast_ok(self.model)),
+            ):
                 logits = self.model(**enc).logits
             out.append(logits.float().cpu())
         return torch.cat(out) if out else torch.zeros(0, int(getattr(self.model.config, "num_labels", 1)))
@@ -134,9 +152,14 @@ def _trained_tokenization(model: Any, tokenizer: Any) -> Callable[[Any, Any], li
     info = getattr(model.config, REWARD_CONFIG_KEY, None)
     if not isinstance(info, dict) or info.get("tokenization") != "preflab":
         return None
-    tk = Tokenizer(tokenizer, TokenizeOptions(max_length=int(info.get("max_length") or 1024),
-                                              max_prompt_length=info.get("max_prompt_length"),
-                                              chat_template=info.get("chat_template")))
+    tk = Tokenizer(
+        tokenizer,
+        TokenizeOptions(
+            max_length=int(info.get("max_length") or 1024),
+            max_prompt_length=info.get("max_prompt_length"),
+            chat_template=info.get("chat_template"),
+        ),
+    )
 
     def ids(prompt: Any, response: Any) -> list[int]:
         prompt = getattr(prompt, "prompt", prompt)  # a Task
@@ -154,7 +177,7 @@ def _pad_right(rows: list[list[int]], pad_id: int, device: Any) -> dict:
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
@@ -175,8 +198,10 @@ class RewardEnsembleJudge(Judge):
         table = [m.score_batch(prompts, responses) for m in self.members]
         k = len(table)
         means = [sum(col) / k for col in zip(*table, strict=True)]
-        stds = [math.sqrt(sum((x - mu) ** 2 for x in col) / k) for col, mu in zip(zip(*table, strict=True), means,
-                                                                                   strict=True)]
+        stds = [
+            math.sqrt(sum((x - mu) ** 2 for x in col) / k)
+            for col, mu in zip(zip(*table, strict=True), means, strict=True)
+        ]
         return means, stds
 
     def score_batch(self, prompts: list, responses: list) -> list[float]:

@@ -22,8 +22,9 @@ class AnnotatorJudge(Judge):
         self.name = getattr(annotator, "name", "pool")
 
     @classmethod
-    def from_config(cls, *, tasks: Sequence[Any] = (), pool: str = "bt", seed: int = 0,
-                    **kwargs: Any) -> AnnotatorJudge:
+    def from_config(
+        cls, *, tasks: Sequence[Any] = (), pool: str = "bt", seed: int = 0, **kwargs: Any
+    ) -> AnnotatorJudge:
         """The annotator pool ``pool`` (a preset or a spec file; ``seed``) over the gold scores of ``tasks``."""
         from ..annotators import load_pool
         from .gold import GoldJudge

@@ -14,7 +14,7 @@ _WORDS = {"+": "plus", "-": "minus", "*": "times"}
 
 @register_family
 class Arithmetic(TaskFamily):
-    """"What is a <op> b?" with two-digit (sums, differences) or one-by-two-digit (products) numbers.
+    """ "What is a <op> b?" with two-digit (sums, differences) or one-by-two-digit (products) numbers.
 
     Gold score, with p the *last* number in the answer (answers usually restate the question first):
     1 if p equals the answer; otherwise 0.5 · max(0, 1 − |p − answer| / max(|answer|, 10)) (near misses

@@ -88,8 +88,12 @@ def task_from_dict(row: dict[str, Any], *, file: str | None = None, line: int | 
         if key not in row:
             raise DataError(f"task is missing '{key}'", file=file, line=line, field=f"task.{key}")
     if row["family"] not in FAMILIES:
-        raise DataError(f"unknown task family '{row['family']}' (known: {', '.join(sorted(FAMILIES))})",
-                        file=file, line=line, field="task.family")
+        raise DataError(
+            f"unknown task family '{row['family']}' (known: {', '.join(sorted(FAMILIES))})",
+            file=file,
+            line=line,
+            field="task.family",
+        )
     params = row.get("params", {})
     if not isinstance(params, dict):
         raise DataError("task params must be an object", file=file, line=line, field="task.params")

@@ -12,7 +12,7 @@ from .vocab import ENDINGS, INSTRUCTIONS, TOPICS
 
 @register_family
 class EndingPhrase(TaskFamily):
-    """"... End your answer with the exact phrase "P"."
+    """ "... End your answer with the exact phrase "P"."
 
     Gold score, comparing word sequences (:func:`~preflab.feedback.tasks.text.words`, casefolded, curly
     apostrophes straightened, so case, punctuation and markdown do not matter: "I hope this helps!"
@@ -27,8 +27,10 @@ class EndingPhrase(TaskFamily):
     def build(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
         topic = rng.choice(sorted(TOPICS))
         phrase = rng.choice(ENDINGS)
-        prompt = (f"{rng.choice(INSTRUCTIONS).format(topic=topic)} Answer in one sentence. "
-                  f'End your answer with the exact phrase "{phrase}"')
+        prompt = (
+            f"{rng.choice(INSTRUCTIONS).format(topic=topic)} Answer in one sentence. "
+            f'End your answer with the exact phrase "{phrase}"'
+        )
         return prompt, {"phrase": phrase}
 
     def score(self, params: dict[str, Any], response: str) -> float:
@@ -39,7 +41,7 @@ class EndingPhrase(TaskFamily):
         n = len(target)
         if text[-n:] == target:
             return 1.0
-        if any(text[i:i + n] == target for i in range(len(text) - n + 1)):
+        if any(text[i : i + n] == target for i in range(len(text) - n + 1)):
             return 0.5
-        tail = text[-(n + 3):]
+        tail = text[-(n + 3) :]
         return 0.4 * sum(1 for w in target if w in tail) / n

@@ -18,7 +18,7 @@ _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```$", re.DOTALL)
 
 @register_family
 class BulletList(TaskFamily):
-    """"List k <things> as a bulleted list ... nothing else."
+    """ "List k <things> as a bulleted list ... nothing else."
 
     Each non-empty line earns format credit: 1 for a bullet (``-``, ``*`` or ``•`` and a space), 0.4 for
     a numbered item (``1.`` / ``1)``: a list, but not the requested format), 0 otherwise; f = the mean
@@ -68,7 +68,7 @@ def _parse_object(text: str) -> tuple[dict | None, bool]:
             depth += {"{": 1, "}": -1}.get(text[end], 0)
             if depth == 0:
                 try:
-                    obj = json.loads(text[start:end + 1])
+                    obj = json.loads(text[start : end + 1])
                     if isinstance(obj, dict):
                         return obj, False
                 except ValueError:
@@ -80,7 +80,7 @@ def _parse_object(text: str) -> tuple[dict | None, bool]:
 
 @register_family
 class JsonObject(TaskFamily):
-    """"Give a JSON object describing <entity> with the keys a, b, c. Reply with JSON only." (three of the
+    """ "Give a JSON object describing <entity> with the keys a, b, c. Reply with JSON only." (three of the
     entity's candidate keys in a drawn order, one of :data:`~preflab.feedback.tasks.vocab.JSON_TEMPLATES`' phrasings)
 
     Gold score: if a JSON object parses, 0.2 (found inside other text) or 0.4 (the whole answer, code
@@ -110,7 +110,7 @@ class JsonObject(TaskFamily):
 
 @register_family
 class Uppercase(TaskFamily):
-    """"Answer in ALL CAPITAL LETTERS: <question>"
+    """ "Answer in ALL CAPITAL LETTERS: <question>"
 
     Gold score: the fraction of cased letters (letters with an upper/lower distinction) that are
     uppercase; 0 for an answer without cased letters (empty, digits only, or uncased scripts such as CJK).

@@ -13,7 +13,7 @@ from .vocab import EXCLUDE_TEMPLATES, KEYWORDS, TOPICS
 
 @register_family
 class IncludeKeywords(TaskFamily):
-    """"Write ... about <topic>. Use the words 'a', 'b' and 'c'."
+    """ "Write ... about <topic>. Use the words 'a', 'b' and 'c'."
 
     Gold score: the fraction of the required words that occur as whole words (case-insensitive,
     plural -s/-es accepted); 0 for an empty answer. Tasks that set ``min_words`` (8 for new tasks) scale it
@@ -40,7 +40,7 @@ class IncludeKeywords(TaskFamily):
 
 @register_family
 class ExcludeKeyword(TaskFamily):
-    """"Describe <topic> in two sentences without using the word 'w'" (w: the topic's own noun; one of
+    """ "Describe <topic> in two sentences without using the word 'w'" (w: the topic's own noun; one of
     :data:`~preflab.feedback.tasks.vocab.EXCLUDE_TEMPLATES`' phrasings).
 
     Gold score = 1 / (1 + c) · min(1, n / 8), with c the occurrences of w (plurals too) and n the word

@@ -21,7 +21,7 @@ def topic_words(topic: str, exclude: str | None = None) -> list[str]:
 
 @register_family
 class WordLimit(TaskFamily):
-    """"... Answer in at most k words."
+    """ "... Answer in at most k words."
 
     Gold score, with w the response's word count (:func:`~preflab.feedback.tasks.text.words`):
     0 if w = 0; 1 if w ≤ k; k / w otherwise (twice the limit earns 0.5, four times 0.25). The answer must be
@@ -51,7 +51,7 @@ class WordLimit(TaskFamily):
 
 @register_family
 class MinWords(TaskFamily):
-    """"... Write at least k words."
+    """ "... Write at least k words."
 
     Gold score: min(1, w / k) with w the word count (half the length earns 0.5).
     """

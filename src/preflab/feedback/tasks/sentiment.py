@@ -31,7 +31,7 @@ def compound(text: str) -> float:
 
 @register_family
 class Sentiment(TaskFamily):
-    """"Write a short <positive|negative> review of <product>."
+    """ "Write a short <positive|negative> review of <product>."
 
     Gold score = (1 + s · compound) / 2 with s = +1 for positive, −1 for negative targets and VADER's
     compound score of the answer; 0 for an answer without words (neutral text earns 0.5). Tasks with

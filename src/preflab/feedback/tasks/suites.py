@@ -38,8 +38,9 @@ def distinct_tasks(fam, count: int, seed: int, max_tries: int = 20) -> list[Task
     index = 0
     while len(out) < count:
         if index >= max_tries * max(count, 10):
-            raise ConfigError(f"task family '{fam.name}' yields only {len(out)} distinct prompts "
-                              f"(asked for {count})", field="n")
+            raise ConfigError(
+                f"task family '{fam.name}' yields only {len(out)} distinct prompts (asked for {count})", field="n"
+            )
         task = fam.make(seed, index)
         index += 1
         if task.prompt not in seen:
@@ -70,12 +71,27 @@ def get_suite(name: str) -> TaskSuite:
 
 DEFAULT_SUITE = "default"
 
-register_suite(TaskSuite(
-    name=DEFAULT_SUITE,
-    families=("word_limit", "include_keywords", "exclude_keyword", "bullet_list", "json_object",
-              "ending_phrase", "arithmetic", "sentiment"),
-    description="instruction-following families with headroom for SmolLM2-135M-Instruct",
-))
+register_suite(
+    TaskSuite(
+        name=DEFAULT_SUITE,
+        families=(
+            "word_limit",
+            "include_keywords",
+            "exclude_keyword",
+            "bullet_list",
+            "json_object",
+            "ending_phrase",
+            "arithmetic",
+            "sentiment",
+        ),
+        description="instruction-following families with headroom for SmolLM2-135M-Instruct",
+    )
+)
 register_suite(TaskSuite(name="all", families=tuple(FAMILIES), description="every registered family"))
-register_suite(TaskSuite(name="length", families=("word_limit", "min_words"),
-                         description="conflicting length criteria (concise vs detailed)"))
+register_suite(
+    TaskSuite(
+        name="length",
+        families=("word_limit", "min_words"),
+        description="conflicting length criteria (concise vs detailed)",
+    )
+)

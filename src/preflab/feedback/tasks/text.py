@@ -66,6 +66,6 @@ def echoes(response: str, prompt: str) -> bool:
     src = [w.casefold() for w in words(prompt)]
     if len(got) < 3:
         return False
-    grams = [tuple(got[i:i + 3]) for i in range(len(got) - 2)]
-    seen = {tuple(src[i:i + 3]) for i in range(len(src) - 2)}
+    grams = [tuple(got[i : i + 3]) for i in range(len(got) - 2)]
+    seen = {tuple(src[i : i + 3]) for i in range(len(src) - 2)}
     return sum(1 for g in grams if g in seen) * 2 >= len(grams)
