@@ -19,7 +19,7 @@ from preflab.errors import ConfigError
 from preflab.objectives import REGISTRY
 from preflab.testbeds import algorithms as testbed
 from preflab.training.lm_algorithms import LM_REFERENCES, LM_SCHEDULES
-from preflab.training.setup import KIND_OF_INPUTS
+from preflab.training.resolve import KIND_OF_INPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 LM_ALGORITHMS = {
