@@ -140,15 +140,19 @@ def offline(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajecto
     return traj
 
 
-def _offline_inputs(algo: Algorithm, kind: str, game: PreferenceGame, cfg: TrainConfig) -> Callable[[Tensor], Any]:
+def _offline_inputs(
+    algo: Algorithm, input_kind: str, game: PreferenceGame, cfg: TrainConfig
+) -> Callable[[Tensor], Any]:
     """log π → the objective's exact inputs over the whole dataset of ``algo``'s data schedule."""
     ref, mu, rho = t(np.log(game.ref)), _data_policy(game, cfg), game.context_probs
     wanted = {table.OFFLINE_PAIRS: "pair", table.OFFLINE_UNPAIRED: "unpaired", table.OFFLINE_RANKINGS: "ranking"}
-    if wanted.get(algo.data) != kind:
-        raise ConfigError(f"objective '{algo.objective}' consumes '{kind}' inputs, not {algo.data}", field="algorithm")
-    if kind == "pair":
+    if wanted.get(algo.data) != input_kind:
+        raise ConfigError(
+            f"objective '{algo.objective}' consumes '{input_kind}' inputs, not {algo.data}", field="algorithm"
+        )
+    if input_kind == "pair":
         return PairTable(mu, rho, game.annotator_pref(), ref=ref, lengths=game.lengths)
-    if kind == "unpaired":
+    if input_kind == "unpaired":
         desirable = win_rates(game.annotator_pref(), mu)
         return lambda lp: exact_unpaired(lp, ref, mu, rho, desirable)
     if game.rewards is None:

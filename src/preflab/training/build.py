@@ -40,11 +40,11 @@ from ..objectives import ObjectiveSpec
 from .iterative import AnchoredReference, IterativeSchedule, PreviousIterateReference
 from .lm_algorithms import SAMPLED, lm_schedule, reward_head
 from .online import OnlineSchedule, prompts_of
-from .resolve import KIND_OF_INPUTS, check_trackers, reference_mode, resolve_objective, use_bf16
+from .resolve import DATA_KIND_OF_INPUTS, check_trackers, reference_mode, resolve_objective, use_bf16
 from .rundir import RunStart, start_run
 from .schedule import OfflineSchedule, Schedule, eval_batches
 from .selfplay import SelfPlaySchedule, Snapshots
-from .step import EXAMPLE_KINDS
+from .step import BATCH_KIND_OF_INPUTS
 
 
 @dataclass
@@ -211,7 +211,7 @@ def load_records(
     check_weights(records, "training data", cfg.data.path, all_zero=schedule not in SAMPLED)
     if eval_records is not None:
         check_weights(eval_records, "eval data", cfg.data.eval_path or cfg.data.path, all_zero=False)
-    target = KIND_OF_INPUTS[spec.inputs]
+    target = DATA_KIND_OF_INPUTS[spec.inputs]
 
     def as_target(rows: list[Any], what: str) -> list[Any]:
         try:
@@ -505,32 +505,32 @@ def build_parts(
     set_seed(cfg.seed)
     train = cfg.train
     algo, spec, params = resolve_objective(cfg)
-    kind = lm_schedule(algo)  # the table's data schedule picks the trainer's schedule
-    previous_iterate = kind == "iterative" and cfg.iterative.reference == "previous_iterate"
+    schedule_name = lm_schedule(algo)  # the table's data schedule picks the trainer's schedule
+    previous_iterate = schedule_name == "iterative" and cfg.iterative.reference == "previous_iterate"
     # INPO and DNO take π_t as an anchor *and* π_ref: reference.mode says how π_ref is kept
     anchored = previous_iterate and spec.inputs == "iterative_pair"
     mode = (
         "previous_iterate"
         if previous_iterate and not anchored
-        else reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, kind)
+        else reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, schedule_name)
     )
-    if kind == "rollout" and params.beta == 0 and params.kl_target is None and cfg.reference.mode == "auto":
+    if schedule_name == "rollout" and params.beta == 0 and params.kl_target is None and cfg.reference.mode == "auto":
         mode = "none"  # no KL term: no reference to keep (TRL's GRPO default, β = 0)
-    judge_from_cfg = kind in SAMPLED and judge is None
+    judge_from_cfg = schedule_name in SAMPLED and judge is None
     if judge_from_cfg:
         from .judging import judge_from_config
 
         judge, task_prompts = judge_from_config(cfg)
         if records is None and cfg.data.path is None:
             records = task_prompts
-    records, eval_records = load_records(cfg, spec, records, eval_records, kind)
+    records, eval_records = load_records(cfg, spec, records, eval_records, schedule_name)
     # before the model changes (LoRA) and before anything is written to output_dir
     start = start_run(
         cfg,
         records,
         eval_records,
         model,
-        judge if kind in SAMPLED else None,
+        judge if schedule_name in SAMPLED else None,
         is_main=acc.is_main_process,
         barrier=acc.wait_for_everyone,
         log=acc.print,
@@ -550,7 +550,7 @@ def build_parts(
         tok, TokenizeOptions(train.max_length, train.max_prompt_length, train.truncation, train.chat_template)
     )
     with_kl = spec.inputs == "unpaired"  # KTO's reference point z needs mismatched (x, y') partners
-    examples, stats = ([], None) if kind in SAMPLED else tokenize_records(records, tk)
+    examples, stats = ([], None) if schedule_name in SAMPLED else tokenize_records(records, tk)
     eval_examples: list[Any] = []
     if eval_records:
         eval_examples, eval_stats = tokenize_records(eval_records, tk)
@@ -569,13 +569,13 @@ def build_parts(
         RewardScorer(policy) if reward else SequenceScorer(policy, train.chunked_lm_head, train.logprob_chunk_size)
     )
     base_scorer = scorer
-    if kind == "rollout" and algo.objective == "ppo":  # PPO's critic: a value head on the shared trunk
+    if schedule_name == "rollout" and algo.objective == "ppo":  # PPO's critic: a value head on the shared trunk
         from ..models.value import ValueHead
 
         scorer.value_head = ValueHead(
             policy.config.hidden_size, params.value_head, params.num_bins, params.v_min, params.v_max
         )
-    example_kind = EXAMPLE_KINDS[spec.inputs]
+    batch_kind = BATCH_KIND_OF_INPUTS[spec.inputs]
     optimizer = build_optimizer(scorer, train)
     scorer, optimizer = acc.prepare(scorer, optimizer)
     eval_bs = train.eval_batch_size or train.batch_size
@@ -583,7 +583,7 @@ def build_parts(
     def batches(items: list[Any]) -> Iterator[ExampleBatch]:
         return eval_batches(
             items,
-            example_kind,
+            batch_kind,
             eval_bs,
             layout=train.layout,
             pad_id=tok.pad_token_id,
@@ -594,7 +594,7 @@ def build_parts(
 
     round_reference = PreviousIterateReference() if previous_iterate else None
     ref_holder: dict[str, Reference] = {}  # the run's π_ref, for samplers built before it (Nash-MD, XPO)
-    if kind == "online":
+    if schedule_name == "online":
         xpo = spec.inputs == "xpo_pair"
         schedule: Schedule = OnlineSchedule(
             prompts_of(records),
@@ -612,7 +612,7 @@ def build_parts(
             gold=_suite_gold(cfg, records),
             explore_fn=_mixture_sampler(cfg, acc, scorer, tok, ref_holder, 1.0) if xpo else None,
         )
-    elif kind == "self_play":
+    elif schedule_name == "self_play":
         it = cfg.iterative
         game = {table.GEOMETRIC_MIXTURE: "nash_md", table.PROX_SNAPSHOTS: "nash_mp", table.NONE: "spo"}[algo.reference]
         snapshots = Snapshots(policy) if game == "nash_mp" else None
@@ -639,7 +639,7 @@ def build_parts(
             world_size=acc.num_processes,
             rank=acc.process_index,
         )
-    elif kind == "iterative":
+    elif schedule_name == "iterative":
         it = cfg.iterative
         schedule = IterativeSchedule(
             prompts_of(records),
@@ -661,7 +661,7 @@ def build_parts(
             world_size=acc.num_processes,
             rank=acc.process_index,
         )
-    elif kind == "rollout":
+    elif schedule_name == "rollout":
         from .rollouts import make_rollout_schedule
 
         built: list[Reference] = []  # the reference is built below; the schedule's first rollout comes later
@@ -681,7 +681,7 @@ def build_parts(
     else:
         schedule = OfflineSchedule(
             examples,
-            example_kind,
+            batch_kind,
             train.batch_size,
             seed=cfg.seed,
             layout=train.layout,
@@ -712,7 +712,7 @@ def build_parts(
     if anchored:
         initial = _reference(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
         reference = AnchoredReference(initial, round_reference)
-    if kind == "rollout":
+    if schedule_name == "rollout":
         built.append(reference)
     ref_holder["ref"] = reference.initial if isinstance(reference, AnchoredReference) else reference
     if bf16 and mode == "frozen_copy":

@@ -16,7 +16,9 @@ from ..errors import ConfigError
 from ..objectives import ObjectiveSpec, get_objective
 from .lm_algorithms import SAMPLED, objective_params
 
-KIND_OF_INPUTS = {
+# The data kind (preflab.data: a record kind, or prompts for sampled schedules) each objective input kind
+# (ObjectiveSpec.inputs) trains on.
+DATA_KIND_OF_INPUTS = {
     "pair": "pairs",
     "unpaired": "unpaired",
     "iterative_pair": "pairs",
