@@ -40,7 +40,7 @@ from ..objectives import ObjectiveSpec
 from .iterative import AnchoredReference, IterativeSchedule, PreviousIterateReference
 from .lm_algorithms import SAMPLED, lm_schedule, reward_head
 from .online import OnlineSchedule, prompts_of
-from .resolve import DATA_KIND_OF_INPUTS, check_trackers, reference_mode, resolve_objective, use_bf16
+from .resolve import DATA_KIND_OF_INPUTS, check_trackers, resolve_objective, run_reference, use_bf16
 from .rundir import RunStart, start_run
 from .schedule import OfflineSchedule, Schedule, eval_batches
 from .selfplay import SelfPlaySchedule, Snapshots
@@ -506,16 +506,7 @@ def build_parts(
     train = cfg.train
     algo, spec, params = resolve_objective(cfg)
     schedule_name = lm_schedule(algo)  # the table's data schedule picks the trainer's schedule
-    previous_iterate = schedule_name == "iterative" and cfg.iterative.reference == "previous_iterate"
-    # INPO and DNO take π_t as an anchor *and* π_ref: reference.mode says how π_ref is kept
-    anchored = previous_iterate and spec.inputs == "iterative_pair"
-    mode = (
-        "previous_iterate"
-        if previous_iterate and not anchored
-        else reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, schedule_name)
-    )
-    if schedule_name == "rollout" and params.beta == 0 and params.kl_target is None and cfg.reference.mode == "auto":
-        mode = "none"  # no KL term: no reference to keep (TRL's GRPO default, β = 0)
+    mode, previous_iterate, anchored = run_reference(cfg, spec, params, schedule_name)
     judge_from_cfg = schedule_name in SAMPLED and judge is None
     if judge_from_cfg:
         from .judging import judge_from_config

@@ -87,6 +87,21 @@ def reference_mode(setting: str, spec: ObjectiveSpec, lora: bool, schedule: str)
     return mode
 
 
+def run_reference(cfg: Any, spec: ObjectiveSpec, params: Any, schedule: str) -> tuple[str, bool, bool]:
+    """The run's reference: ``(mode, previous_iterate, anchored)``. ``previous_iterate``: each round's π_t is the
+    reference; ``anchored``: π_t is an anchor *and* π_ref is kept as ``mode`` says (INPO, DNO)."""
+    previous_iterate = schedule == "iterative" and cfg.iterative.reference == "previous_iterate"
+    anchored = previous_iterate and spec.inputs == "iterative_pair"
+    mode = (
+        "previous_iterate"
+        if previous_iterate and not anchored
+        else reference_mode(cfg.reference.mode, spec, cfg.lora.enabled, schedule)
+    )
+    if schedule == "rollout" and params.beta == 0 and params.kl_target is None and cfg.reference.mode == "auto":
+        mode = "none"  # no KL term: no reference to keep (TRL's GRPO default, β = 0)
+    return mode, previous_iterate, anchored
+
+
 def resolve_objective(cfg: Any) -> tuple[Algorithm, ObjectiveSpec, Any]:
     """The run's row of the algorithm table, its objective and the objective's parameters."""
     algo = get_algorithm(cfg.algorithm)
