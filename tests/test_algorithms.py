@@ -19,7 +19,7 @@ from preflab.errors import ConfigError
 from preflab.objectives import REGISTRY
 from preflab.testbeds import algorithms as testbed
 from preflab.training.lm_algorithms import LM_REFERENCES, LM_SCHEDULES
-from preflab.training.setup import KIND_OF_INPUTS
+from preflab.training.resolve import DATA_KIND_OF_INPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 LM_ALGORITHMS = {
@@ -85,7 +85,9 @@ def test_the_lm_trainer_runs_exactly_the_tables_lm_algorithms():
     buildable = {
         name
         for name, a in ALGORITHMS.items()
-        if a.data in LM_SCHEDULES and a.reference in LM_REFERENCES and REGISTRY[a.objective].inputs in KIND_OF_INPUTS
+        if a.data in LM_SCHEDULES
+        and a.reference in LM_REFERENCES
+        and REGISTRY[a.objective].inputs in DATA_KIND_OF_INPUTS
     }
     assert marked == buildable == LM_ALGORITHMS
 

@@ -13,7 +13,7 @@ from preflab.cli import app
 from preflab.errors import DataError
 from preflab.evaluation import EvalResult, build_report, overoptimisation, ranking_accuracy
 from preflab.evaluation.policies import evaluate_answers
-from preflab.evaluation.run_files import read_metrics
+from preflab.evaluation.run_files import read_metrics_series
 from preflab.feedback import Judge
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -134,7 +134,7 @@ def test_report_degrades_gracefully_and_says_what_is_missing(tmp_path):
 
 def test_half_written_metrics_line_is_skipped_and_counted(tmp_path):
     run = make_run(tmp_path, with_eval=False, bad_line=True)
-    log = read_metrics(run / "metrics.jsonl")
+    log = read_metrics_series(run / "metrics.jsonl")
     assert log.n_records == 66 and len(log.skipped) == 1 and log.skipped[0][0] == 67
     assert log.get("loss", "eval")[0] == [10, 20, 30, 40, 50, 60]
     rep = build_report(run)

@@ -18,7 +18,7 @@ from preflab.errors import CheckpointError, DataError, PreflabWarning, StorageEr
 from preflab.models import tiny_model
 from preflab.training import checkpoint as ckpt
 from preflab.training import read_metrics
-from preflab.training.observe import MetricsLog, read_metrics_rows
+from preflab.training.observe import MetricsWriter, read_metrics_rows
 from test_training_utils import max_abs_diff, state
 
 
@@ -110,7 +110,7 @@ class _FillsUp:
 
 def test_failed_append_leaves_no_partial_line(tmp_path, monkeypatch):
     path = tmp_path / "metrics.jsonl"
-    log = MetricsLog(path)
+    log = MetricsWriter(path)
     log.write(1, "train", {"loss": 0.5})
     before = path.read_bytes()
     real_open = type(path).open
@@ -124,7 +124,7 @@ def test_failed_append_leaves_no_partial_line(tmp_path, monkeypatch):
 
 def test_metrics_log_syncs_before_each_checkpoint(tmp_path, monkeypatch):
     synced = []
-    monkeypatch.setattr(MetricsLog, "sync", lambda self: synced.append(len(self.path.read_text().splitlines())))
+    monkeypatch.setattr(MetricsWriter, "sync", lambda self: synced.append(len(self.path.read_text().splitlines())))
     run_tiny(tmp_path)
     assert synced == [2, 4, 6]  # rows on disk when checkpoints 2, 4 and 6 were written
 

@@ -219,21 +219,21 @@ def test_hl_gauss_value_head_recovers_a_scalar_target():
     torch.manual_seed(0)
     feats = torch.randn(6, 8)
     target = torch.tensor([3.7, -2.5, 0.4, 6.1, -7.3, 1.0])
-    for kind in ("hl_gauss", "scalar"):
-        head = ValueHead(8, kind, num_bins=51, v_min=-10, v_max=10)
+    for value_head in ("hl_gauss", "scalar"):
+        head = ValueHead(8, value_head, num_bins=51, v_min=-10, v_max=10)
         assert head.values(feats).abs().max() < 1e-6  # starts at 0
         opt = torch.optim.Adam(head.parameters(), lr=0.05)
         params = PolicyGradientParams(v_min=-10, v_max=10, num_bins=51)
         for _ in range(600):
             opt.zero_grad()
             out = head(feats)
-            if kind == "hl_gauss":
+            if value_head == "hl_gauss":
                 loss = hl_gauss_value_loss(out, target, params)[0].mean()
             else:
                 loss = (0.5 * (out - target).square()).mean()
             loss.backward()
             opt.step()
-        assert head.values(feats).tolist() == pytest.approx(target.tolist(), abs=0.05), kind
+        assert head.values(feats).tolist() == pytest.approx(target.tolist(), abs=0.05), value_head
 
 
 def test_bad_parameters_name_their_field():

@@ -103,7 +103,7 @@ def test_swapping_sdpa_in_the_local_mapping_reaches_a_model_forward(tiny):
 
 
 def test_torch_cpu_reports_bf16_hardware_through_its_private_checks():
-    """training/setup.bf16_supported and generation's CPU bf16 check read torch.cpu's private feature probes;
+    """training/resolve.bf16_supported and generation's CPU bf16 check read torch.cpu's private feature probes;
     without them bf16 would silently turn off on AMX / AVX512-BF16 CPUs."""
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         assert isinstance(getattr(torch.cpu, name)(), bool), name

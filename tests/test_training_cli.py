@@ -12,7 +12,7 @@ from preflab.config import load_config
 from preflab.data import save_records
 from preflab.errors import ConfigError
 from preflab.objectives import get_objective
-from preflab.training.setup import reference_mode
+from preflab.training.resolve import reference_mode
 from test_training_utils import synthetic_pairs
 
 RECIPE = """\

@@ -123,12 +123,12 @@ def test_two_processes_match_one_process(tmp_path):
 def test_the_gloo_exit_handler_is_registered_once_and_skips_a_process_without_a_group(monkeypatch):
     import atexit
 
-    import preflab.training.setup as setup
+    import preflab.training.build as build
 
     handlers = []
     monkeypatch.setattr(atexit, "register", handlers.append)
-    monkeypatch.setattr(setup, "_EXIT_HOOK", [])
-    setup.destroy_gloo_group_at_exit()
-    setup.destroy_gloo_group_at_exit()
+    monkeypatch.setattr(build, "_EXIT_HOOK", [])
+    build.destroy_gloo_group_at_exit()
+    build.destroy_gloo_group_at_exit()
     assert len(handlers) == 1
     handlers[0]()  # no process group in this process: nothing to tear down, no error

@@ -11,8 +11,8 @@ import torch
 from preflab.data import PreferencePair
 from preflab.models import tiny_model
 from preflab.training import read_metrics, train
+from preflab.training.build import build_optimizer, fused_adamw_supported
 from preflab.training.schedule import OfflineSchedule
-from preflab.training.setup import build_optimizer, fused_adamw_supported
 from test_training_utils import make_cfg
 
 

@@ -100,7 +100,7 @@ class Algorithm:
     :data:`REFERENCE_SCHEDULES`. claim: what the paper says it converges to. verified_by: the testbed test
     that checks the claim (``path::test``). paper: short citation. runs: where it runs today (:data:`LM`,
     :data:`TESTBED`). params: objective parameters that differ from the objective's own defaults.
-    testbed: defaults of the testbed's :class:`~preflab.testbeds.TrainConfig` (iterations, inner steps,
+    testbed: defaults of the testbed's :class:`~preflab.testbeds.GameTrainConfig` (iterations, inner steps,
     η) under which it converges on the testbed's games at β ≈ 0.1. guarantee: "last" when the claim is
     about the last iterate, "average" when it is about the mixture of iterates (no-regret self-play).
     model: what it trains, a key of :data:`MODELS` (the policy, or a reward model).

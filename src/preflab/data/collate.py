@@ -62,14 +62,14 @@ class SequenceBatch:
 class ExampleBatch:
     """A batch of examples: their sequences and per-example fields.
 
-    ``kind`` is ``"pair"`` (sequences: G chosen, then G rejected) or ``"unpaired"`` (G completions, then G
+    ``batch_kind`` is ``"pair"`` (sequences: G chosen, then G rejected) or ``"unpaired"`` (G completions, then G
     mismatched KL completions when ``with_kl``). ``index`` is each example's row in its dataset, so that
     sequence ``k·G + g`` is completion slot k of row ``index[g]`` (what cached reference log-probs key on).
     ``winrate`` (G, K), when a schedule estimated them: each completion's win rate P̂(y ≻ π_t | x) against
     the policy's own samples (SPPO, DNO).
     """
 
-    kind: str
+    batch_kind: str  # the batch's layout of completions; see collate_examples
     sequences: SequenceBatch
     num_examples: int
     index: Tensor
@@ -253,41 +253,46 @@ def attach_kl_partners(examples: Sequence[TokenizedExample]) -> list[TokenizedEx
 
 
 def collate_examples(
-    examples: Sequence[TokenizedExample], kind: str, layout: str, pad_id: int, pad_to_multiple_of: int | None = None
+    examples: Sequence[TokenizedExample],
+    batch_kind: str,
+    layout: str,
+    pad_id: int,
+    pad_to_multiple_of: int | None = None,
 ) -> ExampleBatch:
     """Tokenised examples → :class:`ExampleBatch`; each example is one group (its prompt, its completions).
 
-    ``kind="pair"``: completions (chosen, rejected). ``kind="unpaired"``: (completion,) or, after
+    ``batch_kind="pair"``: completions (chosen, rejected). ``"ranking"``: K ranked completions. ``"unpaired"``:
+    (completion,) or, after
     :func:`attach_kl_partners`, (completion, mismatched completion) — then ``with_kl`` is set.
     """
     n = len(examples)
-    if kind == "pair":
+    if batch_kind == "pair":
         if any(len(ex.completions) != 2 for ex in examples):
             raise ValueError("pair batches need exactly two completions (chosen, rejected) per example")
-    elif kind == "ranking":
+    elif batch_kind == "ranking":
         return _collate_rankings(examples, layout, pad_id, pad_to_multiple_of)
-    elif kind == "unpaired":
+    elif batch_kind == "unpaired":
         if any(ex.label is None for ex in examples):
             raise ValueError("unpaired batches need a label on every example")
         if len({len(ex.completions) for ex in examples}) != 1 or len(examples[0].completions) not in (1, 2):
             raise ValueError("unpaired examples need one completion (two with a KL partner), all alike")
     else:
-        raise ValueError(f"unknown example kind '{kind}'")
+        raise ValueError(f"unknown batch kind '{batch_kind}'")
     groups: list[Group] = [(ex.prompt_ids, list(ex.completions)) for ex in examples]
     sequences = collate_sequences(groups, layout, pad_id, pad_to_multiple_of)
     probs = [ex.prob for ex in examples]
     margins = [ex.margin for ex in examples]
     annotators = [ex.annotator for ex in examples]
     return ExampleBatch(
-        kind=kind,
+        batch_kind=batch_kind,
         sequences=sequences,
         num_examples=n,
         index=torch.tensor([ex.index for ex in examples], dtype=torch.long),
         weight=torch.tensor([ex.weight for ex in examples], dtype=torch.float32),
         prob=None if all(p is None for p in probs) else torch.tensor([1.0 if p is None else p for p in probs]),
-        label=torch.tensor([ex.label for ex in examples]) if kind == "unpaired" else None,
+        label=torch.tensor([ex.label for ex in examples]) if batch_kind == "unpaired" else None,
         margin=None if all(m is None for m in margins) else torch.tensor([m or 0.0 for m in margins]),
-        with_kl=kind == "unpaired" and len(examples[0].completions) == 2,
+        with_kl=batch_kind == "unpaired" and len(examples[0].completions) == 2,
         annotator=None if any(a is None for a in annotators) else torch.tensor(annotators, dtype=torch.long),
     )
 
@@ -306,7 +311,7 @@ def _collate_rankings(
     scores = torch.tensor([list(ex.scores) + [0.0] * (k - len(ex.scores)) for ex in examples], dtype=torch.float32)
     mask = torch.tensor([[j < len(ex.completions) for j in range(k)] for ex in examples])
     return ExampleBatch(
-        kind="ranking",
+        batch_kind="ranking",
         sequences=collate_sequences(groups, layout, pad_id, pad_to_multiple_of),
         num_examples=len(examples),
         index=torch.tensor([ex.index for ex in examples], dtype=torch.long),

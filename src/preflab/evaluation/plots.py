@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from .overoptimization import OverOptimisation, scaling_curve
 from .result import EvalResult
-from .run_files import MetricsLog
+from .run_files import MetricsSeries
 
 BLUE, ORANGE, GREEN, RED, GREY = "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#7f7f7f"
 
@@ -42,7 +42,7 @@ def _ema(values: np.ndarray, alpha: float) -> np.ndarray:
     return out
 
 
-def curve_metrics(log: MetricsLog, extra: int = 4) -> list[tuple[str, str]]:
+def curve_metrics(log: MetricsSeries, extra: int = 4) -> list[tuple[str, str]]:
     """The metrics to plot: the standard four that were logged, then up to ``extra`` others."""
     names = log.metrics()
     chosen = [(m, t) for m, t in CURVES if m in names]
@@ -51,7 +51,7 @@ def curve_metrics(log: MetricsLog, extra: int = 4) -> list[tuple[str, str]]:
     return chosen + [(m, m) for m in others[:extra]]
 
 
-def training_curves(log: MetricsLog) -> Figure | None:
+def training_curves(log: MetricsSeries) -> Figure | None:
     """One panel per metric: train (raw, faint, and smoothed) and eval points against the step."""
     panels = curve_metrics(log)
     if not panels:

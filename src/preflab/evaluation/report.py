@@ -27,7 +27,7 @@ from .plots import (
 )
 from .report_sections import eval_sections, overopt_section, rm_eval_section
 from .result import EvalResult
-from .run_files import MetricsLog, RunContents, read_run
+from .run_files import MetricsSeries, RunContents, read_run
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
@@ -46,7 +46,7 @@ class Report:
     missing: list[str] = field(default_factory=list)
 
 
-def overopt_from_metrics(log: MetricsLog) -> OverOptimisation | None:
+def overopt_from_metrics(log: MetricsSeries) -> OverOptimisation | None:
     """Over-optimisation points from logged steps that have ``kl`` and a gold (and proxy) reward."""
     for split in ("eval", "train"):
         series = log.series.get(split, {})

@@ -24,8 +24,10 @@ RM_EVAL_FILE = "rm_eval.json"
 
 
 @dataclass
-class MetricsLog:
-    """Parsed metrics: ``series[split][metric] = (steps, values)``, plus the lines that were skipped."""
+class MetricsSeries:
+    """A metrics file as per-metric curves for the report: ``series[split][metric] = (steps, values)``, plus the
+    lines that were skipped. (The training loop writes the file with :class:`preflab.training.observe.MetricsWriter`
+    and reads it back, strictly, as rows with :func:`preflab.training.read_metrics`.)"""
 
     path: Path
     series: dict[str, dict[str, tuple[list[int], list[float]]]] = field(default_factory=dict)
@@ -46,10 +48,11 @@ class MetricsLog:
         return values[-1] if values else None
 
 
-def read_metrics(path: str | Path) -> MetricsLog:
-    """Parse a ``metrics.jsonl`` file (see the module docstring); numbers only, non-finite values skipped."""
+def read_metrics_series(path: str | Path) -> MetricsSeries:
+    """Parse a ``metrics.jsonl`` file leniently into curves (see the module docstring): a bad line is skipped and
+    counted, not an error; numbers only, non-finite values skipped."""
     path = Path(path)
-    log = MetricsLog(path)
+    log = MetricsSeries(path)
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
@@ -88,7 +91,7 @@ class RunContents:
     """What a run directory holds, and what is missing or unreadable (for the report to say)."""
 
     run_dir: Path
-    metrics: MetricsLog | None = None
+    metrics: MetricsSeries | None = None
     config_text: str | None = None
     evals: list[tuple[Path, EvalResult]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -103,7 +106,7 @@ def read_run(run_dir: str | Path) -> RunContents:
     out = RunContents(run_dir)
     metrics_path = run_dir / METRICS_FILE
     if metrics_path.is_file():
-        out.metrics = read_metrics(metrics_path)
+        out.metrics = read_metrics_series(metrics_path)
         if out.metrics.skipped:
             first = ", ".join(f"line {n}: {why}" for n, why in out.metrics.skipped[:3])
             out.problems.append(f"{METRICS_FILE}: skipped {len(out.metrics.skipped)} unreadable line(s) ({first})")

@@ -23,11 +23,16 @@ class ValueHead(nn.Module):
     the bins around 0)."""
 
     def __init__(
-        self, hidden_size: int, kind: str = "scalar", num_bins: int = 51, v_min: float = -10.0, v_max: float = 10.0
+        self,
+        hidden_size: int,
+        value_head: str = "scalar",
+        num_bins: int = 51,
+        v_min: float = -10.0,
+        v_max: float = 10.0,
     ):
         super().__init__()
-        self.kind = kind
-        out = 1 if kind == "scalar" else num_bins
+        self.value_head = value_head  # "scalar" or "hl_gauss" (PolicyGradientParams.value_head)
+        out = 1 if value_head == "scalar" else num_bins
         self.linear = nn.Linear(hidden_size, out)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
@@ -35,10 +40,10 @@ class ValueHead(nn.Module):
 
     def forward(self, hidden: Tensor) -> Tensor:
         out = self.linear(hidden.to(self.linear.weight.dtype))
-        return out.squeeze(-1) if self.kind == "scalar" else out
+        return out.squeeze(-1) if self.value_head == "scalar" else out
 
     def decode(self, output: Tensor) -> Tensor:
-        if self.kind == "scalar":
+        if self.value_head == "scalar":
             return output
         return hl_gauss_decode(output, self.support.to(output.dtype))
 

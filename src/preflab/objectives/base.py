@@ -101,7 +101,7 @@ class ObjectiveSpec:
     name: str
     fn: ObjectiveFn
     params: type
-    inputs: str  # "pair" | "unpaired" | "ranking" | other kinds added by their schedules
+    inputs: str  # its input kind: "pair" | "unpaired" | "ranking" | other input kinds added by their schedules
     needs_ref: bool = True
     doc: str = ""
 

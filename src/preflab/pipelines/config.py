@@ -23,19 +23,12 @@ class QuickstartSection(Section):
     pool: str = Field("noisy", description="Annotator pool (a preset name or a YAML file): it labels the pairs.")
     pair_strategy: Literal["random", "all", "best-vs-worst", "best-vs-random", "all-pairs", "adjacent"] = Field(
         "best-vs-worst",
-        description=(
-            "How annotators make pairs: random/all (a vote on those pairs) or a ranking rule, "
-            "best-vs-worst/best-vs-random/all-pairs/adjacent "
-            "(one annotator ranks a prompt's completions; the rule picks pairs)."
-        ),
+        description="How annotators make pairs: a vote on random or all pairs, or a ranking rule that picks pairs.",
     )
     pairs_per_prompt: int | None = Field(
         None,
         ge=1,
-        description=(
-            "random: distinct pairs shown per prompt (default 6); best-vs-worst: the i-th best against the i-th "
-            "worst for i up to this (default 1, at most half the completions); other rules: ignored."
-        ),
+        description="Pairs made per prompt by random and best-vs-worst; null = 6 for random, 1 for best-vs-worst.",
     )
     eval_temperature: float = Field(0.0, ge=0, description="Evaluation sampling temperature (0 = greedy).")
     kl_samples_per_prompt: int = Field(1, ge=1, description="Temperature-1 samples per held-out prompt for KL.")

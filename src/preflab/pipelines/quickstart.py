@@ -384,9 +384,9 @@ def run_quickstart(cfg: RunConfig) -> QuickstartResult:
     from ..algorithms import get_algorithm
     from ..durable import disk_full_as_error
     from ..runlock import run_lock
-    from ..training.lm_algorithms import ACCEPTED_KINDS
+    from ..training.lm_algorithms import ACCEPTED_DATA_KINDS
 
-    if "pairs" not in ACCEPTED_KINDS.get(get_algorithm(cfg.algorithm).data, ()):  # it trains on annotated pairs
+    if "pairs" not in ACCEPTED_DATA_KINDS.get(get_algorithm(cfg.algorithm).data, ()):  # it trains on annotated pairs
         raise ConfigError(
             f"the quickstart trains on the pairs its annotators label; algorithm '{cfg.algorithm}' "
             "does not train on a pair dataset (pick an offline one, e.g. dpo or kto)",

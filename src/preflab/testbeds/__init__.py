@@ -17,7 +17,7 @@ from .games import (
 from .mixture_em import MixtureFit, fit_reward_mixture
 from .policy import TablePolicy, fit
 from .sampling import PairSample, sample_group_pairs, sample_pairs, train_on_sample
-from .schedules import TrainConfig, Trajectory
+from .schedules import GameTrainConfig, Trajectory
 from .solvers import (
     duality_gap,
     exploitability,
@@ -35,11 +35,11 @@ __all__ = [
     "ALGORITHMS",
     "GAME_NAMES",
     "Evaluation",
+    "GameTrainConfig",
     "MixtureFit",
     "PairSample",
     "PreferenceGame",
     "TablePolicy",
-    "TrainConfig",
     "Trajectory",
     "bt_game",
     "cyclic_game",

@@ -22,12 +22,12 @@ from ..errors import ConfigError
 from . import schedules
 from .games import PreferenceGame
 from .rollouts import rollouts
-from .schedules import TrainConfig, Trajectory
+from .schedules import GameTrainConfig, Trajectory
 from .solvers import exploitability, kl_divergence, tv_distance
 
 __all__ = ["ALGORITHMS", "RUNNERS", "Evaluation", "evaluate", "run_algorithm"]
 
-Runner = Callable[[Algorithm, PreferenceGame, TrainConfig], Trajectory]
+Runner = Callable[[Algorithm, PreferenceGame, GameTrainConfig], Trajectory]
 
 # How the testbed implements each (data schedule, reference schedule) with exact expectations.
 RUNNERS: dict[tuple[str, str], Runner] = {
@@ -49,13 +49,13 @@ ALGORITHMS: dict[str, Algorithm] = {name: a for name, a in table.ALGORITHMS.item
 
 
 def run_algorithm(name: str, game: PreferenceGame, beta: float = 0.1, **overrides: Any) -> Trajectory:
-    """Train algorithm ``name`` on ``game`` with exact expectations; ``overrides`` are :class:`TrainConfig`
+    """Train algorithm ``name`` on ``game`` with exact expectations; ``overrides`` are :class:`GameTrainConfig`
     fields (iterations, inner_steps, lr, eta, data, init, optimizer, params) over the table's defaults."""
     algo = get_algorithm(name, field_name="algorithms")
     if not algo.on_testbed:
         raise ConfigError(f"algorithm '{name}' has no testbed schedule (see `preflab algorithms`)", field="algorithms")
     params = {**algo.params, **overrides.pop("params", {})}
-    cfg = replace(TrainConfig(beta=beta), **{**algo.testbed, **overrides, "params": params})
+    cfg = replace(GameTrainConfig(beta=beta), **{**algo.testbed, **overrides, "params": params})
     return RUNNERS[(algo.data, algo.reference)](algo, game, cfg)
 
 

@@ -28,12 +28,12 @@ from ..objectives.policy_gradient import RolloutInputs, RolloutScores, estimate_
 from .expectations import t
 from .games import PreferenceGame
 from .policy import TablePolicy, single_thread
-from .schedules import TrainConfig, Trajectory
+from .schedules import GameTrainConfig, Trajectory
 
 __all__ = ["rollouts"]
 
 
-def rollouts(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+def rollouts(algo: Algorithm, game: PreferenceGame, cfg: GameTrainConfig) -> Trajectory:
     """``iterations`` rollouts × ``inner_steps`` epochs of natural-gradient steps of size ``lr``/β (default
     ``lr`` 0.25: with the KL in the reward each epoch contracts the distance to the optimum by 1 − ``lr``)."""
     if game.rewards is None:

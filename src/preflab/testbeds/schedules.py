@@ -2,7 +2,7 @@
 iterate), online policy gradient, mirror prox, and the max-min dual schedule.
 
 An algorithm = data schedule × registered objective × reference schedule (:mod:`preflab.algorithms`). Each
-runner takes the algorithm's table row, a game and a :class:`TrainConfig`, calls the row's registered
+runner takes the algorithm's table row, a game and a :class:`GameTrainConfig`, calls the row's registered
 objective through :func:`preflab.objectives.get_objective` on exact-expectation inputs (:mod:`.expectations`),
 and returns a :class:`Trajectory` of tabular policies.
 """
@@ -37,7 +37,7 @@ from .games import PreferenceGame
 from .policy import TablePolicy, fit
 
 __all__ = [
-    "TrainConfig",
+    "GameTrainConfig",
     "Trajectory",
     "iterative",
     "maxmin_dual",
@@ -49,7 +49,7 @@ __all__ = [
 
 
 @dataclass
-class TrainConfig:
+class GameTrainConfig:
     """How to train on a game. beta: the game's KL(π‖π_ref) regularisation (the objectives' β or τ).
     iterations: outer iterations (iterative, mirror prox, dual) or gradient steps (online policy gradient).
     inner_steps: optimiser steps per iteration. lr: step size (None = the runner's default). eta: the
@@ -98,15 +98,15 @@ class Trajectory:
         return self.averages() if self.guarantee == "average" else self.policies
 
 
-def _init(game: PreferenceGame, cfg: TrainConfig) -> TablePolicy:
+def _init(game: PreferenceGame, cfg: GameTrainConfig) -> TablePolicy:
     return TablePolicy(game.ref if isinstance(cfg.init, str) and cfg.init == "ref" else np.asarray(cfg.init))
 
 
-def _params(name: str, cfg: TrainConfig, **defaults: Any):
+def _params(name: str, cfg: GameTrainConfig, **defaults: Any):
     return get_objective(name).make_params(**{**defaults, **cfg.params})
 
 
-def _data_policy(game: PreferenceGame, cfg: TrainConfig) -> np.ndarray:
+def _data_policy(game: PreferenceGame, cfg: GameTrainConfig) -> np.ndarray:
     if cfg.data == "ref":
         return game.ref
     if cfg.data == "uniform":
@@ -117,7 +117,7 @@ def _data_policy(game: PreferenceGame, cfg: TrainConfig) -> np.ndarray:
 COLLAPSED = 1e-12  # below this chance of drawing two distinct responses, a policy counts as pure
 
 
-def offline(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+def offline(algo: Algorithm, game: PreferenceGame, cfg: GameTrainConfig) -> Trajectory:
     """A fixed dataset drawn from μ, as a population loss with reference π_ref: every pair labelled by the
     annotators (pair objectives), every response labelled desirable with probability P(y ≻ μ) (unpaired:
     KTO), or every ranking of the responses from Plackett–Luce on the game's rewards (listwise: PRO, LiPO).
@@ -140,15 +140,19 @@ def offline(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajecto
     return traj
 
 
-def _offline_inputs(algo: Algorithm, kind: str, game: PreferenceGame, cfg: TrainConfig) -> Callable[[Tensor], Any]:
+def _offline_inputs(
+    algo: Algorithm, input_kind: str, game: PreferenceGame, cfg: GameTrainConfig
+) -> Callable[[Tensor], Any]:
     """log π → the objective's exact inputs over the whole dataset of ``algo``'s data schedule."""
     ref, mu, rho = t(np.log(game.ref)), _data_policy(game, cfg), game.context_probs
     wanted = {table.OFFLINE_PAIRS: "pair", table.OFFLINE_UNPAIRED: "unpaired", table.OFFLINE_RANKINGS: "ranking"}
-    if wanted.get(algo.data) != kind:
-        raise ConfigError(f"objective '{algo.objective}' consumes '{kind}' inputs, not {algo.data}", field="algorithm")
-    if kind == "pair":
+    if wanted.get(algo.data) != input_kind:
+        raise ConfigError(
+            f"objective '{algo.objective}' consumes '{input_kind}' inputs, not {algo.data}", field="algorithm"
+        )
+    if input_kind == "pair":
         return PairTable(mu, rho, game.annotator_pref(), ref=ref, lengths=game.lengths)
-    if kind == "unpaired":
+    if input_kind == "unpaired":
         desirable = win_rates(game.annotator_pref(), mu)
         return lambda lp: exact_unpaired(lp, ref, mu, rho, desirable)
     if game.rewards is None:
@@ -171,7 +175,7 @@ def _check_support(algo: Algorithm, pi_t: np.ndarray, rho: np.ndarray, iteration
         )
 
 
-def iterative(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+def iterative(algo: Algorithm, game: PreferenceGame, cfg: GameTrainConfig) -> Trajectory:
     """Iterative self-play: at iteration t the pairs come from π_t, the reference schedule is π_t, and the
     objective is minimised to convergence. ``sppo`` (η = 1/β_SPPO = ``eta``), ``inpo`` (τ = beta, η = eta),
     ``dno`` (η = 1/eta), or any pair objective (iterative DPO: π_t as the reference)."""
@@ -218,7 +222,7 @@ def _iterative_loss(
     return lambda lp: spec(table(lp), params)[0]
 
 
-def online_pairs(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+def online_pairs(algo: Algorithm, game: PreferenceGame, cfg: GameTrainConfig) -> Trajectory:
     """Online DPO / XPO, batched: at each iteration fresh pairs from the current policy (XPO: one response
     from π, one from π_ref, plus exploration samples from π_ref) are judged by the annotators and the
     objective is minimised with the reference fixed at π_ref. A policy that collapses to a pure strategy
@@ -253,7 +257,7 @@ def _mixture(logp: Tensor, log_ref: Tensor, weight: float) -> Tensor:
     return torch.softmax((1 - weight) * logp + weight * log_ref, dim=-1)
 
 
-def online_pg(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+def online_pg(algo: Algorithm, game: PreferenceGame, cfg: GameTrainConfig) -> Trajectory:
     """Online policy gradient, one exact gradient step per iteration. Reference schedule
     ``geometric_mixture`` (Nash-MD): the opponent is π^{1−ηβ} π_ref^{ηβ} (``eta`` default 0.01); ``none``
     (SPO): the opponent is π itself (the reward of y is its win rate against the policy's own samples), and
@@ -285,7 +289,7 @@ def online_pg(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajec
     return traj
 
 
-def mirror_prox(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+def mirror_prox(algo: Algorithm, game: PreferenceGame, cfg: GameTrainConfig) -> Trajectory:
     """Nash-MP: per iteration k, an extrapolation step against π^k, then an update step from π^k against
     π^{k+½}; each step maximises P(π ≻ opponent) − β KL(π‖π_ref) − (1/η) KL(π‖π^k) with ``inner_steps``
     exact policy-gradient steps of the ``nash_mp`` objective."""
@@ -336,7 +340,7 @@ def _group_loss(
     return spec(exact_group_samples(lp, log_ref, game.group_rewards, game.context_probs, lam), params)[0]
 
 
-def maxmin_dual(algo: Algorithm, game: PreferenceGame, cfg: TrainConfig) -> Trajectory:
+def maxmin_dual(algo: Algorithm, game: PreferenceGame, cfg: GameTrainConfig) -> Trajectory:
     """MaxMin-RLHF with a dual schedule. Each iteration takes ``inner_steps`` natural-policy-gradient steps
     (step 1/β by default: one step is the exact best response π_λ ∝ π_ref exp(Σ λ_k r_k/β)) of the
     ``maxmin`` objective for the current group weights λ, then a multiplicative-weights (mirror-descent)

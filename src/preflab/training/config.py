@@ -55,19 +55,13 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
     compile: bool = Field(
         False,
-        description=(
-            "torch.compile each decoder block (regional compilation); a one-off compile of 1–2 min that pays off "
-            "over long runs (docs/performance.md)."
-        ),
+        description="Compile each decoder block with torch.compile (regional compilation).",
     )
     compile_memory_budget: float = Field(
         0.8,
         gt=0,
         le=1,
-        description=(
-            "With compile: the share of saved activations the compiled backward keeps (below 1 recomputes cheap "
-            "ops; docs/performance.md)."
-        ),
+        description="With compile: the share of saved activations the backward keeps (below 1 recomputes cheap ops).",
     )
     max_length: int = Field(1024, ge=2, description="Max tokens of prompt + completion.")
     max_prompt_length: int | None = Field(
@@ -97,10 +91,7 @@ class TrainConfig(Section):
     keep_last: int = Field(2, ge=1, description="Checkpoints kept on disk (older ones are deleted).")
     resume: bool | Literal["fork", "auto"] = Field(
         False,
-        description=(
-            "true: continue the run in output_dir (refused if its provenance differs); fork: new run from its "
-            "weights; auto: continue or set it aside."
-        ),
+        description="Continue the run in output_dir (true), fork a new run from it, or pick by provenance (auto).",
     )
     save_final: bool = Field(True, description="Save the final model as a Hugging Face directory output_dir/final.")
     merge_lora: bool = Field(
@@ -199,10 +190,7 @@ class OnlineSection(Section):
     )
     judge: str = Field(
         "gold",
-        description=(
-            "Registered judge used when train() is given none (preflab.feedback.JUDGES): gold = the task suite's "
-            "scorers."
-        ),
+        description="Registered judge used when train() is given none (preflab.feedback.JUDGES; gold = task scorers).",
     )
     judge_args: dict[str, Any] = Field(
         default_factory=dict,
@@ -210,23 +198,17 @@ class OnlineSection(Section):
     )
     tasks: str = Field(
         "default",
-        description=(
-            "Task suite (or family) whose prompts are trained on when there is no data; gold/annotator judges "
-            "score them."
-        ),
+        description="Task suite (or family) whose prompts are trained on when there is no data.",
     )
     num_prompts: int = Field(64, ge=1, description="Tasks drawn from the suite.")
     samples_per_prompt: int = Field(
         2,
         ge=2,
-        description=(
-            "Online pair algorithms: completions sampled per prompt; above 2, every pair of a prompt's samples "
-            "is judged and online.pairs picks the pairs trained on."
-        ),
+        description="Completions sampled per prompt by online pair algorithms (above 2: see online.pairs).",
     )
     pairs: Literal["best_worst", "all"] = Field(
         "best_worst",
-        description="With samples_per_prompt > 2: highest vs lowest estimated win rate, or every pair of samples.",
+        description="With samples_per_prompt > 2: the highest vs lowest estimated win rate, or every pair of samples.",
     )
 
     @field_validator("judge")
@@ -268,10 +250,7 @@ class IterativeSection(Section):
         0.5,
         ge=0,
         le=1,
-        description=(
-            "Nash-MD: the opponent's geometric mixture π^{1−m} π_ref^{m}, m = βη (0 = self-play against the "
-            "policy, 1 = against π_ref)."
-        ),
+        description="Nash-MD: weight m of π_ref in the opponent mixture π^{1−m} π_ref^{m} (0 = the policy, 1 = π_ref).",
     )
 
 
@@ -288,25 +267,18 @@ class RolloutSection(Section):
     epochs: int = Field(
         1,
         ge=1,
-        description=(
-            "Passes over each rollout batch (PPO epochs), in minibatches of train.batch_size × train.grad_accum "
-            "completions."
-        ),
+        description="Passes over each rollout batch (PPO epochs), in minibatches of batch_size × grad_accum.",
     )
     reward: Literal["score", "win_rate"] = Field(
         "score",
-        description=(
-            "score: the judge's score; win_rate: the fraction of the prompt's other samples it beats (pairwise judges)."
-        ),
+        description="A completion's reward: the judge's score, or its win rate against the prompt's other samples.",
     )
     reward_norm: Literal["none", "batch", "running"] = Field(
         "none", description="Normalise scores before the estimator: over the rollout batch, or by running mean and std."
     )
     truncated: Literal["keep", "mask", "penalize"] = Field(
         "keep",
-        description=(
-            "Completions cut by max_new_tokens (no EOS): trained as they are, left out of the loss, or penalised."
-        ),
+        description="Completions cut by max_new_tokens: trained as they are, left out of the loss, or penalised.",
     )
     truncated_penalty: float = Field(
         1.0, ge=0, description="With truncated: penalize, subtracted from a cut completion's score."
@@ -319,10 +291,7 @@ class RewardSection(Section):
 
     head: Literal["scalar", "hl_gauss", "gpm", "mixture"] | None = Field(
         None,
-        description=(
-            "Reward head (preflab.models.reward_heads); null = the algorithm's: bt_reward scalar, gpm gpm, "
-            "maxmin_em mixture."
-        ),
+        description="Reward head (preflab.models.reward_heads); null = the algorithm's own.",
     )
     num_bins: int = Field(51, ge=2, description="hl_gauss: bins of the categorical head.")
     v_min: float = Field(-10.0, description="hl_gauss: lowest reward the bins cover.")

@@ -72,7 +72,7 @@ class IterativeSchedule(Schedule):
     """Rounds of sampled, judged pairs (see the module docstring). ``reference`` and ``score_fn`` are given
     together for the previous-iterate reference schedule, and left out for the initial one."""
 
-    kind = "pair"
+    batch_kind = "pair"
 
     def __init__(
         self,

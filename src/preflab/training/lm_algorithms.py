@@ -66,14 +66,14 @@ LM_REFERENCES: tuple[str, ...] = (
 # the trainer's schedules whose data the policy samples during training
 SAMPLED = ("online", "iterative", "self_play", "rollout")
 
-# Record kinds (preflab.data) each offline data schedule can train on, after conversion
+# Data kinds (preflab.data record kinds) each offline data schedule can train on, after conversion
 # (rankings → pairs by data.rule → unpaired).
-ACCEPTED_KINDS: dict[str, tuple[str, ...]] = {
+ACCEPTED_DATA_KINDS: dict[str, tuple[str, ...]] = {
     table.OFFLINE_PAIRS: ("pairs", "rankings"),
     table.OFFLINE_UNPAIRED: ("pairs", "rankings", "unpaired"),
     table.OFFLINE_RANKINGS: ("rankings",),
 }
-_FORMAT_KIND = {
+_FORMAT_DATA_KIND = {
     "preference": "pairs",
     "implicit_preference": "pairs",
     "unpaired": "unpaired",
@@ -101,7 +101,7 @@ def lm_schedule(algo: Algorithm, field: str = "algorithm") -> str:
 
 def check_data(algo: Algorithm, data: Any) -> None:
     """The ``data:`` section gives ``algo`` something its data schedule can train on."""
-    if algo.data not in ACCEPTED_KINDS:  # sampled during training: an offline dataset would go unused
+    if algo.data not in ACCEPTED_DATA_KINDS:  # sampled during training: an offline dataset would go unused
         for key in ("path", "eval_path"):
             if getattr(data, key) is not None:
                 raise ConfigError(
@@ -110,13 +110,13 @@ def check_data(algo: Algorithm, data: Any) -> None:
                     field=f"data.{key}",
                 )
         return
-    accepted = ACCEPTED_KINDS[algo.data]
+    accepted = ACCEPTED_DATA_KINDS[algo.data]
     if data.kind is not None and data.kind not in accepted:
-        raise ConfigError(f"algorithm '{algo.name}' trains on {_kinds(accepted)}, not {data.kind}", field="data.kind")
-    if data.kind is None and data.format is not None and _FORMAT_KIND[data.format] not in accepted:
+        raise ConfigError(f"algorithm '{algo.name}' trains on {_one_of(accepted)}, not {data.kind}", field="data.kind")
+    if data.kind is None and data.format is not None and _FORMAT_DATA_KIND[data.format] not in accepted:
         raise ConfigError(
-            f"algorithm '{algo.name}' trains on {_kinds(accepted)}; format '{data.format}' holds "
-            f"{_FORMAT_KIND[data.format]}",
+            f"algorithm '{algo.name}' trains on {_one_of(accepted)}; format '{data.format}' holds "
+            f"{_FORMAT_DATA_KIND[data.format]}",
             field="data.format",
         )
 
@@ -200,7 +200,7 @@ def _check_self_play(algo: Algorithm, cfg: Any) -> None:
         )
 
 
-def _kinds(kinds: tuple[str, ...]) -> str:
+def _one_of(kinds: tuple[str, ...]) -> str:
     return kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} or {kinds[-1]}"
 
 
@@ -224,7 +224,8 @@ def reward_head(algo: Algorithm, cfg: Any) -> Any:
     name = cfg.reward.head or allowed[0]
     if name not in allowed:
         raise ConfigError(
-            f"algorithm '{algo.name}' trains a reward head of kind {_kinds(allowed)}, not '{name}'", field="reward.head"
+            f"algorithm '{algo.name}' trains a reward head of kind {_one_of(allowed)}, not '{name}'",
+            field="reward.head",
         )
     r = cfg.reward
     if name == "hl_gauss":

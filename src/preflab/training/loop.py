@@ -32,7 +32,7 @@ from ..models.compile import uncompile
 from ..runlock import run_lock
 from . import checkpoint as ckpt
 from .build import Parts, build_parts
-from .observe import MetricsLog, ProgressBar, flat_config
+from .observe import MetricsWriter, ProgressBar, flat_config
 from .provenance import write_provenance
 from .rundir import fork_weights
 from .step import MetricMeans, evaluate, objective_loss
@@ -134,7 +134,7 @@ class _Loop:
         self.ckpt_root = self.out / "checkpoints"
         self.step, self.tokens, self.resumed_from = 0, 0, None
         self.last_ckpt: Path | None = None
-        self.log: MetricsLog | None = None
+        self.log: MetricsWriter | None = None
         self.eval_metrics: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ resume / checkpoints
@@ -316,7 +316,7 @@ class _Loop:
             if p.start is not None:
                 write_provenance(self.out, p.start.provenance)
         self._resume()
-        log = self.log = MetricsLog(self.out / "metrics.jsonl", acc.is_main_process, self.resumed_from)
+        log = self.log = MetricsWriter(self.out / "metrics.jsonl", acc.is_main_process, self.resumed_from)
         if train.report_to:
             acc.init_trackers(train.project_name, config=flat_config(cfg))
         bar = ProgressBar(p.total_steps, self.step, train.progress and acc.is_main_process, cfg.objective.name)
@@ -374,7 +374,7 @@ class _Loop:
             atomic_write_text(self.out / "train_summary.json", json.dumps(summary, indent=1, default=str))
         return result
 
-    def _log_eval(self, log: MetricsLog) -> None:
+    def _log_eval(self, log: MetricsWriter) -> None:
         self.eval_metrics = self._evaluate()
         log.write(self.step, "eval", self.eval_metrics)
         if self.cfg.train.report_to:

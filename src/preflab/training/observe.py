@@ -26,12 +26,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-#: Seconds between two fsyncs of the metrics log (every row is flushed; :meth:`MetricsLog.sync` forces one).
+#: Seconds between two fsyncs of the metrics log (every row is flushed; :meth:`MetricsWriter.sync` forces one).
 SYNC_EVERY_S = 10.0
 
 
-class MetricsLog:
-    """Append-only JSONL metrics of the main process.
+class MetricsWriter:
+    """Writes the main process's metrics to ``metrics.jsonl``, append-only (read back as rows by
+    :func:`read_metrics`; as curves for the report by :func:`preflab.evaluation.run_files.read_metrics_series`).
 
     Each row is written in one flushed write (a ``kill -9`` loses no complete row); the file is fsync'd at
     most every :data:`SYNC_EVERY_S` seconds and whenever :meth:`sync` is called (before each checkpoint, so

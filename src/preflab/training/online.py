@@ -75,7 +75,7 @@ class OnlineSchedule(Schedule):
     (XPO): one π_ref completion per prompt, paired with one of the policy's.
     """
 
-    kind = "pair"
+    batch_kind = "pair"
 
     def __init__(
         self,

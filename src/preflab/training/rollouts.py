@@ -59,7 +59,7 @@ def to_padded(flat: Tensor, batch: Any) -> Tensor:
 
 
 def rollout_batch(examples: Sequence[TokenizedExample], layout: str, pad_id: int) -> tuple[ExampleBatch, list[int]]:
-    """Completions (one per example) as an :class:`ExampleBatch` of kind ``rollout``, and the order of
+    """Completions (one per example) as an :class:`ExampleBatch` of batch kind ``rollout``, and the order of
     ``examples`` its sequences follow. With ``prefix_shared``, completions of one prompt share its row when every
     prompt of the batch has the same number of them (a whole rollout, or whole groups): the prompt is encoded
     once for its G completions; otherwise each completion has its own row."""
@@ -76,7 +76,7 @@ def rollout_batch(examples: Sequence[TokenizedExample], layout: str, pad_id: int
             order = [m[c] for c in range(k) for m in members]  # sequence c·R + g = completion c of prompt g
     chosen = [examples[i] for i in order]
     batch = ExampleBatch(
-        kind="rollout",
+        batch_kind="rollout",
         sequences=collate_sequences(groups, layout, pad_id),
         num_examples=len(examples),
         index=torch.tensor([ex.index for ex in chosen], dtype=torch.long),
@@ -141,7 +141,7 @@ class RunningMoments:
 class RolloutSchedule(Schedule):
     """Rollouts of G completions per prompt and minibatch passes over them (see the module docstring)."""
 
-    kind = "rollout"
+    batch_kind = "rollout"
 
     def __init__(
         self,

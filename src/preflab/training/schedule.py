@@ -26,9 +26,10 @@ from ..errors import DataError
 
 
 class Schedule(ABC):
-    """The source of training batches. ``kind`` is the objective input kind it produces."""
+    """The source of training batches. ``batch_kind`` is the kind of :class:`ExampleBatch` it produces
+    (:data:`preflab.training.step.BATCH_KIND_OF_INPUTS`)."""
 
-    kind: str = "pair"
+    batch_kind: str = "pair"
 
     @abstractmethod
     def next_batch(self) -> ExampleBatch:
@@ -78,7 +79,7 @@ class OfflineSchedule(Schedule):
     def __init__(
         self,
         examples: Sequence[TokenizedExample],
-        kind: str,
+        batch_kind: str,
         batch_size: int,
         *,
         seed: int = 0,
@@ -91,10 +92,12 @@ class OfflineSchedule(Schedule):
     ):
         if not examples:
             raise DataError("no training examples (every row was skipped or the dataset is empty)")
-        if kind not in ("pair", "unpaired", "ranking"):
-            raise ValueError(f"the offline schedule produces 'pair', 'unpaired' or 'ranking' batches, not '{kind}'")
+        if batch_kind not in ("pair", "unpaired", "ranking"):
+            raise ValueError(
+                f"the offline schedule produces 'pair', 'unpaired' or 'ranking' batches, not '{batch_kind}'"
+            )
         self.examples = attach_kl_partners(examples) if with_kl else list(examples)
-        self.kind, self.batch_size, self.seed = kind, batch_size, seed
+        self.batch_kind, self.batch_size, self.seed = batch_kind, batch_size, seed
         self.layout, self.pad_id, self.shuffle = layout, pad_id, shuffle
         self.world_size, self.rank = world_size, rank
         self.position = 0  # global micro-batches served
@@ -116,7 +119,7 @@ class OfflineSchedule(Schedule):
 
     def _batch(self, stream: ShuffledStream, position: int) -> ExampleBatch:
         rows = stream.rows(position * self.global_batch + self.rank * self.batch_size, self.batch_size)
-        return collate_examples([self.examples[i] for i in rows], self.kind, self.layout, self.pad_id)
+        return collate_examples([self.examples[i] for i in rows], self.batch_kind, self.layout, self.pad_id)
 
     def first_epoch(self) -> Iterator[ExampleBatch]:
         """This process's micro-batches of the first pass over the data, exactly as training draws them
@@ -150,7 +153,7 @@ class OfflineSchedule(Schedule):
 
 def eval_batches(
     examples: Sequence[TokenizedExample],
-    kind: str,
+    batch_kind: str,
     batch_size: int,
     *,
     layout: str,
@@ -163,4 +166,4 @@ def eval_batches(
     items = attach_kl_partners(examples) if with_kl else list(examples)
     mine = items[rank::world_size]
     for start in range(0, len(mine), batch_size):
-        yield collate_examples(mine[start : start + batch_size], kind, layout, pad_id)
+        yield collate_examples(mine[start : start + batch_size], batch_kind, layout, pad_id)

@@ -86,7 +86,7 @@ class Snapshots:
 class SelfPlaySchedule(Schedule):
     """Samples of the current policy rewarded by a pairwise judge (see the module docstring)."""
 
-    kind = "samples"
+    batch_kind = "samples"
 
     def __init__(
         self,
@@ -230,7 +230,7 @@ class SelfPlaySchedule(Schedule):
         g = len(groups)
         sequences = collate_sequences(groups, self.layout, self.pad_id)
         batch = ExampleBatch(
-            kind="samples",
+            batch_kind="samples",
             sequences=sequences,
             num_examples=g,
             index=torch.tensor([start + j for j in range(g)], dtype=torch.long),

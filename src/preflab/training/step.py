@@ -180,8 +180,8 @@ INPUT_BUILDERS: dict[str, Callable[..., Any]] = {  # (batch, policy, ref, anchor
     "preference_embedding": preference_embedding_inputs,
     "group_pairs": group_pair_inputs,
 }
-# The batch kind (preflab.data.collate) each input kind is built from.
-EXAMPLE_KINDS: dict[str, str] = {
+# The batch kind (ExampleBatch.batch_kind, preflab.data.collate) each objective input kind is built from.
+BATCH_KIND_OF_INPUTS: dict[str, str] = {
     "pair": "pair",
     "unpaired": "unpaired",
     "iterative_pair": "pair",
