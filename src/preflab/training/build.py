@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .. import algorithms as table
-from ..algorithms import REWARD, Algorithm, get_algorithm
+from ..algorithms import REWARD, Algorithm
 from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizeOptions, Tokenizer, TokenizeStats, tokenize_records
 from ..errors import CheckpointError, ConfigError
@@ -34,7 +34,7 @@ from ..models.reward import RewardScorer
 from ..objectives import ObjectiveSpec, get_objective
 from . import setup
 from .iterative import AnchoredReference, IterativeSchedule, PreviousIterateReference
-from .lm_algorithms import SAMPLED, lm_schedule, objective_params, reward_head
+from .lm_algorithms import SAMPLED, configured_algorithm, lm_schedule, objective_params, reward_head
 from .online import OnlineSchedule, prompts_of
 from .rundir import RunStart, start_run
 from .schedule import OfflineSchedule, Schedule, eval_batches
@@ -100,7 +100,7 @@ def make_accelerator(cfg: Any) -> Any:
 
 def _objective(cfg: Any) -> tuple[Algorithm, ObjectiveSpec, Any]:
     """The run's row of the algorithm table, its objective and the objective's parameters."""
-    algo = get_algorithm(cfg.algorithm)
+    algo = configured_algorithm(cfg)  # an open row (online_dpo) with the objective the config chose
     return algo, get_objective(algo.objective), objective_params(algo, cfg.objective.params)
 
 
