@@ -13,7 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from preflab import algorithms as table
-from preflab.algorithms import ALGORITHMS, OBJECTIVE_ONLY, get_algorithm
+from preflab.algorithms import ALGORITHMS, OBJECTIVE_ONLY, get_algorithm, objective_choices
 from preflab.cli import app, main
 from preflab.errors import ConfigError
 from preflab.objectives import REGISTRY
@@ -77,6 +77,8 @@ def test_the_testbed_runs_exactly_the_tables_testbed_algorithms():
     assert set(ALGORITHMS) - marked == {name for name, a in ALGORITHMS.items() if a.model != table.POLICY}
     assert all(testbed.ALGORITHMS[name] is ALGORITHMS[name] for name in marked)  # one definition each
     pairs = {(a.data, a.reference) for a in ALGORITHMS.values() if a.on_testbed}
+    # online_dpo's objective choice brings its objective's reference (online SimPO, ORPO: none)
+    pairs |= {(a.data, c.reference) for a in ALGORITHMS.values() if a.on_testbed for c in objective_choices(a).values()}
     assert pairs == set(testbed.RUNNERS)  # every runner is used, every testbed algorithm has one
 
 
