@@ -13,7 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from preflab import algorithms as table
-from preflab.algorithms import ALGORITHMS, OBJECTIVE_ONLY, get_algorithm
+from preflab.algorithms import ALGORITHMS, OBJECTIVE_ONLY, get_algorithm, objective_choices
 from preflab.cli import app, main
 from preflab.errors import ConfigError
 from preflab.objectives import REGISTRY
@@ -77,6 +77,8 @@ def test_the_testbed_runs_exactly_the_tables_testbed_algorithms():
     assert set(ALGORITHMS) - marked == {name for name, a in ALGORITHMS.items() if a.model != table.POLICY}
     assert all(testbed.ALGORITHMS[name] is ALGORITHMS[name] for name in marked)  # one definition each
     pairs = {(a.data, a.reference) for a in ALGORITHMS.values() if a.on_testbed}
+    # online_dpo's objective choice brings its objective's reference (online SimPO, ORPO: none)
+    pairs |= {(a.data, c.reference) for a in ALGORITHMS.values() if a.on_testbed for c in objective_choices(a).values()}
     assert pairs == set(testbed.RUNNERS)  # every runner is used, every testbed algorithm has one
 
 
@@ -124,7 +126,13 @@ def test_algorithms_command_lists_every_algorithm_and_where_it_runs(monkeypatch)
         assert ("LM" in runs) == a.on_lm and ("TB" in runs) == a.on_testbed, row
     assert re.search(r"^sppo\s+LM TB\s+=\s+iterative\s+previous", out, re.M)
     assert re.search(r"^iterative_dpo\s+LM TB\s+dpo\s+iterative", out, re.M)
-    assert re.search(r"^online_dpo\s+LM TB\s+=\s+online pairs\s+fixed", out, re.M)
+    assert re.search(r"^online_dpo\s+LM TB\s+=\*\s+online pairs\s+fixed", out, re.M)
+    # the open row says which objectives objective.name may pick, and what happens to the reference
+    note = " ".join(out[out.index("* online_dpo:") :].split())
+    assert note.startswith(
+        "* online_dpo: or objective.name = any of dpo, cdpo, rdpo, ipo, hinge, rpo, simpo, orpo (e.g. algorithm: "
+        "online_dpo + objective: {name: ipo} is online IPO); its reference follows the objective (none for simpo, orpo)"
+    )
     assert re.search(r"^bt_reward\s+LM\s+=\s+offline pairs", out, re.M) and "→ reward" in out
 
 
@@ -146,7 +154,9 @@ def test_algorithms_json_is_the_table():
         "paper": "Munos et al. 2023, Nash-MD",
         "params": {},
         "testbed_defaults": {"iterations": 150, "inner_steps": 10, "eta": 0.01},
+        "objective_choice": [],
     }
+    assert rows["online_dpo"]["objective_choice"] == ["dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo"]
     assert rows["dpo"]["runs"] == ["lm", "testbed"]
 
 

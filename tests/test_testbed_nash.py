@@ -59,6 +59,18 @@ def test_converges_to_the_regularized_nash_equilibrium(game, nash, name, overrid
     assert ev.distances[0] > 0.15  # it started far away
 
 
+def test_online_ipo_converges_to_the_regularized_nash_equilibrium_and_online_dpo_does_not(game, nash):
+    """Online IPO (Calandriello et al. 2024): ``online_dpo`` with ``objective="ipo"``, gradient steps on IPO's loss
+    over pairs drawn from the current policy, has the β-regularised Nash equilibrium as its fixed point (τ = β).
+    Online DPO on the same schedule, step size and game ends far from it (a cyclic game has no Bradley–Terry fit)."""
+    steps = {"iterations": 100, "inner_steps": 1, "optimizer": "sgd", "lr": 0.2}
+    ipo = evaluate(run_algorithm("online_dpo", game, BETA, objective="ipo", **steps), game, nash, BETA, tol=1e-3)
+    assert ipo.distances[0] > 0.15 and ipo.distance < 1e-9 and ipo.exploitability < 1e-9
+    assert ipo.iterations_to_tol is not None and ipo.iterations_to_tol < 50
+    dpo = evaluate(run_algorithm("online_dpo", game, BETA, **steps), game, nash, BETA, tol=1e-3)
+    assert dpo.distance > 0.15 and dpo.exploitability > 0.02
+
+
 def test_inpo_iteration_is_the_online_mirror_descent_step(game):
     """One INPO iteration (loss minimised exactly) equals π_1 ∝ π_0^{1−ητ} π_ref^{ητ} exp(η P(y ≻ π_0))."""
     eta = 2.0

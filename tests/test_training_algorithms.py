@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from preflab.algorithms import ALGORITHMS
+from preflab.algorithms import ALGORITHMS, objective_choices
 from preflab.config import load_config
 from preflab.errors import ConfigError
 from preflab.feedback import JUDGES, Judge, register_judge
@@ -147,11 +147,16 @@ def test_resolved_config_round_trips(tmp_path):
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipes_name_an_algorithm_the_trainer_runs(recipe):
     cfg = load_config(recipe)
-    assert "\nalgorithm: " in recipe.read_text() and "  name:" not in recipe.read_text().split("objective:")[1][:40]
+    text = recipe.read_text()
     algo = ALGORITHMS[cfg.algorithm]
-    assert algo.on_lm and cfg.objective.name == algo.objective
+    assert "\nalgorithm: " in text and algo.on_lm
+    if cfg.objective.name == algo.objective:
+        assert "  name:" not in text.split("objective:")[1][:40]
+    else:  # objective.name only where the row leaves its objective open (online_ipo: online_dpo + ipo)
+        assert cfg.objective.name in objective_choices(algo) and recipe.stem == f"online_{cfg.objective.name}"
     if recipe.stem != "quickstart":  # a recipe is named after its algorithm (reward_model: bt_reward's)
-        assert {"reward_model": "bt_reward", "ppo_reward_model": "ppo"}.get(recipe.stem, recipe.stem) == cfg.algorithm
+        names = {"reward_model": "bt_reward", "ppo_reward_model": "ppo", "online_ipo": "online_dpo"}
+        assert names.get(recipe.stem, recipe.stem) == cfg.algorithm
 
 
 OFFLINE_PAIR_RECIPES = [p for p in RECIPES if p.stem in ("dpo", "ipo", "simpo", "orpo", "kto")]

@@ -47,12 +47,19 @@ def _cell(text: object) -> str:
 
 def _used_by(objective: str) -> str:
     """The algorithms whose loss is ``objective``, each with where it runs, or what the objective is for."""
-    from preflab.algorithms import ALGORITHMS, OBJECTIVE_ONLY
+    from preflab.algorithms import ALGORITHMS, OBJECTIVE_ONLY, objective_choices
 
     rows = [a for a in ALGORITHMS.values() if a.objective == objective]
     if not rows:
         return _cell(OBJECTIVE_ONLY.get(objective, "no algorithm row"))
-    return ", ".join(f"[`{a.name}`](algorithms.md#{a.name}) ({' + '.join(sorted(a.runs))})" for a in rows)
+    used = [f"[`{a.name}`](algorithms.md#{a.name}) ({' + '.join(sorted(a.runs))})" for a in rows]
+    # rows whose objective a config may choose (online_dpo + objective.name: ipo is online IPO)
+    used += [
+        f"[`{a.name}`](algorithms.md#{a.name}) (objective choice)"
+        for a in ALGORITHMS.values()
+        if objective in objective_choices(a)
+    ]
+    return ", ".join(used)
 
 
 def objectives() -> str:
@@ -164,7 +171,7 @@ def config_reference() -> str:
 
 def algorithms() -> str:
     _use_checkout()
-    from preflab.algorithms import ALGORITHMS, DATA_SCHEDULES, REFERENCE_SCHEDULES
+    from preflab.algorithms import ALGORITHMS, DATA_SCHEDULES, NONE, REFERENCE_SCHEDULES, objective_choices
 
     def runs(algo) -> str:
         return " + ".join(sorted(algo.runs))
@@ -200,6 +207,15 @@ def algorithms() -> str:
             f"- claim ({algo.guarantee} iterate): {_cell(algo.claim)}; checked by `{algo.verified_by}`",
             f"- testbed defaults: {testbed}",
         ]
+        choices = objective_choices(algo)
+        if choices:
+            names = ", ".join(f"[`{name}`](objectives.md#{name})" for name in choices)
+            free = ", ".join(f"`{name}`" for name, row in choices.items() if row.reference == NONE)
+            out.append(
+                f"- objective choice: `objective: {{name: NAME}}` (testbed: `run_algorithm(..., objective=NAME)`) "
+                f"trains any of {names} on this schedule instead (e.g. `ipo`: online IPO); the reference schedule "
+                f"and defaults are that objective's row's (`{NONE}` for {free}: no reference model is loaded)"
+            )
     return "\n".join(out)
 
 

@@ -15,12 +15,19 @@ config error, never a silent downgrade. ``preflab algorithms`` prints this table
 
 Adding an algorithm: one objective (if new), one row here, one testbed test (``verified_by``), and a
 schedule only if its (data, reference) pair is new.
+
+A row may leave its objective open (``objective_choice``): online DPO's schedule (pairs sampled from the
+current policy and judged at every step) trains any objective the table trains on offline pairs, so
+``algorithm: online_dpo`` with ``objective: {name: ipo}`` is online IPO (Calandriello et al. 2024) and with
+``simpo`` online SimPO. Online-ness stays the data schedule of a row, never a prefix of a name;
+:func:`with_objective` gives the row with the chosen objective, whose reference schedule (none for SimPO and
+ORPO) and defaults come from that objective's offline row.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ConfigError
@@ -35,6 +42,8 @@ __all__ = [
     "TESTBED",
     "Algorithm",
     "get_algorithm",
+    "objective_choices",
+    "with_objective",
 ]
 
 # Where an algorithm runs.
@@ -103,7 +112,9 @@ class Algorithm:
     testbed: defaults of the testbed's :class:`~preflab.testbeds.GameTrainConfig` (iterations, inner steps,
     η) under which it converges on the testbed's games at β ≈ 0.1. guarantee: "last" when the claim is
     about the last iterate, "average" when it is about the mixture of iterates (no-regret self-play).
-    model: what it trains, a key of :data:`MODELS` (the policy, or a reward model).
+    model: what it trains, a key of :data:`MODELS` (the policy, or a reward model). objective_choice: a data
+    schedule whose policy rows' objectives a config may train instead of ``objective`` (``objective.name``;
+    :func:`with_objective`), or None when the objective is fixed.
     """
 
     name: str
@@ -118,6 +129,7 @@ class Algorithm:
     testbed: dict[str, Any] = field(default_factory=dict)
     guarantee: str = "last"
     model: str = POLICY
+    objective_choice: str | None = None
 
     @property
     def on_lm(self) -> bool:
@@ -269,6 +281,7 @@ _ROWS = [
         "Guo et al. 2024, OAIF",
         _BOTH,
         testbed={"iterations": 5, "inner_steps": 5},
+        objective_choice=OFFLINE_PAIRS,  # online IPO, online SimPO, ...: objective.name picks the loss
     ),
     Algorithm(
         "xpo",
@@ -475,3 +488,47 @@ def get_algorithm(name: str, *, field_name: str = "algorithm") -> Algorithm:
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"unknown algorithm '{name}'{hint} (see `preflab algorithms`)", field=field_name)
     return ALGORITHMS[name]
+
+
+def objective_choices(algo: Algorithm) -> dict[str, Algorithm]:
+    """The objectives a config may train with ``algo`` instead of its own (``objective.name``), each with the
+    row it comes from: the objectives of the policy rows on ``algo.objective_choice`` (none when it is None)."""
+    if algo.objective_choice is None:
+        return {}
+    rows = (a for a in _ROWS if a.data == algo.objective_choice and a.model == POLICY and a.objective != algo.objective)
+    return {a.objective: a for a in rows}
+
+
+def with_objective(algo: Algorithm, objective: str, *, field_name: str = "objective.name") -> Algorithm:
+    """``algo`` training ``objective``: the row itself for its own objective, else (a row with an
+    ``objective_choice``) the row with that objective, the reference schedule and the parameters of the
+    objective's own row (SimPO, ORPO: no reference). Anything else is a one-line ConfigError naming
+    ``field_name`` that says what the objective trains on instead."""
+    if objective == algo.objective:
+        return algo
+    choices = objective_choices(algo)
+    if objective in choices:
+        source = choices[objective]
+        return replace(algo, objective=objective, reference=source.reference, params=dict(source.params))
+    if not choices:
+        raise ConfigError(
+            f"objective.name '{objective}' contradicts algorithm '{algo.name}', whose objective is "
+            f"'{algo.objective}'; drop objective.name",
+            field=field_name,
+        )
+    rows = [a for a in _ROWS if a.objective == objective]
+    if not rows:
+        what = f"objective '{objective}' is no algorithm's loss ({OBJECTIVE_ONLY.get(objective, 'not in the table')})"
+    elif rows[0].model == REWARD:
+        what = f"objective '{objective}' trains a reward model (algorithm '{rows[0].name}')"
+    else:
+        r = rows[0]
+        what = (
+            f"objective '{objective}' is the loss of algorithm '{r.name}', which trains on {DATA_SCHEDULES[r.data]} "
+            f"against {REFERENCE_SCHEDULES[r.reference]}"
+        )
+    raise ConfigError(
+        f"algorithm '{algo.name}' trains one of the pair objectives {', '.join([algo.objective, *choices])} on "
+        f"{DATA_SCHEDULES[algo.data]}; {what}",
+        field=field_name,
+    )

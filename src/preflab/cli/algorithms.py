@@ -9,7 +9,7 @@ import typer
 
 def rows() -> list[dict[str, object]]:
     """One plain dict per algorithm of :data:`preflab.algorithms.ALGORITHMS`, in table order."""
-    from ..algorithms import ALGORITHMS, LM, TESTBED
+    from ..algorithms import ALGORITHMS, LM, TESTBED, objective_choices
 
     return [
         {
@@ -25,6 +25,8 @@ def rows() -> list[dict[str, object]]:
             "paper": a.paper,
             "params": dict(a.params),
             "testbed_defaults": dict(a.testbed),
+            # objectives objective.name may pick instead (online_dpo: online IPO, online SimPO, ...)
+            "objective_choice": list(objective_choices(a)),
         }
         for a in ALGORITHMS.values()
     ]
@@ -62,10 +64,20 @@ def algorithms_cmd(
     for r in table_rows:
         runs = " ".join({"lm": "LM", "testbed": "TB"}[w] for w in r["runs"])  # type: ignore[union-attr]
         objective = "=" if r["objective"] == r["name"] else str(r["objective"])
+        objective += "*" if r["objective_choice"] else ""
         data = _words(r["data"]) + ("" if r["model"] == "policy" else f" → {r['model']} model")
         table.add_row(str(r["name"]), runs, objective, data, _words(r["reference"]), str(r["paper"]))
     console = Console()
     console.print(table)
+    for r in table_rows:  # the rows whose objective a config may choose: which ones, and what that changes
+        if r["objective_choice"]:
+            choice = ", ".join(map(str, r["objective_choice"]))  # type: ignore[call-overload]
+            console.print(
+                f"* {r['name']}: or objective.name = any of {choice} (e.g. "
+                f"algorithm: {r['name']} + objective: {{name: ipo}} is online IPO); its reference follows the "
+                "objective (none for simpo, orpo)",
+                highlight=False,
+            )
 
 
 def register(app: typer.Typer) -> None:

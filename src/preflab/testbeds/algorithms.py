@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import algorithms as table
-from ..algorithms import Algorithm, get_algorithm
+from ..algorithms import Algorithm, get_algorithm, with_objective
 from ..errors import ConfigError
 from . import schedules
 from .games import PreferenceGame
@@ -37,6 +37,7 @@ RUNNERS: dict[tuple[str, str], Runner] = {
     (table.OFFLINE_RANKINGS, table.FIXED): schedules.offline,
     (table.OFFLINE_RANKINGS, table.NONE): schedules.offline,
     (table.ONLINE_PAIRS, table.FIXED): schedules.online_pairs,
+    (table.ONLINE_PAIRS, table.NONE): schedules.online_pairs,  # online SimPO / ORPO (online_dpo's objective choice)
     (table.ITERATIVE, table.PREVIOUS_ITERATE): schedules.iterative,
     (table.POLICY_GRADIENT, table.GEOMETRIC_MIXTURE): schedules.online_pg,
     (table.POLICY_GRADIENT, table.NONE): schedules.online_pg,
@@ -48,12 +49,18 @@ RUNNERS: dict[tuple[str, str], Runner] = {
 ALGORITHMS: dict[str, Algorithm] = {name: a for name, a in table.ALGORITHMS.items() if a.on_testbed}
 
 
-def run_algorithm(name: str, game: PreferenceGame, beta: float = 0.1, **overrides: Any) -> Trajectory:
+def run_algorithm(
+    name: str, game: PreferenceGame, beta: float = 0.1, objective: str | None = None, **overrides: Any
+) -> Trajectory:
     """Train algorithm ``name`` on ``game`` with exact expectations; ``overrides`` are :class:`GameTrainConfig`
-    fields (iterations, inner_steps, lr, eta, data, init, optimizer, params) over the table's defaults."""
+    fields (iterations, inner_steps, lr, eta, data, init, optimizer, params) over the table's defaults.
+    ``objective``: another objective for a row that leaves it open (``online_dpo`` with ``"ipo"`` is online IPO;
+    :func:`preflab.algorithms.with_objective`), trained on the row's schedule with that objective's reference."""
     algo = get_algorithm(name, field_name="algorithms")
     if not algo.on_testbed:
         raise ConfigError(f"algorithm '{name}' has no testbed schedule (see `preflab algorithms`)", field="algorithms")
+    if objective is not None:
+        algo = with_objective(algo, objective, field_name="objective")
     params = {**algo.params, **overrides.pop("params", {})}
     cfg = replace(GameTrainConfig(beta=beta), **{**algo.testbed, **overrides, "params": params})
     return RUNNERS[(algo.data, algo.reference)](algo, game, cfg)

@@ -225,8 +225,10 @@ def _iterative_loss(
 def online_pairs(algo: Algorithm, game: PreferenceGame, cfg: GameTrainConfig) -> Trajectory:
     """Online DPO / XPO, batched: at each iteration fresh pairs from the current policy (XPO: one response
     from π, one from π_ref, plus exploration samples from π_ref) are judged by the annotators and the
-    objective is minimised with the reference fixed at π_ref. A policy that collapses to a pure strategy
-    stops the run with a :class:`TrainingError` saying so (there are no distinct pairs left to sample)."""
+    objective is minimised with the reference fixed at π_ref (online IPO, SimPO … through ``online_dpo``'s
+    objective choice: that objective, with its own reference, none for SimPO and ORPO). A policy that
+    collapses to a pure strategy stops the run with a :class:`TrainingError` saying so (there are no distinct
+    pairs left to sample)."""
     name = algo.objective
     spec = get_objective(name)
     params = _params(name, cfg, beta=cfg.beta)
@@ -248,7 +250,7 @@ def _online_pair_loss(
 ) -> Callable[[Tensor], Tensor]:
     if name == "xpo":
         return lambda lp: spec(exact_xpo_pairs(lp, log_ref, pi_t, game.context_probs, pref), params)[0]
-    table = PairTable(pi_t, game.context_probs, pref, ref=log_ref)
+    table = PairTable(pi_t, game.context_probs, pref, ref=log_ref, lengths=game.lengths)  # lengths: SimPO, ORPO
     return lambda lp: spec(table(lp), params)[0]
 
 

@@ -9,7 +9,10 @@ the run trains:
 * ``algorithm: NAME`` names a row of the table; ``objective.params`` override its parameters.
 * An old config's ``objective: {name: NAME}`` (and no ``algorithm:``) selects the algorithm of the same name —
   ``dpo``, ``ipo``, ``kto``, ``online_dpo`` … are both — as TRL users expect a loss name to select that
-  method; an objective that is no algorithm (``gpm``) is an error. Both given must agree.
+  method; an objective that is no algorithm (``gpm``) is an error. Both given must agree, except for a row
+  whose objective is open (``online_dpo``: any objective of an offline-pairs row, e.g. ``objective: {name:
+  ipo}`` for online IPO; :func:`preflab.algorithms.with_objective`), where ``objective.name`` picks the loss
+  and brings its reference schedule (none for SimPO and ORPO).
 * An algorithm the trainer has no schedule for (``sppo``, ``inpo``, ``nash_md`` …) is a one-line
   :class:`~preflab.errors.ConfigError` naming the config field — never a silent downgrade to offline DPO.
 * A data source the algorithm cannot train on (an offline dataset for an online algorithm, pairs for a
@@ -22,7 +25,8 @@ the run trains:
   trains against a fixed reference, i.e. iterative DPO), and ``reference.mode`` then only says how π_0 is kept
   (as it does for INPO and DNO, which take π_t as an anchor besides π_ref).
 
-Afterwards ``cfg.algorithm`` holds the algorithm and ``cfg.objective.name`` its objective.
+Afterwards ``cfg.algorithm`` holds the algorithm and ``cfg.objective.name`` its objective;
+:func:`configured_algorithm` gives the row the run trains (the open row with the chosen objective).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import algorithms as table
-from ..algorithms import ALGORITHMS, Algorithm, get_algorithm
+from ..algorithms import ALGORITHMS, Algorithm, get_algorithm, with_objective
 from ..errors import ConfigError
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "SAMPLED",
     "check_data",
     "check_iterative",
+    "configured_algorithm",
     "lm_schedule",
     "objective_params",
     "resolve_algorithm",
@@ -248,17 +253,18 @@ def objective_params(algo: Algorithm, params: dict[str, Any]) -> Any:
         raise ConfigError(str(exc), field="objective.params") from None
 
 
+def configured_algorithm(cfg: Any) -> Algorithm:
+    """The row a resolved config trains: ``cfg.algorithm``'s, with ``cfg.objective.name`` as its objective."""
+    return with_objective(get_algorithm(cfg.algorithm), cfg.objective.name)
+
+
 def resolve_algorithm(cfg: Any) -> Algorithm:
     """Resolve and check ``cfg.algorithm`` / ``cfg.objective`` (see the module docstring); fills both in."""
     named = cfg.objective.name
     if cfg.algorithm is not None:
         algo, field = get_algorithm(cfg.algorithm), "algorithm"
-        if named is not None and named != algo.objective:
-            raise ConfigError(
-                f"objective.name '{named}' contradicts algorithm '{algo.name}', whose objective is "
-                f"'{algo.objective}'; drop objective.name",
-                field="objective.name",
-            )
+        if named is not None:
+            algo = with_objective(algo, named)
     elif named is not None:
         if named not in ALGORITHMS:
             raise ConfigError(

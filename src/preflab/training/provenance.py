@@ -70,10 +70,10 @@ def flatten_sections(section: Any, prefix: str = "") -> dict[str, Any]:
 def objective_params(cfg: Any) -> dict[str, Any]:
     """The objective's parameters with their defaults filled in (``beta: 0.1`` given or not is one run): the
     dataclass's, then the algorithm table's, then the config's."""
-    from ..algorithms import get_algorithm
     from .config import make_params
+    from .lm_algorithms import configured_algorithm
 
-    params = make_params(cfg.objective.name, {**get_algorithm(cfg.algorithm).params, **cfg.objective.params})
+    params = make_params(cfg.objective.name, {**configured_algorithm(cfg).params, **cfg.objective.params})
     values = asdict(params) if is_dataclass(params) else dict(cfg.objective.params)
     return {f"objective.params.{k}": json.loads(json.dumps(v, default=str)) for k, v in values.items()}
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from ..algorithms import Algorithm, get_algorithm
+from ..algorithms import Algorithm
 from ..errors import ConfigError
 from ..objectives import ObjectiveSpec, get_objective
-from .lm_algorithms import SAMPLED, objective_params
+from .lm_algorithms import SAMPLED, configured_algorithm, objective_params
 
 # The data kind (preflab.data: a record kind, or prompts for sampled schedules) each objective input kind
 # (ObjectiveSpec.inputs) trains on.
@@ -104,5 +104,5 @@ def run_reference(cfg: Any, spec: ObjectiveSpec, params: Any, schedule: str) -> 
 
 def resolve_objective(cfg: Any) -> tuple[Algorithm, ObjectiveSpec, Any]:
     """The run's row of the algorithm table, its objective and the objective's parameters."""
-    algo = get_algorithm(cfg.algorithm)
+    algo = configured_algorithm(cfg)  # an open row (online_dpo) with the objective the config chose
     return algo, get_objective(algo.objective), objective_params(algo, cfg.objective.params)
