@@ -128,3 +128,19 @@ def test_an_adapter_whose_base_is_gone_is_a_one_line_error(tmp_path, tiny_dir):
     (tmp_path / "a" / "adapter_config.json").write_text(json.dumps(doc))
     with pytest.raises(ModelNotFoundError, match="LoRA adapter .*base model"):
         load_model(str(tmp_path / "a"))
+
+
+def test_an_adapter_of_a_gguf_base_names_the_gguf_file(tmp_path, tiny_dir, monkeypatch):
+    import shutil
+
+    from preflab.models.loading import _gguf_cache_key
+
+    monkeypatch.setenv("PREFLAB_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "base.gguf"
+    gguf.write_bytes(b"GGUF")  # its conversion is already in the cache: never read
+    shutil.copytree(tiny_dir, tmp_path / "cache" / "models" / "gguf" / _gguf_cache_key(gguf))
+    peft = _perturbed_lora(load_model(str(gguf)))
+    want = logprobs(peft)
+    save_model_dir(peft, tmp_path / "a", merge=False, model_cfg=ModelConfig(name_or_path=str(gguf)))
+    assert adapter_base(tmp_path / "a")[0] == str(gguf.resolve())
+    assert (logprobs(load_model(str(tmp_path / "a"))) - want).abs().max().item() <= 1e-5

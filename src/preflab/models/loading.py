@@ -134,7 +134,11 @@ def adapter_base(path: str | Path) -> tuple[str, str | None]:
         raise ModelNotFoundError(f"unreadable adapter config ({exc})", file=str(file)) from None
     base = doc.get("base_model_name_or_path") if isinstance(doc, dict) else None
     if not base or not isinstance(base, str):
-        raise ModelNotFoundError("the adapter names no base model (base_model_name_or_path)", file=str(file))
+        raise ModelNotFoundError(
+            "the adapter names no base model (base_model_name_or_path; a model built in Python and given to train() "
+            "has no name: load the adapter onto it with peft, or train with train.merge_lora: true)",
+            file=str(file),
+        )
     return base, doc.get("revision") or None
 
 

@@ -290,22 +290,28 @@ def _name_adapter_base(model: nn.Module, model_cfg: Any) -> None:
     the config does, so the adapter loads on another machine. A model given in Python keeps what peft read."""
     from pathlib import Path
 
-    from ..errors import PreflabError
-    from .loading import portable_base_name, resolve_model
+    from .loading import EMBEDDED, _gguf_cache_key, models_cache, portable_base_name
 
-    try:
-        resolved = resolve_model(model_cfg.name_or_path)
-    except PreflabError:
-        return
+    name = model_cfg.name_or_path
+    # where load_model read the configured model from (no conversion, no network: it was loaded already)
+    path = Path(name).expanduser()
+    if name in EMBEDDED:
+        loaded_from = str(models_cache() / name)
+    elif path.suffix == ".gguf" and path.is_file():
+        loaded_from = str(models_cache() / "gguf" / _gguf_cache_key(path))
+    else:
+        loaded_from = str(path)
     for config in model.peft_config.values():
         recorded = config.base_model_name_or_path
         if not recorded:
             continue
-        same = recorded == resolved or (
-            Path(recorded).exists() and Path(resolved).exists() and Path(recorded).resolve() == Path(resolved).resolve()
+        same = recorded == loaded_from or (
+            Path(recorded).exists()
+            and Path(loaded_from).exists()
+            and Path(recorded).resolve() == Path(loaded_from).resolve()
         )
         if same:
-            config.base_model_name_or_path = portable_base_name(model_cfg.name_or_path)
+            config.base_model_name_or_path = portable_base_name(name)
             config.revision = model_cfg.revision
 
 
