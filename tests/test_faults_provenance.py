@@ -155,9 +155,9 @@ def _quickstart(out: Path, tiny_dir: Path, *extra: str):
 def test_quickstart_redoes_training_when_lr_changes(tmp_path, tiny_dir):
     run = tmp_path / "qs_[/x]"  # rich markup in the path must not crash the summary (item 11)
     _quickstart(run, tiny_dir)
-    old = load_file(run / "final" / "model.safetensors")
+    old = load_file(run / "final" / "adapter_model.safetensors")
     stages = _quickstart(run, tiny_dir, "train.lr=1e-2")
-    new = load_file(run / "final" / "model.safetensors")
+    new = load_file(run / "final" / "adapter_model.safetensors")
     assert max_abs_diff(old, new) > 1e-5  # a new model, not the old checkpoints resumed
     # 6 prompts -> 4 pairs (the tiny model's answers all score 0 under the on-topic/echo guards: two prompts'
     # samples tie throughout and give no pair), batch 8, 2 epochs

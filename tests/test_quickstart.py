@@ -89,7 +89,7 @@ def test_reduced_quickstart_end_to_end_on_tiny_model(tmp_path, tiny_dir):
     steps = max(1, math.ceil(cfg.train.epochs * len(pairs) / cfg.train.batch_size))
     assert stages["train"]["info"]["steps"] == steps
     assert [m["step"] for m in read_metrics(run / "metrics.jsonl", split="train")][-1] == steps
-    assert (run / "final" / "config.json").is_file()
+    assert (run / "final" / "adapter_config.json").is_file()  # a LoRA run: final/ is the adapter
     assert any((run / "checkpoints").iterdir())
     # evaluation over the 10 held-out prompts, with a CI around the win rate, and the report
     ev = json.loads((run / "eval" / "quickstart.json").read_text())

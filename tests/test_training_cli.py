@@ -53,11 +53,27 @@ def test_train_command_runs_a_recipe(tmp_path, tiny_dir):
     resolved = load_config(run / "config.yaml")
     assert (resolved.train.max_steps, resolved.train.layout, resolved.objective.params) == (2, "packed", {"beta": 0.2})
 
-    from transformers import AutoModelForCausalLM
+    # a LoRA run's final/ is its adapter; sample and eval read it as the trained model (base + adapter, merged)
+    assert (run / "final" / "adapter_config.json").is_file() and not (run / "final" / "config.json").exists()
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello\nsay hi\n", encoding="utf-8")
+    samples = tmp_path / "samples.jsonl"
+    args = ["sample", "-m", str(run / "final"), "--prompts", str(prompts), "--max-new-tokens", "4", "-o", str(samples)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert len(samples.read_text().splitlines()) == 2
+    eval_cfg = tmp_path / "eval.yaml"
+    eval_cfg.write_text(
+        f"output_dir: {run}\nmodel:\n  name_or_path: {tiny_dir}\n"
+        "eval:\n  suite: default\n  n_prompts: 4\n  max_new_tokens: 4\n  n_bootstrap: 20\n  lc_bootstrap: 0\n"
+        "  bf16: false\n  kl: false\n"
+    )
+    out = CliRunner().invoke(app, ["eval", str(eval_cfg), "--no-report"])
+    assert out.exit_code == 0, out.output
+    from preflab.evaluation.result import EvalResult
 
-    final = AutoModelForCausalLM.from_pretrained(run / "final")  # LoRA merged into a plain HF model
-    assert final.config.num_hidden_layers == 2
-    assert not any("lora" in name for name, _ in final.named_parameters())
+    res = EvalResult.load(run / "eval" / "policy_vs_reference.json")
+    assert res.win_rate.n == 4 and res.meta["policy"] == str(run / "final")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 err_console = Console(stderr=True)
 
@@ -61,6 +61,7 @@ def sample_cmd(
     from ..feedback.tasks import get_suite
     from ..generation import SamplingParams, make_backend, vllm_available
     from ..models import load_model, load_tokenizer, resolve_model
+    from ..models.loading import is_adapter_dir
 
     if prompts is not None:
         items = [(pid, p, None) for pid, p in read_prompts(prompts)]
@@ -77,7 +78,13 @@ def sample_cmd(
     )
     t0 = time.perf_counter()
     with err_console.status(f"loading {model}"):
-        if backend == "vllm" or (backend == "auto" and vllm_available()):
+        if backend == "vllm" and is_adapter_dir(model):
+            raise ConfigError(
+                f"{model} is a LoRA adapter; the vllm backend needs a full model (train with train.merge_lora: "
+                "true, or use --backend hf)",
+                field="backend",
+            )
+        if backend == "vllm" or (backend == "auto" and vllm_available() and not is_adapter_dir(model)):
             sampler = make_backend(backend, model_path=resolve_model(model), seed=seed)
         else:
             sampler = make_backend(

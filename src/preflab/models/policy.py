@@ -254,3 +254,81 @@ def examples_fingerprint(examples: Iterable[Any], extra: str = "") -> str:
     for ex in examples:
         h.update(repr((ex.index, ex.prompt_ids, ex.completions)).encode())
     return h.hexdigest()[:16]
+
+
+def save_model_dir(model: nn.Module, path: Any, *, merge: bool, model_cfg: Any) -> str:
+    """Write ``model`` as the run's final model directory ``path`` (the tokenizer is the caller's) and say what
+    was written: ``"adapter"``, ``"merged"`` or ``"full"``.
+
+    A LoRA policy is saved as its adapter (peft ``save_pretrained``: ``adapter_config.json`` +
+    ``adapter_model.safetensors``), its base named as ``model_cfg.name_or_path`` gives it (an embedded name or
+    hub id as it is, a local path made absolute), unless ``merge``: then the adapters are merged into the base
+    weights (in place: the model is a plain model afterwards) and the model is written in its own dtype
+    (:func:`preflab.models.loading.save_dtype`), not the fp32 master weights. A reward model (its head's
+    settings live in config.json, which the judges read) is always merged. A fully fine-tuned model is written
+    as it is."""
+    from .loading import save_dtype
+    from .reward import REWARD_CONFIG_KEY
+
+    if not is_peft(model):
+        model.save_pretrained(path, safe_serialization=True)
+        return "full"
+    reward = getattr(getattr(model, "config", None), REWARD_CONFIG_KEY, None) is not None
+    if not (merge or reward):
+        _name_adapter_base(model, model_cfg)
+        # preflab never resizes the vocabulary: no full embedding matrices in the adapter (peft's "auto" would
+        # look the base model up on the Hub to find out)
+        model.save_pretrained(path, safe_serialization=True, save_embedding_layers=False)
+        return "adapter"
+    merged = model.merge_and_unload()
+    _save_in_dtype(merged, path, save_dtype(model_cfg.dtype, merged))
+    return "merged"
+
+
+def _name_adapter_base(model: nn.Module, model_cfg: Any) -> None:
+    """peft records the path the base was loaded from (for the embedded model, a cache directory); name it as
+    the config does, so the adapter loads on another machine. A model given in Python keeps what peft read."""
+    from pathlib import Path
+
+    from .loading import EMBEDDED, _gguf_cache_key, models_cache, portable_base_name
+
+    name = model_cfg.name_or_path
+    # where load_model read the configured model from (no conversion, no network: it was loaded already)
+    path = Path(name).expanduser()
+    if name in EMBEDDED:
+        loaded_from = str(models_cache() / name)
+    elif path.suffix == ".gguf" and path.is_file():
+        loaded_from = str(models_cache() / "gguf" / _gguf_cache_key(path))
+    else:
+        loaded_from = str(path)
+    for config in model.peft_config.values():
+        recorded = config.base_model_name_or_path
+        if not recorded:
+            continue
+        same = recorded == loaded_from or (
+            Path(recorded).exists()
+            and Path(loaded_from).exists()
+            and Path(recorded).resolve() == Path(loaded_from).resolve()
+        )
+        if same:
+            config.base_model_name_or_path = portable_base_name(name)
+            config.revision = model_cfg.revision
+
+
+def _save_in_dtype(model: nn.Module, path: Any, dtype: str | None) -> None:
+    """``save_pretrained`` with the floating-point weights in ``dtype`` (None: as they are), so config.json says
+    that dtype and tied weights are stored once, as transformers does; the model in memory gets its own
+    weights back afterwards (the cast copies live only while saving)."""
+    target = getattr(torch, dtype) if dtype else None
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if target is None or all(t.dtype == target for t in tensors):
+        model.save_pretrained(path, safe_serialization=True)
+        return
+    originals = [t.data for t in tensors]
+    try:
+        for t in tensors:
+            t.data = t.data.to(target)
+        model.save_pretrained(path, safe_serialization=True)
+    finally:
+        for t, data in zip(tensors, originals, strict=True):
+            t.data = data

@@ -54,8 +54,14 @@ def check_reward_checkpoint(
     freshly initialised, random head. A one-line ConfigError names it and ``field``."""
     from transformers import AutoConfig
 
-    from .loading import _not_found, resolve_model
+    from .loading import _not_found, is_adapter_dir, resolve_model
 
+    if is_adapter_dir(name_or_path):
+        raise ConfigError(
+            f"model '{name_or_path}' is a LoRA adapter, not a reward model with a trained head (preflab writes a "
+            "reward model's final/ merged); pass a bt_reward or gpm run's final/",
+            field=field,
+        )
     try:
         config = AutoConfig.from_pretrained(resolve_model(name_or_path), trust_remote_code=trust_remote_code)
     except OSError as exc:
@@ -99,7 +105,7 @@ def load_reward_model(
     needs it)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from .loading import _not_found, _torch_dtype, hub_kernels_off, resolve_model
+    from .loading import _not_found, _torch_dtype, checkpoint_dtype, hub_kernels_off, resolve_model
 
     resolved = resolve_model(name_or_path)
     try:
@@ -135,6 +141,7 @@ def load_reward_model(
         ) from None
     except OSError as exc:
         raise ModelNotFoundError(f"model '{name_or_path}': {str(exc).splitlines()[0][:200]}") from None
+    model.preflab_checkpoint_dtype = checkpoint_dtype(resolved, revision)  # a merged final/ is written in it
     model.eval()
     return model
 

@@ -282,7 +282,10 @@ class Quickstart:
 
         q = self.q
         _, held = _read_tasks(self.dir / "prompts.jsonl")
-        policy = load_model(str(self.dir / "final"), device=self.cfg.model.device)
+        m = self.cfg.model  # final/ is a LoRA adapter (its base loads as the model section says) or a full model
+        policy = load_model(
+            str(self.dir / "final"), dtype=m.dtype, trust_remote_code=m.trust_remote_code, device=m.device
+        )
         reference = self.base_model()
         sampling = EvalSampling(
             max_new_tokens=q.max_new_tokens,

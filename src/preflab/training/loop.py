@@ -381,13 +381,13 @@ class _Loop:
             self.acc.log({f"eval/{k}": v for k, v in self.eval_metrics.items()}, step=self.step)
 
     def _save_final(self) -> Path:
-        """``output_dir/final``: an HF model directory (LoRA merged unless ``merge_lora: false``), written
-        atomically."""
+        """``output_dir/final``, written atomically: a LoRA run's adapter (merged into a model in the base's dtype
+        with ``merge_lora: true``; a reward model always merged), a full fine-tune's model; and the tokenizer."""
         import shutil
 
         from safetensors import SafetensorError
 
-        from ..models.policy import is_peft
+        from ..models.policy import save_model_dir
 
         final, tmp = self.out / "final", self.out / ".tmp-final"
         self.acc.wait_for_everyone()
@@ -395,10 +395,8 @@ class _Loop:
             shutil.rmtree(tmp, ignore_errors=True)
             model = self.p.policy
             self.p.release_casts()  # merging changes the base weights: their bf16 copies would go stale
-            if is_peft(model) and self.cfg.train.merge_lora:
-                model = model.merge_and_unload()
             try:
-                model.save_pretrained(tmp, safe_serialization=True)
+                save_model_dir(model, tmp, merge=self.cfg.train.merge_lora, model_cfg=self.cfg.model)
                 self.p.tokenizer.save_pretrained(tmp)
             except (OSError, SafetensorError) as exc:
                 shutil.rmtree(tmp, ignore_errors=True)  # free the space; an earlier `final` stays as it was
