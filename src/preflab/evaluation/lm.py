@@ -1,9 +1,9 @@
-"""Language-model helpers for evaluation: sampling that keeps token ids, and sequence log-probs.
+"""Language-model helpers for evaluation: sampling that keeps token ids, sequence log-probs, sampled KL.
 
-Sequence log-probs gather the target logit and subtract a log-sum-exp over the vocabulary, only at the
-completion positions (``logits_to_keep``); no full-vocabulary log-softmax tensor is built. Sampling for
-KL estimation keeps the exact token ids drawn (no decode/re-encode round trip) and stops each sequence
-at its first end-of-sequence token, which is included in the completion.
+Sequence log-probs come from the one scorer (:func:`preflab.models.scoring.score_completions`, which runs the
+training :class:`~preflab.models.logprobs.SequenceScorer`); no full-vocabulary log-softmax tensor is built.
+Sampling for KL estimation keeps the exact token ids drawn (no decode/re-encode round trip) and stops each
+sequence at its first end-of-sequence token, which is included in the completion.
 """
 
 from __future__ import annotations
@@ -50,26 +50,6 @@ def _stop_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def _left_pad(rows: list[list[int]], pad_id: int, device):
-    import torch
-
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r) :] = 1
-    return ids.to(device), mask.to(device)
-
-
-def _autocast(model, enabled: bool):
-    import torch
-
-    ok = enabled and (model.device.type == "cpu" or (model.device.type == "cuda" and torch.cuda.is_bf16_supported()))
-    return torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=ok)
-
-
 def sequence_logprobs(
     model,
     prompt_ids: Sequence[Sequence[int]],
@@ -80,55 +60,11 @@ def sequence_logprobs(
 ) -> np.ndarray:
     """``log π(y | x)``: the sum of completion token log-probs, one float64 per (prompt, completion).
 
-    Models whose logits are a plain linear map of the last hidden state (most causal LMs) are scored
-    with the chunked lm-head (:func:`preflab.models.logprobs.linear_token_logprobs`: no ``(rows,
-    completion, vocab)`` logits tensor); others through their full forward.
+    :func:`preflab.models.scoring.score_completions` (the training scorer; ``bf16`` = under bf16 autocast).
     """
-    import torch
+    from ..models.scoring import score_completions
 
-    from ..models.logprobs import compute_dtype, linear_token_logprobs, supports_chunked_head
-
-    chunked = supports_chunked_head(model)
-    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    out = np.zeros(len(prompt_ids), dtype=np.float64)
-    # one autocast region for every batch: autocast casts each weight once (its cache lives as long as the
-    # region), and the head's weight is cast once here rather than per batch
-    with torch.no_grad(), _autocast(model, bf16):
-        head = model.get_output_embeddings() if chunked else None
-        weight = head.weight.to(compute_dtype(head.weight)) if chunked else None
-        for start in range(0, len(prompt_ids), batch_size):
-            rows = [
-                list(p) + list(c)
-                for p, c in zip(
-                    prompt_ids[start : start + batch_size], completion_ids[start : start + batch_size], strict=True
-                )
-            ]
-            comp_lens = [len(c) for c in completion_ids[start : start + batch_size]]
-            keep = max(comp_lens)
-            if keep == 0:
-                continue
-            ids, mask = _left_pad(rows, pad_id, model.device)
-            positions = (mask.cumsum(-1) - 1).clamp_min(0)
-            targets = ids[:, -keep:]
-            if chunked:  # hidden states at the positions that predict the last `keep` tokens
-                hidden = model.get_decoder()(
-                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
-                ).last_hidden_state[:, -keep - 1 : -1]
-                token_lp = linear_token_logprobs(
-                    hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), getattr(head, "bias", None)
-                ).view(len(rows), keep)
-            else:
-                logits = (
-                    model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep + 1)
-                    .logits[:, :-1]
-                    .float()
-                )  # predicts the last `keep` tokens
-                token_lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-            span = torch.arange(keep, device=ids.device).unsqueeze(0) >= (
-                keep - torch.tensor(comp_lens, device=ids.device)
-            ).unsqueeze(1)
-            out[start : start + len(rows)] = (token_lp * span).sum(-1).double().cpu().numpy()
-    return out
+    return score_completions(model, prompt_ids, completion_ids, batch_size=batch_size, bf16=bf16)
 
 
 def sample_completions(

@@ -269,7 +269,7 @@ def sample(model, tokenizer, prompts: list, params: SamplingParams | None = None
             )
     seq_lps = None
     if params.return_logprobs and not exact:  # decoded with cast weights: score under the model's own dtype
-        seq_lps = _rescore(model, prompt_ids, res.tokens, pad_id, params)
+        seq_lps = _rescore(model, prompt_ids, res.tokens, params)
     results = []
     for i, row in enumerate(res.tokens):
         comps = []
@@ -291,31 +291,21 @@ def sample(model, tokenizer, prompts: list, params: SamplingParams | None = None
     return results
 
 
-def _rescore(model, prompt_ids, tokens, pad_id: int, params: SamplingParams) -> list[list[float]]:
-    """Summed completion log-probs in the model's own dtype (one forward per ``batch_size`` sequences)."""
-    import torch
-
-    from .logprobs import completion_logprobs
+def _rescore(model, prompt_ids, tokens, params: SamplingParams) -> list[list[float]]:
+    """Summed completion log-probs in the model's own dtype (``batch_size`` sequences per forward)."""
+    from ..models.scoring import score_completions
 
     flat = [(i, j) for i, row in enumerate(tokens) for j in range(len(row))]
+    sums = score_completions(
+        model,
+        [prompt_ids[i] for i, _ in flat],
+        [tokens[i][j] for i, j in flat],
+        batch_size=params.batch_size,
+        bf16=bf16_autocast_ok(model, params.bf16),
+    )
     out = [[0.0] * len(row) for row in tokens]
-    for s in range(0, len(flat), params.batch_size):
-        chunk = flat[s : s + params.batch_size]
-        plen = max(len(prompt_ids[i]) for i, _ in chunk)
-        clen = max(len(tokens[i][j]) for i, j in chunk)
-        seq = torch.full((len(chunk), plen + clen), pad_id, dtype=torch.long)
-        pmask = torch.zeros((len(chunk), plen), dtype=torch.long)
-        cmask = torch.zeros((len(chunk), clen), dtype=torch.long)
-        for r, (i, j) in enumerate(chunk):
-            p, c = prompt_ids[i], tokens[i][j]
-            seq[r, plen - len(p) : plen] = torch.tensor(p)
-            seq[r, plen : plen + len(c)] = torch.tensor(c, dtype=torch.long)
-            pmask[r, plen - len(p) :] = 1
-            cmask[r, : len(c)] = 1
-        dev = model.device
-        lps = completion_logprobs(model, seq.to(dev), pmask.to(dev), cmask.to(dev), bf16=params.bf16)
-        for r, (i, j) in enumerate(chunk):
-            out[i][j] = float(lps[r])
+    for (i, j), lp in zip(flat, sums, strict=True):
+        out[i][j] = float(lp)
     return out
 
 
