@@ -106,27 +106,6 @@ def split_tasks(suite_name: str, n_train: int, n_eval: int, seed: int) -> tuple[
     return train_set, eval_set, repeats
 
 
-def usable_samples(samples: list, counts: Counter) -> list:
-    """Samples without the completions the data layer rejects (empty or whitespace-only), so they are never
-    paired; prompts left with fewer than two completions are skipped. Both are counted in ``counts``."""
-    import dataclasses
-
-    out = []
-    for s in samples:
-        keep = [i for i, c in enumerate(s.completions) if c.strip()]
-        if len(keep) < len(s.completions):
-            counts["empty_completions_dropped"] += len(s.completions) - len(keep)
-            parallel = ("completions", "gold_scores", "num_tokens", "finish_reasons", "logprobs")
-            s = dataclasses.replace(
-                s, **{name: [getattr(s, name)[i] for i in keep] for name in parallel if getattr(s, name) is not None}
-            )
-        if len(keep) < 2:
-            counts["prompts_with_under_2_completions_skipped"] += 1
-            continue
-        out.append(s)
-    return out
-
-
 def valid_pairs(pairs: list, counts: Counter) -> list:
     """The pairs the data layer's own parser accepts; each rejected one is counted under its reason."""
     from ..data.fields import IDENTICAL, BadRow
@@ -237,7 +216,7 @@ class Quickstart:
 
     def pairs(self) -> dict:
         from ..data import save_records
-        from ..feedback import annotator_pairs, load_pool, read_samples
+        from ..feedback import annotator_pairs, load_pool, read_samples, usable_samples
 
         q = self.q
         counts: Counter = Counter()
