@@ -24,6 +24,9 @@ class Samples:
     completion_ids: list[list[int]]
     texts: list[str]
     prompt_index: list[int]  # which prompt each sample answers
+    logprobs: list[float] | None = None
+    """log π(y|x) of each completion from the sampling pass itself, when that is exact
+    (:func:`preflab.generation.sampler.pass_logprobs_exact`); None otherwise."""
 
 
 def chat_prompt_ids(tokenizer, prompt) -> list[int]:
@@ -79,15 +82,19 @@ def sample_completions(
     seed: int = 0,
     batch_size: int = 8,
     bf16: bool = False,
+    logprobs: bool = False,
 ) -> Samples:
     """Sample ``n_per_prompt`` completions per prompt, keeping the exact token ids drawn.
 
     ``temperature == 1`` and ``top_p == 1`` (the defaults) sample from π itself, which KL estimation
     needs; top-k truncation is always off. Reproducible by ``seed``. Decoding is
     :func:`preflab.generation.sample` (``bf16`` True = its bf16 decoding where supported: bf16 weights
-    on a bf16-capable CPU, autocast on a GPU).
+    on a bf16-capable CPU, autocast on a GPU). With ``logprobs``, :attr:`Samples.logprobs` holds each
+    completion's log π(y|x) summed from the sampling pass when that is exact (the rollout engine in the model's
+    own weights at temperature 1, no truncation), and stays None otherwise (score them instead).
     """
     from ..generation import SamplingParams, sample
+    from ..generation.sampler import pass_logprobs_exact
 
     params = SamplingParams(
         max_new_tokens=max_new_tokens,
@@ -100,6 +107,8 @@ def sample_completions(
         bf16=None if bf16 else False,
         stop_token_ids=tuple(sorted(_stop_ids(model, tokenizer))),
     )
+    exact = logprobs and pass_logprobs_exact(model, params)
+    params.return_token_logprobs = exact
     rows = sample(model, tokenizer, list(prompts), params)
     p_ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
     flat = [(i, c) for i, row in enumerate(rows) for c in row]
@@ -108,7 +117,22 @@ def sample_completions(
         [list(c.token_ids) for _, c in flat],
         [c.text for _, c in flat],
         [i for i, _ in flat],
+        [float(sum(c.token_logprobs)) for _, c in flat] if exact else None,
     )
+
+
+def policy_logprobs(policy, samples: Samples, *, batch_size: int = 8, bf16: bool = False) -> np.ndarray:
+    """log π(y|x) of the samples: from the sampling pass when it was exact (``samples.logprobs``), else scored
+    (``bf16``: under bf16 autocast)."""
+    if samples.logprobs is not None:
+        return np.asarray(samples.logprobs, dtype=np.float64)
+    return sequence_logprobs(policy, samples.prompt_ids, samples.completion_ids, batch_size=batch_size, bf16=bf16)
+
+
+def reference_bf16(samples: Samples, bf16: bool) -> bool:
+    """Whether to score the reference under bf16 autocast: as the policy's log-probs were computed, so that the
+    log-ratio compares like with like (the pass's exact log-probs are in the model's own dtype)."""
+    return bf16 and samples.logprobs is None
 
 
 def sample_kl(
@@ -123,10 +147,16 @@ def sample_kl(
     batch_size: int = 8,
     bf16: bool = False,
     samples: Samples | None = None,
+    score_batch_size: int | None = None,
 ) -> tuple[KLEstimate, Samples]:
     """KL(π‖π_ref) from completions sampled from ``policy`` at temperature 1 (or given ``samples``).
 
-    The standard error is cluster-robust over prompts when ``n_per_prompt > 1``.
+    The policy's log π(y|x) come from the sampling pass when they are exact there (``samples.logprobs``: the
+    rollout engine decoding in the policy's own weights), and only the reference is scored, in the same
+    numerics (the model's own dtype); otherwise both are scored (``bf16``: under bf16 autocast). Either way the
+    estimates are :func:`~preflab.evaluation.kl.estimate_kl`'s k1 / k3 of the same sequence log-ratios. The
+    standard error is cluster-robust over prompts when ``n_per_prompt > 1``. ``score_batch_size`` = sequences
+    per scoring forward (default ``batch_size``).
     """
     if samples is None:
         samples = sample_completions(
@@ -138,9 +168,13 @@ def sample_kl(
             seed=seed,
             batch_size=batch_size,
             bf16=bf16,
+            logprobs=True,
         )
-    lp = sequence_logprobs(policy, samples.prompt_ids, samples.completion_ids, batch_size=batch_size, bf16=bf16)
-    lr = sequence_logprobs(reference, samples.prompt_ids, samples.completion_ids, batch_size=batch_size, bf16=bf16)
+    bs = score_batch_size or batch_size
+    lp = policy_logprobs(policy, samples, batch_size=bs, bf16=bf16)
+    lr = sequence_logprobs(
+        reference, samples.prompt_ids, samples.completion_ids, batch_size=bs, bf16=reference_bf16(samples, bf16)
+    )
     lengths = [len(c) for c in samples.completion_ids]
     clusters = samples.prompt_index if n_per_prompt > 1 else None
     return estimate_kl(lp, lr, lengths=lengths, clusters=clusters), samples
