@@ -120,3 +120,28 @@ def test_sequence_logprobs_match_a_manual_forward(tiny, head, monkeypatch):
             logp = torch.log_softmax(model(ids).logits[0].double(), -1)
         want = sum(float(logp[len(p_ids) - 1 + j, t]) for j, t in enumerate(comp))
         assert got[row] == pytest.approx(want, abs=1e-4)
+
+
+def test_kl_from_the_sampling_pass_equals_scoring_the_policy_again():
+    """The policy's log-probs taken from the rollout engine's pass (exact: its own weights, T=1, no truncation)
+    give the KL that scoring the policy again gave, k1 and k3 alike, on the very same samples."""
+    import dataclasses
+
+    from preflab.generation.sampler import casts_weights
+
+    policy, tok = _sharpened(0.02)
+    reference, _ = _sharpened()
+    prompts = ["hi", "what is 2+2?", "tell me a story"]
+    est, samples = sample_kl(policy, reference, tok, prompts, n_per_prompt=30, max_new_tokens=8, seed=0, batch_size=64)
+    assert samples.logprobs is not None  # taken from the pass: the policy was not scored
+    rescored = sequence_logprobs(policy, samples.prompt_ids, samples.completion_ids, batch_size=16)
+    np.testing.assert_allclose(samples.logprobs, rescored, rtol=0, atol=1e-4)
+    old, _ = sample_kl(
+        policy, reference, tok, prompts, n_per_prompt=30, samples=dataclasses.replace(samples, logprobs=None)
+    )
+    assert est.n == old.n == 90 and est.kl > 0.1
+    for name in ("kl", "se", "k3", "k3_se", "k2", "kl_per_token"):
+        assert getattr(est, name) == pytest.approx(getattr(old, name), rel=1e-5, abs=1e-5), name
+    # decoding with bf16-cast weights is not exact: the samples carry no log-probs and both models are scored
+    bf16_samples = sample_kl(policy, reference, tok, prompts[:1], max_new_tokens=4, bf16=True)[1]
+    assert (bf16_samples.logprobs is None) == casts_weights(policy, None)

@@ -176,11 +176,13 @@ def _blank_first_answers(monkeypatch):
 
     real = sampler.sample
 
-    def sample(model, tok, prompts, params):
-        outs = real(model, tok, prompts, params)
-        for i, comps in enumerate(outs):
+    def sample(model, tok, prompts, params, on_prompt_done=None):
+        def blank(i, comps):  # before the caller sees them: as each prompt finishes, and so in the result
             comps[0].text = "" if i % 2 else "  \n"
-        return outs
+            if on_prompt_done is not None:
+                on_prompt_done(i, comps)
+
+        return real(model, tok, prompts, params, on_prompt_done=blank)
 
     monkeypatch.setattr(sampler, "sample", sample)
 

@@ -216,3 +216,35 @@ def test_cli_annotate_nested_best_vs_worst(tmp_path):
     want = [(p.chosen, p.rejected) for p in builders.rule_pairs(make_samples(), "best-vs-worst", k=2)]
     # prompt 0 (4 completions) gives 2 nested pairs, prompt 1 (3 completions) room for one: y > x
     assert got == want and len(want) == 3 and want[-1] == ("y", "x")
+
+
+@pytest.mark.parametrize(
+    ("args", "want_records"),
+    [
+        (["--pairs", "best-vs-worst"], 2),  # p0 and p1 (its best is empty: y > z instead)
+        (["--pool", "gold", "--pairs", "all"], 6 + 1),  # p0: 4 choose 2; p1: y vs z
+        (["-f", "rankings", "--pool", "gold"], 2),
+        (["-f", "unpaired", "--threshold", "0.5"], 4 + 2 + 1),  # one completion is enough for a label: p2 stays
+    ],
+)
+def test_cli_annotate_never_builds_records_from_empty_completions(tmp_path, args, want_records):
+    """A tiny model's empty answers: annotate skips them (the data layer, so train, rejects an empty answer),
+    and says how many it skipped and why."""
+    samples = make_samples()
+    samples[1] = PromptSamples(
+        prompt="free prompt", completions=["", "y", " \n", "z"], id="p1", gold_scores=[1, 0.9, 0.8, 0.1]
+    )
+    samples.append(PromptSamples(prompt="other prompt", completions=["", "q"], id="p2", gold_scores=[0.9, 0.6]))
+    comp = write_samples(samples, tmp_path / "c.jsonl")
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(app, ["annotate", str(comp), *args, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == want_records
+    texts = [v for row in lines for k, v in row.items() if k in ("chosen", "rejected", "completion")]
+    texts += [r for row in lines for r in row.get("responses", [])]
+    assert texts and all(isinstance(t, str) and t.strip() for t in texts)
+    skipped_prompts = 0 if "--threshold" in args else 1
+    assert "skipped 3 empty completion(s)" in res.output
+    assert f"{skipped_prompts} prompt(s) left with fewer than" in res.output
+    assert "empty_completions_dropped=3" in res.output

@@ -194,3 +194,39 @@ def test_logprobs_are_in_the_models_dtype_when_decoding_casts_weights(tiny):
                 logp = torch.log_softmax(model(torch.tensor([prompt + c.token_ids])).logits[0].double(), -1)
             want = sum(logp[len(prompt) - 1 + k, t].item() for k, t in enumerate(c.token_ids))
             assert c.logprob == pytest.approx(want, abs=1e-3)  # fp32 scores, even where decoding ran in bf16
+
+
+@pytest.mark.parametrize("engine", ["rollout", "loop", "generate"])
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_on_prompt_done_reports_every_prompt_once_with_its_final_completions(tiny, engine, temperature):
+    """The progress / partial-results callback: each prompt once, with exactly the completions returned; the
+    rollout engine reports a prompt while others are still decoding (slots smaller than the work)."""
+    model, tok = tiny
+    prompts = PROMPTS * 2
+    params = SamplingParams(
+        max_new_tokens=6,
+        temperature=temperature,
+        n=3,
+        batch_size=4,
+        seed=2,
+        engine=engine,
+        return_logprobs=True,
+        bf16=False,
+    )
+    seen: dict[int, list] = {}
+    during: list[bool] = []
+
+    def done(i, comps):
+        assert i not in seen
+        seen[i] = comps
+        during.append(not torch.is_grad_enabled())  # decoding runs under no_grad; the end of sample() does not
+
+    torch.set_grad_enabled(True)
+
+    out = sample(model, tok, prompts, params, on_prompt_done=done)
+    assert sorted(seen) == list(range(len(prompts)))
+    assert all(seen[i] is out[i] or seen[i] == out[i] for i in range(len(prompts)))
+    assert all(len(c) == 3 and all(x.logprob is not None for x in c) for c in out)
+    assert out == sample(model, tok, prompts, params)  # the callback changes nothing
+    if engine == "rollout":  # reported as each prompt ends, inside the decoding loop
+        assert all(during)

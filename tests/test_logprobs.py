@@ -120,3 +120,29 @@ def test_scorer_under_bf16_autocast_is_close_to_fp32(tiny):
             low = scorer(batch.sequences)
     assert low.dtype == torch.float32
     torch.testing.assert_close(low, exact, rtol=2e-2, atol=0.5)
+
+
+@pytest.mark.parametrize("chunked_head", [True, False])
+def test_score_completions_equals_naive_per_sequence_and_per_token(tiny, chunked_head):
+    """The scorer of token lists (evaluation's and generation's) is SequenceScorer: the naive log_softmax sums
+    and per-token values, in input order, whatever the batch size; an empty completion scores 0."""
+    from preflab.models.scoring import score_completions
+
+    model, _ = tiny
+    gen = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(5, 200, (n,), generator=gen).tolist() for n in (3, 9, 1, 6, 4)]
+    comps = [torch.randint(5, 200, (n,), generator=gen).tolist() for n in (5, 1, 7, 0, 2)]
+    want, want_tok = [], []
+    for p, c in zip(prompts, comps, strict=True):
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([p + c])).logits[0].double(), -1)
+        want_tok.append([float(logp[len(p) - 1 + j, t]) for j, t in enumerate(c)])
+        want.append(sum(want_tok[-1]))
+    for batch_size in (1, 2, 8):
+        got = score_completions(model, prompts, comps, batch_size=batch_size, chunked_head=chunked_head)
+        assert got.tolist() == pytest.approx(want, abs=1e-4)
+        assert got[3] == 0.0
+    per_token = score_completions(model, prompts, comps, batch_size=2, per_token=True, chunked_head=chunked_head)
+    assert [len(t) for t in per_token] == [len(c) for c in comps]
+    for got_t, want_t in zip(per_token, want_tok, strict=True):
+        assert got_t == pytest.approx(want_t, abs=1e-4)

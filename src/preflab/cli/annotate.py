@@ -68,8 +68,9 @@ def annotate_cmd(
     rules = ("best-vs-worst", "best-vs-random", "all-pairs", "adjacent", "rso")
     if pairs not in VOTE_STRATEGIES + rules:
         raise ConfigError(f"unknown --pairs '{pairs}' (use {', '.join(VOTE_STRATEGIES + rules)})", field="pairs")
-    samples = read_samples(completions)
     counts: Counter = Counter()
+    # one completion suffices to label it desirable or not; pairs and rankings need two per prompt
+    samples = _usable(read_samples(completions), counts, 1 if fmt == "unpaired" and threshold is not None else 2)
     scores, source = None, "gold"
     if reward_model is not None:
         from ..feedback.judges import RewardModelJudge
@@ -122,6 +123,24 @@ def annotate_cmd(
     err_console.print(
         f"[dim]wrote {len(records)} {fmt} records from {len(samples)} prompts to {escape(str(out))}[/dim]"
     )
+
+
+def _usable(samples: list, counts: Counter, min_completions: int) -> list:
+    """The samples without empty completions (the data layer rejects an empty chosen, rejected or answer, so
+    ``preflab train`` would refuse the file); what was skipped is said on stderr, with why."""
+    from ..feedback.samples import usable_samples
+
+    kept = usable_samples(samples, counts, min_completions)
+    empty = counts["empty_completions_dropped"]
+    short = counts[f"prompts_with_under_{min_completions}_completions_skipped"]
+    if empty:
+        err_console.print(
+            f"[yellow]skipped {empty} empty completion(s)[/yellow] (empty or whitespace-only text: preference "
+            f"data cannot have an empty answer); {short} prompt(s) left with fewer than {min_completions} "
+            "completions were skipped",
+            highlight=False,
+        )
+    return kept
 
 
 def _summary(records: list, counts: Counter) -> None:

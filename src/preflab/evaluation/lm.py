@@ -1,9 +1,9 @@
-"""Language-model helpers for evaluation: sampling that keeps token ids, and sequence log-probs.
+"""Language-model helpers for evaluation: sampling that keeps token ids, sequence log-probs, sampled KL.
 
-Sequence log-probs gather the target logit and subtract a log-sum-exp over the vocabulary, only at the
-completion positions (``logits_to_keep``); no full-vocabulary log-softmax tensor is built. Sampling for
-KL estimation keeps the exact token ids drawn (no decode/re-encode round trip) and stops each sequence
-at its first end-of-sequence token, which is included in the completion.
+Sequence log-probs come from the one scorer (:func:`preflab.models.scoring.score_completions`, which runs the
+training :class:`~preflab.models.logprobs.SequenceScorer`); no full-vocabulary log-softmax tensor is built.
+Sampling for KL estimation keeps the exact token ids drawn (no decode/re-encode round trip) and stops each
+sequence at its first end-of-sequence token, which is included in the completion.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ class Samples:
     completion_ids: list[list[int]]
     texts: list[str]
     prompt_index: list[int]  # which prompt each sample answers
+    logprobs: list[float] | None = None
+    """log π(y|x) of each completion from the sampling pass itself, when that is exact
+    (:func:`preflab.generation.sampler.pass_logprobs_exact`); None otherwise."""
 
 
 def chat_prompt_ids(tokenizer, prompt) -> list[int]:
@@ -50,26 +53,6 @@ def _stop_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def _left_pad(rows: list[list[int]], pad_id: int, device):
-    import torch
-
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r) :] = 1
-    return ids.to(device), mask.to(device)
-
-
-def _autocast(model, enabled: bool):
-    import torch
-
-    ok = enabled and (model.device.type == "cpu" or (model.device.type == "cuda" and torch.cuda.is_bf16_supported()))
-    return torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=ok)
-
-
 def sequence_logprobs(
     model,
     prompt_ids: Sequence[Sequence[int]],
@@ -80,55 +63,11 @@ def sequence_logprobs(
 ) -> np.ndarray:
     """``log π(y | x)``: the sum of completion token log-probs, one float64 per (prompt, completion).
 
-    Models whose logits are a plain linear map of the last hidden state (most causal LMs) are scored
-    with the chunked lm-head (:func:`preflab.models.logprobs.linear_token_logprobs`: no ``(rows,
-    completion, vocab)`` logits tensor); others through their full forward.
+    :func:`preflab.models.scoring.score_completions` (the training scorer; ``bf16`` = under bf16 autocast).
     """
-    import torch
+    from ..models.scoring import score_completions
 
-    from ..models.logprobs import compute_dtype, linear_token_logprobs, supports_chunked_head
-
-    chunked = supports_chunked_head(model)
-    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    out = np.zeros(len(prompt_ids), dtype=np.float64)
-    # one autocast region for every batch: autocast casts each weight once (its cache lives as long as the
-    # region), and the head's weight is cast once here rather than per batch
-    with torch.no_grad(), _autocast(model, bf16):
-        head = model.get_output_embeddings() if chunked else None
-        weight = head.weight.to(compute_dtype(head.weight)) if chunked else None
-        for start in range(0, len(prompt_ids), batch_size):
-            rows = [
-                list(p) + list(c)
-                for p, c in zip(
-                    prompt_ids[start : start + batch_size], completion_ids[start : start + batch_size], strict=True
-                )
-            ]
-            comp_lens = [len(c) for c in completion_ids[start : start + batch_size]]
-            keep = max(comp_lens)
-            if keep == 0:
-                continue
-            ids, mask = _left_pad(rows, pad_id, model.device)
-            positions = (mask.cumsum(-1) - 1).clamp_min(0)
-            targets = ids[:, -keep:]
-            if chunked:  # hidden states at the positions that predict the last `keep` tokens
-                hidden = model.get_decoder()(
-                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
-                ).last_hidden_state[:, -keep - 1 : -1]
-                token_lp = linear_token_logprobs(
-                    hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), getattr(head, "bias", None)
-                ).view(len(rows), keep)
-            else:
-                logits = (
-                    model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep + 1)
-                    .logits[:, :-1]
-                    .float()
-                )  # predicts the last `keep` tokens
-                token_lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-            span = torch.arange(keep, device=ids.device).unsqueeze(0) >= (
-                keep - torch.tensor(comp_lens, device=ids.device)
-            ).unsqueeze(1)
-            out[start : start + len(rows)] = (token_lp * span).sum(-1).double().cpu().numpy()
-    return out
+    return score_completions(model, prompt_ids, completion_ids, batch_size=batch_size, bf16=bf16)
 
 
 def sample_completions(
@@ -143,15 +82,19 @@ def sample_completions(
     seed: int = 0,
     batch_size: int = 8,
     bf16: bool = False,
+    logprobs: bool = False,
 ) -> Samples:
     """Sample ``n_per_prompt`` completions per prompt, keeping the exact token ids drawn.
 
     ``temperature == 1`` and ``top_p == 1`` (the defaults) sample from π itself, which KL estimation
     needs; top-k truncation is always off. Reproducible by ``seed``. Decoding is
     :func:`preflab.generation.sample` (``bf16`` True = its bf16 decoding where supported: bf16 weights
-    on a bf16-capable CPU, autocast on a GPU).
+    on a bf16-capable CPU, autocast on a GPU). With ``logprobs``, :attr:`Samples.logprobs` holds each
+    completion's log π(y|x) summed from the sampling pass when that is exact (the rollout engine in the model's
+    own weights at temperature 1, no truncation), and stays None otherwise (score them instead).
     """
     from ..generation import SamplingParams, sample
+    from ..generation.sampler import pass_logprobs_exact
 
     params = SamplingParams(
         max_new_tokens=max_new_tokens,
@@ -164,6 +107,8 @@ def sample_completions(
         bf16=None if bf16 else False,
         stop_token_ids=tuple(sorted(_stop_ids(model, tokenizer))),
     )
+    exact = logprobs and pass_logprobs_exact(model, params)
+    params.return_token_logprobs = exact
     rows = sample(model, tokenizer, list(prompts), params)
     p_ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
     flat = [(i, c) for i, row in enumerate(rows) for c in row]
@@ -172,7 +117,22 @@ def sample_completions(
         [list(c.token_ids) for _, c in flat],
         [c.text for _, c in flat],
         [i for i, _ in flat],
+        [float(sum(c.token_logprobs)) for _, c in flat] if exact else None,
     )
+
+
+def policy_logprobs(policy, samples: Samples, *, batch_size: int = 8, bf16: bool = False) -> np.ndarray:
+    """log π(y|x) of the samples: from the sampling pass when it was exact (``samples.logprobs``), else scored
+    (``bf16``: under bf16 autocast)."""
+    if samples.logprobs is not None:
+        return np.asarray(samples.logprobs, dtype=np.float64)
+    return sequence_logprobs(policy, samples.prompt_ids, samples.completion_ids, batch_size=batch_size, bf16=bf16)
+
+
+def reference_bf16(samples: Samples, bf16: bool) -> bool:
+    """Whether to score the reference under bf16 autocast: as the policy's log-probs were computed, so that the
+    log-ratio compares like with like (the pass's exact log-probs are in the model's own dtype)."""
+    return bf16 and samples.logprobs is None
 
 
 def sample_kl(
@@ -187,10 +147,16 @@ def sample_kl(
     batch_size: int = 8,
     bf16: bool = False,
     samples: Samples | None = None,
+    score_batch_size: int | None = None,
 ) -> tuple[KLEstimate, Samples]:
     """KL(π‖π_ref) from completions sampled from ``policy`` at temperature 1 (or given ``samples``).
 
-    The standard error is cluster-robust over prompts when ``n_per_prompt > 1``.
+    The policy's log π(y|x) come from the sampling pass when they are exact there (``samples.logprobs``: the
+    rollout engine decoding in the policy's own weights), and only the reference is scored, in the same
+    numerics (the model's own dtype); otherwise both are scored (``bf16``: under bf16 autocast). Either way the
+    estimates are :func:`~preflab.evaluation.kl.estimate_kl`'s k1 / k3 of the same sequence log-ratios. The
+    standard error is cluster-robust over prompts when ``n_per_prompt > 1``. ``score_batch_size`` = sequences
+    per scoring forward (default ``batch_size``).
     """
     if samples is None:
         samples = sample_completions(
@@ -202,9 +168,13 @@ def sample_kl(
             seed=seed,
             batch_size=batch_size,
             bf16=bf16,
+            logprobs=True,
         )
-    lp = sequence_logprobs(policy, samples.prompt_ids, samples.completion_ids, batch_size=batch_size, bf16=bf16)
-    lr = sequence_logprobs(reference, samples.prompt_ids, samples.completion_ids, batch_size=batch_size, bf16=bf16)
+    bs = score_batch_size or batch_size
+    lp = policy_logprobs(policy, samples, batch_size=bs, bf16=bf16)
+    lr = sequence_logprobs(
+        reference, samples.prompt_ids, samples.completion_ids, batch_size=bs, bf16=reference_bf16(samples, bf16)
+    )
     lengths = [len(c) for c in samples.completion_ids]
     clusters = samples.prompt_index if n_per_prompt > 1 else None
     return estimate_kl(lp, lr, lengths=lengths, clusters=clusters), samples

@@ -28,7 +28,7 @@ from .gold import gold_by_family
 from .groups import per_group_results
 from .kl import estimate_kl
 from .length_control import length_controlled_win_rate
-from .lm import Samples, chat_prompt_ids, sample_completions, sequence_logprobs
+from .lm import Samples, chat_prompt_ids, policy_logprobs, reference_bf16, sample_completions, sequence_logprobs
 from .null_model import null_model_check
 from .result import EvalResult
 from .winrate import judge_preferences, win_rate
@@ -317,12 +317,19 @@ def _evaluate(
                 seed=sampling.seed + 1,
                 batch_size=sampling.batch_size,
                 bf16=bf16,
+                logprobs=True,  # exact ones from the sampling pass where it can: then only the reference is scored
             )
         )
         bs = min(sampling.batch_size, 16)  # scoring holds [rows, completion, vocab] logits: keep it small
-        lp = sequence_logprobs(policy, kl_samples.prompt_ids, kl_samples.completion_ids, batch_size=bs, bf16=bf16)
+        lp = policy_logprobs(policy, kl_samples, batch_size=bs, bf16=bf16)
         with _as_reference(policy, reference) as ref:  # after the policy: PEFT disables adapters in place
-            lr = sequence_logprobs(ref, kl_samples.prompt_ids, kl_samples.completion_ids, batch_size=bs, bf16=bf16)
+            lr = sequence_logprobs(
+                ref,
+                kl_samples.prompt_ids,
+                kl_samples.completion_ids,
+                batch_size=bs,
+                bf16=reference_bf16(kl_samples, bf16),
+            )
         result.kl = estimate_kl(
             lp,
             lr,

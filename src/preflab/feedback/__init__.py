@@ -24,7 +24,7 @@ from .judges import (
     make_judge,
     register_judge,
 )
-from .samples import PromptSamples, read_samples, write_samples
+from .samples import PromptSamples, read_samples, usable_samples, write_samples
 from .tasks import DEFAULT_SUITE, FAMILIES, SUITES, Task, TaskSuite, get_suite
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "load_pool",
     "register_judge",
     "read_samples",
+    "usable_samples",
     "rso_pairs",
     "rso_select",
     "rule_pairs",

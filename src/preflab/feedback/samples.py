@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,26 @@ def write_samples(rows: Iterable[PromptSamples], path: str | Path) -> Path:
         for row in rows:
             fh.write(json.dumps(row.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
     return path
+
+
+PARALLEL_FIELDS = ("completions", "gold_scores", "num_tokens", "finish_reasons", "logprobs")
+
+
+def usable_samples(samples: list[PromptSamples], counts: Counter, min_completions: int = 2) -> list[PromptSamples]:
+    """The samples without the completions the data layer rejects (empty or whitespace-only), so that no pair,
+    ranking or label is built from one; prompts left with fewer than ``min_completions`` are skipped. Both are
+    counted in ``counts`` (``empty_completions_dropped``, ``prompts_with_under_<k>_completions_skipped``)."""
+    out = []
+    for s in samples:
+        keep = [i for i, c in enumerate(s.completions) if c.strip()]
+        if len(keep) < len(s.completions):
+            counts["empty_completions_dropped"] += len(s.completions) - len(keep)
+            kept = {
+                name: [getattr(s, name)[i] for i in keep] for name in PARALLEL_FIELDS if getattr(s, name) is not None
+            }
+            s = replace(s, **kept)
+        if len(keep) < min_completions:
+            counts[f"prompts_with_under_{min_completions}_completions_skipped"] += 1
+            continue
+        out.append(s)
+    return out

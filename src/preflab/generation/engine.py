@@ -30,6 +30,7 @@ without any rebuild.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 ENGINE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "granite", "olmo", "olmo2", "phi3"})
@@ -207,9 +208,12 @@ def rollout(
     slots: int = 32,
     token_logprobs: bool = False,
     max_prefill_prompts: int = 16,
+    on_prompt_done: Callable[[int, list[list[int]], list[list[float]] | None], None] | None = None,
 ) -> RolloutResult:
     """Sample ``n`` completions of every prompt (token id lists, no padding). ``slots`` = sequences decoded at
-    once. Greedy decoding (``temperature == 0``) decodes each prompt once and repeats the result ``n`` times."""
+    once. Greedy decoding (``temperature == 0``) decodes each prompt once and repeats the result ``n`` times.
+    ``on_prompt_done(i, tokens, token_logprobs)`` is called as soon as all of prompt i's samples have ended
+    (progress, partial results), with the lists this call returns for it."""
     import torch
     from transformers import DynamicCache
 
@@ -235,6 +239,17 @@ def rollout(
     end = torch.zeros(0, dtype=torch.long, device=dev)
     count = torch.zeros(0, dtype=torch.long, device=dev)
     fed = torch.zeros(0, dtype=torch.long, device=dev)
+    pending = [reps] * num  # samples of each prompt still decoding or queued
+
+    def done(prompt: int) -> None:
+        pending[prompt] -= 1
+        if pending[prompt] == 0 and on_prompt_done is not None:
+            got, got_lps = tokens[prompt], lps[prompt] if lps is not None else None
+            if reps != n:  # greedy: the one decoded sample, n times
+                got = [got[0][:] for _ in range(n)]
+                got_lps = None if got_lps is None else [got_lps[0][:] for _ in range(n)]
+            on_prompt_done(prompt, got, got_lps)
+
     stats = {"prefill_calls": 0, "prefill_tokens": 0, "decode_steps": 0, "decode_rows": 0, "compactions": 0}
 
     def prefill(k: int) -> None:
@@ -331,7 +346,8 @@ def rollout(
         fed = tok
         if bool(finished.any()):
             for r in finished.nonzero().squeeze(-1).tolist():
-                row_prompt[r] = None
+                prompt, row_prompt[r] = row_prompt[r], None
+                done(prompt)
             start = start.masked_fill(finished, 0)
             end = end.masked_fill(finished, 0)
             count = count.masked_fill(finished, 0)

@@ -17,6 +17,7 @@ them), as in every batched sampler.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
@@ -218,8 +219,34 @@ def pick_engine(model, engine: str = "auto") -> str:
     return "loop" if supports_decode(model) else "generate"
 
 
-def sample(model, tokenizer, prompts: list, params: SamplingParams | None = None) -> list[list[Completion]]:
+def decodes_own_weights(model, bf16: bool | None) -> bool:
+    """Whether :func:`sample` decodes with the model's own weights and dtype (no bf16 cast of the weights on a
+    CPU, no autocast on a GPU): then the rollout engine's per-token log-probs are the model's own."""
+    return not casts_weights(model, bf16) and not (model.device.type == "cuda" and bf16_autocast_ok(model, bf16))
+
+
+def pass_logprobs_exact(model, params: SamplingParams) -> bool:
+    """Whether the per-token log-probs of a :func:`sample` call (``return_token_logprobs``) are log π(y_t | ·) of
+    the model itself for tokens drawn from π itself: the rollout engine, the model's own weights
+    (:func:`decodes_own_weights`), temperature 1, no top-p / top-k truncation. What a sampled KL estimate needs."""
+    plain = params.temperature == 1.0 and params.top_p == 1.0 and params.top_k == 0
+    return plain and pick_engine(model, params.engine) == "rollout" and decodes_own_weights(model, params.bf16)
+
+
+def sample(
+    model,
+    tokenizer,
+    prompts: list,
+    params: SamplingParams | None = None,
+    *,
+    on_prompt_done: Callable[[int, list[Completion]], None] | None = None,
+) -> list[list[Completion]]:
     """Sample ``params.n`` completions for every prompt; result ``[i][j]`` is prompt i's j-th completion.
+
+    ``on_prompt_done(i, completions)`` is called once per prompt with its completions as soon as they are all
+    done (the rollout engine finishes prompts out of order; the batch paths batch by batch): progress displays
+    and partial results. When sequence log-probs must be rescored (``return_logprobs`` with cast weights) the
+    calls come after the rescoring, at the end.
 
     Checks the whole request first (chat template, every prompt's length against the model's context) and
     raises a one-line :class:`~preflab.errors.ConfigError` before any decoding."""
@@ -240,12 +267,38 @@ def sample(model, tokenizer, prompts: list, params: SamplingParams | None = None
             field="sampling.return_token_logprobs",
         )
     if engine != "rollout":
-        return _sample_batches(model, tokenizer, texts, prompt_ids, params, stop, pad_id, engine == "loop")
-    exact = not casts_weights(model, params.bf16) and not (
-        model.device.type == "cuda" and bf16_autocast_ok(model, params.bf16)
-    )
+        return _sample_batches(
+            model, tokenizer, texts, prompt_ids, params, stop, pad_id, engine == "loop", on_prompt_done
+        )
+    exact = decodes_own_weights(model, params.bf16)
     want_token_lps = params.return_token_logprobs or (params.return_logprobs and exact)
     gpu_autocast = model.device.type == "cuda" and bf16_autocast_ok(model, params.bf16)
+    rescore = params.return_logprobs and not exact  # decoded with cast weights: score under the model's own dtype
+    results: list[list[Completion] | None] = [None] * len(prompts)
+
+    def completions(tokens: list[list[int]], lps: list[list[float]] | None, seq_lps=None) -> list[Completion]:
+        comps = []
+        for j, ids in enumerate(tokens):
+            tlp = lps[j] if lps is not None else None
+            logprob = None
+            if params.return_logprobs:
+                logprob = seq_lps[j] if seq_lps is not None else float(sum(tlp))
+            comps.append(
+                Completion(
+                    text=tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                    token_ids=ids,
+                    finish_reason="stop" if ids and ids[-1] in stop else "length",
+                    logprob=logprob,
+                    token_logprobs=tlp if params.return_token_logprobs else None,
+                )
+            )
+        return comps
+
+    def finished(i: int, tokens: list[list[int]], lps: list[list[float]] | None) -> None:
+        results[i] = completions(tokens, lps)
+        if on_prompt_done is not None:
+            on_prompt_done(i, results[i])
+
     with torch.random.fork_rng(devices=_rng_devices(model)):
         torch.manual_seed(params.seed)
         with (
@@ -266,61 +319,46 @@ def sample(model, tokenizer, prompts: list, params: SamplingParams | None = None
                 top_p=params.top_p,
                 slots=params.batch_size,
                 token_logprobs=want_token_lps,
+                on_prompt_done=None if rescore else finished,
             )
-    seq_lps = None
-    if params.return_logprobs and not exact:  # decoded with cast weights: score under the model's own dtype
-        seq_lps = _rescore(model, prompt_ids, res.tokens, pad_id, params)
-    results = []
-    for i, row in enumerate(res.tokens):
-        comps = []
-        for j, ids in enumerate(row):
-            tlp = res.token_logprobs[i][j] if res.token_logprobs is not None else None
-            logprob = None
-            if params.return_logprobs:
-                logprob = seq_lps[i][j] if seq_lps is not None else float(sum(tlp))
-            comps.append(
-                Completion(
-                    text=tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                    token_ids=ids,
-                    finish_reason="stop" if ids and ids[-1] in stop else "length",
-                    logprob=logprob,
-                    token_logprobs=tlp if params.return_token_logprobs else None,
-                )
-            )
-        results.append(comps)
-    return results
+    if rescore:
+        seq_lps = _rescore(model, prompt_ids, res.tokens, params)
+        for i, row in enumerate(res.tokens):
+            lps = res.token_logprobs[i] if res.token_logprobs is not None else None
+            results[i] = completions(row, lps, seq_lps[i])
+            if on_prompt_done is not None:
+                on_prompt_done(i, results[i])
+    return [r if r is not None else [] for r in results]
 
 
-def _rescore(model, prompt_ids, tokens, pad_id: int, params: SamplingParams) -> list[list[float]]:
-    """Summed completion log-probs in the model's own dtype (one forward per ``batch_size`` sequences)."""
-    import torch
-
-    from .logprobs import completion_logprobs
+def _rescore(model, prompt_ids, tokens, params: SamplingParams) -> list[list[float]]:
+    """Summed completion log-probs in the model's own dtype (``batch_size`` sequences per forward)."""
+    from ..models.scoring import score_completions
 
     flat = [(i, j) for i, row in enumerate(tokens) for j in range(len(row))]
+    sums = score_completions(
+        model,
+        [prompt_ids[i] for i, _ in flat],
+        [tokens[i][j] for i, j in flat],
+        batch_size=params.batch_size,
+        bf16=bf16_autocast_ok(model, params.bf16),
+    )
     out = [[0.0] * len(row) for row in tokens]
-    for s in range(0, len(flat), params.batch_size):
-        chunk = flat[s : s + params.batch_size]
-        plen = max(len(prompt_ids[i]) for i, _ in chunk)
-        clen = max(len(tokens[i][j]) for i, j in chunk)
-        seq = torch.full((len(chunk), plen + clen), pad_id, dtype=torch.long)
-        pmask = torch.zeros((len(chunk), plen), dtype=torch.long)
-        cmask = torch.zeros((len(chunk), clen), dtype=torch.long)
-        for r, (i, j) in enumerate(chunk):
-            p, c = prompt_ids[i], tokens[i][j]
-            seq[r, plen - len(p) : plen] = torch.tensor(p)
-            seq[r, plen : plen + len(c)] = torch.tensor(c, dtype=torch.long)
-            pmask[r, plen - len(p) :] = 1
-            cmask[r, : len(c)] = 1
-        dev = model.device
-        lps = completion_logprobs(model, seq.to(dev), pmask.to(dev), cmask.to(dev), bf16=params.bf16)
-        for r, (i, j) in enumerate(chunk):
-            out[i][j] = float(lps[r])
+    for (i, j), lp in zip(flat, sums, strict=True):
+        out[i][j] = float(lp)
     return out
 
 
 def _sample_batches(
-    model, tokenizer, texts, prompt_ids, params: SamplingParams, stop, pad_id: int, own_loop: bool
+    model,
+    tokenizer,
+    texts,
+    prompt_ids,
+    params: SamplingParams,
+    stop,
+    pad_id: int,
+    own_loop: bool,
+    on_prompt_done: Callable[[int, list[Completion]], None] | None = None,
 ) -> list[list[Completion]]:
     """The batch-at-a-time paths: the plain decoding loop (:func:`.decode.decode`) or ``generate``."""
     import torch
@@ -381,6 +419,9 @@ def _sample_batches(
                 )
                 p = idx[row // params.n]
                 results[p] = (results[p] or []) + [comp]
+            if on_prompt_done is not None:
+                for p in idx:
+                    on_prompt_done(p, results[p] or [])
     return [r or [] for r in results]
 
 

@@ -106,27 +106,6 @@ def split_tasks(suite_name: str, n_train: int, n_eval: int, seed: int) -> tuple[
     return train_set, eval_set, repeats
 
 
-def usable_samples(samples: list, counts: Counter) -> list:
-    """Samples without the completions the data layer rejects (empty or whitespace-only), so they are never
-    paired; prompts left with fewer than two completions are skipped. Both are counted in ``counts``."""
-    import dataclasses
-
-    out = []
-    for s in samples:
-        keep = [i for i, c in enumerate(s.completions) if c.strip()]
-        if len(keep) < len(s.completions):
-            counts["empty_completions_dropped"] += len(s.completions) - len(keep)
-            parallel = ("completions", "gold_scores", "num_tokens", "finish_reasons", "logprobs")
-            s = dataclasses.replace(
-                s, **{name: [getattr(s, name)[i] for i in keep] for name in parallel if getattr(s, name) is not None}
-            )
-        if len(keep) < 2:
-            counts["prompts_with_under_2_completions_skipped"] += 1
-            continue
-        out.append(s)
-    return out
-
-
 def valid_pairs(pairs: list, counts: Counter) -> list:
     """The pairs the data layer's own parser accepts; each rejected one is counted under its reason."""
     from ..data.fields import IDENTICAL, BadRow
@@ -195,6 +174,7 @@ class Quickstart:
     def samples(self) -> dict:
         from ..feedback import PromptSamples, write_samples
         from ..generation.sampler import SamplingParams, sample
+        from ..progress import Work
 
         q = self.q
         train, _ = _read_tasks(self.dir / "prompts.jsonl")
@@ -207,37 +187,34 @@ class Quickstart:
             n=q.samples_per_prompt,
             batch_size=q.sample_batch_size,
         )
-        rows, tokens = [], 0
-        chunk = max(1, q.sample_batch_size // q.samples_per_prompt) * 4
-        from ..progress import Work
-
+        rows: list = [None] * len(train)
+        tokens = 0
         with Work("sampling", len(train) * q.samples_per_prompt, unit="completions") as bar:
-            for start in range(0, len(train), chunk):
-                part = train[start : start + chunk]
-                params.seed = self.cfg.seed + start  # a distinct, reproducible stream per chunk
-                outs = sample(model, tok, [t.prompt for t in part], params)
-                for task, comps in zip(part, outs, strict=True):
-                    texts = [c.text for c in comps]
-                    tokens += sum(c.num_tokens for c in comps)
-                    rows.append(
-                        PromptSamples(
-                            prompt=task.prompt,
-                            completions=texts,
-                            id=task.id,
-                            task=task,
-                            gold_scores=[task.score(t) for t in texts],
-                            num_tokens=[c.num_tokens for c in comps],
-                            finish_reasons=[c.finish_reason for c in comps],
-                        )
-                    )
-                bar.advance(len(part) * q.samples_per_prompt, info=f"{tokens:,} tokens")
+
+            def done(i: int, comps: list) -> None:  # each prompt as the engine finishes it: progress by completions
+                nonlocal tokens
+                task, texts = train[i], [c.text for c in comps]
+                tokens += sum(c.num_tokens for c in comps)
+                rows[i] = PromptSamples(
+                    prompt=task.prompt,
+                    completions=texts,
+                    id=task.id,
+                    task=task,
+                    gold_scores=[task.score(t) for t in texts],
+                    num_tokens=[c.num_tokens for c in comps],
+                    finish_reasons=[c.finish_reason for c in comps],
+                )
+                bar.advance(len(comps), info=f"{tokens:,} tokens")
+
+            # one call over every prompt: continuous batching refills the rows until the last prompt is drawn
+            sample(model, tok, [t.prompt for t in train], params, on_prompt_done=done)
         write_samples(rows, self.dir / "samples.jsonl")
         gold = [g for r in rows for g in r.gold_scores]
         return {"completions": len(gold), "tokens": tokens, "mean_gold": sum(gold) / max(1, len(gold))}
 
     def pairs(self) -> dict:
         from ..data import save_records
-        from ..feedback import annotator_pairs, load_pool, read_samples
+        from ..feedback import annotator_pairs, load_pool, read_samples, usable_samples
 
         q = self.q
         counts: Counter = Counter()

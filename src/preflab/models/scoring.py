@@ -1,0 +1,71 @@
+"""``log π(y | x)`` of given (prompt, completion) token lists: the one scorer outside a training batch.
+
+Evaluation (KL estimates, ranking accuracy) and generation (log-probs of sampled completions) score token lists
+rather than a :class:`~preflab.data.collate.ExampleBatch`; :func:`score_completions` collates them into the
+padded layout and runs :class:`~preflab.models.logprobs.SequenceScorer`, the module training scores with, so the
+three callers share one implementation (gather the target logit, subtract a chunked logsumexp; the chunked
+lm-head where the model allows it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def autocast_bf16(model, enabled: bool):
+    """A bf16 autocast region for ``model``'s device when ``enabled`` and the device runs bf16 (any CPU, a CUDA
+    GPU with bf16); a disabled region otherwise."""
+    import torch
+
+    dev = model.device.type
+    ok = enabled and (dev == "cpu" or (dev == "cuda" and torch.cuda.is_bf16_supported()))
+    return torch.autocast(dev, dtype=torch.bfloat16, enabled=ok)
+
+
+def score_completions(
+    model,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 8,
+    bf16: bool = False,
+    per_token: bool = False,
+    chunked_head: bool | str = "auto",
+) -> np.ndarray | list[list[float]]:
+    """Summed completion log-probs, one float64 per (prompt, completion); with ``per_token`` each completion's
+    token log-probs instead (lists of floats).
+
+    No gradient; ``bf16`` runs the forwards under bf16 autocast where supported. Sequences are scored
+    ``batch_size`` at a time, longest first (less padding); results come back in the input order. An empty
+    completion scores 0 (no tokens). Every prompt needs at least one token.
+    """
+    import torch
+
+    from ..data.collate import collate_padded
+    from .logprobs import SequenceScorer
+
+    if len(prompt_ids) != len(completion_ids):
+        raise ValueError(f"{len(prompt_ids)} prompts for {len(completion_ids)} completions")
+    sums = np.zeros(len(prompt_ids), dtype=np.float64)
+    tokens: list[list[float]] = [[] for _ in prompt_ids]
+    scorer = SequenceScorer(model, chunked_head=chunked_head)
+    pad_id = getattr(model.config, "pad_token_id", None)
+    pad_id = 0 if pad_id is None else int(pad_id)
+    todo = [i for i, c in enumerate(completion_ids) if len(c)]
+    todo.sort(key=lambda i: (-(len(prompt_ids[i]) + len(completion_ids[i])), i))
+    step = max(1, int(batch_size))
+    # one autocast region for every batch: autocast casts each weight once (its cache lives as long as the region)
+    with torch.no_grad(), autocast_bf16(model, bf16):
+        for start in range(0, len(todo), step):
+            idx = todo[start : start + step]
+            groups = [(list(prompt_ids[i]), [list(completion_ids[i])]) for i in idx]
+            batch = collate_padded(groups, pad_id).to(model.device)
+            if per_token:
+                flat = scorer(batch, per_token=True)[0].double().cpu()
+                for seq, part in zip(idx, flat.split(batch.completion_lengths.tolist()), strict=True):
+                    tokens[seq] = part.tolist()
+            else:
+                sums[idx] = scorer(batch).double().cpu().numpy()
+    return tokens if per_token else sums
