@@ -96,10 +96,7 @@ class TrainConfig(Section):
     save_final: bool = Field(True, description="Save the final model as a Hugging Face directory output_dir/final.")
     merge_lora: bool = Field(
         False,
-        description=(
-            "LoRA: final/ holds the adapter (false) or the model with the adapter merged, in the base's dtype (true); "
-            "a reward model is always merged."
-        ),
+        description="LoRA: final/ holds the adapter (false) or the merged model in the base's dtype (true).",
     )
     progress: bool = Field(True, description="Show a rich progress bar.")
     report_to: list[Literal[TRACKERS]] = Field(
