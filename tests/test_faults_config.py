@@ -283,3 +283,21 @@ def test_bad_labelled_prompt_rows_name_line_and_field(tmp_path, row, field):
     with pytest.raises(PreflabError) as err:
         load_prompts(path)
     assert (err.value.line, err.value.field) == (2, field)
+
+
+def test_training_writes_weights_checkpoints_and_final_with_the_mode_open_would_give(tmp_path):
+    """safetensors and mkstemp create files 0600; the run's model, checkpoint and reference files get 0666 less
+    the umask like every other result file."""
+    from fault_helpers import run_tiny
+
+    old = os.umask(0o022)
+    try:
+        run_tiny(tmp_path / "run", "train.save_final=true", "reference.mode=cached")
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".lock"]
+    assert any(p.suffix == ".safetensors" and "final" in p.parts for p in files)
+    assert any(p.suffix == ".safetensors" and "checkpoints" in p.parts for p in files)
+    assert any(p.name.startswith("reference") and p.suffix == ".safetensors" for p in files), files
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o644, path

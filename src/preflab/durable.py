@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import StorageError
+from .files import new_file_mode
 
 #: errno values that mean "the disk (or the user's quota) is full".
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -88,7 +89,8 @@ def _truncate(path: Path, size: int) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (temp file, fsync, rename); failures raise StorageError."""
+    """Replace ``path`` with ``text`` atomically (temp file, fsync, rename), mode 0666 less the umask; failures raise
+    StorageError."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -99,6 +101,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would make a run's files private to their writer
         os.replace(tmp, path)
     except BaseException as exc:
         if os.path.exists(tmp):

@@ -41,6 +41,16 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def widen_modes(path: str | Path) -> None:
+    """Give ``path`` (a file, or every file under a directory) the mode ``open()`` would have: safetensors writes
+    through a private temporary file, so model, checkpoint and reference files would otherwise be left 0600."""
+    path = Path(path)
+    mode = new_file_mode()
+    for file in [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file()):
+        if file.stat().st_mode & 0o777 != mode:
+            os.chmod(file, mode)
+
+
 def check_output_file(path: str | Path, what: str = "output") -> Path:
     """``path`` can be written as a file: not a directory, and no file where its folders belong."""
     path = Path(path)

@@ -20,6 +20,7 @@ from ..algorithms import REWARD
 from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizeOptions, Tokenizer, TokenizeStats, tokenize_records
 from ..errors import CheckpointError, ConfigError, DataError
+from ..files import widen_modes
 from ..models.casts import FrozenCasts
 from ..models.compile import compile_blocks, is_compiled
 from ..models.logprobs import SequenceScorer
@@ -396,6 +397,7 @@ def _cached_reference(
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         save_file({"table": table}, str(tmp), metadata={"fingerprint": fingerprint})
+        widen_modes(tmp)
         tmp.replace(path)
     return CachedReference(table)
 

@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save_file
 
 from ..durable import fsync_dir, fsync_file, storage_error
 from ..errors import CheckpointError, PreflabWarning
+from ..files import widen_modes
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 FORMAT = 2  # 2: per-file sha256 in state.json
@@ -91,7 +92,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    _written(path, lambda: save_file(_contiguous(tensors), str(path), metadata=metadata))
+    _written(path, lambda: (save_file(_contiguous(tensors), str(path), metadata=metadata), widen_modes(path)))
 
 
 def sha256_file(path: Path) -> str:

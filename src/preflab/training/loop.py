@@ -28,6 +28,7 @@ from ..config import RunConfig, dump_config
 from ..data.tokenize import TokenizeStats
 from ..durable import atomic_write_text, disk_full_as_error, storage_error
 from ..errors import CheckpointError, PreflabWarning, StorageError, TrainingError
+from ..files import widen_modes
 from ..models.compile import uncompile
 from ..runlock import run_lock
 from . import checkpoint as ckpt
@@ -398,6 +399,7 @@ class _Loop:
             try:
                 save_model_dir(model, tmp, merge=self.cfg.train.merge_lora, model_cfg=self.cfg.model)
                 self.p.tokenizer.save_pretrained(tmp)
+                widen_modes(tmp)
             except (OSError, SafetensorError) as exc:
                 shutil.rmtree(tmp, ignore_errors=True)  # free the space; an earlier `final` stays as it was
                 raise storage_error(tmp, exc, "cannot write the final model") from None
