@@ -73,3 +73,13 @@ def test_cli_config_show_and_one_line_error(tmp_path):
     assert res.exit_code == 0, res.output
     assert "seed: 9" in res.output
     assert "name_or_path: smollm2-135m-instruct" in res.output
+
+
+def test_a_missing_config_file_names_the_closest_yaml_beside_it_or_the_recipes_command(tmp_path):
+    (tmp_path / "dpo.yaml").write_text("seed: 0\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "dpoo.yaml")
+    assert str(err.value) == f"{tmp_path / 'dpoo.yaml'}: config file not found; did you mean {tmp_path / 'dpo.yaml'}?"
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "nowhere" / "dpo.yaml")
+    assert "`preflab recipes` lists the shipped recipes" in str(err.value)

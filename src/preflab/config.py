@@ -258,6 +258,18 @@ def override_paths(overrides: list[str]) -> dict[tuple[str, ...], str]:
     return paths
 
 
+def _missing_config_hint(path: Path) -> str:
+    """A config that is not there: the closest YAML file beside it, else where the shipped recipes are listed."""
+    import difflib
+
+    folder = path.parent
+    names = sorted(q.name for q in folder.glob("*.y*ml")) if folder.is_dir() else []
+    close = difflib.get_close_matches(path.name, names, n=1)
+    if close:
+        return f"; did you mean {folder / close[0]}?"
+    return "; `preflab recipes` lists the shipped recipes (`preflab recipes --out DIR` copies them)"
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
@@ -271,7 +283,7 @@ def load_config(
         source = str(path)
         p = Path(path)
         if not p.is_file():
-            raise ConfigError("config file not found", file=source)
+            raise ConfigError(f"config file not found{_missing_config_hint(p)}", file=source)
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
