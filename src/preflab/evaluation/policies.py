@@ -320,7 +320,7 @@ def _evaluate(
                 logprobs=True,  # exact ones from the sampling pass where it can: then only the reference is scored
             )
         )
-        bs = min(sampling.batch_size, 16)  # scoring holds [rows, completion, vocab] logits: keep it small
+        bs = min(sampling.batch_size, 16)  # sequences per scoring forward
         lp = policy_logprobs(policy, kl_samples, batch_size=bs, bf16=bf16)
         with _as_reference(policy, reference) as ref:  # after the policy: PEFT disables adapters in place
             lr = sequence_logprobs(

@@ -245,9 +245,8 @@ def rollout(
         pending[prompt] -= 1
         if pending[prompt] == 0 and on_prompt_done is not None:
             got, got_lps = tokens[prompt], lps[prompt] if lps is not None else None
-            if reps != n:  # greedy: the one decoded sample, n times
-                got = [got[0][:] for _ in range(n)]
-                got_lps = None if got_lps is None else [got_lps[0][:] for _ in range(n)]
+            if reps != n:
+                got, got_lps = _n_times(got, n), None if got_lps is None else _n_times(got_lps, n)
             on_prompt_done(prompt, got, got_lps)
 
     stats = {"prefill_calls": 0, "prefill_tokens": 0, "decode_steps": 0, "decode_rows": 0, "compactions": 0}
@@ -364,7 +363,12 @@ def rollout(
             start, end, count, fed = start[keep], end[keep], count[keep], fed[keep]
             stats["compactions"] += 1
     if reps != n:
-        tokens = [[row[0][:] for _ in range(n)] for row in tokens]
+        tokens = [_n_times(row, n) for row in tokens]
         if lps is not None:
-            lps = [[row[0][:] for _ in range(n)] for row in lps]
+            lps = [_n_times(row, n) for row in lps]
     return RolloutResult(tokens, lps, stats)
+
+
+def _n_times(samples: list[list], n: int) -> list[list]:
+    """Greedy decoding decodes a prompt once: its one sample, copied as its ``n`` samples."""
+    return [samples[0][:] for _ in range(n)]

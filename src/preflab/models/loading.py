@@ -151,21 +151,27 @@ def portable_base_name(name_or_path: str) -> str:
     return str(path.resolve()) if path.exists() else name_or_path
 
 
+def converted_location(name_or_path: str) -> Path | None:
+    """Where :func:`resolve_model` keeps the HF checkpoint converted from an embedded model's or a ``.gguf``
+    file's GGUF (converted or not yet); None for any other name. No conversion, no network."""
+    if name_or_path in EMBEDDED:
+        return models_cache() / EMBEDDED[name_or_path].name
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return models_cache() / "gguf" / _gguf_cache_key(path)
+    return None
+
+
 def resolve_model(name_or_path: str) -> str:
     """Return a local HF directory (converting GGUF on first use) or a hub id to hand to transformers."""
-    if name_or_path in EMBEDDED:
-        entry = EMBEDDED[name_or_path]
-        target = models_cache() / entry.name
-        if not _is_hf_dir(target):
-            convert_gguf(embedded_gguf_path(entry), target)
-        return str(target)
     path = Path(name_or_path).expanduser()
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise ModelNotFoundError("GGUF file not found", file=str(path))
-        target = models_cache() / "gguf" / _gguf_cache_key(path)
+    if name_or_path not in EMBEDDED and path.suffix == ".gguf" and not path.is_file():
+        raise ModelNotFoundError("GGUF file not found", file=str(path))
+    target = converted_location(name_or_path)
+    if target is not None:
         if not _is_hf_dir(target):
-            convert_gguf(path, target)
+            entry = EMBEDDED.get(name_or_path)
+            convert_gguf(embedded_gguf_path(entry) if entry is not None else path, target)
         return str(target)
     if path.exists():
         if _is_hf_dir(path) or is_adapter_dir(path):

@@ -290,17 +290,11 @@ def _name_adapter_base(model: nn.Module, model_cfg: Any) -> None:
     the config does, so the adapter loads on another machine. A model given in Python keeps what peft read."""
     from pathlib import Path
 
-    from .loading import EMBEDDED, _gguf_cache_key, models_cache, portable_base_name
+    from .loading import converted_location, portable_base_name
 
     name = model_cfg.name_or_path
     # where load_model read the configured model from (no conversion, no network: it was loaded already)
-    path = Path(name).expanduser()
-    if name in EMBEDDED:
-        loaded_from = str(models_cache() / name)
-    elif path.suffix == ".gguf" and path.is_file():
-        loaded_from = str(models_cache() / "gguf" / _gguf_cache_key(path))
-    else:
-        loaded_from = str(path)
+    loaded_from = str(converted_location(name) or Path(name).expanduser())
     for config in model.peft_config.values():
         recorded = config.base_model_name_or_path
         if not recorded:

@@ -14,16 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def autocast_bf16(model, enabled: bool):
-    """A bf16 autocast region for ``model``'s device when ``enabled`` and the device runs bf16 (any CPU, a CUDA
-    GPU with bf16); a disabled region otherwise."""
-    import torch
-
-    dev = model.device.type
-    ok = enabled and (dev == "cpu" or (dev == "cuda" and torch.cuda.is_bf16_supported()))
-    return torch.autocast(dev, dtype=torch.bfloat16, enabled=ok)
-
-
 def score_completions(
     model,
     prompt_ids: Sequence[Sequence[int]],
@@ -44,6 +34,7 @@ def score_completions(
     import torch
 
     from ..data.collate import collate_padded
+    from ..generation.sampler import bf16_autocast_ok
     from .logprobs import SequenceScorer
 
     if len(prompt_ids) != len(completion_ids):
@@ -57,7 +48,8 @@ def score_completions(
     todo.sort(key=lambda i: (-(len(prompt_ids[i]) + len(completion_ids[i])), i))
     step = max(1, int(batch_size))
     # one autocast region for every batch: autocast casts each weight once (its cache lives as long as the region)
-    with torch.no_grad(), autocast_bf16(model, bf16):
+    autocast = torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16_autocast_ok(model, bf16))
+    with torch.no_grad(), autocast:
         for start in range(0, len(todo), step):
             idx = todo[start : start + step]
             groups = [(list(prompt_ids[i]), [list(completion_ids[i])]) for i in idx]

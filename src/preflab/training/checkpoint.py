@@ -92,7 +92,11 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    _written(path, lambda: (save_file(_contiguous(tensors), str(path), metadata=metadata), widen_modes(path)))
+    def write() -> None:
+        save_file(_contiguous(tensors), str(path), metadata=metadata)
+        widen_modes(path)  # safetensors writes through a private (0600) temporary file
+
+    _written(path, write)
 
 
 def sha256_file(path: Path) -> str:
