@@ -5,12 +5,13 @@
 Every row runs in its own process (peak RSS is that trainer's alone) on the same SmolLM2-135M-Instruct weights,
 the same prompts (the default task suite's, through the chat template), the same G completions per prompt, the
 same max new tokens, temperature and batch (one optimizer step per rollout of ``prompts × G`` completions),
-full fine-tuning in fp32, AdamW at the same learning rate, and the same string reward (a Python function of the
-completion's text). β: 0 for GRPO (TRL's default: no reference model), 0.05 for RLOO (a frozen reference in
-both). The loss aggregation matches TRL 1.16's defaults (GRPO: the mean over every completion token, its
-``loss_type="dapo"``; RLOO: the mean over completions). TRL runs in its fastest CPU setting we know (no gradient
-checkpointing, ``use_cpu``, no bf16 on a CPU without AMX); preflab with the ``prefix_shared`` layout (each prompt
-encoded once for its G completions; ``--layout padded`` for the plain one).
+full fine-tuning in fp32 (``--bf16``: bf16 autocast in both tools, for a CPU with AMX), AdamW at the same
+learning rate, and the same string reward (a Python function of the completion's text). β: 0 for GRPO (TRL's
+default: no reference model), 0.05 for RLOO (a frozen reference in both). The loss aggregation matches TRL 1.16's
+defaults (GRPO: the mean over every completion token, its ``loss_type="dapo"``; RLOO: the mean over
+completions). TRL runs in its fastest CPU setting we know (no gradient checkpointing, ``use_cpu``; bf16 only with
+``--bf16``); preflab with the ``prefix_shared`` layout (each prompt encoded once for its G completions;
+``--layout padded`` for the plain one).
 
 Reported per row: completions/s and generated tokens/s over the timed steps (the first step is reported apart:
 it includes one-off warm-up), the rollout/update split (preflab: its ``time/rollout`` metric; TRL: the time in
@@ -63,7 +64,7 @@ def run_preflab(algo: str, args: argparse.Namespace, out_dir: str) -> dict[str, 
             f"output_dir={out_dir}",
             f"algorithm={algo}",
             f"objective.params.beta={beta}",
-            "train.bf16=false",
+            f"train.bf16={'true' if args.bf16 else 'false'}",
             f"objective.params.loss_agg={agg}",
             f"train.layout={args.layout}",
             "train.progress=false",
@@ -120,7 +121,7 @@ def run_trl(algo: str, args: argparse.Namespace, out_dir: str) -> dict[str, Any]
         save_strategy="no",
         report_to=[],
         use_cpu=True,
-        bf16=False,
+        bf16=args.bf16,
         gradient_checkpointing=False,
         shuffle_dataset=False,
         dataloader_num_workers=0,
@@ -222,6 +223,9 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.9)
     ap.add_argument("--lr", type=float, default=1e-6)
     ap.add_argument("--layout", default="prefix_shared", help="preflab's batch layout (padded, prefix_shared).")
+    ap.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast in both tools (a CPU with AMX / AVX512-BF16); default fp32."
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads per worker (0 = torch's default).")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--json", type=Path, default=None, help="Also write the raw results here.")
@@ -234,7 +238,8 @@ def main() -> None:
     print(machine_line())
     n = args.prompts * args.g
     print(
-        f"SmolLM2-135M-Instruct fp32, {args.prompts} prompts × G={args.g} = {n} completions per step, "
+        f"SmolLM2-135M-Instruct {'bf16 autocast' if args.bf16 else 'fp32'}, "
+        f"{args.prompts} prompts × G={args.g} = {n} completions per step, "
         f"{args.max_new_tokens} new tokens max, T={args.temperature}, {args.steps} steps (first one untimed)"
     )
     passthrough = [
@@ -254,6 +259,7 @@ def main() -> None:
         str(args.threads),
         "--layout",
         args.layout,
+        *(["--bf16"] if args.bf16 else []),
     ]
     results = []
     for row in args.rows.split(","):
