@@ -13,8 +13,8 @@ from .base import DemonstrationInputs, Metrics, register, weighted_mean
 
 @dataclass
 class SFTParams:
-    """per_sequence: average each completion's token NLL first, then the sequences (false: one mean over
-    every completion token of the batch, as TRL's SFTTrainer)."""
+    """per_sequence: average each completion's token NLL first, then the sequences (favours short completions);
+    false: one mean over every completion token of the batch, as TRL's SFTTrainer."""
 
     per_sequence: bool = False
 
@@ -32,8 +32,10 @@ def sft(inputs: DemonstrationInputs, params: SFTParams) -> tuple[Tensor, Metrics
         token mean (default, TRL's SFTTrainer):  ℓ = −Σ_i w_i s_i / Σ_i w_i |y_i|
         per_sequence:                            ℓ = Σ_i w_i (−s_i/|y_i|) / Σ_i w_i
 
-    Prompt tokens carry no loss (TRL's ``completion_only_loss``). Both are minimised by π(·|x) = the
-    demonstrations' conditional distribution. Metrics: ``loss``, ``logps`` (mean s_i), ``num_tokens``
+    Prompt tokens carry no loss (TRL's ``completion_only_loss``). Over a whole dataset drawn from a data policy
+    μ the token mean is minimised by π = μ (maximum likelihood: its normaliser does not depend on π); the
+    per-sequence mean weights each demonstration by 1/|y| and is minimised by π ∝ μ/|y| (μ when the completions
+    are equally long). Metrics: ``loss``, ``logps`` (mean s_i), ``num_tokens``
     (completion tokens in the batch)."""
     length = inputs.length.to(inputs.policy.dtype)
     if bool((length <= 0).any()):
