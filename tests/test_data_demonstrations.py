@@ -127,3 +127,17 @@ def test_preferences_and_demonstrations_do_not_convert(tmp_path):
         load_preferences([{"prompt": "p", "chosen": "a", "rejected": "b"}], kind="demonstrations")
     with pytest.raises(DataError, match="demonstrations cannot be converted to pairs"):
         convert([Demonstration("p", "c")], "pairs")
+
+
+def test_data_convert_writes_messages_rows_as_prompt_completion_demonstrations(tmp_path):
+    from typer.testing import CliRunner
+
+    from preflab.cli import app
+
+    conv = [*U("q"), *A("a")]
+    src = write_jsonl(tmp_path / "m.jsonl", [{"messages": conv}])
+    out = tmp_path / "d.csv"
+    res = CliRunner().invoke(app, ["data", "convert", src, str(out), "--to", "demonstrations"])
+    assert res.exit_code == 0, res.output
+    assert "1 rows (messages) -> 1 demonstrations" in res.output
+    assert load_preferences(str(out)).records == [Demonstration(U("q"), A("a"))]
