@@ -51,6 +51,7 @@ LM_ALGORITHMS = {
     "grpo",
     "gpm",
     "maxmin_em",
+    "sft",
 }
 
 

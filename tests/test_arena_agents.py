@@ -251,3 +251,49 @@ def test_distillation_pairs_put_the_teachers_weights_on_the_better_action(tmp_pa
     assert len(out.read_text().splitlines()) > 0 and "pairs from 3 hedge trajectories" in res.output
     with pytest.raises(ConfigError, match="full-information"):
         distillation_pairs("experts", [0], 4, 2, teacher="exp3")
+
+
+def test_distillation_demonstrations_parse_back_to_the_teachers_distribution(tmp_path):
+    """--sft writes one demonstration per round after the first: the LM agent's prompt for that history, and the
+    teacher's (Hedge's) distribution as the agent answers, which the agent's parser reads back to within the
+    two decimals it is written with. --out and --sft together write both files; neither is a one-line error."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from preflab.arena.agents import AGENTS, Observation
+    from preflab.arena.envs import make_env
+    from preflab.arena.lm_agent import parse_distribution
+    from preflab.cli import app
+    from preflab.data import load_preferences
+
+    demos, pairs = tmp_path / "demos.jsonl", tmp_path / "pairs.jsonl"
+    args = ["arena", "distill-data", "--sft", str(demos), "--out", str(pairs), "--seeds", "0-1", "-T", "5", "-K", "3"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "wrote 8 demonstrations from 2 hedge trajectories" in res.output and pairs.exists()
+    loaded = load_preferences(str(demos))
+    assert (loaded.format, loaded.kind, len(loaded.records)) == ("prompt_completion", "demonstrations", 8)
+    rows = [json.loads(line) for line in demos.read_text().splitlines()]
+    # the teacher's distributions, replayed: Hedge on the same environments and seeds
+    for seed in (0, 1):
+        env = make_env("experts:stochastic", horizon=5, seed=seed, n_actions=3)
+        hedge = AGENTS["hedge"][0]()
+        hedge.reset(3, 5, np.random.default_rng(seed))
+        past = []
+        for t in range(5):
+            p = np.asarray(hedge.act(), dtype=np.float64)
+            if t > 0:
+                row = next(r for r in rows if r["meta"]["seed"] == seed and r["meta"]["round"] == t + 1)
+                record = loaded.records[rows.index(row)]
+                assert record.prompt == row["prompt"] and record.prompt[-1]["content"].startswith("Round 1:")
+                parsed = parse_distribution(record.completion[0]["content"], 3)
+                assert parsed is not None and record.completion[0]["role"] == "assistant"
+                np.testing.assert_allclose(parsed, p, atol=0.011)
+            ell = env.loss_vector(t, past)
+            past.append(p)
+            a = int(np.argmax(p))
+            hedge.update(Observation(t, action=a, loss=float(ell[a]), losses=ell))
+    res = CliRunner().invoke(app, ["arena", "distill-data", "--seeds", "0"])
+    assert isinstance(res.exception, ConfigError) and res.exception.field == "out"
+    assert "give --out PATH (pairs for DPO), --sft PATH (demonstrations for SFT) or both" in str(res.exception)

@@ -14,7 +14,7 @@ from test_training_utils import synthetic_pairs
 
 def test_every_offline_lm_algorithm_has_a_command_and_no_online_one_does():
     names = oneline_algorithms()
-    assert {"dpo", "ipo", "kto", "simpo", "orpo", "bt_reward"} <= set(names)
+    assert {"dpo", "ipo", "kto", "simpo", "orpo", "bt_reward", "sft"} <= set(names)
     assert not {"online_dpo", "sppo", "iterative_dpo"} & set(names)
 
 
@@ -128,3 +128,24 @@ def test_bad_one_line_inputs_are_one_line_errors(monkeypatch, capsys, tmp_path, 
     assert code == 2 and "missing.jsonl" in line
     code, line = run_cli(monkeypatch, capsys, "dpo", "--beta", "-1", "--print-config")
     assert code == 2 and "beta" in line
+
+
+def test_sft_in_one_line_trains_on_demonstrations_and_refuses_beta(monkeypatch, capsys, tmp_path, tiny_dir):
+    from preflab.data import Demonstration
+
+    demos = [Demonstration(p.prompt, p.chosen) for p in synthetic_pairs(12)]
+    data = save_records(demos, tmp_path / "demos.jsonl")
+    out = tmp_path / "run"
+    args = ["sft", "--model", str(tiny_dir), "--dataset", str(data), "--output-dir", str(out), "--max-steps", "2"]
+    args += ["--batch-size", "2", "--set", "train.bf16=false", "--set", "train.progress=false", "--set", "lora.r=4"]
+    code, stdout, err = run_cli_output(args, monkeypatch, capsys)
+    assert code == 0, err
+    assert stdout.strip().splitlines()[-1] == str(out / "final")
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["split"]) for r in steps][-1] == (2, "eval") and "num_tokens" in steps[-1]
+    assert f"report {out / 'report'}" in err
+    code, line = run_cli(monkeypatch, capsys, "sft", "--beta", "0.1", "--print-config")
+    assert code == 2 and line == (
+        "error: field 'beta': algorithm 'sft' has no β (objective 'sft' takes per_sequence); drop --beta "
+        "(--set objective.params.KEY=VALUE sets its parameters)"
+    )

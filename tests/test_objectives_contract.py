@@ -11,6 +11,7 @@ import torch
 
 from preflab.objectives import (
     REGISTRY,
+    DemonstrationInputs,
     PairInputs,
     PreferenceEmbeddingInputs,
     RankingInputs,
@@ -20,7 +21,7 @@ from preflab.objectives import (
     get_objective,
 )
 
-OFFLINE = ["dpo", "cdpo", "rdpo", "ipo", "hinge", "simpo", "orpo", "rpo", "sppo", "kto", "pro", "lipo"]
+OFFLINE = ["dpo", "cdpo", "rdpo", "ipo", "hinge", "simpo", "orpo", "rpo", "sppo", "kto", "pro", "lipo", "sft"]
 MODELS = ["bt_reward", "gpm", "hl_gauss"]
 
 
@@ -47,6 +48,9 @@ def example(kind: str, with_ref: bool) -> tuple[object, list[torch.Tensor]]:
         ref = const(2, 3, scale=-5, shift=-1) if with_ref else None
         scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, 0.4]])
         return RankingInputs(p, ref, scores, length=torch.tensor([[2, 3, 4], [5, 1, 2]])), [p]
+    if kind == "demonstration":
+        p = leaf(4, scale=-5, shift=-1)
+        return DemonstrationInputs(p, torch.tensor([3, 5, 2, 7]), torch.tensor([1.0, 0.5, 2.0, 1.0])), [p]
     if kind == "reward_pair":
         a, b = leaf(4), leaf(4)
         return RewardPairInputs(a, b), [a, b]

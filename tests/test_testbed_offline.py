@@ -143,6 +143,25 @@ def test_kto_moves_mass_onto_desirable_actions(game):
     assert (np.argsort(implicit, axis=-1) == np.argsort(d, axis=-1)).all()
 
 
+def test_sft_reaches_the_demonstrations_policy():
+    """SFT (token mean) on demonstrations sampled from a data policy μ (here π_ref of a game with unequal
+    response lengths), started from the uniform policy, is maximum likelihood: it converges to μ itself. The
+    per-sequence mean weights each demonstration by 1/|y|, so it converges to π ∝ μ/|y| instead (μ only when
+    the lengths are equal)."""
+    lengths = np.arange(1, 16, dtype=float).reshape(3, 5)
+    g = bt_game(seed=3, n_contexts=3, n_actions=5, lengths=lengths)
+    uniform = np.full_like(g.ref, 1 / 5)
+    assert tv_distance(uniform, g.ref) > 0.1
+    traj = run_algorithm("sft", g, BETA, init=uniform)
+    np.testing.assert_allclose(traj.final, g.ref, atol=1e-6)
+    assert tv_distance(traj.final, g.ref) < 1e-6
+
+    per_seq = run_algorithm("sft", g, BETA, init=uniform, params={"per_sequence": True}).final
+    shorter = g.ref / lengths
+    np.testing.assert_allclose(per_seq, shorter / shorter.sum(-1, keepdims=True), atol=1e-6)
+    assert tv_distance(per_seq, g.ref) > 0.1
+
+
 def test_iterative_dpo_round_t_is_the_kl_optimum_at_beta_over_t(game):
     """Iterative DPO (pairs from π_t, π_t as the reference, each round's loss minimised): under Bradley–Terry
     annotators round t solves β log(π_{t+1}/π_t) = r + c, so π_t = π_ref exp(t r/β)/Z, the KL optimum at

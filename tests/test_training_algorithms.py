@@ -159,15 +159,20 @@ def test_recipes_name_an_algorithm_the_trainer_runs(recipe):
         assert names.get(recipe.stem, recipe.stem) == cfg.algorithm
 
 
-OFFLINE_PAIR_RECIPES = [p for p in RECIPES if p.stem in ("dpo", "ipo", "simpo", "orpo", "kto")]
+OFFLINE_RECIPES = [p for p in RECIPES if p.stem in ("dpo", "ipo", "simpo", "orpo", "kto", "sft")]
 
 
-@pytest.mark.parametrize("recipe", OFFLINE_PAIR_RECIPES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("recipe", OFFLINE_RECIPES, ids=lambda p: p.stem)
 def test_offline_recipes_train_as_shipped_on_a_tiny_model(recipe, tmp_path, tiny_dir):
-    """The shipped settings (prefix-shared layout, cached reference, LoRA) run: two steps, loss log 2 first."""
-    from preflab.data import save_records
+    """The shipped settings (prefix-shared or packed layout, cached or no reference, LoRA) run: two steps, loss
+    log 2 first for DPO; SFT (no β) trains on demonstrations, the others on pairs."""
+    from preflab.data import Demonstration, save_records
 
-    data = save_records(synthetic_pairs(12), tmp_path / "prefs.jsonl")
+    if recipe.stem == "sft":
+        demos = [Demonstration(p.prompt, p.chosen) for p in synthetic_pairs(12)]
+        data = save_records(demos, tmp_path / "demos.jsonl")
+    else:
+        data = save_records(synthetic_pairs(12), tmp_path / "prefs.jsonl")
     cfg = load_config(
         recipe,
         [
@@ -186,6 +191,10 @@ def test_offline_recipes_train_as_shipped_on_a_tiny_model(recipe, tmp_path, tiny
     result = train(cfg)
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl", "train")
     assert [row["step"] for row in rows] == [1, 2] and result.final_model_dir is not None
+    if cfg.algorithm == "sft":  # no β, no reference: a token-mean NLL over the completions
+        assert "beta" not in cfg.objective.params and cfg.reference.mode == "auto"
+        assert all(row["loss"] > 0 and row["num_tokens"] > 0 for row in rows)
+        return
     beta = cfg.objective.params["beta"]
     first = {"dpo": math.log(2), "ipo": (1 / (2 * beta)) ** 2}  # π = π_ref before the first update (margin 0)
     if cfg.algorithm in first:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import pytest
 
 from preflab.algorithms import ALGORITHMS
+from preflab.data import Demonstration
 from preflab.models import tiny_model
 from preflab.objectives import REGISTRY
 from preflab.training import read_metrics, train
 from preflab.training.lm_algorithms import lm_schedule
 from test_training_utils import make_cfg, synthetic_pairs
 
-# policy objectives on pairs / unpaired labels (bt_reward trains a reward model: tests/test_reward_model.py;
-# the ranking algorithms PRO and LiPO: tests/test_training_listwise.py)
+# policy objectives on pairs / unpaired labels / demonstrations (bt_reward trains a reward model:
+# tests/test_reward_model.py; the ranking algorithms PRO and LiPO: tests/test_training_listwise.py)
 OFFLINE = sorted(
     name
     for name, algo in ALGORITHMS.items()
@@ -25,15 +26,17 @@ def _spec(name):
     return REGISTRY[ALGORITHMS[name].objective]
 
 
-def test_the_table_has_offline_lm_algorithms_of_both_kinds():
-    assert {_spec(n).inputs for n in OFFLINE} == {"pair", "unpaired"}
-    assert set(OFFLINE) == {"dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo", "kto"}
+def test_the_table_has_offline_lm_algorithms_of_every_kind():
+    assert {_spec(n).inputs for n in OFFLINE} == {"pair", "unpaired", "demonstration"}
+    assert set(OFFLINE) == {"dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo", "kto", "sft"}
 
 
 @pytest.mark.parametrize("name", OFFLINE)
 def test_steps_on_a_fixed_batch_lower_the_loss(name, tmp_path):
     records = synthetic_pairs(4)
     n = 4 if _spec(name).inputs == "pair" else 8  # unpaired objectives see each pair as two examples
+    if _spec(name).inputs == "demonstration":  # SFT imitates the chosen answers
+        records, n = [Demonstration(p.prompt, p.chosen) for p in records], 4
     cfg = make_cfg(
         tmp_path,
         f"algorithm={name}",

@@ -9,7 +9,7 @@ except PackageNotFoundError:  # running from a source tree without install
 
 from .algorithms import ALGORITHMS, Algorithm, get_algorithm
 from .config import ModelConfig, RunConfig, load_config
-from .data import PreferencePair, Ranking, Unpaired, convert, load_preferences, save_records
+from .data import Demonstration, PreferencePair, Ranking, Unpaired, convert, load_preferences, save_records
 from .errors import ConfigError, DataError, ModelNotFoundError, PreflabError, TrainingError
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Algorithm",
     "ConfigError",
     "DataError",
+    "Demonstration",
     "ModelConfig",
     "ModelNotFoundError",
     "PreferencePair",

@@ -54,6 +54,7 @@ TESTBED = "testbed"  # the exact tabular testbed (preflab testbed run)
 OFFLINE_PAIRS = "offline_pairs"
 OFFLINE_UNPAIRED = "offline_unpaired"
 OFFLINE_RANKINGS = "offline_rankings"
+OFFLINE_DEMONSTRATIONS = "offline_demonstrations"
 ONLINE_PAIRS = "online_pairs"
 ITERATIVE = "iterative"
 POLICY_GRADIENT = "policy_gradient"
@@ -64,6 +65,7 @@ DATA_SCHEDULES: dict[str, str] = {
     OFFLINE_PAIRS: "a fixed dataset of preference pairs",
     OFFLINE_UNPAIRED: "a fixed dataset of single completions labelled desirable / undesirable",
     OFFLINE_RANKINGS: "a fixed dataset of rankings of several responses per prompt",
+    OFFLINE_DEMONSTRATIONS: "a fixed dataset of demonstrations (a prompt and the completion to imitate)",
     ONLINE_PAIRS: "pairs sampled from the current policy and judged at every step",
     ITERATIVE: "rounds: sample from π_t, judge, then fit the round's loss",
     POLICY_GRADIENT: "samples from the policy, rewarded by a pairwise judge, policy-gradient steps",
@@ -417,6 +419,17 @@ _ROWS = [
         "Chakraborty et al. 2024, MaxMin-RLHF",
         _TB,
         testbed={"iterations": 300, "inner_steps": 1},
+    ),
+    Algorithm(
+        "sft",
+        "sft",
+        OFFLINE_DEMONSTRATIONS,
+        NONE,
+        "the demonstrations' policy (maximum likelihood)",
+        _OFFLINE_TESTS + "test_sft_reaches_the_demonstrations_policy",
+        "Ouyang et al. 2022, SFT; Laskin et al. 2022, algorithm distillation",
+        _BOTH,
+        testbed={"iterations": 1, "inner_steps": 50},
     ),
     # policy-gradient RLHF on rollouts (preflab.objectives.policy_gradient, training.rollouts)
     Algorithm(

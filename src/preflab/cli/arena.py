@@ -119,7 +119,12 @@ def train_regret(
 
 @arena_app.command("distill-data")
 def distill_data(
-    out: Path = typer.Option(..., "--out", "-o", help="JSONL of preference pairs (TRL conversational layout)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="JSONL of preference pairs for DPO (TRL conversational layout)."
+    ),
+    sft: Path | None = typer.Option(
+        None, "--sft", help="JSONL of demonstrations for SFT (prompt/completion, TRL conversational layout)."
+    ),
     env: str = typer.Option("experts:stochastic", "--env", "-e", help="An experts environment."),
     teacher: str = typer.Option("hedge", "--teacher", help="A full-information agent: hedge, ftrl, ftpl, ftl."),
     seeds: str = typer.Option(
@@ -131,10 +136,14 @@ def distill_data(
     n_actions: int = typer.Option(2, "--n-actions", "-K", min=2, help="Actions."),
     variant: str = typer.Option("raw", "--variant", help="Prompt history: raw or summary."),
 ) -> None:
-    """Write algorithm-distillation pairs: the LM agent's prompt, the teacher's answer (chosen) and the same
-    weights on the worse actions (rejected); train them with `preflab train recipes/dpo.yaml`."""
-    from ..arena.distill import distillation_pairs, write_pairs
+    """Write algorithm-distillation data. --out: pairs of the LM agent's prompt, the teacher's answer (chosen)
+    and the same weights on the worse actions (rejected), for `preflab train recipes/dpo.yaml`. --sft:
+    demonstrations of the teacher's answer at every round, for `preflab train recipes/sft.yaml`."""
+    from ..arena.distill import distillation_demonstrations, distillation_pairs, write_pairs
     from ..errors import ConfigError
+
+    if out is None and sft is None:
+        raise ConfigError("give --out PATH (pairs for DPO), --sft PATH (demonstrations for SFT) or both", field="out")
 
     try:
         lo, _, hi = seeds.partition("-")
@@ -143,11 +152,18 @@ def distill_data(
         raise ConfigError(f"seeds must be 'a-b' or 'a' (got '{seeds}')", field="seeds") from None
     if variant not in ("raw", "summary"):
         raise ConfigError(f"unknown variant '{variant}' (known: raw, summary)", field="variant")
-    rows = distillation_pairs(env, seed_list, horizon, n_actions, teacher=teacher, variant=variant)
-    write_pairs(rows, out)
-    Console(width=160).print(
-        f"wrote {len(rows)} pairs from {len(seed_list)} {escape(teacher)} trajectories to {escape(str(out))}"
-    )
+    console = Console(width=160)
+    for path, kind, make in (
+        (out, "pairs", distillation_pairs),
+        (sft, "demonstrations", distillation_demonstrations),
+    ):
+        if path is None:
+            continue
+        rows = make(env, seed_list, horizon, n_actions, teacher=teacher, variant=variant)
+        write_pairs(rows, path)
+        console.print(
+            f"wrote {len(rows)} {kind} from {len(seed_list)} {escape(teacher)} trajectories to {escape(str(path))}"
+        )
 
 
 @arena_app.command("list")

@@ -11,7 +11,10 @@ import typer
 
 data_app = typer.Typer(help="Inspect and convert preference data files.", no_args_is_help=True)
 
-_FORMAT_HELP = "Force a format: preference, implicit_preference, unpaired, rated, ranking (default: detect)."
+_FORMAT_HELP = (
+    "Force a format: preference, implicit_preference, unpaired, rated, ranking, prompt_completion, messages "
+    "(default: detect)."
+)
 
 
 #: Records measured per tokenizer call in ``data inspect``.
@@ -135,7 +138,9 @@ def convert_cmd(
         help="Output file; its suffix picks the format: .jsonl, .json, .csv "
         "(each optionally .gz) or .parquet. Never the input file.",
     ),
-    to: str = typer.Option(..., "--to", help="pairs, rankings or unpaired."),
+    to: str = typer.Option(
+        ..., "--to", help="pairs, rankings, unpaired, or demonstrations (from prompt/completion or messages rows)."
+    ),
     rule: str = typer.Option(
         "best-vs-worst", "--rule", help="Rankings to pairs: best-vs-worst, best-vs-random, all-pairs, adjacent."
     ),

@@ -4,7 +4,8 @@ Each offline algorithm of the language-model trainer (``preflab algorithms``) ge
 flags map onto a run config built from the algorithm's shipped recipe (or the DPO recipe with the algorithm
 swapped in when it has none); ``--set a.b=v`` reaches every other key and ``--print-config`` prints the config
 instead of running it. TRL's own flag spellings (``--model_name_or_path``, ``--dataset_name``,
-``--learning_rate`` ...) are accepted as aliases. After training, the run's HTML report is written; with
+``--learning_rate`` ...) are accepted as aliases. ``preflab sft`` trains on demonstrations and has no β: its
+``--beta`` is an error. After training, the run's HTML report is written; with
 ``--judge`` the trained policy is also evaluated against the initial one (``preflab eval``).
 """
 
@@ -44,8 +45,22 @@ def oneline_algorithms() -> list[str]:
 
 
 def config_overrides(algorithm: str, values: dict[str, Any], extra: list[str]) -> tuple[Path, list[str]]:
-    """The base recipe of ``algorithm`` and the ``--set`` overrides the one-line flags stand for."""
+    """The base recipe of ``algorithm`` and the ``--set`` overrides the one-line flags stand for; ``--beta`` for
+    an objective without a β (``sft``) is a one-line ConfigError."""
+    from ..algorithms import get_algorithm
+    from ..errors import ConfigError
+    from ..objectives import get_objective
     from .recipes import recipe_paths
+
+    if values.get("beta") is not None:
+        objective = get_algorithm(algorithm).objective
+        params = get_objective(objective).params.__dataclass_fields__
+        if "beta" not in params:
+            raise ConfigError(
+                f"algorithm '{algorithm}' has no β (objective '{objective}' takes {', '.join(params)}); "
+                "drop --beta (--set objective.params.KEY=VALUE sets its parameters)",
+                field="beta",
+            )
 
     paths = recipe_paths()
     sets: list[str] = []
@@ -86,7 +101,7 @@ def _make_command(algorithm: str):  # noqa: ANN202  (a typer command)
             "--dataset",
             "--dataset_name",
             "--dataset-name",
-            help="Preference data: a file, a save_to_disk directory or a hub name.",
+            help="Training data (preferences; demonstrations for sft): a file, a save_to_disk directory or a hub name.",
         ),
         split: str | None = typer.Option(None, "--split", "--dataset_train_split", help="Training split."),
         eval_split: str | None = typer.Option(
@@ -96,7 +111,7 @@ def _make_command(algorithm: str):  # noqa: ANN202  (a typer command)
             help="Held-out split (default: the recipe's held-out prompts).",
         ),
         output_dir: str | None = typer.Option(None, "--output-dir", "--output_dir", help="Run directory."),
-        beta: float | None = typer.Option(None, "--beta", help="The objective's β."),
+        beta: float | None = typer.Option(None, "--beta", help="The objective's β (not for sft, which has none)."),
         lr: float | None = typer.Option(None, "--lr", "--learning_rate", "--learning-rate", help="Peak learning rate."),
         batch_size: int | None = typer.Option(
             None, "--batch-size", "--per_device_train_batch_size", help="Examples per micro-batch."

@@ -10,7 +10,7 @@ from .convert import KINDS, RULES, convert, kind_of, pair_to_unpaired, ranking_t
 from .formats import FORMATS, detect_format
 from .implicit import split_transcripts, transcript_to_messages
 from .load import LoadResult, load_preferences, stream_preferences
-from .records import Message, PreferencePair, Ranking, Text, Unpaired
+from .records import Demonstration, Message, PreferencePair, Ranking, Text, Unpaired
 from .serialize import record_to_dict, save_records
 from .splits import load_data, split_by_prompt
 from .writers import write_records
@@ -20,6 +20,7 @@ __all__ = [
     "KINDS",
     "RULES",
     "DataConfig",
+    "Demonstration",
     "LoadResult",
     "Message",
     "PreferencePair",

@@ -62,9 +62,10 @@ class SequenceBatch:
 class ExampleBatch:
     """A batch of examples: their sequences and per-example fields.
 
-    ``batch_kind`` is ``"pair"`` (sequences: G chosen, then G rejected) or ``"unpaired"`` (G completions, then G
-    mismatched KL completions when ``with_kl``). ``index`` is each example's row in its dataset, so that
-    sequence ``k·G + g`` is completion slot k of row ``index[g]`` (what cached reference log-probs key on).
+    ``batch_kind`` is ``"pair"`` (sequences: G chosen, then G rejected), ``"unpaired"`` (G completions, then G
+    mismatched KL completions when ``with_kl``) or ``"demonstration"`` (G completions to imitate). ``index`` is
+    each example's row in its dataset, so that sequence ``k·G + g`` is completion slot k of row ``index[g]``
+    (what cached reference log-probs key on).
     ``winrate`` (G, K), when a schedule estimated them: each completion's win rate P̂(y ≻ π_t | x) against
     the policy's own samples (SPPO, DNO).
     """
@@ -261,7 +262,8 @@ def collate_examples(
 ) -> ExampleBatch:
     """Tokenised examples → :class:`ExampleBatch`; each example is one group (its prompt, its completions).
 
-    ``batch_kind="pair"``: completions (chosen, rejected). ``"ranking"``: K ranked completions. ``"unpaired"``:
+    ``batch_kind="pair"``: completions (chosen, rejected). ``"ranking"``: K ranked completions.
+    ``"demonstration"``: (completion,), the target of supervised fine-tuning. ``"unpaired"``:
     (completion,) or, after
     :func:`attach_kl_partners`, (completion, mismatched completion) — then ``with_kl`` is set.
     """
@@ -271,6 +273,9 @@ def collate_examples(
             raise ValueError("pair batches need exactly two completions (chosen, rejected) per example")
     elif batch_kind == "ranking":
         return _collate_rankings(examples, layout, pad_id, pad_to_multiple_of)
+    elif batch_kind == "demonstration":
+        if any(len(ex.completions) != 1 for ex in examples):
+            raise ValueError("demonstration batches need exactly one completion per example")
     elif batch_kind == "unpaired":
         if any(ex.label is None for ex in examples):
             raise ValueError("unpaired batches need a label on every example")

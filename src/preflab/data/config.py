@@ -13,8 +13,10 @@ from pydantic import Field, model_validator
 
 from ..sections import Section
 
-FormatName = Literal["preference", "implicit_preference", "unpaired", "rated", "ranking"]
-KindName = Literal["pairs", "rankings", "unpaired"]
+FormatName = Literal[
+    "preference", "implicit_preference", "unpaired", "rated", "ranking", "prompt_completion", "messages"
+]
+KindName = Literal["pairs", "rankings", "unpaired", "demonstrations"]
 RuleName = Literal["best-vs-worst", "best-vs-random", "all-pairs", "adjacent"]
 
 
@@ -26,7 +28,7 @@ class DataConfig(Section):
     )
     format: FormatName | None = Field(None, description="Row layout; null detects it from the first row.")
     kind: KindName | None = Field(
-        None, description="Records to produce (pairs, rankings, unpaired); null keeps the format's own."
+        None, description="Records to produce (pairs, rankings, unpaired, demonstrations); null keeps the format's own."
     )
     split: str = Field("train", description="Split to read from a datasets directory or hub dataset.")
     on_bad_row: Literal["error", "skip"] = Field(

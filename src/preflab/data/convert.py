@@ -33,21 +33,23 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import DataError
-from .records import PreferencePair, Ranking, Unpaired
+from .records import Demonstration, PreferencePair, Ranking, Unpaired
 from .serialize import Record
 
 RULES = ("best-vs-worst", "best-vs-random", "all-pairs", "adjacent")
-KINDS = ("pairs", "rankings", "unpaired")
+KINDS = ("pairs", "rankings", "unpaired", "demonstrations")
 
 
 def kind_of(record: Record) -> str:
-    """``"pairs"``, ``"rankings"`` or ``"unpaired"``."""
+    """``"pairs"``, ``"rankings"``, ``"unpaired"`` or ``"demonstrations"``."""
     if isinstance(record, PreferencePair):
         return "pairs"
     if isinstance(record, Ranking):
         return "rankings"
     if isinstance(record, Unpaired):
         return "unpaired"
+    if isinstance(record, Demonstration):
+        return "demonstrations"
     raise TypeError(f"not a preference record: {type(record).__name__}")
 
 
@@ -62,7 +64,8 @@ def convert(
 
     Supported: rankings -> pairs (by ``rule``), rankings -> unpaired (through pairs), pairs -> unpaired,
     pairs -> rankings (two responses, ranks 1 and 2), and any kind to itself (a copy).
-    Unpaired feedback holds no comparison, so it converts to nothing else.
+    Unpaired feedback holds no comparison, so it converts to nothing else. Demonstrations (supervised
+    fine-tuning targets) convert to and from nothing: a preference is not a demonstration.
     """
     if to not in KINDS:
         raise DataError(f"unknown record kind '{to}'; expected one of {', '.join(KINDS)}")
@@ -79,6 +82,11 @@ def _convert_one(record: Record, to: str, rule: str, seed: int, counts: Counter[
     kind = kind_of(record)
     if kind == to:
         return [copy.deepcopy(record)]
+    if "demonstrations" in (kind, to):
+        raise DataError(
+            f"{kind} cannot be converted to {to}: demonstrations (prompt/completion or messages rows, no label) "
+            "are supervised fine-tuning targets, not preferences"
+        )
     if kind == "rankings":
         pairs = ranking_to_pairs(record, rule, seed, counts)  # type: ignore[arg-type]
         return pairs if to == "pairs" else [u for p in pairs for u in pair_to_unpaired(p)]

@@ -39,6 +39,7 @@ BAD_MESSAGE = "bad_message"
 TOO_DEEP = "too_deeply_nested"
 INVALID_UNICODE = "invalid_unicode"
 CORRUPT = "corrupt_data"
+UNEXPECTED_FIELD = "unexpected_field"
 
 #: Largest per-row weight: a loss scaled by more overflows float32 arithmetic long before it trains better.
 MAX_WEIGHT = 1e6

@@ -12,7 +12,15 @@ rated                  ``prompt``/``instruction``, ``completions`` = objects wit
                        a response and ratings (UltraFeedback)
 ranking                ``prompt``, ``responses``/``completions`` (texts) and        rankings
                        ``scores``/``ratings`` or ``ranks``
+prompt_completion      ``prompt``, ``completion`` and no ``label`` (TRL SFT         demonstrations
+                       prompt-completion, standard or conversational)
+messages               ``messages``: a conversation whose last turn is the          demonstrations
+                       assistant's completion (TRL SFT conversational)
 =====================  ===========================================================  ===========
+
+A row with ``prompt``, ``completion`` *and* ``label`` stays unpaired feedback (KTO). A demonstration row
+carrying a ``label`` (read as ``prompt_completion``, e.g. with ``kind="demonstrations"``) is an
+``unexpected_field`` error on ``label``, not a label silently kept as metadata.
 
 Every parser keeps optional ``id``, ``annotator``, ``group``, ``weight``, ``metadata``, and stores any
 column it does not understand in ``metadata`` (nothing is dropped).
@@ -26,9 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fields import (
+    BAD_MESSAGE,
+    EMPTY,
     IDENTICAL,
+    MISSING_FIELD,
+    UNEXPECTED_FIELD,
     WRONG_TYPE,
     BadRow,
+    check_text,
     get_bool,
     get_id,
     get_metadata,
@@ -40,7 +53,7 @@ from .fields import (
 )
 from .implicit import split_transcripts
 from .rated import LIST_RESPONSE_KEYS, LIST_SCORE_KEYS, parse_ranking, parse_rated
-from .records import Message, PreferencePair, Ranking, Text, Unpaired
+from .records import Demonstration, Message, PreferencePair, Ranking, Text, Unpaired
 
 FORMATS: dict[str, str] = {
     "preference": "prompt/chosen/rejected (TRL preference, standard or conversational)",
@@ -48,6 +61,8 @@ FORMATS: dict[str, str] = {
     "unpaired": "prompt/completion/label binary feedback (TRL unpaired, KTO)",
     "rated": "prompt/instruction + completions with ratings (UltraFeedback)",
     "ranking": "prompt + responses + scores or ranks",
+    "prompt_completion": "prompt/completion without label: demonstrations (TRL SFT prompt-completion)",
+    "messages": "messages: a conversation ending with the assistant's completion (TRL SFT conversational)",
 }
 NATURAL_KIND: dict[str, str] = {
     "preference": "pairs",
@@ -55,6 +70,8 @@ NATURAL_KIND: dict[str, str] = {
     "unpaired": "unpaired",
     "rated": "rankings",
     "ranking": "rankings",
+    "prompt_completion": "demonstrations",
+    "messages": "demonstrations",
 }
 _PAIR_KEYS = {
     "prompt",
@@ -69,6 +86,7 @@ _PAIR_KEYS = {
     "metadata",
 }
 _UNPAIRED_KEYS = {"prompt", "completion", "label", "id", "weight", "annotator", "group", "metadata"}
+_DEMONSTRATION_KEYS = {"prompt", "completion", "messages", "id", "weight", "annotator", "group", "metadata"}
 
 
 @dataclass
@@ -92,6 +110,10 @@ def detect_format(row: Mapping[str, Any]) -> str | None:
         return "rated"
     if keys & set(LIST_RESPONSE_KEYS) and keys & {*LIST_SCORE_KEYS, "ranks"}:
         return "ranking"
+    if isinstance(row.get("messages"), list):
+        return "messages"
+    if {"prompt", "completion"} <= keys:
+        return "prompt_completion"
     return None
 
 
@@ -178,6 +200,66 @@ def parse_unpaired(row: Mapping[str, Any], ctx: ParseContext) -> Unpaired:
     )
 
 
+def _no_label(row: Mapping[str, Any], ctx: ParseContext) -> None:
+    if "label" in row and not (row["label"] is None or (not ctx.typed and row["label"] == "")):
+        raise BadRow(
+            UNEXPECTED_FIELD,
+            "a demonstration has no label (a row with a label is unpaired feedback: use kind unpaired for KTO)",
+            "label",
+        )
+
+
+def _demonstration(
+    row: Mapping[str, Any], ctx: ParseContext, prompt: Text, completion: Text, field: str
+) -> Demonstration:
+    prompt, (completion,) = normalise_conversation(prompt, [completion], ctx.notes, field)
+    return Demonstration(
+        prompt, completion, weight=get_weight(row, typed=ctx.typed), **_common(row, ctx, _DEMONSTRATION_KEYS)
+    )
+
+
+def parse_prompt_completion(row: Mapping[str, Any], ctx: ParseContext) -> Demonstration:
+    """TRL SFT prompt-completion row: ``completion`` is the target, ``prompt`` (string or messages) the input."""
+    _no_label(row, ctx)
+    return _demonstration(row, ctx, get_text(row, "prompt"), get_text(row, "completion"), "completion")
+
+
+def parse_messages(row: Mapping[str, Any], ctx: ParseContext) -> Demonstration:
+    """TRL SFT conversational row: the last turn of ``messages`` (an assistant's) is the completion, the turns
+    before it the prompt."""
+    _no_label(row, ctx)
+    if "prompt" in row or "completion" in row:
+        extra = "prompt" if "prompt" in row else "completion"
+        raise BadRow(UNEXPECTED_FIELD, "give either messages or prompt/completion, not both", extra)
+    value = row.get("messages")
+    if value is None:
+        raise BadRow(
+            MISSING_FIELD, "required field is missing" if "messages" not in row else "field is null", "messages"
+        )
+    if not isinstance(value, list):
+        raise BadRow(WRONG_TYPE, f"expected a list of chat messages, got {type(value).__name__}", "messages")
+    messages = check_text(value, "messages")
+    assert isinstance(messages, list)
+    last = messages[-1]
+    if last["role"] != "assistant":
+        raise BadRow(
+            BAD_MESSAGE,
+            f"the last message (message {len(messages) - 1}) has role {last['role']!r}; "
+            "a demonstration ends with the assistant's completion",
+            "messages",
+        )
+    if not last["content"].strip():
+        raise BadRow(EMPTY, f"the last message (message {len(messages) - 1}) has empty content", "messages")
+    if len(messages) < 2:
+        raise BadRow(BAD_MESSAGE, "a conversation needs a prompt turn before the assistant's completion", "messages")
+    prompt = messages[:-1]
+    if not any(m["content"].strip() for m in prompt):
+        raise BadRow(EMPTY, "every message before the completion has empty content", "messages")
+    return Demonstration(
+        prompt, [last], weight=get_weight(row, typed=ctx.typed), **_common(row, ctx, _DEMONSTRATION_KEYS)
+    )
+
+
 def _rated(row: Mapping[str, Any], ctx: ParseContext) -> Ranking:
     return _same_style(parse_rated(row, ctx.typed, ctx.score_key), ctx)
 
@@ -193,10 +275,12 @@ def _same_style(ranking: Ranking, ctx: ParseContext) -> Ranking:
     return ranking
 
 
-PARSERS: dict[str, Callable[[Mapping[str, Any], ParseContext], PreferencePair | Ranking | Unpaired]] = {
+PARSERS: dict[str, Callable[[Mapping[str, Any], ParseContext], PreferencePair | Ranking | Unpaired | Demonstration]] = {
     "preference": parse_preference,
     "implicit_preference": parse_implicit,
     "unpaired": parse_unpaired,
     "rated": _rated,
     "ranking": _ranking,
+    "prompt_completion": parse_prompt_completion,
+    "messages": parse_messages,
 }

@@ -30,7 +30,7 @@ from ..files import new_file_mode
 from .convert import KINDS, RULES, convert, kind_of
 from .fields import DUPLICATE_ID, TOO_LONG, BadRow
 from .formats import FORMATS, NATURAL_KIND, PARSERS, ParseContext, detect_format
-from .records import PreferencePair, Text, Unpaired
+from .records import Demonstration, PreferencePair, Text, Unpaired
 from .serialize import Record
 from .sources import RawRow, RowSource, open_source
 
@@ -92,7 +92,7 @@ def check_length(record: Record, max_chars: int) -> None:
     prompt_len = text_chars(record.prompt)
     if isinstance(record, PreferencePair):
         sides = [("chosen", record.chosen), ("rejected", record.rejected)]
-    elif isinstance(record, Unpaired):
+    elif isinstance(record, Unpaired | Demonstration):
         sides = [("completion", record.completion)]
     else:
         sides = [(f"responses[{i}]", r) for i, r in enumerate(record.responses)]
@@ -142,7 +142,8 @@ def load_preferences(
             (``"name"`` or ``"name:config"``), a ``datasets.Dataset``, or a list of row dicts.
         format: force a layout (see :data:`preflab.data.formats.FORMATS`); None detects it from the
             first row whose columns match a layout.
-        kind: ``"pairs"``, ``"rankings"`` or ``"unpaired"`` to convert to; None keeps the format's own.
+        kind: ``"pairs"``, ``"rankings"`` or ``"unpaired"`` to convert to, or ``"demonstrations"`` (read
+            prompt/completion rows as demonstrations: a ``label`` there is an error); None keeps the format's own.
         on_bad_row: ``"error"`` raises on the first bad row; ``"skip"`` skips and reports it.
         max_chars: longest allowed prompt + response, in characters (None = no limit).
         rule: how rankings become pairs (:data:`preflab.data.convert.RULES`).
@@ -193,6 +194,8 @@ def stream_preferences(
     ctx = ParseContext(typed=src.typed, score_key=score_key)
     rows = src.rows()
     fmt, rows = (format, rows) if format is not None else _detect(src, rows)
+    if kind == "demonstrations" and fmt == "unpaired" and format is None:
+        fmt = "prompt_completion"  # prompt/completion rows asked for as demonstrations: a label is refused
     result = LoadResult([], kind or NATURAL_KIND[fmt], fmt, src.name, 0)
     parse = _RowParser(fmt, ctx, max_chars)
 

@@ -1,4 +1,4 @@
-"""Preference records: the data layer's three shapes.
+"""Records: the data layer's three preference shapes, and demonstrations for supervised fine-tuning.
 
 Prompts and responses are plain strings or chat message lists (``[{"role": ..., "content": ...}]``).
 """
@@ -54,6 +54,23 @@ class Unpaired:
     prompt: Text
     completion: Text
     label: bool
+    id: str | None = None
+    weight: float = 1.0
+    annotator: str | None = None
+    group: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Demonstration:
+    """One completion to imitate (supervised fine-tuning, TRL's prompt-completion / ``messages`` formats).
+
+    No label: every demonstration is a target. A conversation's last assistant turn is ``completion`` and the
+    turns before it are ``prompt``.
+    """
+
+    prompt: Text
+    completion: Text
     id: str | None = None
     weight: float = 1.0
     annotator: str | None = None

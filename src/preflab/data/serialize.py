@@ -8,7 +8,9 @@ trip is lossless:
 * :class:`Unpaired` -> ``{"prompt", "completion", "label"}`` (TRL's unpaired/KTO format) plus the same
   optional fields;
 * :class:`Ranking` -> ``{"prompt", "responses", "scores" | "ranks"}`` plus ``id``, ``annotator``,
-  ``group``, ``metadata``.
+  ``group``, ``metadata``;
+* :class:`Demonstration` -> ``{"prompt", "completion"}`` (TRL's SFT prompt-completion format) plus ``id``,
+  ``weight``, ``annotator``, ``group``, ``metadata``.
 
 Optional fields are written only when they differ from their default (``None``, ``weight == 1.0``,
 empty ``metadata``), so files of plain pairs stay plain TRL files. Files are written atomically
@@ -24,15 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .records import PreferencePair, Ranking, Unpaired
+from .records import Demonstration, PreferencePair, Ranking, Unpaired
 
-Record = PreferencePair | Ranking | Unpaired
+Record = PreferencePair | Ranking | Unpaired | Demonstration
 
 #: The first fields of each record kind, in the order they are written.
 CORE_FIELDS: dict[type, tuple[str, ...]] = {
     PreferencePair: ("prompt", "chosen", "rejected"),
     Ranking: ("prompt", "responses", "scores", "ranks"),
     Unpaired: ("prompt", "completion", "label"),
+    Demonstration: ("prompt", "completion"),
 }
 
 
@@ -40,7 +43,9 @@ def record_to_dict(record: Record) -> dict[str, Any]:
     """One record as a JSON-ready dict in TRL's field names (defaults left out, see module doc)."""
     kind = type(record)
     if kind not in CORE_FIELDS:
-        raise TypeError(f"record_to_dict expects PreferencePair, Ranking or Unpaired, got {kind.__name__}")
+        raise TypeError(
+            f"record_to_dict expects PreferencePair, Ranking, Unpaired or Demonstration, got {kind.__name__}"
+        )
     core = CORE_FIELDS[kind]
     out: dict[str, Any] = {}
     for name in core:

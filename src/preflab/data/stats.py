@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .records import PreferencePair, Ranking, Text, Unpaired
+from .records import Demonstration, PreferencePair, Ranking, Text, Unpaired
 from .serialize import Record
 
 PERCENTILES = (50, 90, 99)
@@ -67,7 +67,7 @@ def fields_of(records: Sequence[Record]) -> dict[str, list[tuple[Text, Text | No
         if isinstance(r, PreferencePair):
             out.setdefault("chosen", []).append((r.chosen, r.prompt))
             out.setdefault("rejected", []).append((r.rejected, r.prompt))
-        elif isinstance(r, Unpaired):
+        elif isinstance(r, Unpaired | Demonstration):
             out.setdefault("completion", []).append((r.completion, r.prompt))
         elif isinstance(r, Ranking):
             out.setdefault("responses", []).extend((resp, r.prompt) for resp in r.responses)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from ..errors import DataError
 from .fields import BadRow
 from .implicit import transcript_to_messages
-from .records import PreferencePair, Ranking, Text, Unpaired
+from .records import Demonstration, PreferencePair, Ranking, Text, Unpaired
 
 Truncation = Literal["keep_end", "skip", "error"]
 
@@ -35,7 +35,8 @@ Truncation = Literal["keep_end", "skip", "error"]
 @dataclass
 class TokenizedExample:
     """One prompt with its completion(s) as ids. Pairs: ``completions == (chosen, rejected)``;
-    unpaired: ``(completion,)`` with ``label`` 1.0 (desirable) / 0.0; ``index`` is the row in the dataset."""
+    unpaired: ``(completion,)`` with ``label`` 1.0 (desirable) / 0.0; demonstrations: ``(completion,)``, no label;
+    ``index`` is the row in the dataset."""
 
     index: int
     prompt_ids: list[int]
@@ -210,6 +211,9 @@ class Tokenizer:
         elif isinstance(record, Unpaired):
             texts = [("completion", record.completion)]
             extra = {"weight": record.weight, "label": 1.0 if record.label else 0.0}
+        elif isinstance(record, Demonstration):  # supervised fine-tuning: one target completion, no label
+            texts = [("completion", record.completion)]
+            extra = {"weight": record.weight}
         elif isinstance(record, Ranking):  # listwise objectives (PRO, LiPO): K responses with their scores
             if len(record.responses) < 2:
                 raise DataError("a ranking needs at least two responses", row=row, field="responses")

@@ -13,10 +13,12 @@ from . import (  # noqa: F401
     reference_free,
     reward_models,
     self_play,
+    sft,
     sppo,
 )
 from .base import (
     REGISTRY,
+    DemonstrationInputs,
     ObjectiveSpec,
     PairInputs,
     PreferenceEmbeddingInputs,
@@ -33,6 +35,7 @@ from .reward_models import gpm_operator, gpm_prob, gpm_score
 
 __all__ = [
     "REGISTRY",
+    "DemonstrationInputs",
     "ObjectiveSpec",
     "PairInputs",
     "PreferenceEmbeddingInputs",

@@ -48,6 +48,16 @@ class UnpairedInputs:
 
 
 @dataclass
+class DemonstrationInputs:
+    """A batch of demonstrations to imitate (supervised fine-tuning): ``policy`` holds the sequence sums
+    log π(y|x) of each completion, ``length`` its completion token counts |y|."""
+
+    policy: Tensor  # (B,)
+    length: Tensor  # (B,)
+    weight: Tensor | None = None  # per-example weight; None = 1
+
+
+@dataclass
 class RankingInputs:
     """A batch of rankings: K responses per prompt, ``scores`` higher = better, ``mask`` False = padding."""
 

@@ -36,6 +36,7 @@ RUNNERS: dict[tuple[str, str], Runner] = {
     (table.OFFLINE_UNPAIRED, table.FIXED): schedules.offline,
     (table.OFFLINE_RANKINGS, table.FIXED): schedules.offline,
     (table.OFFLINE_RANKINGS, table.NONE): schedules.offline,
+    (table.OFFLINE_DEMONSTRATIONS, table.NONE): schedules.offline,  # SFT: maximum likelihood on μ's responses
     (table.ONLINE_PAIRS, table.FIXED): schedules.online_pairs,
     (table.ONLINE_PAIRS, table.NONE): schedules.online_pairs,  # online SimPO / ORPO (online_dpo's objective choice)
     (table.ITERATIVE, table.PREVIOUS_ITERATE): schedules.iterative,

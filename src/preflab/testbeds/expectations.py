@@ -18,12 +18,13 @@ import torch
 from torch import Tensor
 
 from ..errors import TrainingError
-from ..objectives.base import PairInputs, RankingInputs, UnpairedInputs
+from ..objectives.base import DemonstrationInputs, PairInputs, RankingInputs, UnpairedInputs
 from ..objectives.game_inputs import GroupRewardInputs, IterativePairInputs, SampleInputs, XPOInputs
 
 __all__ = [
     "PairTable",
     "distinct_pair_mass",
+    "exact_demonstrations",
     "exact_group_samples",
     "exact_pairs",
     "exact_rankings",
@@ -239,6 +240,16 @@ def exact_unpaired(
         policy_kl=(base * flat.detach()).sum()[None],
         ref_kl=(base * ref_flat).sum()[None],
     )
+
+
+def exact_demonstrations(
+    logp: Tensor, mu: np.ndarray | Tensor, rho: np.ndarray | Tensor, lengths: np.ndarray | Tensor | None = None
+) -> DemonstrationInputs:
+    """Every (x, y) demonstrated with weight ρ(x) μ(y|x) (a dataset sampled from the data policy μ, in
+    expectation), with the game's response lengths (1 when it has none)."""
+    flat = logp.reshape(-1)
+    length = torch.ones_like(flat) if lengths is None else t(lengths).reshape(-1)
+    return DemonstrationInputs(policy=flat, length=length, weight=(t(rho)[:, None] * t(mu)).reshape(-1))
 
 
 def exact_rankings(

@@ -25,6 +25,7 @@ from ..objectives import get_objective
 from .expectations import (
     PairTable,
     distinct_pair_mass,
+    exact_demonstrations,
     exact_group_samples,
     exact_rankings,
     exact_samples,
@@ -120,7 +121,8 @@ COLLAPSED = 1e-12  # below this chance of drawing two distinct responses, a poli
 def offline(algo: Algorithm, game: PreferenceGame, cfg: GameTrainConfig) -> Trajectory:
     """A fixed dataset drawn from μ, as a population loss with reference π_ref: every pair labelled by the
     annotators (pair objectives), every response labelled desirable with probability P(y ≻ μ) (unpaired:
-    KTO), or every ranking of the responses from Plackett–Luce on the game's rewards (listwise: PRO, LiPO).
+    KTO), every response of μ as a demonstration (SFT), or every ranking of the responses from Plackett–Luce
+    on the game's rewards (listwise: PRO, LiPO).
     Each iteration is ``inner_steps`` optimiser steps; records the policy after each."""
     spec = get_objective(algo.objective)
     defaults = {"beta": cfg.beta} if "beta" in spec.params.__dataclass_fields__ else {}
@@ -145,13 +147,20 @@ def _offline_inputs(
 ) -> Callable[[Tensor], Any]:
     """log π → the objective's exact inputs over the whole dataset of ``algo``'s data schedule."""
     ref, mu, rho = t(np.log(game.ref)), _data_policy(game, cfg), game.context_probs
-    wanted = {table.OFFLINE_PAIRS: "pair", table.OFFLINE_UNPAIRED: "unpaired", table.OFFLINE_RANKINGS: "ranking"}
+    wanted = {
+        table.OFFLINE_PAIRS: "pair",
+        table.OFFLINE_UNPAIRED: "unpaired",
+        table.OFFLINE_RANKINGS: "ranking",
+        table.OFFLINE_DEMONSTRATIONS: "demonstration",
+    }
     if wanted.get(algo.data) != input_kind:
         raise ConfigError(
             f"objective '{algo.objective}' consumes '{input_kind}' inputs, not {algo.data}", field="algorithm"
         )
     if input_kind == "pair":
         return PairTable(mu, rho, game.annotator_pref(), ref=ref, lengths=game.lengths)
+    if input_kind == "demonstration":  # supervised fine-tuning: imitate μ's responses (no labels, no reference)
+        return lambda lp: exact_demonstrations(lp, mu, rho, game.lengths)
     if input_kind == "unpaired":
         desirable = win_rates(game.annotator_pref(), mu)
         return lambda lp: exact_unpaired(lp, ref, mu, rho, desirable)

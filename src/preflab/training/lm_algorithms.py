@@ -56,6 +56,7 @@ LM_SCHEDULES: dict[str, str] = {
     table.OFFLINE_PAIRS: "offline",
     table.OFFLINE_UNPAIRED: "offline",
     table.OFFLINE_RANKINGS: "offline",
+    table.OFFLINE_DEMONSTRATIONS: "offline",
     table.ONLINE_PAIRS: "online",
     table.ITERATIVE: "iterative",
     table.ROLLOUTS: "rollout",
@@ -77,6 +78,7 @@ ACCEPTED_DATA_KINDS: dict[str, tuple[str, ...]] = {
     table.OFFLINE_PAIRS: ("pairs", "rankings"),
     table.OFFLINE_UNPAIRED: ("pairs", "rankings", "unpaired"),
     table.OFFLINE_RANKINGS: ("rankings",),
+    table.OFFLINE_DEMONSTRATIONS: ("demonstrations",),
 }
 _FORMAT_DATA_KIND = {
     "preference": "pairs",
@@ -84,6 +86,8 @@ _FORMAT_DATA_KIND = {
     "unpaired": "unpaired",
     "rated": "rankings",
     "ranking": "rankings",
+    "prompt_completion": "demonstrations",
+    "messages": "demonstrations",
 }
 
 

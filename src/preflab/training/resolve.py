@@ -29,6 +29,7 @@ DATA_KIND_OF_INPUTS = {
     "rollout": "prompts",
     "preference_embedding": "pairs",
     "group_pairs": "pairs",
+    "demonstration": "demonstrations",
 }
 
 

@@ -92,9 +92,10 @@ class OfflineSchedule(Schedule):
     ):
         if not examples:
             raise DataError("no training examples (every row was skipped or the dataset is empty)")
-        if batch_kind not in ("pair", "unpaired", "ranking"):
+        if batch_kind not in ("pair", "unpaired", "ranking", "demonstration"):
             raise ValueError(
-                f"the offline schedule produces 'pair', 'unpaired' or 'ranking' batches, not '{batch_kind}'"
+                "the offline schedule produces 'pair', 'unpaired', 'ranking' or 'demonstration' batches, "
+                f"not '{batch_kind}'"
             )
         self.examples = attach_kl_partners(examples) if with_kl else list(examples)
         self.batch_kind, self.batch_size, self.seed = batch_kind, batch_size, seed

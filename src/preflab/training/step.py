@@ -5,7 +5,7 @@ sequence log-probs, or rewards). The scorer is what turns a batch into one value
 of the policy (:class:`~preflab.models.logprobs.SequenceScorer`) or a reward model's rewards
 (:class:`~preflab.models.reward.RewardScorer`); the objective's input kind says which it gets. Sequences of a
 batch are ordered ``k·G + g`` (completion slot k of example g), so slot 0 is ``chosen`` (pairs) or the completion
-(unpaired), slot 1 ``rejected`` or the KL partner.
+(unpaired, demonstrations), slot 1 ``rejected`` or the KL partner.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torch import Tensor
 from ..data.collate import ExampleBatch
 from ..models.policy import Reference
 from ..objectives import (
+    DemonstrationInputs,
     ObjectiveSpec,
     PairInputs,
     PreferenceEmbeddingInputs,
@@ -72,6 +73,15 @@ def unpaired_inputs(
         policy_kl=pol[1] if kl else None,
         ref_kl=refs[1] if kl else None,
         weight=batch.weight,
+    )
+
+
+def demonstration_inputs(
+    batch: ExampleBatch, policy: Tensor, ref: Tensor | None, anchor: Tensor | None = None
+) -> DemonstrationInputs:
+    """Slot 0 = the demonstrated completion: its summed log-prob and its completion token count (SFT)."""
+    return DemonstrationInputs(
+        policy=policy, length=batch.sequences.completion_lengths.to(policy.device), weight=batch.weight
     )
 
 
@@ -179,6 +189,7 @@ INPUT_BUILDERS: dict[str, Callable[..., Any]] = {  # (batch, policy, ref, anchor
     "xpo_pair": xpo_inputs,
     "preference_embedding": preference_embedding_inputs,
     "group_pairs": group_pair_inputs,
+    "demonstration": demonstration_inputs,
 }
 # The batch kind (ExampleBatch.batch_kind, preflab.data.collate) each objective input kind is built from.
 BATCH_KIND_OF_INPUTS: dict[str, str] = {
@@ -192,6 +203,7 @@ BATCH_KIND_OF_INPUTS: dict[str, str] = {
     "rollout": "rollout",
     "preference_embedding": "pair",
     "group_pairs": "pair",
+    "demonstration": "demonstration",
 }
 
 
