@@ -128,7 +128,7 @@ def test_iterative_simpo_with_a_large_margin_stops_when_the_policy_turns_pure(ga
 @pytest.mark.parametrize(
     ("objective", "message"),
     [
-        ("sppo", "objective 'sppo' is the loss of algorithm 'sppo', which trains on rounds"),
+        ("sppo", "objective 'sppo' is the loss of algorithm 'sppo' on this schedule"),
         ("kto", "objective 'kto' is the loss of algorithm 'kto', which trains on a fixed dataset of single"),
         ("bt_reward", "objective 'bt_reward' trains a reward model"),
     ],

@@ -580,8 +580,8 @@ def with_objective(algo: Algorithm, objective: str, *, field_name: str = "object
         )
     if not choices:
         raise ConfigError(
-            f"objective.name '{objective}' contradicts algorithm '{algo.name}', whose objective is "
-            f"'{algo.objective}'; drop objective.name",
+            f"{field_name} '{objective}' contradicts algorithm '{algo.name}', whose objective is "
+            f"'{algo.objective}'; drop {field_name}",
             field=field_name,
         )
     rows = [a for a in _ROWS if a.objective == objective]
@@ -591,12 +591,15 @@ def with_objective(algo: Algorithm, objective: str, *, field_name: str = "object
         what = f"objective '{objective}' trains a reward model (algorithm '{rows[0].name}')"
     else:
         r = rows[0]
-        what = (
-            f"objective '{objective}' is the loss of algorithm '{r.name}', which trains on {DATA_SCHEDULES[r.data]} "
-            f"against {REFERENCE_SCHEDULES[r.reference]}"
-        )
-        if r.data == algo.data:
-            what += f"; set algorithm: {r.name}"
+        if r.data == algo.data:  # a row of its own on this schedule (iterative_dpo + sppo is SPPO)
+            what = (
+                f"objective '{objective}' is the loss of algorithm '{r.name}' on this schedule; set algorithm: {r.name}"
+            )
+        else:
+            what = (
+                f"objective '{objective}' is the loss of algorithm '{r.name}', which trains on "
+                f"{DATA_SCHEDULES[r.data]} against {REFERENCE_SCHEDULES[r.reference]}"
+            )
     raise ConfigError(
         f"algorithm '{algo.name}' trains one of the pair objectives {', '.join([algo.objective, *choices])} on "
         f"{DATA_SCHEDULES[algo.data]}; {what}",
