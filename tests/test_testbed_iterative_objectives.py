@@ -49,7 +49,9 @@ def test_iterative_ipo_is_hedge_and_its_average_approaches_the_minimax_winner(ga
     the last iterate cycles and does not converge."""
     winner = minimax_winner(game)
     claim = VARIANTS[("iterative_dpo", "ipo")]
-    assert claim.guarantee == "average" and claim.verified_by.endswith("::" + __import__("inspect").stack()[0][3])
+    assert claim.guarantee == "average" and claim.verified_by.endswith(
+        "::test_iterative_ipo_is_hedge_and_its_average_approaches_the_minimax_winner"
+    )
     for beta, T in ((2.0, 200), (10.0, 800)):
         traj = run_algorithm("iterative_dpo", game, beta, objective="ipo", iterations=T)
         average = np.mean(traj.policies[:-1], axis=0)  # π_0 … π_{T−1}: the iterates the regret is about
