@@ -13,7 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from preflab import algorithms as table
-from preflab.algorithms import ALGORITHMS, OBJECTIVE_ONLY, get_algorithm, objective_choices
+from preflab.algorithms import ALGORITHMS, OBJECTIVE_ONLY, get_algorithm, objective_choices, with_objective
 from preflab.cli import app, main
 from preflab.errors import ConfigError
 from preflab.objectives import REGISTRY
@@ -71,6 +71,38 @@ def test_schedules_are_known_and_reference_free_objectives_have_no_reference():
         assert (a.reference == table.NONE) == (not REGISTRY[a.objective].needs_ref), a.name
 
 
+def _variant_rows(a):
+    return [with_objective(a, objective) for objective in objective_choices(a)]
+
+
+def test_objective_choices_keep_the_rows_reference_and_carry_their_own_claims():
+    """online_dpo / iterative_dpo take every offline pair objective of the table; the chosen objective keeps the
+    row's reference schedule (π_ref / π_t) unless it takes none; its claim is its Variant's or "not checked"."""
+    pair_objectives = [
+        a.objective for a in ALGORITHMS.values() if a.data == table.OFFLINE_PAIRS and a.model == "policy"
+    ]
+    assert pair_objectives == ["dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo"]
+    assert list(objective_choices(ALGORITHMS["online_dpo"])) == pair_objectives
+    assert list(objective_choices(ALGORITHMS["iterative_dpo"])) == pair_objectives[1:]  # its own is dpo
+    for name, reference in (("online_dpo", table.FIXED), ("iterative_dpo", table.PREVIOUS_ITERATE)):
+        for v in _variant_rows(ALGORITHMS[name]):
+            assert (v.name, v.data) == (name, ALGORITHMS[name].data)
+            assert v.reference == (table.NONE if v.objective in ("simpo", "orpo") else reference), v
+            checked = table.VARIANTS.get((name, v.objective))
+            assert v.claim == (checked.claim if checked else table.NOT_CHECKED)
+            assert v.claim != ALGORITHMS[name].claim or v.objective == "dpo"  # never the row's claim by default
+    assert set(table.VARIANTS) == {
+        ("online_dpo", "dpo"),
+        ("online_dpo", "ipo"),
+        ("iterative_dpo", "ipo"),
+        ("iterative_dpo", "simpo"),
+    }
+    assert with_objective(ALGORITHMS["iterative_dpo"], "ipo").guarantee == "average"
+    assert with_objective(ALGORITHMS["iterative_dpo"], "hinge").claim == "not checked"
+    with pytest.raises(ConfigError, match=r"objective 'sppo' is the loss of algorithm 'sppo'.*; set algorithm: sppo$"):
+        with_objective(ALGORITHMS["iterative_dpo"], "sppo")
+
+
 def test_the_testbed_runs_exactly_the_tables_testbed_algorithms():
     marked = {name for name, a in ALGORITHMS.items() if a.on_testbed}
     assert set(testbed.ALGORITHMS) == marked
@@ -78,8 +110,8 @@ def test_the_testbed_runs_exactly_the_tables_testbed_algorithms():
     assert set(ALGORITHMS) - marked == {name for name, a in ALGORITHMS.items() if a.model != table.POLICY}
     assert all(testbed.ALGORITHMS[name] is ALGORITHMS[name] for name in marked)  # one definition each
     pairs = {(a.data, a.reference) for a in ALGORITHMS.values() if a.on_testbed}
-    # online_dpo's objective choice brings its objective's reference (online SimPO, ORPO: none)
-    pairs |= {(a.data, c.reference) for a in ALGORITHMS.values() if a.on_testbed for c in objective_choices(a).values()}
+    # an objective choice keeps the row's reference schedule, or none (online / iterative SimPO, ORPO)
+    pairs |= {(v.data, v.reference) for a in ALGORITHMS.values() if a.on_testbed for v in _variant_rows(a)}
     assert pairs == set(testbed.RUNNERS)  # every runner is used, every testbed algorithm has one
 
 
@@ -96,7 +128,7 @@ def test_the_lm_trainer_runs_exactly_the_tables_lm_algorithms():
 
 
 def test_every_claim_links_to_an_existing_testbed_test():
-    for a in ALGORITHMS.values():
+    for a in [*ALGORITHMS.values(), *table.VARIANTS.values()]:
         path, _, test = a.verified_by.partition("::")
         source = (ROOT / path).read_text()
         assert re.search(rf"^def {re.escape(test)}\(", source, re.M), a.verified_by
@@ -126,14 +158,22 @@ def test_algorithms_command_lists_every_algorithm_and_where_it_runs(monkeypatch)
         runs = row.split()[1:3]
         assert ("LM" in runs) == a.on_lm and ("TB" in runs) == a.on_testbed, row
     assert re.search(r"^sppo\s+LM TB\s+=\s+iterative\s+previous", out, re.M)
-    assert re.search(r"^iterative_dpo\s+LM TB\s+dpo\s+iterative", out, re.M)
+    assert re.search(r"^iterative_dpo\s+LM TB\s+dpo\*\s+iterative", out, re.M)
     assert re.search(r"^online_dpo\s+LM TB\s+=\*\s+online pairs\s+fixed", out, re.M)
-    # the open row says which objectives objective.name may pick, and what happens to the reference
+    # an open row says which objectives objective.name may pick, the reference, and each pair's own claim
     note = " ".join(out[out.index("* online_dpo:") :].split())
     assert note.startswith(
         "* online_dpo: or objective.name = any of dpo, cdpo, rdpo, ipo, hinge, rpo, simpo, orpo (e.g. algorithm: "
-        "online_dpo + objective: {name: ipo} is online IPO); its reference follows the objective (none for simpo, orpo)"
+        "online_dpo + objective: {name: ipo} is online IPO); reference: fixed, none for simpo, orpo. Claims: dpo: "
+        f"{ALGORITHMS['online_dpo'].claim} cdpo: not checked rdpo: not checked ipo: β-regularised Nash"
     )
+    note = " ".join(out[out.index("* iterative_dpo:") :].split())
+    assert note.startswith(
+        "* iterative_dpo: or objective.name = any of cdpo, rdpo, ipo, hinge, rpo, simpo, orpo (e.g. algorithm: "
+        "iterative_dpo + objective: {name: ipo} is iterative IPO); reference: previous iterate, none for simpo, "
+        "orpo. Claims: cdpo: not checked rdpo: not checked ipo: round t: Hedge"
+    )
+    assert note.endswith("orpo: not checked")
     assert re.search(r"^bt_reward\s+LM\s+=\s+offline pairs", out, re.M) and "→ reward" in out
 
 
@@ -156,8 +196,28 @@ def test_algorithms_json_is_the_table():
         "params": {},
         "testbed_defaults": {"iterations": 150, "inner_steps": 10, "eta": 0.01},
         "objective_choice": [],
+        "variants": [],
     }
     assert rows["online_dpo"]["objective_choice"] == ["dpo", "cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo"]
+    assert rows["iterative_dpo"]["objective_choice"] == ["cdpo", "rdpo", "ipo", "hinge", "rpo", "simpo", "orpo"]
+    variants = {v["objective"]: v for v in rows["iterative_dpo"]["variants"]}
+    assert list(variants) == rows["iterative_dpo"]["objective_choice"]
+    ipo = table.VARIANTS[("iterative_dpo", "ipo")]
+    assert variants["ipo"] == {
+        "objective": "ipo",
+        "reference": "previous_iterate",
+        "claim": ipo.claim,
+        "guarantee": "average",
+        "verified_by": ipo.verified_by,
+    }
+    assert variants["simpo"]["reference"] == "none" and variants["simpo"]["verified_by"].endswith("reference")
+    assert variants["hinge"] == {
+        "objective": "hinge",
+        "reference": "previous_iterate",
+        "claim": "not checked",
+        "guarantee": "last",
+        "verified_by": None,
+    }
     assert rows["dpo"]["runs"] == ["lm", "testbed"]
 
 

@@ -23,9 +23,9 @@ def game():
     return bt_game(seed=0, n_contexts=2, n_actions=4)
 
 
-@pytest.mark.parametrize("name", ["dpo", "online_dpo"])
-def test_dpo_reaches_the_kl_regularised_optimum(game, name):
-    traj = run_algorithm(name, game, BETA)
+@pytest.mark.parametrize(("name", "objective"), [("dpo", None), ("online_dpo", None), ("online_dpo", "dpo")])
+def test_dpo_reaches_the_kl_regularised_optimum(game, name, objective):
+    traj = run_algorithm(name, game, BETA, objective=objective)
     assert tv_distance(traj.final, kl_optimum(game, BETA)) < 1e-6
 
 

@@ -153,9 +153,17 @@ def test_recipes_name_an_algorithm_the_trainer_runs(recipe):
     if cfg.objective.name == algo.objective:
         assert "  name:" not in text.split("objective:")[1][:40]
     else:  # objective.name only where the row leaves its objective open (online_ipo: online_dpo + ipo)
-        assert cfg.objective.name in objective_choices(algo) and recipe.stem == f"online_{cfg.objective.name}"
+        schedule = cfg.algorithm.removesuffix(
+            "_dpo"
+        )  # online_dpo + ipo: online_ipo, iterative_dpo + ipo: iterative_ipo
+        assert cfg.objective.name in objective_choices(algo) and recipe.stem == f"{schedule}_{cfg.objective.name}"
     if recipe.stem != "quickstart":  # a recipe is named after its algorithm (reward_model: bt_reward's)
-        names = {"reward_model": "bt_reward", "ppo_reward_model": "ppo", "online_ipo": "online_dpo"}
+        names = {
+            "reward_model": "bt_reward",
+            "ppo_reward_model": "ppo",
+            "online_ipo": "online_dpo",
+            "iterative_ipo": "iterative_dpo",
+        }
         assert names.get(recipe.stem, recipe.stem) == cfg.algorithm
 
 

@@ -244,10 +244,9 @@ _HEAD = (
             "field 'objective.name': objective.name 'ipo' contradicts algorithm 'xpo', whose objective is 'xpo'",
         ),
         (
-            "iterative_dpo",
+            "sppo",
             "ipo",
-            "field 'objective.name': objective.name 'ipo' contradicts algorithm 'iterative_dpo', whose objective is "
-            "'dpo'",
+            "field 'objective.name': objective.name 'ipo' contradicts algorithm 'sppo', whose objective is 'sppo'",
         ),
     ],
 )

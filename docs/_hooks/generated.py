@@ -171,7 +171,14 @@ def config_reference() -> str:
 
 def algorithms() -> str:
     _use_checkout()
-    from preflab.algorithms import ALGORITHMS, DATA_SCHEDULES, NONE, REFERENCE_SCHEDULES, objective_choices
+    from preflab.algorithms import (
+        ALGORITHMS,
+        DATA_SCHEDULES,
+        NONE,
+        REFERENCE_SCHEDULES,
+        objective_choices,
+        with_objective,
+    )
 
     def runs(algo) -> str:
         return " + ".join(sorted(algo.runs))
@@ -212,10 +219,20 @@ def algorithms() -> str:
             names = ", ".join(f"[`{name}`](objectives.md#{name})" for name in choices)
             free = ", ".join(f"`{name}`" for name, row in choices.items() if row.reference == NONE)
             out.append(
-                f"- objective choice: `objective: {{name: NAME}}` (testbed: `run_algorithm(..., objective=NAME)`) "
-                f"trains any of {names} on this schedule instead (e.g. `ipo`: online IPO); the reference schedule "
-                f"and defaults are that objective's row's (`{NONE}` for {free}: no reference model is loaded)"
+                f"- objective choice: `objective: {{name: NAME}}` (testbed: `run_algorithm(..., objective=NAME)`, "
+                f"`preflab testbed run --objective NAME`) trains any of {names} on this schedule instead (e.g. "
+                f"`ipo`); the reference schedule stays `{algo.reference}` (`{NONE}` for {free}: no reference model "
+                "is loaded) and the defaults are that objective's row's. Each choice's own claim (`not checked` "
+                "where no test checks one):"
             )
+            for name in choices:
+                v = with_objective(algo, name)
+                if v.verified_by:
+                    out.append(
+                        f"    - `{name}` ({v.guarantee} iterate): {_cell(v.claim)}; checked by `{v.verified_by}`"
+                    )
+                else:
+                    out.append(f"    - `{name}`: {_cell(v.claim)}")
     return "\n".join(out)
 
 

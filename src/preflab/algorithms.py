@@ -17,11 +17,15 @@ Adding an algorithm: one objective (if new), one row here, one testbed test (``v
 schedule only if its (data, reference) pair is new.
 
 A row may leave its objective open (``objective_choice``): online DPO's schedule (pairs sampled from the
-current policy and judged at every step) trains any objective the table trains on offline pairs, so
-``algorithm: online_dpo`` with ``objective: {name: ipo}`` is online IPO (Calandriello et al. 2024) and with
-``simpo`` online SimPO. Online-ness stays the data schedule of a row, never a prefix of a name;
-:func:`with_objective` gives the row with the chosen objective, whose reference schedule (none for SimPO and
-ORPO) and defaults come from that objective's offline row.
+current policy and judged at every step) and iterative DPO's (rounds of pairs sampled from π_t and judged) train
+any objective the table trains on offline pairs, so ``algorithm: online_dpo`` with ``objective: {name: ipo}`` is
+online IPO (Calandriello et al. 2024), with ``simpo`` online SimPO, and ``algorithm: iterative_dpo`` with
+``ipo`` is iterative IPO. Online-ness stays the data schedule of a row, never a prefix of a name;
+:func:`with_objective` gives the row with the chosen objective: the row's own reference schedule (π_ref for
+online DPO, π_t for iterative DPO) for an objective with a reference, none for SimPO and ORPO, and the
+defaults of that objective's offline row. What such a pair converges to is not the row's claim: a
+:class:`Variant` in :data:`VARIANTS` carries the claim and test of one (algorithm, objective) pair, and a pair
+without one claims :data:`NOT_CHECKED`.
 """
 
 from __future__ import annotations
@@ -39,10 +43,14 @@ __all__ = [
     "MODELS",
     "OBJECTIVE_ONLY",
     "REFERENCE_SCHEDULES",
+    "NOT_CHECKED",
     "TESTBED",
+    "VARIANTS",
     "Algorithm",
+    "Variant",
     "get_algorithm",
     "objective_choices",
+    "variants_of",
     "with_objective",
 ]
 
@@ -306,6 +314,7 @@ _ROWS = [
         "Xiong et al. 2024, iterative DPO",
         _BOTH,
         testbed={"iterations": 3, "inner_steps": 5},
+        objective_choice=OFFLINE_PAIRS,  # iterative IPO, iterative SimPO, ...: objective.name picks the round's loss
     ),
     Algorithm(
         "sppo",
@@ -512,21 +521,80 @@ def objective_choices(algo: Algorithm) -> dict[str, Algorithm]:
     return {a.objective: a for a in rows}
 
 
+@dataclass(frozen=True)
+class Variant:
+    """An open row (``objective_choice``) trained with one chosen objective, and what that pair converges to:
+    ``claim`` and ``verified_by`` as in :class:`Algorithm`, ``guarantee`` "last" or "average". A pair of the
+    table without a Variant claims :data:`NOT_CHECKED`; it never inherits the row's claim."""
+
+    algorithm: str
+    objective: str
+    claim: str
+    verified_by: str
+    guarantee: str = "last"
+
+
+NOT_CHECKED = "not checked"
+_VARIANT_TESTS = "tests/test_testbed_iterative_objectives.py::"
+
+VARIANTS: dict[tuple[str, str], Variant] = {
+    (v.algorithm, v.objective): v
+    for v in (
+        Variant("online_dpo", "dpo", ALGORITHMS["online_dpo"].claim, ALGORITHMS["online_dpo"].verified_by),
+        Variant(
+            "online_dpo",
+            "ipo",
+            "β-regularised Nash equilibrium (online IPO)",
+            "tests/test_testbed_nash.py::test_online_ipo_converges_to_the_regularized_nash_equilibrium_and_online_dpo_does_not",
+        ),
+        Variant(
+            "iterative_dpo",
+            "ipo",
+            "round t: Hedge π_{t+1} ∝ π_t·exp(P(y ≻ π_t)/β); average iterate: minimax winner up to "
+            "exploitability β·ln(1/min π_0)/T + 1/(8β)",
+            _VARIANT_TESTS + "test_iterative_ipo_is_hedge_and_its_average_approaches_the_minimax_winner",
+            guarantee="average",
+        ),
+        Variant(
+            "iterative_dpo",
+            "simpo",
+            "a fixed point: π minimises the SimPO loss of its own pairs (cyclic game: the uniform minimax winner)",
+            _VARIANT_TESTS + "test_iterative_simpo_reaches_a_fixed_point_without_a_reference",
+        ),
+    )
+}
+
+
+def variants_of(algo: Algorithm) -> list[Variant]:
+    """The checked (algorithm, objective) pairs of an open row, in the order of its objective choices."""
+    return [VARIANTS[(algo.name, o)] for o in objective_choices(algo) if (algo.name, o) in VARIANTS]
+
+
 def with_objective(algo: Algorithm, objective: str, *, field_name: str = "objective.name") -> Algorithm:
     """``algo`` training ``objective``: the row itself for its own objective, else (a row with an
-    ``objective_choice``) the row with that objective, the reference schedule and the parameters of the
-    objective's own row (SimPO, ORPO: no reference). Anything else is a one-line ConfigError naming
-    ``field_name`` that says what the objective trains on instead."""
+    ``objective_choice``) the row with that objective and the parameters of the objective's own row, the row's
+    reference schedule unless the objective takes none (SimPO, ORPO), and the claim of its :class:`Variant`
+    (:data:`NOT_CHECKED` without one). Anything else is a one-line ConfigError naming ``field_name`` that says
+    what the objective trains on instead ("set algorithm: NAME" for another row on the same data schedule)."""
     if objective == algo.objective:
         return algo
     choices = objective_choices(algo)
     if objective in choices:
         source = choices[objective]
-        return replace(algo, objective=objective, reference=source.reference, params=dict(source.params))
+        variant = VARIANTS.get((algo.name, objective))
+        return replace(
+            algo,
+            objective=objective,
+            reference=NONE if source.reference == NONE else algo.reference,
+            params=dict(source.params),
+            claim=variant.claim if variant else NOT_CHECKED,
+            verified_by=variant.verified_by if variant else "",
+            guarantee=variant.guarantee if variant else "last",
+        )
     if not choices:
         raise ConfigError(
-            f"objective.name '{objective}' contradicts algorithm '{algo.name}', whose objective is "
-            f"'{algo.objective}'; drop objective.name",
+            f"{field_name} '{objective}' contradicts algorithm '{algo.name}', whose objective is "
+            f"'{algo.objective}'; drop {field_name}",
             field=field_name,
         )
     rows = [a for a in _ROWS if a.objective == objective]
@@ -536,10 +604,15 @@ def with_objective(algo: Algorithm, objective: str, *, field_name: str = "object
         what = f"objective '{objective}' trains a reward model (algorithm '{rows[0].name}')"
     else:
         r = rows[0]
-        what = (
-            f"objective '{objective}' is the loss of algorithm '{r.name}', which trains on {DATA_SCHEDULES[r.data]} "
-            f"against {REFERENCE_SCHEDULES[r.reference]}"
-        )
+        if r.data == algo.data:  # a row of its own on this schedule (iterative_dpo + sppo is SPPO)
+            what = (
+                f"objective '{objective}' is the loss of algorithm '{r.name}' on this schedule; set algorithm: {r.name}"
+            )
+        else:
+            what = (
+                f"objective '{objective}' is the loss of algorithm '{r.name}', which trains on "
+                f"{DATA_SCHEDULES[r.data]} against {REFERENCE_SCHEDULES[r.reference]}"
+            )
     raise ConfigError(
         f"algorithm '{algo.name}' trains one of the pair objectives {', '.join([algo.objective, *choices])} on "
         f"{DATA_SCHEDULES[algo.data]}; {what}",

@@ -9,7 +9,23 @@ import typer
 
 def rows() -> list[dict[str, object]]:
     """One plain dict per algorithm of :data:`preflab.algorithms.ALGORITHMS`, in table order."""
-    from ..algorithms import ALGORITHMS, LM, TESTBED, objective_choices
+    from ..algorithms import ALGORITHMS, LM, TESTBED, objective_choices, with_objective
+
+    def variants(a) -> list[dict[str, object]]:  # noqa: ANN001
+        """Each objective choice of an open row with its own claim ("not checked" without a Variant)."""
+        out = []
+        for objective in objective_choices(a):
+            v = with_objective(a, objective)
+            out.append(
+                {
+                    "objective": objective,
+                    "reference": v.reference,
+                    "claim": v.claim,
+                    "guarantee": v.guarantee,
+                    "verified_by": v.verified_by or None,
+                }
+            )
+        return out
 
     return [
         {
@@ -27,6 +43,8 @@ def rows() -> list[dict[str, object]]:
             "testbed_defaults": dict(a.testbed),
             # objectives objective.name may pick instead (online_dpo: online IPO, online SimPO, ...)
             "objective_choice": list(objective_choices(a)),
+            # the same, each with the claim of that (algorithm, objective) pair: preflab.algorithms.VARIANTS
+            "variants": variants(a),
         }
         for a in ALGORITHMS.values()
     ]
@@ -72,12 +90,14 @@ def algorithms_cmd(
     for r in table_rows:  # the rows whose objective a config may choose: which ones, and what that changes
         if r["objective_choice"]:
             choice = ", ".join(map(str, r["objective_choice"]))  # type: ignore[call-overload]
+            kind = "online" if r["data"] == "online_pairs" else str(r["data"]).replace("_", " ")
             console.print(
-                f"* {r['name']}: or objective.name = any of {choice} (e.g. "
-                f"algorithm: {r['name']} + objective: {{name: ipo}} is online IPO); its reference follows the "
-                "objective (none for simpo, orpo)",
+                f"* {r['name']}: or objective.name = any of {choice} (e.g. algorithm: {r['name']} + objective: "
+                f"{{name: ipo}} is {kind} IPO); reference: {_words(r['reference'])}, none for simpo, orpo. Claims:",
                 highlight=False,
             )
+            for v in r["variants"]:  # type: ignore[union-attr]
+                console.print(f"    {v['objective']}: {v['claim']}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,7 @@ RUNNERS: dict[tuple[str, str], Runner] = {
     (table.ONLINE_PAIRS, table.FIXED): schedules.online_pairs,
     (table.ONLINE_PAIRS, table.NONE): schedules.online_pairs,  # online SimPO / ORPO (online_dpo's objective choice)
     (table.ITERATIVE, table.PREVIOUS_ITERATE): schedules.iterative,
+    (table.ITERATIVE, table.NONE): schedules.iterative,  # iterative SimPO / ORPO (iterative_dpo's objective choice)
     (table.POLICY_GRADIENT, table.GEOMETRIC_MIXTURE): schedules.online_pg,
     (table.POLICY_GRADIENT, table.NONE): schedules.online_pg,
     (table.POLICY_GRADIENT, table.PROX_SNAPSHOTS): schedules.mirror_prox,

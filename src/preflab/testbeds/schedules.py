@@ -177,8 +177,10 @@ def _check_support(algo: Algorithm, pi_t: np.ndarray, rho: np.ndarray, iteration
     collapsed = np.flatnonzero((mass < COLLAPSED) & (np.asarray(rho) > 0))
     if collapsed.size:
         x = int(collapsed[0])
+        own = table.ALGORITHMS[algo.name].objective if algo.name in table.ALGORITHMS else algo.objective
+        label = algo.name if algo.objective == own else f"{algo.name} with objective {algo.objective}"
         raise TrainingError(
-            f"{algo.name}: the policy collapsed to a pure strategy at iteration {iteration} (context {x}, "
+            f"{label}: the policy collapsed to a pure strategy at iteration {iteration} (context {x}, "
             f"action {int(np.argmax(pi_t[x]))}): no distinct pairs to sample (1 − Σπ² = {mass[x]:.3g})",
             field="policy",
         )
@@ -187,7 +189,8 @@ def _check_support(algo: Algorithm, pi_t: np.ndarray, rho: np.ndarray, iteration
 def iterative(algo: Algorithm, game: PreferenceGame, cfg: GameTrainConfig) -> Trajectory:
     """Iterative self-play: at iteration t the pairs come from π_t, the reference schedule is π_t, and the
     objective is minimised to convergence. ``sppo`` (η = 1/β_SPPO = ``eta``), ``inpo`` (τ = beta, η = eta),
-    ``dno`` (η = 1/eta), or any pair objective (iterative DPO: π_t as the reference)."""
+    ``dno`` (η = 1/eta), or any pair objective (iterative DPO, IPO …: π_t as the reference; SimPO and ORPO,
+    iterative DPO's reference-free objective choices, take none and read the game's lengths)."""
     name = algo.objective
     spec = get_objective(name)
     eta = 1.0 if cfg.eta is None else cfg.eta
@@ -206,14 +209,21 @@ def iterative(algo: Algorithm, game: PreferenceGame, cfg: GameTrainConfig) -> Tr
     for k in range(cfg.iterations):
         if name != "sppo":  # SPPO's i.i.d. pairs keep identical ones; the others need distinct pairs
             _check_support(algo, pol.probs(), game.context_probs, k + 1)
-        loss_fn = _iterative_loss(name, spec, params, pol.probs(), game, pref, log_ref)
+        loss_fn = _iterative_loss(name, spec, params, pol.probs(), game, pref, log_ref, algo.reference != table.NONE)
         traj.losses += fit(pol, loss_fn, optimizer=cfg.optimizer or "lbfgs", steps=cfg.inner_steps, lr=cfg.lr)
         traj.policies.append(pol.probs())
     return traj
 
 
 def _iterative_loss(
-    name: str, spec: Any, params: Any, pi_t: np.ndarray, game: PreferenceGame, pref: Tensor, log_ref: Tensor
+    name: str,
+    spec: Any,
+    params: Any,
+    pi_t: np.ndarray,
+    game: PreferenceGame,
+    pref: Tensor,
+    log_ref: Tensor,
+    reference: bool = True,
 ) -> Callable[[Tensor], Tensor]:
     """The population loss of iteration t: pairs from π_t, π_t as the anchor / reference."""
     anchor = t(np.log(pi_t))
@@ -227,7 +237,8 @@ def _iterative_loss(
     if name == "dno":  # soft targets from win rates against π_t
         table = PairTable(pi_t, game.context_probs, None)
         return lambda lp: spec(table.iterative(lp, anchor, win), params)[0]
-    table = PairTable(pi_t, game.context_probs, pref, ref=anchor)  # iterative DPO-style: π_t as reference
+    # iterative DPO-style: π_t as reference (none for SimPO / ORPO, which read the lengths instead)
+    table = PairTable(pi_t, game.context_probs, pref, ref=anchor if reference else None, lengths=game.lengths)
     return lambda lp: spec(table(lp), params)[0]
 
 

@@ -245,7 +245,7 @@ class IterativeSection(Section):
     )
     reference: Literal["previous_iterate", "initial"] = Field(
         "previous_iterate",
-        description="π_t of the round (the table's schedule) or the initial policy π_0 (iterative DPO only).",
+        description="π_t of the round, or the initial policy π_0 (iterative_dpo with an objective that takes one).",
     )
     mixture_coef: float = Field(
         0.5,

@@ -10,9 +10,9 @@ the run trains:
 * An old config's ``objective: {name: NAME}`` (and no ``algorithm:``) selects the algorithm of the same name —
   ``dpo``, ``ipo``, ``kto``, ``online_dpo`` … are both — as TRL users expect a loss name to select that
   method; an objective that is no algorithm (``gpm``) is an error. Both given must agree, except for a row
-  whose objective is open (``online_dpo``: any objective of an offline-pairs row, e.g. ``objective: {name:
-  ipo}`` for online IPO; :func:`preflab.algorithms.with_objective`), where ``objective.name`` picks the loss
-  and brings its reference schedule (none for SimPO and ORPO).
+  whose objective is open (``online_dpo``, ``iterative_dpo``: any objective of an offline-pairs row, e.g.
+  ``objective: {name: ipo}`` for online or iterative IPO; :func:`preflab.algorithms.with_objective`), where
+  ``objective.name`` picks the loss and keeps the row's reference schedule (none for SimPO and ORPO).
 * An algorithm the trainer has no schedule for (``sppo``, ``inpo``, ``nash_md`` …) is a one-line
   :class:`~preflab.errors.ConfigError` naming the config field — never a silent downgrade to offline DPO.
 * A data source the algorithm cannot train on (an offline dataset for an online algorithm, pairs for a
@@ -22,8 +22,10 @@ the run trains:
   ``iterative.pairs`` do not apply to them, and SPO runs without a reference (its ``beta`` stays 0).
 * An iterative algorithm's length is ``iterative.rounds`` × its steps per round (``train.max_steps`` is an
   error), its reference is π_t unless ``iterative.reference: initial`` (only for an objective the table also
-  trains against a fixed reference, i.e. iterative DPO), and ``reference.mode`` then only says how π_0 is kept
-  (as it does for INPO and DNO, which take π_t as an anchor besides π_ref).
+  trains against a fixed reference: iterative DPO and its objective choices, e.g. ``objective: {name: ipo}``
+  for iterative IPO), and ``reference.mode`` then only says how π_0 is kept (as it does for INPO and DNO, which
+  take π_t as an anchor besides π_ref). Iterative SimPO and ORPO keep no reference: ``iterative.reference:
+  initial`` or a ``reference.mode`` other than auto / none is an error.
 
 Afterwards ``cfg.algorithm`` holds the algorithm and ``cfg.objective.name`` its objective;
 :func:`configured_algorithm` gives the row the run trains (the open row with the chosen objective).
@@ -151,6 +153,16 @@ def check_iterative(algo: Algorithm, cfg: Any) -> None:
             "unset train.max_steps (set iterative.steps_per_round instead)",
             field="train.max_steps",
         )
+    if algo.reference == table.NONE:  # iterative SimPO / ORPO: no reference model at all
+        what = f"algorithm '{algo.name}' with objective '{algo.objective}' uses no reference policy"
+        if cfg.iterative.reference == "initial":
+            raise ConfigError(f"{what}; remove iterative.reference: initial", field="iterative.reference")
+        if cfg.reference.mode not in ("auto", "none"):
+            raise ConfigError(
+                f"{what}; reference.mode '{cfg.reference.mode}' would keep one (set it to auto or none)",
+                field="reference.mode",
+            )
+        return
     if cfg.iterative.reference == "initial":
         if not any(a.objective == algo.objective and a.reference == table.FIXED for a in ALGORITHMS.values()):
             raise ConfigError(

@@ -91,7 +91,8 @@ def reference_mode(setting: str, spec: ObjectiveSpec, lora: bool, schedule: str)
 def run_reference(cfg: Any, spec: ObjectiveSpec, params: Any, schedule: str) -> tuple[str, bool, bool]:
     """The run's reference: ``(mode, previous_iterate, anchored)``. ``previous_iterate``: each round's π_t is the
     reference; ``anchored``: π_t is an anchor *and* π_ref is kept as ``mode`` says (INPO, DNO)."""
-    previous_iterate = schedule == "iterative" and cfg.iterative.reference == "previous_iterate"
+    # an objective without a reference (iterative SimPO, ORPO) keeps none: π_t is not scored
+    previous_iterate = schedule == "iterative" and cfg.iterative.reference == "previous_iterate" and spec.needs_ref
     anchored = previous_iterate and spec.inputs == "iterative_pair"
     mode = (
         "previous_iterate"
