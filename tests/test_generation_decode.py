@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
-from preflab.generation.decode import decode, draw, filter_logits, supports_decode
+from preflab.generation.decode import decode, draw, filter_logits, invert, supports_decode
 from preflab.generation.sampler import _encode_left, bf16_weights, eos_ids, render_prompts
 
 PROMPTS = ["hi", "tell me a story about a cat", "2+2?", "a much longer prompt with many more words in it"]
@@ -100,3 +100,26 @@ def test_supports_decode(tiny):
     assert supports_decode(model)
     assert eos_ids(model, tok)
     assert not supports_decode(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("vocab", [7, 256, 300, 49_152])
+def test_two_level_inversion_equals_one_cdf_over_the_vocabulary(vocab):
+    """`invert` returns the token a single float64 CDF over the whole vocabulary gives (up to float32 rounding at a
+    boundary), for vocabularies that fill the blocks exactly or not, and never a zero-probability token."""
+    g = torch.Generator().manual_seed(vocab)
+    probs = torch.rand(4, vocab, generator=g) ** 8
+    probs[:, ::3] = 0.0
+    probs[1, vocab // 2 :] = 0.0  # a row whose mass ends early: the last blocks are empty
+    u = torch.rand(4, 500, generator=g)
+    cdf = probs.double().cumsum(-1)
+    ref = torch.searchsorted(cdf, (u.double() * cdf[:, -1:]).contiguous(), right=True)
+    got = torch.stack([invert(probs, u[:, j : j + 1]) for j in range(u.shape[1])], 1)
+    assert (got != ref).float().mean().item() <= 0.002
+    assert (probs.gather(1, got) > 0).all()
+    edge = torch.full((4, 1), 1 - 2**-24)  # the largest uniform: a token with mass, never a padding slot
+    assert (probs.gather(1, invert(probs, edge)[:, None]) > 0).all()
+    assert torch.equal(invert(probs, torch.zeros(4, 1)), (probs > 0).int().argmax(-1))
+    flat = torch.zeros(2, vocab)
+    flat[0, : min(vocab, 5)] = 1.0  # the mass ends in the first block, then empty blocks (and padding)
+    flat[1, -1] = 1.0
+    assert invert(flat, edge[:2]).tolist() == [min(vocab, 5) - 1, vocab - 1]

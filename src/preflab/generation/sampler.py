@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .decode import decode, supports_decode
 from .engine import engine_attention, rollout, supports_engine
+from .packed import packed_linears
 
 ENGINES = ("auto", "rollout", "loop", "generate")
 
@@ -304,6 +305,7 @@ def sample(
         with (
             torch.no_grad(),
             bf16_weights(model, params.bf16),
+            packed_linears(model, rows_hint=params.batch_size),
             torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=gpu_autocast),
             engine_attention(model),
         ):
