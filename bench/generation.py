@@ -11,6 +11,9 @@ the CPU has bf16 matmuls). Every engine samples the same ``--prompts`` prompts o
 same ``--batch-size`` (sequences decoded at once; ``generate`` gets ``batch_size // n`` prompts per call). Engines
 run one after the other within each setting, each after an untimed warm-up call, so that a change in the
 machine's load hits all of them alike; ``--repeats`` > 1 alternates them again and keeps each engine's best.
+The process re-executes itself once under the memory allocator ``--malloc`` picks (default ``auto``: TCMalloc or
+jemalloc when installed, as the ``preflab`` command does, :mod:`preflab.launch`; ``system`` = glibc's malloc), so
+every engine runs under the same one; the header line names it.
 
 Columns: ``tok/s`` = generated tokens (stop token included, padding excluded) per wall-clock second;
 ``compl/s`` = completions per second; ``peak RSS`` = the process's largest resident set during the call
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -85,7 +89,15 @@ def main() -> None:
     ap.add_argument("--greedy-prompts", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="Also write the rows as JSON here.")
+    ap.add_argument("--malloc", default="auto", help="auto, tcmalloc, jemalloc or system (see preflab.launch)")
     args = ap.parse_args()
+
+    from preflab.launch import active_allocator, allocator_env
+
+    env = allocator_env({**os.environ, "PREFLAB_MALLOC": args.malloc})
+    if env is not None:  # once: the re-executed process finds the allocator preloaded
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
     import torch
 
@@ -97,7 +109,7 @@ def main() -> None:
     tok, model = load_tokenizer(args.model), load_model(args.model)
     engines = args.engines.split(",")
     dtypes = args.dtypes.split(",")
-    print(f"# {args.model} on {machine_line()}")
+    print(f"# {args.model} on {machine_line()}, malloc {active_allocator()}")
     peaks = {"fp32": matmul_peak(torch.float32)[0]}
     if "bf16" in dtypes:
         peaks["bf16"] = matmul_peak(torch.bfloat16)[0] if cpu_bf16_supported() else float("nan")

@@ -14,7 +14,7 @@ QUICKSTART_DEFAULTS: dict[str, Any] = {
         "eval_prompts": 200,
         "samples_per_prompt": 8,
         "max_new_tokens": 64,
-        "sample_batch_size": 96,
+        "sample_batch_size": 256,
         "temperature": 0.8,
         "pool": "noisy",
         "pair_strategy": "best-vs-worst",
