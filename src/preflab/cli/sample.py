@@ -51,7 +51,12 @@ def sample_cmd(
     temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="0 = greedy."),
     top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
     seed: int = typer.Option(0, "--seed", help="Seeds the tasks and the sampling."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Sequences per generate call."),
+    batch_size: int = typer.Option(
+        32,
+        "--batch-size",
+        min=1,
+        help="Sequences decoded at once (the rollout engine's rows; generate: this // k prompts per call).",
+    ),
     logprobs: bool = typer.Option(False, "--logprobs", help="Also record each completion's log-prob."),
     backend: str = typer.Option("auto", "--backend", help="auto, hf or vllm."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),

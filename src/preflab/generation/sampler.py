@@ -41,7 +41,8 @@ class SamplingParams:
     top_k: int = 0
     """0 disables top-k (Hugging Face's own default of 50 is *not* applied)."""
     batch_size: int = 32
-    """Sequences per ``generate`` call (prompts per call = ``max(1, batch_size // n)``)."""
+    """Sequences decoded at once: the rollout engine's rows (its slot KV cache holds this many sequences); the
+    ``loop`` and ``generate`` engines take ``max(1, batch_size // n)`` prompts per call."""
     return_logprobs: bool = False
     """Also compute each completion's summed log-prob under the model (one extra forward pass)."""
     stop_token_ids: tuple[int, ...] = ()

@@ -19,7 +19,11 @@ class QuickstartSection(Section):
     max_new_tokens: int = Field(96, ge=1, description="Tokens per sampled completion (training and evaluation).")
     temperature: float = Field(0.8, gt=0, description="Sampling temperature of the training completions.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus mass of the training completions.")
-    sample_batch_size: int = Field(32, ge=1, description="Sequences per generate call.")
+    sample_batch_size: int = Field(
+        32,
+        ge=1,
+        description="Sequences decoded at once (the rollout engine's rows; prompts per call for generate = this // n).",
+    )
     pool: str = Field("noisy", description="Annotator pool (a preset name or a YAML file): it labels the pairs.")
     pair_strategy: Literal["random", "all", "best-vs-worst", "best-vs-random", "all-pairs", "adjacent"] = Field(
         "best-vs-worst",
