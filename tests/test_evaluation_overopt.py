@@ -79,3 +79,25 @@ def test_fit_without_a_checkpoint_at_the_initial_policy():
     kl = np.array([0.04, 0.09, 0.16, 0.25, 0.49, 1.0])
     fit = fit_scaling_law(kl, 0.2 + rl_gold(kl, alpha=0.6, beta=0.4), form="rl")
     assert (fit.offset, fit.alpha, fit.beta) == pytest.approx((0.2, 0.6, 0.4))
+
+
+def test_report_reads_the_rollout_schedules_curve_from_metrics(tmp_path):
+    """A PPO/GRPO run logs kl, rollout/reward (the judge) and rollout/gold_reward: the report's over-optimisation
+    points come from those keys, step by step."""
+    import json
+
+    from preflab.evaluation.report import overopt_from_metrics
+    from preflab.evaluation.run_files import read_metrics_series
+
+    kls, proxy, gold = [0.0, 0.2, 0.5, 1.0, 2.0], [0.1, 0.3, 0.5, 0.7, 0.9], [0.3, 0.45, 0.5, 0.4, 0.2]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"step": i + 1, "split": "train", "kl": k, "rollout/reward": p, "rollout/gold_reward": g}) + "\n"
+            for i, (k, p, g) in enumerate(zip(kls, proxy, gold, strict=True))
+        )
+    )
+    over = overopt_from_metrics(read_metrics_series(path))
+    assert over is not None
+    assert [(p.kl, p.proxy, p.gold) for p in over.points] == list(zip(kls, proxy, gold, strict=True))
+    assert over.overoptimised

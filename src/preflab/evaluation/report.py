@@ -33,8 +33,10 @@ REPORT_DIR = "report"
 REPORT_FILE = "report.html"
 
 #: Metric names (in metrics.jsonl) read as gold / proxy reward for the over-optimisation curve.
-GOLD_KEYS = ("gold", "gold_reward", "rewards/gold", "gold_score")
-PROXY_KEYS = ("proxy", "proxy_reward", "rewards/proxy", "reward", "rewards/chosen_score")
+# the rollout schedule (PPO, GRPO, RLOO, ...) logs its judge's mean reward as rollout/reward and the gold scorer's
+# as rollout/gold_reward; the online pair schedules log gold_reward and proxy_reward
+GOLD_KEYS = ("gold", "gold_reward", "rollout/gold_reward", "rewards/gold", "gold_score")
+PROXY_KEYS = ("proxy", "proxy_reward", "rollout/reward", "rewards/proxy", "reward", "rewards/chosen_score")
 
 
 @dataclass
