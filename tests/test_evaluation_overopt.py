@@ -82,8 +82,8 @@ def test_fit_without_a_checkpoint_at_the_initial_policy():
 
 
 def test_report_reads_the_rollout_schedules_curve_from_metrics(tmp_path):
-    """A PPO/GRPO run logs kl, rollout/reward (the judge) and rollout/gold_reward: the report's over-optimisation
-    points come from those keys, step by step."""
+    """A PPO/GRPO run logs kl (per token), kl/sequence, rollout/reward (the judge) and rollout/gold_reward: the
+    report's over-optimisation points come from the sequence KL and those rewards, step by step."""
     import json
 
     from preflab.evaluation.report import overopt_from_metrics
@@ -93,7 +93,11 @@ def test_report_reads_the_rollout_schedules_curve_from_metrics(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text(
         "".join(
-            json.dumps({"step": i + 1, "split": "train", "kl": k, "rollout/reward": p, "rollout/gold_reward": g}) + "\n"
+            json.dumps(
+                {"step": i + 1, "split": "train", "kl": k / 20, "kl/sequence": k, "rollout/reward": p}
+                | {"rollout/gold_reward": g}
+            )
+            + "\n"
             for i, (k, p, g) in enumerate(zip(kls, proxy, gold, strict=True))
         )
     )

@@ -213,6 +213,7 @@ def test_objectives_share_the_surrogate_and_kl_in_the_loss_adds_beta_k(name):
     value = (0.5 * 3) / 3 if name == "ppo" else 0.0  # ½(0 − 1)² on each token
     assert loss.item() == pytest.approx(policy + 0.1 * kl + 0.1 * value)
     assert metrics["clip_fraction"].item() == 0.0 and metrics["kl"].item() == pytest.approx(kl)
+    assert metrics["kl/sequence"].item() == pytest.approx(((-1.0 + 1.5) + 0.0 + 0.0) / 2)  # Σ_t k1, mean of 2
 
 
 def test_hl_gauss_value_head_recovers_a_scalar_target():

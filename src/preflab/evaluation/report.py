@@ -36,6 +36,8 @@ REPORT_FILE = "report.html"
 # the rollout schedule (PPO, GRPO, RLOO, ...) logs its judge's mean reward as rollout/reward and the gold scorer's
 # as rollout/gold_reward; the online pair schedules log gold_reward and proxy_reward
 GOLD_KEYS = ("gold", "gold_reward", "rollout/gold_reward", "rewards/gold", "gold_score")
+# sequence-level KL first: a policy-gradient run's `kl` is its loss's per-token estimator
+KL_KEYS = ("kl/sequence", "rollout/kl", "kl")
 PROXY_KEYS = ("proxy", "proxy_reward", "rollout/reward", "rewards/proxy", "reward", "rewards/chosen_score")
 
 
@@ -49,14 +51,16 @@ class Report:
 
 
 def overopt_from_metrics(log: MetricsSeries) -> OverOptimisation | None:
-    """Over-optimisation points from logged steps that have ``kl`` and a gold (and proxy) reward."""
+    """Over-optimisation points from logged steps that have a sequence-level KL (:data:`KL_KEYS`) and a gold (and
+    proxy) reward."""
     for split in ("eval", "train"):
         series = log.series.get(split, {})
         gold_key = next((k for k in GOLD_KEYS if k in series), None)
-        if gold_key is None or "kl" not in series:
+        kl_key = next((k for k in KL_KEYS if k in series), None)
+        if gold_key is None or kl_key is None:
             continue
         proxy_key = next((k for k in PROXY_KEYS if k in series), None)
-        kl = dict(zip(*series["kl"], strict=True))
+        kl = dict(zip(*series[kl_key], strict=True))
         gold = dict(zip(*series[gold_key], strict=True))
         proxy = dict(zip(*series[proxy_key], strict=True)) if proxy_key else {}
         rows = [{"step": s, "kl": kl[s], "gold": gold[s], "proxy": proxy.get(s)} for s in sorted(gold) if s in kl]

@@ -257,6 +257,10 @@ def _surrogate(inputs: RolloutInputs, params: PolicyGradientParams, name: str) -
         if not params.kl_in_reward and params.beta > 0:
             loss = loss + params.beta * kl
         metrics["kl"] = aggregate(kl_tok.detach(), mask, "token_mean", w)
+        # the sequence-level KL (k1 summed over a completion, mean over completions): the x-axis of the
+        # over-optimisation curve, comparable with best-of-n's log n − (n−1)/n and the online schedules' `kl`
+        k1 = (inputs.logprobs - inputs.ref_logprobs).detach()
+        metrics["kl/sequence"] = aggregate(k1, mask, "constant", w, 1)
     if name == "ppo" and params.vf_coef > 0:
         if inputs.returns is None or (inputs.values is None and inputs.value_logits is None):
             raise ConfigError("PPO needs the critic's values and the returns", field="values")
