@@ -92,12 +92,9 @@ def main() -> None:
     ap.add_argument("--malloc", default="auto", help="auto, tcmalloc, jemalloc or system (see preflab.launch)")
     args = ap.parse_args()
 
-    from preflab.launch import active_allocator, allocator_env
+    from preflab.launch import active_allocator, allocator_env, reexec
 
-    env = allocator_env({**os.environ, "PREFLAB_MALLOC": args.malloc})
-    if env is not None:  # once: the re-executed process finds the allocator preloaded
-        sys.stdout.flush()
-        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    reexec(allocator_env({**os.environ, "PREFLAB_MALLOC": args.malloc}))  # once: then the allocator is preloaded
 
     import torch
 

@@ -109,6 +109,14 @@ def active_allocator() -> str:
     return "system"
 
 
+def reexec(env: Mapping[str, str] | None) -> None:
+    """Re-execute this process's command line under ``env`` (from :func:`allocator_env`); None: return."""
+    if env is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, list(sys.orig_argv), env)
+
+
 def main() -> None:
     """Console-script entry: re-execute once under a caching allocator if one is installed, then run."""
     try:
@@ -116,10 +124,7 @@ def main() -> None:
     except AllocatorError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    if env is not None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execve(sys.executable, list(sys.orig_argv), env)
+    reexec(env)
     from .threads import apply_default
 
     apply_default()  # before torch is imported: it sizes its thread pool from OMP_NUM_THREADS then

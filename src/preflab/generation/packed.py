@@ -19,23 +19,20 @@ changes nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 
-_AVAILABLE: bool | None = None
 
-
+@functools.cache
 def packing_available() -> bool:
     """Whether this torch build has the oneDNN linear ops (probed once on a tiny product)."""
-    global _AVAILABLE
-    if _AVAILABLE is None:
-        import torch
+    import torch
 
-        try:
-            w = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2), 1)
-            out = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), w, None, "none", [], "")
-            _AVAILABLE = bool(torch.equal(out, torch.full((1, 2), 2.0)))
-        except (AttributeError, RuntimeError, NotImplementedError):
-            _AVAILABLE = False
-    return _AVAILABLE
+    try:
+        w = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2), 1)
+        out = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), w, None, "none", [], "")
+        return bool(torch.equal(out, torch.full((1, 2), 2.0)))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
 
 
 def _packed_forward(module, packed, max_rows: int):
