@@ -43,7 +43,7 @@ from .lm_algorithms import SAMPLED, lm_schedule, reward_head
 from .online import OnlineSchedule, prompts_of
 from .resolve import DATA_KIND_OF_INPUTS, check_trackers, resolve_objective, run_reference, use_bf16
 from .rundir import RunStart, start_run
-from .schedule import OfflineSchedule, Schedule, eval_batches
+from .schedule import OfflineSchedule, Schedule, eval_batches, gather_objects
 from .selfplay import SelfPlaySchedule, Snapshots
 from .step import BATCH_KIND_OF_INPUTS
 
@@ -653,6 +653,7 @@ def build_parts(
             layout=train.layout,
             world_size=acc.num_processes,
             rank=acc.process_index,
+            gather=gather_objects(acc),
         )
     elif schedule_name == "rollout":
         from .rollouts import make_rollout_schedule

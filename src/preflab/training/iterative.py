@@ -5,7 +5,9 @@ Round t (t = 0 … rounds − 1) starts from the policy π_t as the previous rou
 1. its prompts (all of them, or the next ``prompts_per_round`` of a seeded shuffle) get K samples each from
    π_t, seeded by (run seed, round), so a resumed run draws the same samples;
 2. the judge compares every pair of a prompt's samples; the round's pairs and win rates are built by
-   :func:`preflab.training.rounds.build_round`;
+   :func:`preflab.training.rounds.assemble_round`. With several processes (DDP) each process samples and judges
+   its contiguous share of the round's prompts, seeded by (run seed, round, process), and every process builds
+   the same round from the gathered shares: no prompt is sampled or judged twice;
 3. with the *previous-iterate* reference schedule, the round's reference log-probs log π_t(y|x) are scored
    once, by the policy itself before the round's first update (eval mode, no copy of the weights; with LoRA
    the adapters stay on). π_t is fixed during the round, so this cache is exact, and the reference moves to
@@ -32,8 +34,8 @@ from ..data.collate import ExampleBatch, collate_examples
 from ..data.tokenize import TokenizedExample, Tokenizer
 from ..errors import DataError
 from ..models.policy import CachedReference, Reference
-from .rounds import RoundData, build_round
-from .schedule import Schedule, ShuffledStream
+from .rounds import RoundData, assemble_round, judge_matrices
+from .schedule import SEED_STRIDE, GatherFn, Schedule, ShuffledStream, each_process
 
 SampleFn = Callable[[list[Any], int, int], list[list[Any]]]  # prompts, seed, K -> K completions per prompt
 ScoreFn = Callable[[list[TokenizedExample]], Tensor]  # a round's pairs -> (n, 2) log-probs of the policy now
@@ -95,16 +97,19 @@ class IterativeSchedule(Schedule):
         layout: str = "padded",
         world_size: int = 1,
         rank: int = 0,
+        gather: GatherFn | None = None,
     ):
         if not prompts:
             raise DataError("the iterative schedule needs at least one prompt")
+        if world_size > 1 and gather is None:
+            raise ValueError("several processes share a round's sampling and judging: pass gather")
         if (reference is None) != (score_fn is None):
             raise ValueError("a previous-iterate reference needs score_fn, and score_fn a reference")
         if tokenizer.opt.truncation == "skip":  # a skipped pair would change the round's size: cut it instead
             tokenizer = Tokenizer(tokenizer.tok, replace(tokenizer.opt, truncation="keep_end"))
         self.prompts, self.sample_fn, self.judge, self.tokenizer = list(prompts), sample_fn, judge, tokenizer
         self.batch_size, self.grad_accum, self.seed, self.layout = batch_size, grad_accum, seed, layout
-        self.world_size, self.rank = world_size, rank
+        self.world_size, self.rank, self.gather = world_size, rank, gather
         self.rounds, self.k, self.pairs, self.soft_labels = rounds, samples_per_prompt, pairs, soft_labels
         self.per_round = min(prompts_per_round or len(self.prompts), len(self.prompts))
         self.reference, self.score_fn = reference, score_fn
@@ -144,13 +149,29 @@ class IterativeSchedule(Schedule):
         return ShuffledStream(self.round_size, self.seed * 1_009 + t)
 
     def start_round(self, t: int) -> None:
-        """Sample, judge and build round t's pairs from the policy as it is now (π_t), and score π_t on them."""
+        """Sample, judge and build round t's pairs from the policy as it is now (π_t), and score π_t on them.
+        With several processes each samples and judges its contiguous share of the round's prompts (its own
+        seed) and every process assembles the same round from the gathered shares."""
         prompts = self.round_prompts(t)
-        samples = self.sample_fn(prompts, self.sampling_seed(t), self.k)
-        if len(samples) != len(prompts) or any(len(s) != self.k for s in samples):
-            raise ValueError(f"sample_fn must return {self.k} completions per prompt")
-        data = build_round(prompts, samples, self.judge, self.tokenizer, rule=self.pairs, soft_labels=self.soft_labels)
-        if len(data.examples) != self.round_size:  # pragma: no cover - build_round makes a fixed number
+        seed = self.sampling_seed(t) + SEED_STRIDE * self.rank
+
+        def judged(part: list[Any]) -> list[tuple[list[Any], Tensor]]:
+            samples = self.sample_fn(part, seed, self.k)
+            if len(samples) != len(part) or any(len(s) != self.k for s in samples):
+                raise ValueError(f"sample_fn must return {self.k} completions per prompt")
+            mats = judge_matrices(self.judge, part, [[c.text for c in s] for s in samples])
+            return list(zip(samples, mats, strict=True))
+
+        drawn = each_process(judged, prompts, self.rank, self.world_size, self.gather)
+        data = assemble_round(
+            prompts,
+            [s for s, _ in drawn],
+            [m for _, m in drawn],
+            self.tokenizer,
+            rule=self.pairs,
+            soft_labels=self.soft_labels,
+        )
+        if len(data.examples) != self.round_size:  # pragma: no cover - assemble_round makes a fixed number
             raise RuntimeError(f"round {t} has {len(data.examples)} pairs, expected {self.round_size}")
         self._set_round(t, data, self.score_fn(data.examples) if self.score_fn is not None else None)
 

@@ -37,7 +37,7 @@ from ..data.tokenize import TokenizedExample, Tokenizer
 from ..errors import ConfigError, DataError
 from ..objectives.advantages import AdaptiveKLController, FixedKLController, kl_estimate
 from ..objectives.policy_gradient import RolloutInputs, RolloutScores, estimate_advantages
-from .schedule import Schedule, ShuffledStream
+from .schedule import SEED_STRIDE, GatherFn, Schedule, ShuffledStream, each_process
 
 SampleFn = Callable[..., list[list[Any]]]  # (prompts, seed, n, greedy=False) -> n completions per prompt
 ScoreFn = Callable[[ExampleBatch], tuple[Tensor, Tensor | None]]  # -> per-token log π (N,), values (N,) | None
@@ -169,14 +169,13 @@ class RolloutSchedule(Schedule):
         layout: str = "padded",
         world_size: int = 1,
         rank: int = 0,
+        gather: GatherFn | None = None,
         judge_field: str = "online.judge",
     ):
         if not prompts:
             raise DataError("the rollout schedule needs at least one prompt")
-        if world_size != 1:
-            raise ConfigError(
-                "the rollout schedule runs in one process (multi-process rollouts are not built yet)", field="train"
-            )
+        if world_size > 1 and gather is None:
+            raise ValueError("several processes share a rollout's sampling, judging and scoring: pass gather")
         check_rollout(algorithm, group_size, prompts_per_rollout, batch_size, grad_accum, judge, reward, judge_field)
         if tokenizer.opt.truncation == "skip":  # a skipped completion would change the rollout's size
             tokenizer = Tokenizer(tokenizer.tok, replace(tokenizer.opt, truncation="keep_end"))
@@ -192,17 +191,20 @@ class RolloutSchedule(Schedule):
         )
         self.gold, self.value_head, self.seed, self.layout = gold, value_head, seed, layout
         self.judge_field = judge_field
+        self.world_size, self.rank, self.gather = world_size, rank, gather
         self.pad_id = (
             tokenizer.tok.pad_token_id if tokenizer.tok.pad_token_id is not None else tokenizer.tok.eos_token_id
         )
         self.rollout_size = self.per_rollout * group_size
-        if self.rollout_size % (batch_size * grad_accum):
+        minibatch = batch_size * grad_accum * world_size
+        if self.rollout_size % minibatch:
+            processes = f" × {world_size} processes" if world_size > 1 else ""
             raise ConfigError(
                 f"a rollout of {self.per_rollout} prompts × {group_size} completions does not split into "
-                f"minibatches of train.batch_size × train.grad_accum = {batch_size * grad_accum}",
+                f"minibatches of train.batch_size × train.grad_accum{processes} = {minibatch}",
                 field="rollout.prompts_per_rollout",
             )
-        self.steps_per_rollout = epochs * self.rollout_size // (batch_size * grad_accum)
+        self.steps_per_rollout = epochs * self.rollout_size // minibatch
         self.kl_ctl: Any = (
             AdaptiveKLController(params.beta, params.kl_target, params.kl_horizon)
             if params.kl_target is not None
@@ -274,9 +276,16 @@ class RolloutSchedule(Schedule):
 
     def _score(self, examples: list[TokenizedExample], policy: bool = True) -> dict[str, Tensor]:
         """Per-token log π_old, log π_ref, mask and critic values (N, T) of ``examples``, no grad; without
-        ``policy`` π_old is not scored (NaN)."""
-        parts: dict[str, list[Tensor]] = {}
+        ``policy`` π_old is not scored (NaN). With several processes each scores its share and all get all."""
         width = max(len(ex.completions[0]) for ex in examples)
+        rows = each_process(
+            lambda part: self._score_rows(part, width, policy), examples, self.rank, self.world_size, self.gather
+        )
+        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
+    def _score_rows(self, examples: list[TokenizedExample], width: int, policy: bool) -> list[dict[str, Tensor]]:
+        """:meth:`_score` of this process's rows, one dict of (T,) tensors per example."""
+        parts: dict[str, list[Tensor]] = {}
         step = max(self.batch_size, 1)
         for start in range(0, len(examples), step):
             part = examples[start : start + step]
@@ -300,16 +309,25 @@ class RolloutSchedule(Schedule):
                 padded = to_padded(flat.detach().float().cpu(), batch)[back]
                 padded = torch.nn.functional.pad(padded, (0, width - padded.shape[1]))
                 parts.setdefault(key, []).append(padded)
-        return {k: torch.cat(v) for k, v in parts.items()}
+        table = {k: torch.cat(v) for k, v in parts.items()}
+        return [{k: v[i] for k, v in table.items()} for i in range(len(examples))]
 
     def start_rollout(self, t: int) -> None:
         """Sample, judge and score rollout t with the policy as it is now, and estimate its advantages."""
         t0 = time.perf_counter()
         prompts = self.rollout_prompts(t)
-        samples = self.sample_fn(prompts, self.sampling_seed(t), self.g)
-        if len(samples) != len(prompts) or any(len(s) != self.g for s in samples):
-            raise ValueError(f"sample_fn must return {self.g} completions per prompt")
-        rewards = self._rewards(prompts, [[c.text for c in s] for s in samples])
+        seed = self.sampling_seed(t) + SEED_STRIDE * self.rank
+
+        def judged(part: list[Any]) -> list[tuple[list[Any], list[float]]]:  # this process's prompts
+            samples = self.sample_fn(part, seed, self.g)
+            if len(samples) != len(part) or any(len(s) != self.g for s in samples):
+                raise ValueError(f"sample_fn must return {self.g} completions per prompt")
+            got = self._rewards(part, [[c.text for c in s] for s in samples]).view(len(part), self.g)
+            return list(zip(samples, got.tolist(), strict=True))
+
+        drawn = each_process(judged, prompts, self.rank, self.world_size, self.gather)
+        samples = [s for s, _ in drawn]
+        rewards = torch.tensor([r for _, rs in drawn for r in rs], dtype=torch.float64)
         examples, cut = [], []
         for i, (prompt, comps) in enumerate(zip(prompts, samples, strict=True)):
             prompt_ids = self.tokenizer.prompt_ids(prompt, i)
@@ -366,8 +384,14 @@ class RolloutSchedule(Schedule):
         own KL term when the KL is in the reward), repeated over the prompt's G samples."""
         if self.reward != "score":
             raise ConfigError("ReMax needs a judge that scores (rollout.reward: score)", field="rollout.reward")
-        greedy = [g[0] for g in self.sample_fn(prompts, self.sampling_seed(t=-1), 1, greedy=True)]
-        scores = (self._rewards(prompts, [[g.text] for g in greedy]) - shift) / scale
+
+        def best(part: list[Any]) -> list[tuple[Any, float]]:
+            greedy = [g[0] for g in self.sample_fn(part, self.sampling_seed(t=-1), 1, greedy=True)]
+            return list(zip(greedy, self._rewards(part, [[g.text] for g in greedy]).tolist(), strict=True))
+
+        drawn = each_process(best, prompts, self.rank, self.world_size, self.gather)
+        greedy = [g for g, _ in drawn]
+        scores = (torch.tensor([r for _, r in drawn], dtype=torch.float64) - shift) / scale
         eos = self.tokenizer.tok.eos_token_id
         examples = [
             self.tokenizer.from_ids(i, self.tokenizer.prompt_ids(p, i), [list(g.token_ids) or [eos]])
@@ -422,7 +446,7 @@ class RolloutSchedule(Schedule):
             self.start_rollout(t)
         assert self.data is not None
         stream = ShuffledStream(self.rollout_size, self.seed * 1_009 + t + 1)
-        rows = stream.rows(pos * self.batch_size, self.batch_size)
+        rows = stream.rows(pos * self.batch_size * self.world_size + self.rank * self.batch_size, self.batch_size)
         self.position += 1
         batch, order = rollout_batch([self.data.examples[i] for i in rows], self.layout, self.pad_id)
         rows = [rows[i] for i in order]
@@ -442,7 +466,8 @@ class RolloutSchedule(Schedule):
         """Passes over the current rollout so far."""
         if self.data is None:
             return 0.0
-        return (self.position - self.rollout * self.micro_per_rollout) * self.batch_size / self.rollout_size
+        served = (self.position - self.rollout * self.micro_per_rollout) * self.batch_size * self.world_size
+        return served / self.rollout_size
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -598,6 +623,7 @@ def make_rollout_schedule(
     reward is logged beside the proxy one when the judge is the gold one, or (``from_config``) when the prompts are
     the task suite's."""
     from ..generation.sampler import SamplingParams, sample
+    from .schedule import gather_objects
 
     online, r = cfg.online, cfg.rollout
     bf16 = acc.mixed_precision == "bf16"
@@ -672,4 +698,5 @@ def make_rollout_schedule(
         layout=cfg.train.layout,
         world_size=acc.num_processes,
         rank=acc.process_index,
+        gather=gather_objects(acc),
     )

@@ -103,6 +103,22 @@ def build_round(
     if len(samples) != len(prompts) or any(len(s) < 2 for s in samples):
         raise ValueError("sample_fn must return at least two completions per prompt")
     mats = judge_matrices(judge, prompts, [[c.text for c in s] for s in samples])
+    return assemble_round(prompts, samples, mats, tokenizer, rule=rule, soft_labels=soft_labels)
+
+
+def assemble_round(
+    prompts: Sequence[Any],
+    samples: Sequence[Sequence[Any]],
+    mats: Sequence[Tensor],
+    tokenizer: Tokenizer,
+    *,
+    rule: str = "best_worst",
+    soft_labels: bool = False,
+) -> RoundData:
+    """The round's pairs, win rates and metrics from its samples and their judged preference matrices
+    (:func:`judge_matrices`; gathered from every process when several share the judging)."""
+    if len(samples) != len(prompts) or any(len(s) < 2 for s in samples):
+        raise ValueError("sample_fn must return at least two completions per prompt")
     examples: list[TokenizedExample] = []
     rates: list[tuple[float, float]] = []
     ties = identical = 0

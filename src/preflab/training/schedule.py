@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -23,6 +23,45 @@ import torch
 from ..data.collate import ExampleBatch, attach_kl_partners, collate_examples
 from ..data.tokenize import TokenizedExample
 from ..errors import DataError
+
+GatherFn = Callable[[Any], list[Any]]  # one picklable object from every process, in rank order
+SEED_STRIDE = 7_919  # process r samples with seed + r·SEED_STRIDE: the processes' draws differ
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Process ``rank``'s contiguous share ``[lo, hi)`` of ``n`` items (the first ``n % world_size`` take one more)."""
+    base, extra = divmod(n, world_size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + int(rank < extra)
+
+
+def each_process(
+    fn: Callable[[list[Any]], Sequence[Any]], items: Sequence[Any], rank: int, world_size: int, gather: GatherFn | None
+) -> list[Any]:
+    """``fn`` (one result per item) over this process's contiguous share of ``items``; with several processes the
+    shares' results are gathered, so every process returns the results of all items in item order. Sampling and
+    judging a round or a rollout this way costs each process its share, never the whole."""
+    lo, hi = shard_bounds(len(items), rank, world_size) if gather is not None else (0, len(items))
+    mine = list(fn(list(items[lo:hi]))) if hi > lo else []
+    if len(mine) != hi - lo:
+        raise RuntimeError(f"expected {hi - lo} results, got {len(mine)}")  # pragma: no cover - callers check
+    if gather is None:
+        return mine
+    return [r for part in gather(mine) for r in part]
+
+
+def gather_objects(acc: Any) -> GatherFn | None:
+    """The :data:`GatherFn` of an Accelerator's processes (``torch.distributed.all_gather_object``), None for one."""
+    if acc.num_processes == 1:
+        return None
+    import torch.distributed as dist
+
+    def gather(obj: Any) -> list[Any]:
+        out: list[Any] = [None] * acc.num_processes
+        dist.all_gather_object(out, obj)
+        return out
+
+    return gather
 
 
 class Schedule(ABC):
