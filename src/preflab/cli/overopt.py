@@ -153,5 +153,81 @@ def _print(points: list, over: Any, lam: float, out: Path) -> None:
     typer.echo(f"wrote {out}")
 
 
+def overopt_run_cmd(
+    run: Path = typer.Argument(..., help="Training run directory with checkpoints (train.save_every)."),
+    proxy: list[Path] = typer.Option(
+        ..., "--proxy", help="Proxy reward model dir (a run dir or its final/); repeat for an ensemble (mean reward)."
+    ),
+    suite: str | None = typer.Option(None, "--suite", help="Task suite of the held-out prompts (default: the run's)."),
+    prompts: int = typer.Option(64, "--prompts", min=1, help="Prompts drawn; the run's training prompts are dropped."),
+    seed: int = typer.Option(12345, "--seed", help="Seed of the held-out draw and of the sampling."),
+    k: int = typer.Option(2, "-k", "--samples-per-prompt", min=1, help="Answers per prompt at temperature 1."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+    bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="Sample and score under bf16 autocast."),
+    out: Path | None = typer.Option(None, "--out", help="Result JSON (default RUN/eval/overopt_checkpoints.json)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Sequences per forward pass."),
+) -> None:
+    """A run's checkpoints on held-out prompts: proxy and gold reward against KL(π‖π_0), step by step."""
+    from ..evaluation.checkpoints import checkpoint_points, held_out_tasks, run_config
+    from ..evaluation.overoptimization import overoptimisation
+    from ..evaluation.result import EvalResult
+    from ..feedback.judges import RewardEnsembleJudge, RewardModelJudge
+    from ..files import check_output_file
+    from .rm_eval import _head_name, _model_and_run
+
+    cfg = run_config(run)
+    resolved = [_model_and_run(p)[0] for p in proxy]
+    for m in resolved:
+        if _head_name(m) not in ("scalar", "hl_gauss"):
+            raise ConfigError(f"{m} has a '{_head_name(m)}' head, not one reward per response", field="proxy")
+    members = [RewardModelJudge.from_pretrained(str(m), batch_size=batch_size) for m in resolved]
+    judge = members[0] if len(members) == 1 else RewardEnsembleJudge(members)
+    held = held_out_tasks(cfg, suite or cfg.online.tasks, prompts, seed)
+    typer.echo(f"{len(held.tasks)} held-out prompts ({held.dropped} drawn prompts were training prompts, dropped)")
+    points = checkpoint_points(
+        run,
+        held.tasks,
+        judge,
+        n_per_prompt=k,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        batch_size=batch_size,
+        bf16=bf16,
+        log=typer.echo,
+    )
+    over = overoptimisation(points, form="rl")
+    result = EvalResult(
+        name="overopt_checkpoints",
+        a_name="checkpoints",
+        b_name="initial policy",
+        judge=f"proxy:{','.join(str(m) for m in resolved)}",
+        overoptimisation=over,
+        meta={
+            "run": str(run),
+            "suite": suite or cfg.online.tasks,
+            "prompts": len(held.tasks),
+            "dropped_training_prompts": held.dropped,
+            "samples_per_prompt": k,
+            "max_new_tokens": max_new_tokens,
+            "seed": seed,
+            "kl": "k1 from temperature-1 samples of each checkpoint, against the run's base model",
+            "proxy_models": [str(m) for m in resolved],
+        },
+    )
+    target = out or run / "eval" / "overopt_checkpoints.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result.save(check_output_file(target, "--out"))
+    if over.peak_kl is not None:
+        typer.echo(
+            f"gold peak {over.peak_gold:.4f} at step {over.peak_step} (KL {over.peak_kl:.3f}); final gold "
+            f"{over.final_gold:.4f}; over-optimised: {'yes' if over.overoptimised else 'no'}"
+        )
+    if over.fit is not None:
+        peak = "none" if over.fit.peak_kl is None else f"{over.fit.peak_kl:.3f}"
+        typer.echo(f"fit gold = c + d(α − β log d), d = √KL: R² {over.fit.r2:.3f}, predicted peak KL {peak}")
+    typer.echo(f"wrote {target}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("overopt")(overopt_cmd)
+    app.command("overopt-run")(overopt_run_cmd)
