@@ -155,6 +155,16 @@ def test_reward_model_judge_from_config_compares_by_sigmoid_and_ensembles(tmp_pa
     assert means[0] == pytest.approx((r0 + r1) / 2) and stds[0] == pytest.approx(abs(r0 - r1) / 2)
     with pytest.raises(ConfigError, match="at least two"):
         RewardEnsembleJudge([judge])
+    # the ensemble penalty (uncertainty-weighted optimisation): mean − λ·std, and comparisons use it
+    careful = make_judge("reward_model", model=dirs, penalty=2.0)
+    assert careful.score("why?", "because") == pytest.approx((r0 + r1) / 2 - 2.0 * abs(r0 - r1) / 2)
+    rn0, rn1 = (make_judge("reward_model", model=d).score("why?", "no") for d in dirs)
+    lhs = (r0 + r1) / 2 - abs(r0 - r1) - ((rn0 + rn1) / 2 - abs(rn0 - rn1))
+    assert careful.compare("why?", "because", "no") == pytest.approx(1 / (1 + math.exp(-lhs)), abs=1e-9)
+    with pytest.raises(ConfigError, match="needs a list of reward models"):
+        make_judge("reward_model", model=dirs[0], penalty=1.0)
+    with pytest.raises(ConfigError, match="penalty must be a number ≥ 0"):
+        make_judge("reward_model", model=dirs, penalty=-1.0)
 
 
 def test_expected_calibration_error_by_hand():

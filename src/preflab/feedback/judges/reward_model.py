@@ -36,17 +36,24 @@ class RewardModelJudge(Judge):
         tasks: Sequence[Any] = (),
         model: str | list[str] | None = None,
         trust_remote_code: bool = False,
+        penalty: float = 0.0,
         **kwargs: Any,
     ) -> Judge:
         """The reward-model checkpoint ``model`` (see :meth:`from_pretrained`); a list of checkpoints is an
-        ensemble (:class:`RewardEnsembleJudge`)."""
+        ensemble (:class:`RewardEnsembleJudge`), whose reward is mean − ``penalty`` · std of its members'."""
         if not model:
             raise ConfigError(
                 "the reward_model judge needs model=<checkpoint> (or a list of checkpoints)", field="judge_args.model"
             )
         if isinstance(model, (list, tuple)):
             return RewardEnsembleJudge(
-                [cls.from_pretrained(str(m), trust_remote_code=trust_remote_code, **kwargs) for m in model]
+                [cls.from_pretrained(str(m), trust_remote_code=trust_remote_code, **kwargs) for m in model],
+                penalty=penalty,
+            )
+        if penalty:
+            raise ConfigError(
+                "an ensemble penalty needs a list of reward models (judge_args.model: [dir1, dir2, ...])",
+                field="judge_args.penalty",
             )
         return cls.from_pretrained(model, trust_remote_code=trust_remote_code, **kwargs)
 
@@ -185,13 +192,21 @@ class RewardEnsembleJudge(Judge):
     """Several reward models as one judge: the mean reward, and the members' disagreement (population standard
     deviation of their rewards) as uncertainty; P(a ≻ b) = σ(mean r_a − mean r_b).
 
-    Built by ``judge: reward_model`` with ``judge_args: {model: [dir1, dir2, ...]}``."""
+    With ``penalty`` λ > 0 the reward is mean − λ·std (uncertainty-weighted optimisation, Coste et al. 2024,
+    "Reward Model Ensembles Help Mitigate Overoptimization"): a policy optimised against it is held back where the
+    members disagree. Built by ``judge: reward_model`` with ``judge_args: {model: [dir1, dir2, ...]}`` (and
+    ``penalty: λ``)."""
 
-    def __init__(self, members: Sequence[Judge], name: str | None = None) -> None:
+    def __init__(self, members: Sequence[Judge], name: str | None = None, penalty: float = 0.0) -> None:
         if len(members) < 2:
             raise ConfigError("an ensemble needs at least two reward models", field="judge_args.model")
+        if not (isinstance(penalty, (int, float)) and math.isfinite(penalty) and penalty >= 0):
+            raise ConfigError(
+                f"the ensemble penalty must be a number ≥ 0 (got {penalty!r})", field="judge_args.penalty"
+            )
         self.members = list(members)
-        self.name = name or f"rm-ensemble:{len(self.members)}"
+        self.penalty = float(penalty)
+        self.name = name or f"rm-ensemble:{len(self.members)}" + (f"-{self.penalty:g}std" if self.penalty else "")
 
     def score_with_uncertainty(self, prompts: list, responses: list) -> tuple[list[float], list[float]]:
         """(mean reward, standard deviation across members) per response."""
@@ -205,7 +220,9 @@ class RewardEnsembleJudge(Judge):
         return means, stds
 
     def score_batch(self, prompts: list, responses: list) -> list[float]:
-        return self.score_with_uncertainty(prompts, responses)[0]
+        """mean − penalty · std per response (the mean without a penalty)."""
+        means, stds = self.score_with_uncertainty(prompts, responses)
+        return [m - self.penalty * s for m, s in zip(means, stds, strict=True)]
 
     def score(self, prompt, response) -> float:
         return self.score_batch([prompt], [response])[0]
