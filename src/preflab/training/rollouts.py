@@ -16,6 +16,10 @@ Rollout t (t = 0, 1, …):
 4. ``epochs`` seeded shuffled passes over the rollout's completions feed the loop, ``train.batch_size``
    completions per micro-batch, so one optimizer step is a minibatch of ``batch_size × grad_accum``.
 
+With several processes (DDP) each samples, judges and scores its contiguous share of the rollout's prompts (its own
+sampling seed) and gathers the others', so every process holds the same rollout and advantages; each global
+minibatch (``batch_size × grad_accum × processes`` completions) is split between them.
+
 The loop never sees a rollout boundary. A checkpoint holds the rollout's ids and per-token tensors, the KL
 controller, the running reward statistics and the critic (``state_dict()["tensors"]``), so a run resumed
 mid-rollout trains on exactly what an uninterrupted run would have.
