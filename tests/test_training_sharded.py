@@ -219,3 +219,38 @@ def test_a_rollout_that_does_not_split_across_processes_names_them():
     tok = tiny_tokenizer()
     with pytest.raises(ConfigError, match=r"train.batch_size × train.grad_accum × 2 processes = 10"):
         _rollout(0, 2, _gathers(2)[0], _Sampler(tok, 3), _LengthScore(), 5, {0: []})
+
+
+def test_a_process_whose_share_fails_stops_the_others_instead_of_leaving_them_waiting():
+    """A bad reward on process 1's prompts: process 1 raises the judge's error, process 0 a one-line error naming
+    process 1 — neither waits forever in the gather."""
+    from preflab.errors import DataError, TrainingError
+
+    tok = tiny_tokenizer()
+
+    class NaNOnLast(_LengthScore):
+        def score_batch(self, prompts, responses):
+            out = super().score_batch(prompts, responses)
+            return [float("nan") if PROMPTS[3] in prompts else v for v in out]
+
+    gathers = _gathers(2)
+    scheds = [_rollout(r, 2, gathers[r], _Sampler(tok, 3), NaNOnLast(), 3, {0: [], 1: []}) for r in range(2)]
+    errors: list = [None, None]
+
+    def run(r):
+        try:
+            scheds[r].next_batch()
+        except Exception as exc:
+            errors[r] = exc
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    owner = 1 if PROMPTS[3] in scheds[0].rollout_prompts(0)[2:] else 0
+    assert isinstance(errors[owner], DataError) and "non-finite reward" in str(errors[owner])
+    other = errors[1 - owner]
+    assert isinstance(other, TrainingError) and str(other).startswith(f"process {owner} stopped: ")
+    assert "non-finite reward" in str(other)

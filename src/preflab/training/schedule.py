@@ -42,12 +42,27 @@ def each_process(
     shares' results are gathered, so every process returns the results of all items in item order. Sampling and
     judging a round or a rollout this way costs each process its share, never the whole."""
     lo, hi = shard_bounds(len(items), rank, world_size) if gather is not None else (0, len(items))
-    mine = list(fn(list(items[lo:hi]))) if hi > lo else []
-    if len(mine) != hi - lo:
-        raise RuntimeError(f"expected {hi - lo} results, got {len(mine)}")  # pragma: no cover - callers check
     if gather is None:
-        return mine
-    return [r for part in gather(mine) for r in part]
+        return list(fn(list(items))) if items else []
+    try:
+        mine: Any = list(fn(list(items[lo:hi]))) if hi > lo else []
+    except Exception as exc:  # the others must not wait in the gather for a process that stopped
+        gather(_Stopped(str(exc)))
+        raise
+    parts = gather(mine)
+    for r, part in enumerate(parts):
+        if isinstance(part, _Stopped):
+            from ..errors import TrainingError
+
+            raise TrainingError(f"process {r} stopped: {part.message}")
+    return [x for part in parts for x in part]
+
+
+class _Stopped:
+    """What a process whose share failed hands the gather instead of results (its error's message)."""
+
+    def __init__(self, message: str):
+        self.message = message
 
 
 def gather_objects(acc: Any) -> GatherFn | None:
