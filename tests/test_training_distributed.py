@@ -54,7 +54,7 @@ SAMPLED = textwrap.dedent("""
 
     sys.path.insert(0, {tests!r})
     from safetensors.torch import save_file
-    from test_training_utils import LengthJudge, make_cfg
+    from test_training_utils import CountingJudge, make_cfg
 
     from preflab.feedback.judges.reward_model import RewardFnJudge
     from preflab.models import tiny_model
@@ -72,21 +72,12 @@ SAMPLED = textwrap.dedent("""
         "grpo": ["train.max_steps=4", "rollout.group_size=4", "rollout.prompts_per_rollout=2"],
     }}
 
-    class Counting(LengthJudge):
-        def __init__(self):
-            super().__init__()
-            self.calls = 0
-
-        def compare_batch(self, prompts, a, b):
-            self.calls += len(prompts)
-            return super().compare_batch(prompts, a, b)
-
     report = {{}}
     for algorithm, extra in runs.items():
         cfg = make_cfg(out / algorithm, f"algorithm={{algorithm}}", "train.batch_size=2", "online.max_new_tokens=6",
                        "online.temperature=1.0", "train.lr=1e-2", "train.save_final=false", *extra)
         model, tok = tiny_model(**tiny)
-        judge = Counting()
+        judge = CountingJudge()
         if algorithm == "grpo":
             judge = RewardFnJudge(lambda p, r: [len(x) / 10 for x in r], name="length")
         result = train(cfg, records=prompts, model=model, tokenizer=tok, judge=judge)

@@ -17,7 +17,7 @@ from preflab.objectives.policy_gradient import PolicyGradientParams
 from preflab.training.iterative import IterativeSchedule
 from preflab.training.rollouts import RolloutSchedule
 from preflab.training.schedule import each_process, shard_bounds
-from test_training_utils import LengthJudge
+from test_training_utils import CountingJudge
 
 PROMPTS = [f"Name thing {i}." for i in range(5)]
 
@@ -99,16 +99,6 @@ class _Sampler:
         return out
 
 
-class _CountingJudge(LengthJudge):
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def compare_batch(self, prompts, a, b):
-        self.calls += len(prompts)
-        return super().compare_batch(prompts, a, b)
-
-
 def _iterative(rank, world, gather, sampler, judge, batch_size):
     tok = sampler.tok
     return IterativeSchedule(
@@ -129,11 +119,11 @@ def _iterative(rank, world, gather, sampler, judge, batch_size):
 
 def test_a_round_is_sampled_and_judged_once_across_processes_and_is_the_one_process_round():
     tok = tiny_tokenizer()
-    one_sampler, one_judge = _Sampler(tok, 3), _CountingJudge()
+    one_sampler, one_judge = _Sampler(tok, 3), CountingJudge()
     one = _iterative(0, 1, None, one_sampler, one_judge, 4)
     one_batches = [one.next_batch() for _ in range(one.micro_per_round)]
     gathers = _gathers(2)
-    samplers, judges = [_Sampler(tok, 3), _Sampler(tok, 3)], [_CountingJudge(), _CountingJudge()]
+    samplers, judges = [_Sampler(tok, 3), _Sampler(tok, 3)], [CountingJudge(), CountingJudge()]
     scheds = [_iterative(r, 2, gathers[r], samplers[r], judges[r], 2) for r in range(2)]
     assert scheds[0].micro_per_round == one.micro_per_round  # the same global batch: 2 × 2 = 4
     per_rank = _in_threads([lambda s=s: [s.next_batch() for _ in range(s.micro_per_round)] for s in scheds])

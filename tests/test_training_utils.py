@@ -47,6 +47,18 @@ class LengthJudge(Judge):
         return 1.0 / (1.0 + math.exp(-(len(a) - len(b)) / self.scale))
 
 
+class CountingJudge(LengthJudge):
+    """A :class:`LengthJudge` that counts the pairs it is asked about."""
+
+    def __init__(self, scale: float = 2.0):
+        super().__init__(scale)
+        self.calls = 0
+
+    def compare_batch(self, prompts, a, b):
+        self.calls += len(prompts)
+        return super().compare_batch(prompts, a, b)
+
+
 def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

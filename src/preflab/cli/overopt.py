@@ -134,16 +134,20 @@ def _offsets(groups: list[list[float]]) -> list[int]:
     return starts
 
 
+def _peak_line(over: Any, where: str) -> None:
+    if over.peak_kl is not None:
+        typer.echo(
+            f"gold peak {over.peak_gold:.4f} at {where} (KL {over.peak_kl:.3f}); final gold "
+            f"{over.final_gold:.4f}; over-optimised: {'yes' if over.overoptimised else 'no'}"
+        )
+
+
 def _print(points: list, over: Any, lam: float, out: Path) -> None:
     typer.echo(f"penalty λ = {lam:g}" if lam > 0 else "no penalty")
     typer.echo(f"{'n':>4} {'KL':>7} {'proxy':>9} {'gold':>9} {'± se':>7}")
     for pt in points:
         typer.echo(f"{pt.n:>4} {pt.kl:>7.3f} {pt.proxy:>9.4f} {pt.gold:>9.4f} {pt.gold_se:>7.4f}")
-    if over.peak_kl is not None:
-        typer.echo(
-            f"gold peak {over.peak_gold:.4f} at n={over.peak_step} (KL {over.peak_kl:.3f}); final gold "
-            f"{over.final_gold:.4f}; over-optimised: {'yes' if over.overoptimised else 'no'}"
-        )
+    _peak_line(over, f"n={over.peak_step}")
     if over.fit is not None:
         peak = "none" if over.fit.peak_kl is None else f"{over.fit.peak_kl:.3f}"
         typer.echo(
@@ -217,11 +221,7 @@ def overopt_run_cmd(
     target = out or run / "eval" / "overopt_checkpoints.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     result.save(check_output_file(target, "--out"))
-    if over.peak_kl is not None:
-        typer.echo(
-            f"gold peak {over.peak_gold:.4f} at step {over.peak_step} (KL {over.peak_kl:.3f}); final gold "
-            f"{over.final_gold:.4f}; over-optimised: {'yes' if over.overoptimised else 'no'}"
-        )
+    _peak_line(over, f"step {over.peak_step}")
     if over.fit is not None:
         peak = "none" if over.fit.peak_kl is None else f"{over.fit.peak_kl:.3f}"
         typer.echo(f"fit gold = c + d(α − β log d), d = √KL: R² {over.fit.r2:.3f}, predicted peak KL {peak}")
