@@ -166,7 +166,7 @@ def overopt_run_cmd(
     prompts: int = typer.Option(64, "--prompts", min=1, help="Prompts drawn; the run's training prompts are dropped."),
     seed: int = typer.Option(12345, "--seed", help="Seed of the held-out draw and of the sampling."),
     k: int = typer.Option(2, "-k", "--samples-per-prompt", min=1, help="Answers per prompt at temperature 1."),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Most tokens per answer."),
     bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="Sample and score under bf16 autocast."),
     out: Path | None = typer.Option(None, "--out", help="Result JSON (default RUN/eval/overopt_checkpoints.json)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Sequences per forward pass."),
