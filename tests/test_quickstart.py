@@ -102,3 +102,68 @@ def test_reduced_quickstart_end_to_end_on_tiny_model(tmp_path, tiny_dir):
     again = run_quickstart(cfg)
     assert (run / "samples.jsonl").stat().st_mtime_ns == before
     assert all(again.timings[s] == 0.0 for s in ("prompts", "samples", "pairs", "train", "eval"))
+
+
+def test_two_rounds_sample_the_second_half_from_the_first_rounds_policy(tmp_path, tiny_dir):
+    """quickstart.rounds = 2: round 2 samples its half of the prompts from round 1's final/, trains a new adapter
+    on that policy, and the evaluation reads round 2's final/."""
+    from preflab.feedback import read_samples
+    from preflab.generation.sampler import SamplingParams, sample
+    from preflab.models import load_model, load_tokenizer
+    from preflab.pipelines import run_quickstart
+    from preflab.pipelines.quickstart import _read_tasks
+
+    run = tmp_path / "run"
+    sets = [
+        f"output_dir={run}",
+        f"model.name_or_path={tiny_dir}",
+        "quickstart.train_prompts=10",
+        "quickstart.eval_prompts=6",
+        "quickstart.samples_per_prompt=3",
+        "quickstart.max_new_tokens=8",
+        "quickstart.n_bootstrap=100",
+        "quickstart.rounds=2",
+        "train.max_length=128",
+        "train.batch_size=2",
+        "train.lr=5e-2",
+        "train.progress=false",
+    ]
+    result = run_quickstart(quickstart_defaults(sets))
+    train, _ = _read_tasks(run / "prompts.jsonl")
+    first, second = read_samples(run / "samples.jsonl"), read_samples(run / "rounds" / "r2" / "samples.jsonl")
+    assert [s.prompt for s in first] == [t.prompt for t in train[:5]]
+    assert [s.prompt for s in second] == [t.prompt for t in train[5:]]
+    stages = json.loads((run / "stages.json").read_text())
+    assert {"samples.r2", "pairs.r2", "train.r2"} <= set(stages)
+    # round 2's samples are round 1's policy's, drawn with round 2's seed (and not the initial model's)
+    tok = load_tokenizer(str(tiny_dir))
+    params = SamplingParams(max_new_tokens=8, temperature=0.8, seed=1_000, n=3, batch_size=256)
+    prompts = [t.prompt for t in train[5:]]
+    pi1 = sample(load_model(str(run / "final")), tok, prompts, params)
+    assert [[c.text for c in group] for group in pi1] == [s.completions for s in second]
+    pi0 = sample(load_model(str(tiny_dir)), tok, prompts, params)
+    assert [[c.text for c in group] for group in pi0] != [s.completions for s in second]
+    # round 2 trains a new adapter on round 1's policy (its reference too); the evaluation reads that adapter
+    adapter = json.loads((run / "rounds" / "r2" / "final" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str((run / "final").resolve())
+    steps = stages["train"]["info"]["steps"] + stages["train.r2"]["info"]["steps"]
+    assert result.summary["rounds"] == 2 and result.summary["train_steps"] == steps
+    assert result.summary["pairs"] == stages["pairs"]["info"]["pairs"] + stages["pairs.r2"]["info"]["pairs"]
+    ev = json.loads((run / "eval" / "quickstart.json").read_text())
+    held = [row["prompt"] for row in ev["samples"]]
+    greedy = SamplingParams(max_new_tokens=8, temperature=0.0, n=1, batch_size=256)
+
+    def answers(path):
+        return [group[0].text for group in sample(load_model(str(path)), tok, held, greedy)]
+
+    assert answers(run / "rounds" / "r2" / "final") == [row["a"] for row in ev["samples"]]
+    assert answers(run / "final") != [row["a"] for row in ev["samples"]]
+
+
+def test_more_rounds_than_prompts_is_a_config_error(tmp_path, tiny_dir):
+    from preflab.errors import ConfigError
+    from preflab.pipelines import run_quickstart
+
+    cfg = quickstart_defaults([f"output_dir={tmp_path / 'r'}", "quickstart.train_prompts=2", "quickstart.rounds=3"])
+    with pytest.raises(ConfigError, match="3 rounds need at least as many training prompts"):
+        run_quickstart(cfg)

@@ -49,7 +49,8 @@ def print_summary(result) -> None:
         )
     if "kl" in s:
         head.add_row("KL(trained ‖ initial)", f"{s['kl']:.2f} ± {s['kl_se']:.2f} nats")
-    head.add_row("training pairs / steps", f"{s.get('pairs')} / {s.get('train_steps')}")
+    rounds = f" ({s['rounds']} rounds)" if s.get("rounds") else ""
+    head.add_row("training pairs / steps", f"{s.get('pairs')} / {s.get('train_steps')}{rounds}")
     console.print(head)
     fam = Table(title="gold score per task family")
     for col in ("family", "before", "after", "gain (95% CI)"):

@@ -171,25 +171,47 @@ class Quickstart:
         fams = Counter(t.family for t in train)
         return {"train": len(train), "eval": len(held), "repeated_prompts_dropped": dups, "families": dict(fams)}
 
-    def samples(self) -> dict:
+    def round_dir(self, r: int) -> Path:
+        """Where round ``r`` writes its samples, pairs, checkpoints and ``final/``: the run directory for round 1,
+        ``rounds/r<r>/`` after it."""
+        return self.dir if r == 1 else self.dir / "rounds" / f"r{r}"
+
+    def round_tasks(self, r: int) -> list:
+        """Round ``r``'s contiguous share of the training prompts (the shares differ by at most one prompt)."""
+        train, _ = _read_tasks(self.dir / "prompts.jsonl")
+        n, rounds = len(train), self.q.rounds
+        return train[(r - 1) * n // rounds : r * n // rounds]
+
+    def policy(self, r: int):
+        """The policy round ``r`` samples from: the initial model, then the previous round's ``final/``."""
+        if r == 1:
+            return self.base_model()
+        from ..models import load_model
+
+        m = self.cfg.model
+        prev = self.round_dir(r - 1) / "final"
+        return load_model(str(prev), dtype=m.dtype, trust_remote_code=m.trust_remote_code, device=m.device)
+
+    def samples(self, r: int = 1) -> dict:
         from ..feedback import PromptSamples, write_samples
         from ..generation.sampler import SamplingParams, sample
         from ..progress import Work
 
         q = self.q
-        train, _ = _read_tasks(self.dir / "prompts.jsonl")
-        model, tok = self.base_model(), self.tokenizer()
+        train = self.round_tasks(r)
+        model, tok = self.policy(r), self.tokenizer()
         params = SamplingParams(
             max_new_tokens=q.max_new_tokens,
             temperature=q.temperature,
             top_p=q.top_p,
-            seed=self.cfg.seed,
+            seed=self.cfg.seed + 1_000 * (r - 1),
             n=q.samples_per_prompt,
             batch_size=q.sample_batch_size,
         )
         rows: list = [None] * len(train)
         tokens = 0
-        with Work("sampling", len(train) * q.samples_per_prompt, unit="completions") as bar:
+        label = "sampling" if q.rounds == 1 else f"sampling (round {r}/{q.rounds})"
+        with Work(label, len(train) * q.samples_per_prompt, unit="completions") as bar:
 
             def done(i: int, comps: list) -> None:  # each prompt as the engine finishes it: progress by completions
                 nonlocal tokens
@@ -208,41 +230,51 @@ class Quickstart:
 
             # one call over every prompt: continuous batching refills the rows until the last prompt is drawn
             sample(model, tok, [t.prompt for t in train], params, on_prompt_done=done)
-        write_samples(rows, self.dir / "samples.jsonl")
+        out = self.round_dir(r)
+        out.mkdir(parents=True, exist_ok=True)
+        write_samples(rows, out / "samples.jsonl")
         gold = [g for r in rows for g in r.gold_scores]
         return {"completions": len(gold), "tokens": tokens, "mean_gold": sum(gold) / max(1, len(gold))}
 
-    def pairs(self) -> dict:
+    def pairs(self, r: int = 1) -> dict:
         from ..data import save_records
         from ..feedback import annotator_pairs, load_pool, read_samples, usable_samples
 
         q = self.q
+        out = self.round_dir(r)
         counts: Counter = Counter()
-        samples = usable_samples(read_samples(self.dir / "samples.jsonl"), counts)
-        pool = load_pool(q.pool, seed=self.cfg.seed)
+        samples = usable_samples(read_samples(out / "samples.jsonl"), counts)
+        seed = self.cfg.seed + 1_000 * (r - 1)
+        pool = load_pool(q.pool, seed=seed)
         pairs = annotator_pairs(
-            samples, pool, strategy=q.pair_strategy, pairs_per_prompt=q.pairs_k(), seed=self.cfg.seed, counts=counts
+            samples, pool, strategy=q.pair_strategy, pairs_per_prompt=q.pairs_k(), seed=seed, counts=counts
         )
         kept = valid_pairs(pairs, counts)
         if not kept:
             raise DataError(
                 f"no usable preference pairs ({', '.join(f'{k}={v}' for k, v in counts.items())}); "
                 "sample more completions per prompt or more tokens",
-                file=str(self.dir / "samples.jsonl"),
+                file=str(out / "samples.jsonl"),
             )
-        save_records(kept, self.dir / "pairs.jsonl")
+        save_records(kept, out / "pairs.jsonl")
         flipped = sum(1 for p in kept if p.metadata.get("flipped"))
         return {"pairs": len(kept), "label_flips": flipped, **{k: int(v) for k, v in counts.items()}}
 
-    def train(self) -> dict:
+    def train(self, r: int = 1) -> dict:
         from ..data import load_preferences
         from ..training import train
 
         cfg = self.cfg.model_copy(deep=True)
+        out = self.round_dir(r)
+        if r > 1:  # a new adapter on the previous round's policy, which is also its (cached) reference
+            cfg.output_dir = str(out)
+            cfg.model.name_or_path = str((self.round_dir(r - 1) / "final").resolve())
+            cfg.model.revision = None
+            cfg.seed = self.cfg.seed + 1_000 * (r - 1)
         # An interrupted training stage continues where it stopped; checkpoints of other inputs (a changed
         # train.lr, new pairs) are moved to history/ and training starts afresh (see preflab.training.rundir).
         cfg.train.resume = "auto"
-        records = load_preferences(self.dir / "pairs.jsonl").records
+        records = load_preferences(out / "pairs.jsonl").records
         result = train(cfg, records=records)
         return {
             "steps": result.steps,
@@ -261,7 +293,10 @@ class Quickstart:
         _, held = _read_tasks(self.dir / "prompts.jsonl")
         m = self.cfg.model  # final/ is a LoRA adapter (its base loads as the model section says) or a full model
         policy = load_model(
-            str(self.dir / "final"), dtype=m.dtype, trust_remote_code=m.trust_remote_code, device=m.device
+            str(self.round_dir(q.rounds) / "final"),
+            dtype=m.dtype,
+            trust_remote_code=m.trust_remote_code,
+            device=m.device,
         )
         reference = self.base_model()
         sampling = EvalSampling(
@@ -297,36 +332,52 @@ class Quickstart:
     # ------------------------------------------------------------------ driver
     def run(self) -> QuickstartResult:
         c, q = self.cfg, self.q
+        if q.rounds > q.train_prompts:
+            raise ConfigError(
+                f"{q.rounds} rounds need at least as many training prompts (train_prompts is {q.train_prompts})",
+                field="quickstart.rounds",
+            )
         model_fp = c.model.model_dump()
         fp_prompts = fingerprint("prompts", c.seed, q.suite, q.train_prompts, q.eval_prompts)
-        fp_samples = fingerprint(
-            fp_prompts, model_fp, q.samples_per_prompt, q.max_new_tokens, q.temperature, q.top_p, q.sample_batch_size
-        )
-        fp_pairs = fingerprint(fp_samples, q.pool, q.pair_strategy, q.pairs_k(), PAIRS_VERSION)
-        fp_train = fingerprint(
-            fp_pairs,
+        sampling = (q.samples_per_prompt, q.max_new_tokens, q.temperature, q.top_p, q.sample_batch_size)
+        training = (
             c.train.model_dump(exclude={"resume", "progress"}),
             c.objective.model_dump(),
             c.lora.model_dump(),
             c.reference.model_dump(),
         )
-        fp_eval = fingerprint(fp_train, q.eval_temperature, q.kl_samples_per_prompt, q.n_bootstrap)
+        steps = [("prompts", fp_prompts, self.prompts)]
+        upstream = fingerprint(fp_prompts, model_fp, *sampling)  # round 1's samples: what one round always used
+        if q.rounds > 1:
+            upstream = fingerprint(upstream, "rounds", q.rounds)
+        for r in range(1, q.rounds + 1):
+            tag = "" if r == 1 else f".r{r}"
+            fp_samples = upstream if r == 1 else fingerprint(upstream, "round", r, q.rounds, *sampling)
+            fp_pairs = fingerprint(fp_samples, q.pool, q.pair_strategy, q.pairs_k(), PAIRS_VERSION)
+            upstream = fingerprint(fp_pairs, *training)  # this round's trained policy
+            steps += [
+                (f"samples{tag}", fp_samples, lambda r=r: self.samples(r)),
+                (f"pairs{tag}", fp_pairs, lambda r=r: self.pairs(r)),
+                (f"train{tag}", upstream, lambda r=r: self.train(r)),
+            ]
+        fp_eval = fingerprint(upstream, q.eval_temperature, q.kl_samples_per_prompt, q.n_bootstrap)
         fp_report = fingerprint(fp_eval, time.time())  # the report is cheap: always rebuilt
+        steps += [("eval", fp_eval, self.evaluate), ("report", fp_report, self.report)]
         s = self.stages
         t_all = time.perf_counter()
         info = {}
-        for name, fp, fn in (
-            ("prompts", fp_prompts, self.prompts),
-            ("samples", fp_samples, self.samples),
-            ("pairs", fp_pairs, self.pairs),
-            ("train", fp_train, self.train),
-            ("eval", fp_eval, self.evaluate),
-            ("report", fp_report, self.report),
-        ):
+        for name, fp, fn in steps:
             _log(f"stage {name}")
             info[name] = s.run(name, fp, fn, log=_log)
         timings = dict(s.timings, total=time.perf_counter() - t_all)
-        summary = {**info["eval"], "pairs": info["pairs"].get("pairs"), "train_steps": info["train"].get("steps")}
+        rounds = [("" if r == 1 else f".r{r}") for r in range(1, q.rounds + 1)]
+        summary = {
+            **info["eval"],
+            "pairs": sum(info[f"pairs{t}"].get("pairs", 0) for t in rounds),
+            "train_steps": sum(info[f"train{t}"].get("steps", 0) for t in rounds),
+        }
+        if q.rounds > 1:
+            summary["rounds"] = q.rounds
         atomic_write_text(self.dir / "summary.json", json.dumps({"summary": summary, "timings": timings}, indent=2))
         return QuickstartResult(self.dir, summary, timings, Path(info["report"]["report"]))
 
