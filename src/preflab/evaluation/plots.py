@@ -23,6 +23,14 @@ CURVES = [
     ("rewards/margins", "Reward margin  β·(h(y_w) − h(y_l))"),
     ("rewards/accuracies", "Reward accuracy"),
     ("kl", "KL(π ‖ π_ref)"),
+    # sampling schedules (rollouts, online pairs): what the policy's own samples earned, and how far it moved
+    ("rollout/reward", "Reward of the rollout (judge)"),
+    ("rollout/gold_reward", "Gold reward of the rollout"),
+    ("gold_reward", "Gold reward of the samples"),
+    ("proxy_reward", "Proxy reward of the samples"),
+    ("kl/sequence", "KL per completion (k1, summed over tokens)"),
+    ("entropy", "Entropy (nats per token)"),
+    ("rollout/response_length", "Response length (tokens)"),
 ]
 SKIP = {"epoch", "lr", "learning_rate", "grad_norm", "tokens_per_s", "samples_per_s", "elapsed_s", "time"}
 
