@@ -303,3 +303,45 @@ def test_a_reward_model_is_the_proxy_and_the_gold_scorer_is_logged_beside_it(tmp
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl", "train")
     assert all(math.isfinite(r["rollout/reward"]) and math.isfinite(r["rollout/gold_reward"]) for r in rows)
     assert rows[0]["rollout/reward"] != rows[0]["rollout/gold_reward"]
+
+
+def test_remax_advantages_are_rewards_minus_the_greedy_reward_and_both_are_logged():
+    tok = tiny_tokenizer()
+    texts = [["a", "bbb"], ["ee", "ffff"]]
+    greedy_texts = ["cc", "g"]
+
+    def sample(prompts, seed, n, greedy=False):
+        rows = [[t] for t in greedy_texts] if greedy else texts
+        return [
+            [Completion(t, tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id], "stop") for t in rows[i]]
+            for i in range(len(prompts))
+        ]
+
+    def score(batch):
+        n = int(batch.sequences.completion_lengths.sum())
+        return torch.full((n,), -1.0), None
+
+    sched = RolloutSchedule(
+        PROMPTS[:2],
+        sample,
+        length_reward(),
+        Tokenizer(tok),
+        4,
+        algorithm="remax",
+        params=PolicyGradientParams(beta=0.0),
+        score_fn=score,
+        ref_fn=lambda b: None,
+        group_size=2,
+        prompts_per_rollout=2,
+        seed=1,
+    )
+    sched._prompt_order = type(sched._prompt_order)(2, 1, shuffle=False)
+    sched.next_batch()
+    adv, mask = sched.data.tensors["advantages"], sched.data.tensors["mask"].bool()
+    expected = [0.1 - 0.2, 0.3 - 0.2, 0.2 - 0.1, 0.4 - 0.1]  # len/10 of each sample minus its prompt's greedy one
+    for i, a in enumerate(expected):
+        assert adv[i][mask[i]].tolist() == pytest.approx([a] * int(mask[i].sum()), abs=1e-6)
+    m = sched.metrics()
+    assert m["rollout/greedy_reward"] == pytest.approx(0.15)
+    per_token = torch.cat([adv[i][mask[i]] for i in range(4)])
+    assert m["rollout/advantage_mean"] == pytest.approx(float(per_token.mean()), abs=1e-6)

@@ -194,6 +194,7 @@ class RolloutSchedule(Schedule):
             truncated_penalty,
         )
         self.gold, self.value_head, self.seed, self.layout = gold, value_head, seed, layout
+        self._greedy_reward: float | None = None  # ReMax: the last rollout's mean greedy reward (a metric)
         self.judge_field = judge_field
         self.world_size, self.rank, self.gather = world_size, rank, gather
         self.pad_id = (
@@ -395,6 +396,7 @@ class RolloutSchedule(Schedule):
 
         drawn = each_process(best, prompts, self.rank, self.world_size, self.gather)
         greedy = [g for g, _ in drawn]
+        self._greedy_reward = sum(r for _, r in drawn) / len(drawn)
         scores = (torch.tensor([r for _, r in drawn], dtype=torch.float64) - shift) / scale
         eos = self.tokenizer.tok.eos_token_id
         examples = [
@@ -428,7 +430,11 @@ class RolloutSchedule(Schedule):
             "rollout/advantage_std": float(tensors["advantages"][mask.bool()].std(unbiased=False))
             if mask.any()
             else 0.0,
+            # mean per-token advantage: far from 0 when a baseline sits above or below the samples (ReMax's greedy)
+            "rollout/advantage_mean": float(tensors["advantages"][mask.bool()].mean()) if mask.any() else 0.0,
         }
+        if self._greedy_reward is not None:  # ReMax: the judge's mean reward of the greedy completions
+            out["rollout/greedy_reward"] = self._greedy_reward
         ref = tensors.get("ref_logprobs")
         if ref is not None and not self.on_policy:  # on-policy rollouts measure the KL in the update ("kl")
             out["rollout/kl"] = float(((tensors["old_logprobs"] - ref) * mask).sum(1).mean())
