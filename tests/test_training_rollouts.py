@@ -43,6 +43,40 @@ def _cfg(out, algorithm, *extra):
     )
 
 
+def _scripted(texts, algorithm, group_size, greedy_texts=None):
+    """A rollout schedule over PROMPTS[:2] whose sampler returns ``texts[i]`` for prompt i (``greedy_texts[i]``
+    when asked for a greedy completion) and whose scorer returns −1 for every token; one rollout drawn."""
+    tok = tiny_tokenizer()
+
+    def sample(prompts, seed, n, greedy=False):
+        rows = [[t] for t in greedy_texts] if greedy else texts
+        return [
+            [Completion(t, tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id], "stop") for t in rows[i]]
+            for i in range(len(prompts))
+        ]
+
+    def score(batch):
+        n = int(batch.sequences.completion_lengths.sum())
+        return torch.full((n,), -1.0), None
+
+    sched = RolloutSchedule(
+        PROMPTS[:2],
+        sample,
+        length_reward(),
+        Tokenizer(tok),
+        4,
+        algorithm=algorithm,
+        params=PolicyGradientParams(beta=0.0),
+        score_fn=score,
+        ref_fn=lambda b: None,
+        group_size=group_size,
+        prompts_per_rollout=2,
+        seed=1,
+    )
+    sched._prompt_order = type(sched._prompt_order)(2, 1, shuffle=False)
+    return sched, tok
+
+
 def _changed(before, model) -> bool:
     after = state(model)
     return any(not torch.equal(before[k], after[k]) for k in before)
@@ -97,38 +131,8 @@ def test_the_task_suite_gold_scorer_is_the_reward_by_default(tmp_path):
 
 
 def test_a_rollout_is_judged_once_and_its_advantages_are_the_estimators(tmp_path):
-    tok = tiny_tokenizer()
     texts = [["a", "bbb", "cc", "dddd"], ["e", "ff", "ggg", "h"]]
-
-    def sample(prompts, seed, n, greedy=False):
-        return [
-            [
-                Completion(t, tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id], "stop")
-                for t in texts[i]
-            ]
-            for i in range(len(prompts))
-        ]
-
-    def score(batch):
-        n = int(batch.sequences.completion_lengths.sum())
-        return torch.full((n,), -1.0), None
-
-    params = PolicyGradientParams(beta=0.0)
-    sched = RolloutSchedule(
-        PROMPTS[:2],
-        sample,
-        length_reward(),
-        Tokenizer(tok),
-        4,
-        algorithm="rloo",
-        params=params,
-        score_fn=score,
-        ref_fn=lambda b: None,
-        group_size=4,
-        prompts_per_rollout=2,
-        seed=1,
-    )
-    sched._prompt_order = type(sched._prompt_order)(2, 1, shuffle=False)
+    sched, tok = _scripted(texts, "rloo", 4)
     batches = [sched.next_batch(), sched.next_batch()]
     adv = sched.data.tensors["advantages"]
     rewards = torch.tensor([0.1, 0.3, 0.2, 0.4, 0.1, 0.2, 0.3, 0.1])
@@ -306,36 +310,7 @@ def test_a_reward_model_is_the_proxy_and_the_gold_scorer_is_logged_beside_it(tmp
 
 
 def test_remax_advantages_are_rewards_minus_the_greedy_reward_and_both_are_logged():
-    tok = tiny_tokenizer()
-    texts = [["a", "bbb"], ["ee", "ffff"]]
-    greedy_texts = ["cc", "g"]
-
-    def sample(prompts, seed, n, greedy=False):
-        rows = [[t] for t in greedy_texts] if greedy else texts
-        return [
-            [Completion(t, tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id], "stop") for t in rows[i]]
-            for i in range(len(prompts))
-        ]
-
-    def score(batch):
-        n = int(batch.sequences.completion_lengths.sum())
-        return torch.full((n,), -1.0), None
-
-    sched = RolloutSchedule(
-        PROMPTS[:2],
-        sample,
-        length_reward(),
-        Tokenizer(tok),
-        4,
-        algorithm="remax",
-        params=PolicyGradientParams(beta=0.0),
-        score_fn=score,
-        ref_fn=lambda b: None,
-        group_size=2,
-        prompts_per_rollout=2,
-        seed=1,
-    )
-    sched._prompt_order = type(sched._prompt_order)(2, 1, shuffle=False)
+    sched, _ = _scripted([["a", "bbb"], ["ee", "ffff"]], "remax", 2, greedy_texts=["cc", "g"])
     sched.next_batch()
     adv, mask = sched.data.tensors["advantages"], sched.data.tensors["mask"].bool()
     expected = [0.1 - 0.2, 0.3 - 0.2, 0.2 - 0.1, 0.4 - 0.1]  # len/10 of each sample minus its prompt's greedy one
