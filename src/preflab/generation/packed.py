@@ -13,7 +13,7 @@ amortised and the blocked layout chosen for a decoding batch is slower.
 The products are the same as ``F.linear``'s up to the order of the accumulation. The packed weights are a
 snapshot: the block is for decoding with fixed weights (a :func:`~preflab.generation.sample` call); an
 optimiser step inside it would not be seen. Where the ops are missing (another build of torch, a GPU) the block
-changes nothing.
+changes nothing, and so does a dtype the CPU cannot run there (bf16 without AVX-512 or AVX-NE-CONVERT).
 """
 
 from __future__ import annotations
@@ -23,14 +23,16 @@ import functools
 
 
 @functools.cache
-def packing_available() -> bool:
-    """Whether this torch build has the oneDNN linear ops (probed once on a tiny product)."""
+def packing_available(dtype: str = "float32") -> bool:
+    """Whether this torch build and CPU run the oneDNN linear ops on ``dtype`` weights (probed once per dtype on
+    a tiny product: bf16 needs AVX-512 BW/VL/DQ or AVX-NE-CONVERT, which an AVX2-only CPU lacks)."""
     import torch
 
+    dt = getattr(torch, dtype)
     try:
-        w = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2), 1)
-        out = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), w, None, "none", [], "")
-        return bool(torch.equal(out, torch.full((1, 2), 2.0)))
+        w = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2, dtype=dt), 1)
+        out = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2, dtype=dt), w, None, "none", [], "")
+        return bool(torch.equal(out.float(), torch.full((1, 2), 2.0)))
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
 
@@ -73,6 +75,8 @@ def packed_linears(model, *, rows_hint: int = 64, max_rows: int = 512):
                 weight = module.weight
                 if weight.dtype not in (torch.float32, torch.bfloat16) or weight.device.type != "cpu":
                     continue
+                if not packing_available(str(weight.dtype).removeprefix("torch.")):
+                    continue  # e.g. bf16 weights on a CPU without AVX-512: F.linear as before
                 if module.bias is not None and module.bias.dtype != weight.dtype:
                     continue
                 packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows_hint)

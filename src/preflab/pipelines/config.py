@@ -25,11 +25,7 @@ class QuickstartSection(Section):
         description="Sequences decoded at once (the rollout engine's rows; prompts per call for generate = this // n).",
     )
     rounds: int = Field(
-        1,
-        ge=1,
-        description="On-policy rounds: the training prompts split into this many equal parts; round r samples its "
-        "part from round r-1's trained policy, annotates it and trains a new adapter on it with that policy as "
-        "the reference (iterative DPO's previous iterate). 1 = one offline round from the initial policy.",
+        1, ge=1, description="On-policy rounds: round r samples its share of the prompts from round r-1's policy."
     )
     pool: str = Field("noisy", description="Annotator pool (a preset name or a YAML file): it labels the pairs.")
     pair_strategy: Literal["random", "all", "best-vs-worst", "best-vs-random", "all-pairs", "adjacent"] = Field(
