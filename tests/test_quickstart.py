@@ -57,6 +57,7 @@ def test_reduced_quickstart_end_to_end_on_tiny_model(tmp_path, tiny_dir):
             "quickstart.samples_per_prompt=3",
             "quickstart.max_new_tokens=12",
             "quickstart.n_bootstrap=200",
+            "quickstart.rounds=1",  # one offline round (two rounds: the test below)
             "train.max_length=256",
             "train.save_every=3",
             "train.lr=1e-3",
