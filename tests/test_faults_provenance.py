@@ -129,6 +129,7 @@ QS = [
     "quickstart.samples_per_prompt=3",
     "quickstart.max_new_tokens=4",
     "quickstart.n_bootstrap=100",
+    "quickstart.rounds=1",  # one round: the stage names and counts below are round 1's
     "train.max_length=128",
     "train.save_every=1",
     "train.progress=false",
