@@ -182,15 +182,21 @@ class Quickstart:
         n, rounds = len(train), self.q.rounds
         return train[(r - 1) * n // rounds : r * n // rounds]
 
-    def policy(self, r: int):
-        """The policy round ``r`` samples from: the initial model, then the previous round's ``final/``."""
-        if r == 1:
-            return self.base_model()
+    def round_seed(self, r: int) -> int:
+        """Round ``r``'s seed for sampling, annotation and training (round 1: the run's own)."""
+        return self.cfg.seed + 1_000 * (r - 1)
+
+    def trained(self, r: int):
+        """Round ``r``'s ``final/`` (a LoRA adapter, loaded on its base as the model section says, or a full model)."""
         from ..models import load_model
 
         m = self.cfg.model
-        prev = self.round_dir(r - 1) / "final"
-        return load_model(str(prev), dtype=m.dtype, trust_remote_code=m.trust_remote_code, device=m.device)
+        final = self.round_dir(r) / "final"
+        return load_model(str(final), dtype=m.dtype, trust_remote_code=m.trust_remote_code, device=m.device)
+
+    def policy(self, r: int):
+        """The policy round ``r`` samples from: the initial model, then the previous round's ``final/``."""
+        return self.base_model() if r == 1 else self.trained(r - 1)
 
     def samples(self, r: int = 1) -> dict:
         from ..feedback import PromptSamples, write_samples
@@ -204,7 +210,7 @@ class Quickstart:
             max_new_tokens=q.max_new_tokens,
             temperature=q.temperature,
             top_p=q.top_p,
-            seed=self.cfg.seed + 1_000 * (r - 1),
+            seed=self.round_seed(r),
             n=q.samples_per_prompt,
             batch_size=q.sample_batch_size,
         )
@@ -244,7 +250,7 @@ class Quickstart:
         out = self.round_dir(r)
         counts: Counter = Counter()
         samples = usable_samples(read_samples(out / "samples.jsonl"), counts)
-        seed = self.cfg.seed + 1_000 * (r - 1)
+        seed = self.round_seed(r)
         pool = load_pool(q.pool, seed=seed)
         pairs = annotator_pairs(
             samples, pool, strategy=q.pair_strategy, pairs_per_prompt=q.pairs_k(), seed=seed, counts=counts
@@ -270,7 +276,7 @@ class Quickstart:
             cfg.output_dir = str(out)
             cfg.model.name_or_path = str((self.round_dir(r - 1) / "final").resolve())
             cfg.model.revision = None
-            cfg.seed = self.cfg.seed + 1_000 * (r - 1)
+            cfg.seed = self.round_seed(r)
         # An interrupted training stage continues where it stopped; checkpoints of other inputs (a changed
         # train.lr, new pairs) are moved to history/ and training starts afresh (see preflab.training.rundir).
         cfg.train.resume = "auto"
@@ -287,17 +293,10 @@ class Quickstart:
     def evaluate(self) -> dict:
         from ..evaluation.policies import EvalSampling, evaluate_policies
         from ..feedback import GoldJudge
-        from ..models import load_model
 
         q = self.q
         _, held = _read_tasks(self.dir / "prompts.jsonl")
-        m = self.cfg.model  # final/ is a LoRA adapter (its base loads as the model section says) or a full model
-        policy = load_model(
-            str(self.round_dir(q.rounds) / "final"),
-            dtype=m.dtype,
-            trust_remote_code=m.trust_remote_code,
-            device=m.device,
-        )
+        policy = self.trained(q.rounds)
         reference = self.base_model()
         sampling = EvalSampling(
             max_new_tokens=q.max_new_tokens,
@@ -350,8 +349,8 @@ class Quickstart:
         upstream = fingerprint(fp_prompts, model_fp, *sampling)  # round 1's samples: what one round always used
         if q.rounds > 1:
             upstream = fingerprint(upstream, "rounds", q.rounds)
-        for r in range(1, q.rounds + 1):
-            tag = "" if r == 1 else f".r{r}"
+        tags = ["" if r == 1 else f".r{r}" for r in range(1, q.rounds + 1)]  # stage-name suffix of each round
+        for r, tag in enumerate(tags, start=1):
             fp_samples = upstream if r == 1 else fingerprint(upstream, "round", r, q.rounds, *sampling)
             fp_pairs = fingerprint(fp_samples, q.pool, q.pair_strategy, q.pairs_k(), PAIRS_VERSION)
             upstream = fingerprint(fp_pairs, *training)  # this round's trained policy
@@ -370,11 +369,10 @@ class Quickstart:
             _log(f"stage {name}")
             info[name] = s.run(name, fp, fn, log=_log)
         timings = dict(s.timings, total=time.perf_counter() - t_all)
-        rounds = [("" if r == 1 else f".r{r}") for r in range(1, q.rounds + 1)]
         summary = {
             **info["eval"],
-            "pairs": sum(info[f"pairs{t}"].get("pairs", 0) for t in rounds),
-            "train_steps": sum(info[f"train{t}"].get("steps", 0) for t in rounds),
+            "pairs": sum(info[f"pairs{t}"].get("pairs", 0) for t in tags),
+            "train_steps": sum(info[f"train{t}"].get("steps", 0) for t in tags),
         }
         if q.rounds > 1:
             summary["rounds"] = q.rounds

@@ -194,7 +194,6 @@ class RolloutSchedule(Schedule):
             truncated_penalty,
         )
         self.gold, self.value_head, self.seed, self.layout = gold, value_head, seed, layout
-        self._greedy_reward: float | None = None  # ReMax: the last rollout's mean greedy reward (a metric)
         self.judge_field = judge_field
         self.world_size, self.rank, self.gather = world_size, rank, gather
         self.pad_id = (
@@ -351,7 +350,9 @@ class RolloutSchedule(Schedule):
         shift, scale = self._moments(scores)
         scores = (scores - shift) / scale
         group = torch.arange(len(prompts)).repeat_interleave(self.g)
-        baseline = self._greedy_baseline(prompts, shift, scale) if self.algorithm == "remax" else None
+        baseline, greedy_reward = (
+            self._greedy_baseline(prompts, shift, scale) if self.algorithm == "remax" else (None, None)
+        )
         mask = tensors["mask"]
         if self.truncated == "mask":
             mask = mask & ~truncated[:, None]
@@ -370,6 +371,8 @@ class RolloutSchedule(Schedule):
         if returns is not None:
             tensors["returns"] = returns.float()
         metrics = self._metrics(rewards, tensors, truncated, prompts, samples)
+        if greedy_reward is not None:  # ReMax: the judge's mean reward of the greedy completions
+            metrics["rollout/greedy_reward"] = greedy_reward
         metrics["time/rollout"] = time.perf_counter() - t0
         self.kl_ctl.update(metrics.get("rollout/kl", 0.0), self.rollout_size)  # the next rollout's β
         self._set_rollout(t, RolloutData(examples, tensors, metrics))
@@ -384,9 +387,10 @@ class RolloutSchedule(Schedule):
             return self.moments.mean, math.sqrt(self.moments.var) + 1e-8
         return 0.0, 1.0
 
-    def _greedy_baseline(self, prompts: list[Any], shift: float, scale: float) -> Tensor:
+    def _greedy_baseline(self, prompts: list[Any], shift: float, scale: float) -> tuple[Tensor, float]:
         """ReMax: the total reward of each prompt's greedy completion (normalised like the sampled ones, with its
-        own KL term when the KL is in the reward), repeated over the prompt's G samples."""
+        own KL term when the KL is in the reward), repeated over the prompt's G samples; and the judge's mean
+        reward of the greedy completions (a metric)."""
         if self.reward != "score":
             raise ConfigError("ReMax needs a judge that scores (rollout.reward: score)", field="rollout.reward")
 
@@ -396,7 +400,6 @@ class RolloutSchedule(Schedule):
 
         drawn = each_process(best, prompts, self.rank, self.world_size, self.gather)
         greedy = [g for g, _ in drawn]
-        self._greedy_reward = sum(r for _, r in drawn) / len(drawn)
         scores = (torch.tensor([r for _, r in drawn], dtype=torch.float64) - shift) / scale
         eos = self.tokenizer.tok.eos_token_id
         examples = [
@@ -409,7 +412,7 @@ class RolloutSchedule(Schedule):
         if self.params.kl_in_reward and ref is not None and self.params.beta:
             kl = kl_estimate(tens["old_logprobs"], ref, self.params.kl_estimator) * tens["mask"]
             total = total - self.params.beta * kl.sum(1)
-        return total.repeat_interleave(self.g)
+        return total.repeat_interleave(self.g), sum(r for _, r in drawn) / len(drawn)
 
     def _metrics(
         self,
@@ -433,8 +436,6 @@ class RolloutSchedule(Schedule):
             # mean per-token advantage: far from 0 when a baseline sits above or below the samples (ReMax's greedy)
             "rollout/advantage_mean": float(tensors["advantages"][mask.bool()].mean()) if mask.any() else 0.0,
         }
-        if self._greedy_reward is not None:  # ReMax: the judge's mean reward of the greedy completions
-            out["rollout/greedy_reward"] = self._greedy_reward
         ref = tensors.get("ref_logprobs")
         if ref is not None and not self.on_policy:  # on-policy rollouts measure the KL in the update ("kl")
             out["rollout/kl"] = float(((tensors["old_logprobs"] - ref) * mask).sum(1).mean())
