@@ -148,8 +148,9 @@ def eos_ids(model, tokenizer, extra: tuple[int, ...] = ()) -> list[int]:
 
 
 def bf16_autocast_ok(model, enabled: bool | None = True) -> bool:
-    """Whether to run a forward pass under bf16 autocast: ``enabled`` True = where supported (CPU, bf16
-    GPUs); None = only on GPUs; False = never. (Decoding uses :func:`bf16_weights` on CPU instead.)"""
+    """Whether to run a forward pass under bf16 autocast: ``enabled`` True = where it pays (bf16 GPUs; CPUs
+    whose bf16 matmuls beat fp32, :func:`preflab.models.bf16.cpu_bf16_pays`); None = only on GPUs; False =
+    never. (Decoding uses :func:`bf16_weights` on CPU instead.)"""
     import torch
 
     if enabled is False:
@@ -158,7 +159,11 @@ def bf16_autocast_ok(model, enabled: bool | None = True) -> bool:
         return False
     if model.device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return model.device.type == "cpu"
+    if model.device.type == "cpu":
+        from ..models.bf16 import cpu_bf16_pays
+
+        return cpu_bf16_pays()
+    return False
 
 
 def cpu_bf16_supported() -> bool:

@@ -34,13 +34,14 @@ DATA_KIND_OF_INPUTS = {
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays off: a CUDA GPU with bf16, or a CPU with AVX512-BF16 / AMX."""
+    """bf16 autocast pays off: a CUDA GPU with bf16, or a CPU whose bf16 matmuls beat its fp32 ones
+    (:func:`preflab.models.bf16.cpu_bf16_pays`: AVX-512 BF16 or AMX, and a timed probe)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        cpu = torch.cpu
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(getattr(cpu, name, lambda: False)() for name in checks)
+        from ..models.bf16 import cpu_bf16_pays
+
+        return cpu_bf16_pays()
     return False
 
 
