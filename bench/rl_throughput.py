@@ -13,8 +13,12 @@ completions). TRL runs in its fastest CPU setting we know (no gradient checkpoin
 ``--bf16``); preflab with the ``prefix_shared`` layout (each prompt encoded once for its G completions;
 ``--layout padded`` for the plain one).
 
-Reported per row: completions/s and generated tokens/s over the timed steps (the first step is reported apart:
-it includes one-off warm-up), the rollout/update split (preflab: its ``time/rollout`` metric; TRL: the time in
+Both tools run under the same memory allocator: the process re-executes itself once under the one ``--malloc``
+picks (default ``auto``: TCMalloc or jemalloc when installed, as the ``preflab`` command does,
+:mod:`preflab.launch`; ``system`` = glibc's malloc), and every worker inherits it; the header line names it.
+
+Reported per row: completions/s and generated tokens/s over the timed steps (the first ``--warmup`` steps are
+untimed: they include one-off warm-up, the first one is reported apart), the rollout/update split (preflab: its ``time/rollout`` metric; TRL: the time in
 ``_generate_and_score_completions``), peak RSS and the first step's loss. First-step losses come from different
 samples (each tool draws its own), so they agree in kind, not to the digit: at step 1 the ratio is 1 and the KL
 is 0, so both are the (token-weighted) mean of −A over the batch.
@@ -188,7 +192,15 @@ def worker(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         res = (run_preflab if tool == "preflab" else run_trl)(algo, args, out_dir)
         res["total_s"] = time.perf_counter() - t0
-    res.update(row=args.row, peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads())
+    from preflab.launch import active_allocator
+
+    res.update(
+        row=args.row,
+        peak_rss_mb=peak_rss_mb(),
+        threads=torch.get_num_threads(),
+        warmup=args.warmup,
+        malloc=active_allocator(),
+    )
     write_result(args.worker_out, res)
 
 
@@ -196,7 +208,8 @@ def summarize(res: dict[str, Any], n: int) -> dict[str, Any]:
     if "error" in res:
         return {"row": res.get("row"), "error": res["error"], "log": res.get("log", "")[-800:]}
     steps, roll, toks = res["step_s"], res["rollout_s"], res["tokens"]
-    timed = slice(1, None) if len(steps) > 1 else slice(0, None)
+    skip = min(res.get("warmup", 1), len(steps) - 1)
+    timed = slice(max(skip, 0), None)
     t = sum(steps[timed])
     r = sum(roll[timed][: len(steps[timed])]) if roll else float("nan")
     return {
@@ -217,6 +230,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1, help="Untimed steps at the start of each row.")
+    ap.add_argument("--malloc", default="auto", help="auto, tcmalloc, jemalloc or system (see preflab.launch)")
     ap.add_argument("--prompts", type=int, default=2, help="Prompts per step.")
     ap.add_argument("--g", type=int, default=4, help="Completions per prompt.")
     ap.add_argument("--max-new-tokens", type=int, default=32)
@@ -235,16 +250,21 @@ def main() -> None:
     if args.worker_out:
         worker(args)
         return
-    print(machine_line())
+    from preflab.launch import active_allocator, allocator_env, reexec
+
+    reexec(allocator_env({**os.environ, "PREFLAB_MALLOC": args.malloc}))  # once: the workers inherit it
+    print(f"{machine_line()}, malloc {active_allocator()}")
     n = args.prompts * args.g
     print(
         f"SmolLM2-135M-Instruct {'bf16 autocast' if args.bf16 else 'fp32'}, "
         f"{args.prompts} prompts × G={args.g} = {n} completions per step, "
-        f"{args.max_new_tokens} new tokens max, T={args.temperature}, {args.steps} steps (first one untimed)"
+        f"{args.max_new_tokens} new tokens max, T={args.temperature}, {args.steps} steps ({args.warmup} untimed)"
     )
     passthrough = [
         "--steps",
         str(args.steps),
+        "--warmup",
+        str(args.warmup),
         "--prompts",
         str(args.prompts),
         "--g",
