@@ -18,10 +18,10 @@ picks (default ``auto``: TCMalloc or jemalloc when installed, as the ``preflab``
 :mod:`preflab.launch`; ``system`` = glibc's malloc), and every worker inherits it; the header line names it.
 
 Reported per row: completions/s and generated tokens/s over the timed steps (the first ``--warmup`` steps are
-untimed: they include one-off warm-up, the first one is reported apart), the rollout/update split (preflab: its ``time/rollout`` metric; TRL: the time in
-``_generate_and_score_completions``), peak RSS and the first step's loss. First-step losses come from different
-samples (each tool draws its own), so they agree in kind, not to the digit: at step 1 the ratio is 1 and the KL
-is 0, so both are the (token-weighted) mean of −A over the batch.
+untimed: they include one-off warm-up, the first one is reported apart), the rollout/update split (preflab: its
+``time/rollout`` metric; TRL: the time in ``_generate_and_score_completions``), peak RSS and the first step's loss.
+First-step losses come from different samples (each tool draws its own), so they agree in kind, not to the digit: at
+step 1 the ratio is 1 and the KL is 0, so both are the (token-weighted) mean of −A over the batch.
 """
 
 from __future__ import annotations

@@ -189,3 +189,89 @@ def test_the_sdpa_entry_is_restored(tiny):
     with pytest.raises(RuntimeError), attention.scoring_attention(model.config, torch.zeros(2, 8, dtype=torch.long)):
         raise RuntimeError("a failing forward")
     assert ALL_ATTENTION_FUNCTIONS["sdpa"] is before
+
+
+def _rollout_groups(seed=0, prompts=(5, 3), completions=(9, 12, 4, 10)):
+    """Prompts of different lengths, each with completions of different lengths (a GRPO rollout's shape)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def ids(n):
+        return torch.randint(3, 250, (n,), generator=gen).tolist()
+
+    return [(ids(p), [ids(c + i) for c in completions]) for i, p in enumerate(prompts)]
+
+
+def test_segments_give_the_rows_attention_in_value_and_gradient():
+    from preflab.data.collate import collate_prefix_shared
+
+    batch = collate_prefix_shared(_rollout_groups(), pad_id=0)
+    packing = attention.RowPacking.of(batch.attention_mask)
+    seg = packing.segments
+    assert seg is not None  # 2 rows of 5 + 43 / 3 + 47 tokens: 4,800 scores as rows, 1,066 as blocks
+    n = packing.tokens.numel()
+    assert seg.query_index.shape == (8, 13) and seg.prompt_index.shape == (2, 5)
+    gen = torch.Generator().manual_seed(1)
+    heads, kv_heads, dim = 4, 2, 8
+    q = torch.randn(1, heads, n, dim, generator=gen, requires_grad=True)
+    k = torch.randn(1, kv_heads, n, dim, generator=gen, requires_grad=True)
+    v = torch.randn(1, kv_heads, n, dim, generator=gen, requires_grad=True)
+    out = seg.attend(q, k, v, groups=heads // kv_heads, scale=0.3)
+    assert out.shape == (1, n, heads, dim)
+    g = torch.randn(out.shape, generator=gen)
+    grads = torch.autograd.grad((out * g).sum(), (q, k, v))
+
+    # reference: the rows with their (R, 1, T, T) mask, dense softmax in float64
+    q64, k64, v64 = (x.detach().double().requires_grad_() for x in (q, k, v))
+    rows_q = packing.to_rows(q64)
+    rows_k = packing.to_rows(k64).repeat_interleave(heads // kv_heads, 1)
+    rows_v = packing.to_rows(v64).repeat_interleave(heads // kv_heads, 1)
+    scores = (rows_q @ rows_k.transpose(-1, -2) * 0.3).masked_fill(~packing.mask, float("-inf"))
+    ref = packing.to_packed(scores.softmax(-1) @ rows_v)
+    ref_grads = torch.autograd.grad((ref * g.double()).sum(), (q64, k64, v64))
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-6)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=0, atol=2e-5)
+
+
+def test_segments_only_for_exact_prefix_sharing_that_is_smaller():
+    from preflab.data.collate import collate_prefix_shared
+
+    mask = collate_prefix_shared(_rollout_groups(), pad_id=0).attention_mask
+    assert attention.RowPacking.of(mask).segments is not None
+    leaky = mask.clone()
+    leaky[0, 0, 20, 7] = True  # a token of completion 2 sees one of completion 1
+    assert attention.RowPacking.of(leaky).segments is None
+    # one completion per row (the row is a plain causal sequence): nothing to split
+    single = collate_prefix_shared(_rollout_groups(completions=(9,)), pad_id=0).attention_mask
+    assert attention.RowPacking.of(single).segments is None
+    # a long prompt with short completions beside a short prompt with long ones: padded to the longest prompt
+    # and the longest completion, the blocks (2·40² + 4·20·60 scores) outnumber the rows' (2·42²)
+    groups = [([5] * 40, [[6], [7]]), ([5], [[8] * 20, [9] * 20])]
+    uneven = collate_prefix_shared(groups, pad_id=0).attention_mask
+    assert attention.RowPacking.of(uneven).segments is None
+
+
+def test_scorer_on_rollout_rows_equals_with_and_without_segments_and_padded(tiny, monkeypatch):
+    from preflab.data.collate import collate_sequences
+
+    model, _ = tiny
+    params = [p for p in model.parameters() if p.requires_grad]
+    scorer = SequenceScorer(model, chunk_size=16)
+    groups = _rollout_groups(seed=3)
+
+    def run(layout):
+        tok, _ = scorer(collate_sequences(groups, layout, 0), per_token=True)
+        return tok, torch.autograd.grad((tok * torch.linspace(-1, 1, tok.numel())).sum(), params)
+
+    calls = []
+    monkeypatch.setattr(attention.Segments, "attend", _counting(attention.Segments.attend, calls))
+    fast, fast_grads = run("prefix_shared")
+    assert len(calls) == model.config.num_hidden_layers  # every layer attended block by block
+    monkeypatch.setattr(attention.Segments, "of", classmethod(lambda cls, *a: None))
+    rows, rows_grads = run("prefix_shared")
+    assert len(calls) == model.config.num_hidden_layers
+    padded, padded_grads = run("padded")
+    for other, other_grads in ((rows, rows_grads), (padded, padded_grads)):
+        torch.testing.assert_close(fast, other, rtol=0, atol=2e-5)
+        for a, b in zip(fast_grads, other_grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
