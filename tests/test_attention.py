@@ -249,6 +249,11 @@ def test_segments_only_for_exact_prefix_sharing_that_is_smaller():
     groups = [([5] * 40, [[6], [7]]), ([5], [[8] * 20, [9] * 20])]
     uneven = collate_prefix_shared(groups, pad_id=0).attention_mask
     assert attention.RowPacking.of(uneven).segments is None
+    # a long prompt with many completions: 10 % of the scores, but 16 copies of the prompt's keys (> 2x the rows')
+    many = collate_prefix_shared([([5] * 300, [[6] * 20] * 16)], pad_id=0).attention_mask
+    assert attention.RowPacking.of(many).segments is None
+    fewer = collate_prefix_shared([([5] * 20, [[6] * 20] * 16)], pad_id=0).attention_mask
+    assert attention.RowPacking.of(fewer).segments is not None  # 16·40 keys against the row's 340: under 2x
 
 
 def test_scorer_on_rollout_rows_equals_with_and_without_segments_and_padded(tiny, monkeypatch):

@@ -37,6 +37,7 @@ from .casts import compute_dtype
 # fp32 scores, probabilities, dP and dS of one layer live at once in the backward: 16 bytes per score.
 BACKWARD_BYTES_PER_SCORE = 16
 BUDGET_BYTES = 1 << 28
+KEY_COPIES = 2  # prompt/completion blocks may hold at most this many times the rows' keys and values
 
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
@@ -169,7 +170,8 @@ class Segments:
     def of(cls, mask: Tensor, slots: Tensor, n: int) -> Segments | None:
         """The blocks of a prefix-shared ``(R, 1, T, T)`` mask whose real tokens are ``slots`` (``RowPacking``);
         None when the mask is not exactly one causal prompt and causal completions that each see that prompt,
-        or when the blocks would not be smaller than the rows."""
+        when the blocks would not have fewer scores than the rows, or when their keys (each completion's block
+        holds a copy of its prompt's, saved for backward) would be more than :data:`KEY_COPIES` times the rows'."""
         rows, _, width, _ = mask.shape
         dev = mask.device
         prompts: list[list[int]] = []
@@ -197,6 +199,8 @@ class Segments:
         c_len = max((len(c) for _, c in comps), default=0)
         if not comps or rows * p_len * p_len + len(comps) * c_len * (p_len + c_len) >= rows * width * width:
             return None
+        if rows * p_len + len(comps) * (p_len + c_len) > KEY_COPIES * rows * width:
+            return None  # each completion's block holds its prompt's keys: a long prompt, many completions
 
         def padded(lists: list[list[int]], length: int) -> Tensor:
             out = torch.full((len(lists), length), n, dtype=torch.long)
