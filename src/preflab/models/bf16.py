@@ -1,10 +1,10 @@
 """Whether bf16 matmuls pay on this CPU: a timed probe, not a feature flag.
 
-The CPU feature flags say whether bf16 matmuls *run*, not whether they are faster than fp32 ones. Measured
-with PyTorch 2.13 (2 cores, two threads; ``bench/rl_throughput.py`` and a SmolLM2-135M fwd + bwd + AdamW step
-on 16 completions of ~44 tokens sharing 2 prompts):
+The CPU feature flags say whether bf16 matmuls *run*, not whether they are faster than fp32 ones. On this
+project's 2-core machine images with PyTorch 2.13 (docs/benchmarks; the last item measured with
+``bench/rl_throughput.py`` and a SmolLM2-135M fwd + bwd + AdamW step on 16 completions sharing 2 prompts):
 
-* Intel Xeon with AMX: bf16 matmuls reach 2.2–2.7 TFLOP/s against ~0.3 for fp32;
+* Intel Xeon with AMX: bf16 matmuls reach 2.2–2.7 TFLOP/s (1.4 on one thread, against 0.18 for fp32);
 * AMD EPYC with AVX-512 BF16, no AMX: 0.89–0.97 TFLOP/s bf16;
 * Intel Xeon with AVX-512 BF16 whose AMX the VM hides (2026-12-06): bf16 ~0.15–0.2 TFLOP/s against
   0.27–0.38 for fp32 (MKL's sgemm beats oneDNN's AVX-512 BF16 kernel), and the training step took 5.2 s under
@@ -12,7 +12,7 @@ on 16 completions of ~44 tokens sharing 2 prompts):
 
 So ``train.bf16: auto`` (and the judges' and scorers' bf16 autocast on a CPU) asks :func:`cpu_bf16_pays`: the
 CPU has bf16 instructions (AVX-512 BF16 or AMX) and a (256×576)·(576×1536) product, best of five, runs in bf16
-in under :data:`MARGIN` of its fp32 time. The probe takes ~20 ms once per process; the margin keeps a CPU
+in under :data:`MARGIN` of its fp32 time. The probe takes ~40 ms once per process; the margin keeps a CPU
 where both are close on the exact fp32 side, so the answer does not flip between runs.
 """
 
