@@ -151,19 +151,14 @@ def bf16_autocast_ok(model, enabled: bool | None = True) -> bool:
     """Whether to run a forward pass under bf16 autocast: ``enabled`` True = where it pays (bf16 GPUs; CPUs
     whose bf16 matmuls beat fp32, :func:`preflab.models.bf16.cpu_bf16_pays`); None = only on GPUs; False =
     never. (Decoding uses :func:`bf16_weights` on CPU instead.)"""
-    import torch
 
     if enabled is False:
         return False
     if enabled is None and model.device.type == "cpu":
         return False
-    if model.device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if model.device.type == "cpu":
-        from ..models.bf16 import cpu_bf16_pays
+    from ..models.bf16 import bf16_pays
 
-        return cpu_bf16_pays()
-    return False
+    return bf16_pays(model.device)
 
 
 def cpu_bf16_supported() -> bool:

@@ -185,7 +185,8 @@ class Segments:
             below = torch.ones(real, real, dtype=torch.bool, device=dev).tril()
             seen_by_all = (sub | ~below).all(0)  # column t: every later token sees it
             p = real if bool(seen_by_all.all()) else int((~seen_by_all).int().argmax())
-            starts = [t for t in range(p, real) if t == p or not bool(sub[t, t - 1])]
+            follows = sub.diagonal(-1).tolist()  # follows[t - 1]: token t sees token t - 1
+            starts = [t for t in range(p, real) if t == p or not follows[t - 1]]
             ends = [*starts[1:], real] if starts else []
             expected = below.clone()
             expected[p:, p:] = False

@@ -63,3 +63,12 @@ def cpu_bf16_pays() -> bool:
         fp32 = best_time(lambda: torch.matmul(a, b))
         bf16 = best_time(lambda: torch.matmul(a16, b16))
     return bf16 < MARGIN * fp32
+
+
+def bf16_pays(device) -> bool:
+    """bf16 autocast pays off on ``device``: a CUDA GPU with bf16, or a CPU for which :func:`cpu_bf16_pays`."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_bf16_pays()

@@ -36,13 +36,9 @@ DATA_KIND_OF_INPUTS = {
 def bf16_supported(device: torch.device) -> bool:
     """bf16 autocast pays off: a CUDA GPU with bf16, or a CPU whose bf16 matmuls beat its fp32 ones
     (:func:`preflab.models.bf16.cpu_bf16_pays`: AVX-512 BF16 or AMX, and a timed probe)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        from ..models.bf16 import cpu_bf16_pays
+    from ..models.bf16 import bf16_pays
 
-        return cpu_bf16_pays()
-    return False
+    return bf16_pays(device)
 
 
 def use_bf16(setting: bool | str, device: torch.device) -> bool:
