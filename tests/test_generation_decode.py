@@ -86,13 +86,32 @@ def test_bf16_weights_restores_the_same_tensors(tiny):
     model, _ = tiny
     before = {n: p.data_ptr() for n, p in model.named_parameters()}
     buffers = {n: b.dtype for n, b in model.named_buffers()}
-    with bf16_weights(model, None):
+    with bf16_weights(model, True):
         if torch.ops.mkldnn._is_mkldnn_bf16_supported():
             assert all(p.dtype == torch.bfloat16 for p in model.parameters())
         assert {n: b.dtype for n, b in model.named_buffers()} == buffers
     assert all(p.data_ptr() == before[n] and p.dtype == torch.float32 for n, p in model.named_parameters())
     with bf16_weights(model, False):
         assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("pays", [True, False])
+def test_bf16_weights_by_default_only_where_bf16_pays(tiny, monkeypatch, pays):
+    """None (the default) casts only where the timed probe finds bf16 matmuls faster; True casts wherever the
+    CPU supports bf16; False never."""
+    import preflab.models.bf16 as probe
+    from preflab.generation import sampler
+
+    model, _ = tiny
+    monkeypatch.setattr(sampler, "cpu_bf16_supported", lambda: True)
+    monkeypatch.setattr(probe, "cpu_bf16_pays", lambda: pays)
+    assert sampler.casts_weights(model, None) is pays
+    assert sampler.casts_weights(model, True) is True
+    assert sampler.casts_weights(model, False) is False
+    with bf16_weights(model, None):
+        dtypes = {p.dtype for p in model.parameters()}
+    assert dtypes == {torch.bfloat16 if pays else torch.float32}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 def test_supports_decode(tiny):

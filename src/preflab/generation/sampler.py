@@ -50,9 +50,11 @@ class SamplingParams:
     bf16: bool | None = None
     """bf16 decoding. On a CUDA GPU with bf16: autocast. On a CPU with bf16 matmul support (AMX /
     AVX-512 BF16): the weights are cast to bf16 for the call and restored after (autocast would re-cast
-    every weight at every decoding step; bf16 weights decode ~2x faster than fp32 on this project's
-    CPU, see bench/generation.py). None = wherever supported, True = the same (an error-free no-op where
-    unsupported), False = never (the model's own dtype)."""
+    every weight at every decoding step). None = where bf16 pays: supported, and the timed probe
+    :func:`preflab.models.bf16.cpu_bf16_pays` finds bf16 matmuls faster than fp32 (on AMX Xeons bf16 weights
+    decode ~2.4x faster than fp32; on a Xeon whose AMX the VM hides, fp32 decodes 1.3x faster at batch 256,
+    bench/generation.py); True = wherever supported (an error-free no-op where unsupported); False = never
+    (the model's own dtype)."""
     engine: str = "auto"
     """Decoding loop: ``"rollout"`` (:mod:`.engine`: one prefill per prompt, continuous batching, slot KV
     cache), ``"loop"`` (:mod:`.decode`: a left-padded batch whose finished rows leave), ``"generate"`` (Hugging
@@ -172,11 +174,11 @@ def cpu_bf16_supported() -> bool:
 
 @contextlib.contextmanager
 def bf16_weights(model, enabled: bool | None = True):
-    """On a CPU with bf16 support, the model's fp32 parameters become bf16 inside the block and are
+    """Where :func:`casts_weights` says so, the model's fp32 parameters become bf16 inside the block and are
     restored (the very same tensors) after; buffers (e.g. rotary frequencies) stay as they are."""
     import torch
 
-    if enabled is False or model.device.type != "cpu" or not cpu_bf16_supported():
+    if not casts_weights(model, enabled):
         yield model
         return
     saved = []
@@ -193,12 +195,17 @@ def bf16_weights(model, enabled: bool | None = True):
 
 
 def casts_weights(model, enabled: bool | None) -> bool:
-    """Whether :func:`bf16_weights` casts this model's weights (a CPU with bf16 support, fp32 parameters)."""
+    """Whether :func:`bf16_weights` casts this model's weights: fp32 parameters on a CPU with bf16 support, and
+    for ``enabled`` None one where bf16 matmuls pay (:func:`preflab.models.bf16.cpu_bf16_pays`)."""
     import torch
 
     if enabled is False or model.device.type != "cpu" or not cpu_bf16_supported():
         return False
-    return any(p.dtype == torch.float32 for p in model.parameters())
+    if not any(p.dtype == torch.float32 for p in model.parameters()):
+        return False
+    from ..models.bf16 import cpu_bf16_pays
+
+    return enabled is True or cpu_bf16_pays()
 
 
 def pick_engine(model, engine: str = "auto") -> str:
