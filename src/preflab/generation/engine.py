@@ -208,12 +208,15 @@ def rollout(
     slots: int = 32,
     token_logprobs: bool = False,
     max_prefill_prompts: int = 16,
+    lean=None,
     on_prompt_done: Callable[[int, list[list[int]], list[list[float]] | None], None] | None = None,
 ) -> RolloutResult:
     """Sample ``n`` completions of every prompt (token id lists, no padding). ``slots`` = sequences decoded at
     once. Greedy decoding (``temperature == 0``) decodes each prompt once and repeats the result ``n`` times.
     ``on_prompt_done(i, tokens, token_logprobs)`` is called as soon as all of prompt i's samples have ended
-    (progress, partial results), with the lists this call returns for it."""
+    (progress, partial results), with the lists this call returns for it. ``lean``: a
+    :class:`~preflab.generation.lean.LeanDecoder` of ``model`` that computes the decoding steps (the prefill
+    stays the model's forward)."""
     import torch
     from transformers import DynamicCache
 
@@ -322,7 +325,11 @@ def rollout(
             mask = torch.zeros(valid.shape, dtype=torch.float32, device=dev).masked_fill_(~valid, float("-inf"))
             mask = mask[:, None, None, :]
             mask._preflab_slots = True
-            logits = _forward(model, fed[:, None], mask, (end - start).clamp(min=0)[:, None], cache, cache_kw, True)
+            positions = (end - start).clamp(min=0)
+            if lean is not None:
+                logits = lean.step(fed, positions, cache, mask)
+            else:
+                logits = _forward(model, fed[:, None], mask, positions[:, None], cache, cache_kw, True)
             end = end + decoding.long()
             stats["decode_steps"] += 1
             stats["decode_rows"] += int(decoding.sum())

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .decode import decode, supports_decode
 from .engine import engine_attention, rollout, supports_engine
+from .lean import lean_decoder
 from .packed import packed_linears
 
 ENGINES = ("auto", "rollout", "loop", "generate")
@@ -59,6 +60,10 @@ class SamplingParams:
     """Decoding loop: ``"rollout"`` (:mod:`.engine`: one prefill per prompt, continuous batching, slot KV
     cache), ``"loop"`` (:mod:`.decode`: a left-padded batch whose finished rows leave), ``"generate"`` (Hugging
     Face ``generate``, the reference) or ``"auto"``: the first of these the model supports."""
+    lean: bool = True
+    """The rollout engine on a CPU decodes Llama-family models (:data:`preflab.generation.lean.LEAN_MODEL_TYPES`)
+    with :mod:`.lean`'s step (stacked, prepacked projections; no framework overhead); False = the model's own
+    forward at every step (the reference)."""
     return_token_logprobs: bool = False
     """Also return each generated token's log-prob under the decoding weights, from the decoding pass itself
     (:attr:`Completion.token_logprobs`; the rollout engine only)."""
@@ -310,13 +315,16 @@ def sample(
 
     with torch.random.fork_rng(devices=_rng_devices(model)):
         torch.manual_seed(params.seed)
-        with (
-            torch.no_grad(),
-            bf16_weights(model, params.bf16),
-            packed_linears(model, rows_hint=params.batch_size),
-            torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=gpu_autocast),
-            engine_attention(model),
-        ):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(bf16_weights(model, params.bf16))
+            lean = (
+                lean_decoder(model, rows_hint=params.batch_size) if params.lean and model.device.type == "cpu" else None
+            )
+            if lean is None:  # the lean step packs its own (stacked) weights
+                stack.enter_context(packed_linears(model, rows_hint=params.batch_size))
+            stack.enter_context(torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=gpu_autocast))
+            stack.enter_context(engine_attention(model))
             res = rollout(
                 model,
                 prompt_ids,
@@ -329,6 +337,7 @@ def sample(
                 top_p=params.top_p,
                 slots=params.batch_size,
                 token_logprobs=want_token_lps,
+                lean=lean,
                 on_prompt_done=None if rescore else finished,
             )
     if rescore:
