@@ -4,10 +4,12 @@
     .venv/bin/python bench/generation.py                              # SmolLM2-135M-Instruct, n=8 and n=1
     .venv/bin/python bench/generation.py --prompts 4 --dtypes fp32    # a quick look
     .venv/bin/python bench/generation.py --engines rollout,loop,generate --out result.json
+    .venv/bin/python bench/generation.py --engines rollout,rollout-hf,generate   # the lean decoding step's share
 
 Settings: the quickstart's (``--n 8``, 64 new tokens, temperature 0.8, top-p 1) and the same at n = 1, each
 with fp32 weights and with bf16 weights (``SamplingParams.bf16``: the fp32 weights are cast for the call where
-the CPU has bf16 matmuls). Every engine samples the same ``--prompts`` prompts of the default task suite with the
+the CPU has bf16 matmuls). ``rollout-hf`` is the rollout engine decoding through the model's own forward
+instead of :mod:`preflab.generation.lean`'s step (``SamplingParams(lean=False)``). Every engine samples the same ``--prompts`` prompts of the default task suite with the
 same ``--batch-size`` (sequences decoded at once; ``generate`` gets ``batch_size // n`` prompts per call). Engines
 run one after the other within each setting, each after an untimed warm-up call, so that a change in the
 machine's load hits all of them alike; ``--repeats`` > 1 alternates them again and keeps each engine's best.
@@ -128,8 +130,9 @@ def main() -> None:
             best: dict[str, dict] = {}
             for _ in range(args.repeats):
                 for eng in engines:
-                    params = SamplingParams(**base, engine=eng)
-                    sample(model, tok, warm, SamplingParams(**{**base, "max_new_tokens": 4}, engine=eng))
+                    kind = dict(engine="rollout", lean=False) if eng == "rollout-hf" else dict(engine=eng)
+                    params = SamplingParams(**base, **kind)
+                    sample(model, tok, warm, SamplingParams(**{**base, "max_new_tokens": 4}, **kind))
                     with RssPeak() as rss:
                         t0 = time.perf_counter()
                         out = sample(model, tok, prompts, params)
@@ -167,7 +170,8 @@ def main() -> None:
             for eng in engines:
                 if eng == "generate":
                     continue
-                got = sample(model, tok, gp, SamplingParams(**params, engine=eng))
+                kind = dict(engine="rollout", lean=False) if eng == "rollout-hf" else dict(engine=eng)
+                got = sample(model, tok, gp, SamplingParams(**params, **kind))
                 same = sum(a[0].token_ids == b[0].token_ids for a, b in zip(got, ref, strict=True))
                 greedy.append(dict(engine=eng, dtype=dt, identical=f"{same}/{len(gp)}"))
     print()
