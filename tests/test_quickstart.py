@@ -106,8 +106,9 @@ def test_reduced_quickstart_end_to_end_on_tiny_model(tmp_path, tiny_dir):
 
 
 def test_two_rounds_sample_the_second_half_from_the_first_rounds_policy(tmp_path, tiny_dir):
-    """quickstart.rounds = 2: round 2 samples its half of the prompts from round 1's final/, trains a new adapter
-    on that policy, and the evaluation reads round 2's final/."""
+    """quickstart.rounds = 2: round 2 samples its half of the prompts (every other one, so that both rounds see
+    every family) from round 1's final/, trains a new adapter on that policy, and the evaluation reads round 2's
+    final/."""
     from preflab.feedback import read_samples
     from preflab.generation.sampler import SamplingParams, sample
     from preflab.models import load_model, load_tokenizer
@@ -132,14 +133,19 @@ def test_two_rounds_sample_the_second_half_from_the_first_rounds_policy(tmp_path
     result = run_quickstart(quickstart_defaults(sets))
     train, _ = _read_tasks(run / "prompts.jsonl")
     first, second = read_samples(run / "samples.jsonl"), read_samples(run / "rounds" / "r2" / "samples.jsonl")
-    assert [s.prompt for s in first] == [t.prompt for t in train[:5]]
-    assert [s.prompt for s in second] == [t.prompt for t in train[5:]]
+    assert [s.prompt for s in first] == [t.prompt for t in train[0::2]]
+    assert [s.prompt for s in second] == [t.prompt for t in train[1::2]]
+    fam = {t.prompt: t.family for t in train}
+    assert len(set(fam.values())) > 2
+    for f in set(fam.values()):  # each round gets its share of every family (the shares differ by at most one)
+        counts = [sum(fam[s.prompt] == f for s in share) for share in (first, second)]
+        assert abs(counts[0] - counts[1]) <= 1, (f, counts)
     stages = json.loads((run / "stages.json").read_text())
     assert {"samples.r2", "pairs.r2", "train.r2"} <= set(stages)
     # round 2's samples are round 1's policy's, drawn with round 2's seed (and not the initial model's)
     tok = load_tokenizer(str(tiny_dir))
     params = SamplingParams(max_new_tokens=8, temperature=0.8, seed=1_000, n=3, batch_size=256)
-    prompts = [t.prompt for t in train[5:]]
+    prompts = [t.prompt for t in train[1::2]]
     pi1 = sample(load_model(str(run / "final")), tok, prompts, params)
     assert [[c.text for c in group] for group in pi1] == [s.completions for s in second]
     pi0 = sample(load_model(str(tiny_dir)), tok, prompts, params)

@@ -177,10 +177,12 @@ class Quickstart:
         return self.dir if r == 1 else self.dir / "rounds" / f"r{r}"
 
     def round_tasks(self, r: int) -> list:
-        """Round ``r``'s contiguous share of the training prompts (the shares differ by at most one prompt)."""
+        """Round ``r``'s share of the training prompts: every R-th one, from the r-th on. The training prompts are
+        grouped by family, so every round gets its share of every family (a contiguous share would give each
+        round its own families, and each round's adapter would train on tasks the previous one never saw). The
+        shares differ by at most one prompt."""
         train, _ = _read_tasks(self.dir / "prompts.jsonl")
-        n, rounds = len(train), self.q.rounds
-        return train[(r - 1) * n // rounds : r * n // rounds]
+        return train[r - 1 :: self.q.rounds]
 
     def round_seed(self, r: int) -> int:
         """Round ``r``'s seed for sampling, annotation and training (round 1: the run's own)."""
@@ -348,7 +350,7 @@ class Quickstart:
         steps = [("prompts", fp_prompts, self.prompts)]
         upstream = fingerprint(fp_prompts, model_fp, *sampling)  # round 1's samples: what one round always used
         if q.rounds > 1:
-            upstream = fingerprint(upstream, "rounds", q.rounds)
+            upstream = fingerprint(upstream, "rounds", q.rounds, "interleaved")  # not the old contiguous shares
         tags = ["" if r == 1 else f".r{r}" for r in range(1, q.rounds + 1)]  # stage-name suffix of each round
         for r, tag in enumerate(tags, start=1):
             fp_samples = upstream if r == 1 else fingerprint(upstream, "round", r, q.rounds, *sampling)
