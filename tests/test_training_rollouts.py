@@ -320,3 +320,53 @@ def test_remax_advantages_are_rewards_minus_the_greedy_reward_and_both_are_logge
     assert m["rollout/greedy_reward"] == pytest.approx(0.15)
     per_token = torch.cat([adv[i][mask[i]] for i in range(4)])
     assert m["rollout/advantage_mean"] == pytest.approx(float(per_token.mean()), abs=1e-6)
+
+
+@pytest.mark.parametrize("with_pass_logprobs", [True, False])
+def test_pi_old_comes_with_the_samples_when_the_engine_decoded_with_the_policys_own_weights(with_pass_logprobs):
+    """Two minibatches per rollout need log π_old: the sampling pass's per-token log-probs where the sampler
+    returns them (no policy scoring pass), else the scoring pass; both give the same values."""
+    from dataclasses import replace
+
+    from preflab.generation import SamplingParams, sample
+    from preflab.models.logprobs import SequenceScorer
+
+    model, tok = tiny_model(seed=2)
+    scorer = SequenceScorer(model).eval()
+    calls = []
+
+    def draw(prompts, seed, n, greedy=False):
+        params = SamplingParams(max_new_tokens=6, temperature=1.0, seed=seed, n=n, bf16=False)
+        out = sample(model, tok, prompts, replace(params, return_token_logprobs=True))
+        if not with_pass_logprobs:
+            out = [[replace(c, token_logprobs=None) for c in row] for row in out]
+        return out
+
+    def score(batch):
+        calls.append(1)
+        with torch.no_grad():
+            return scorer(batch.sequences, per_token=True)[0], None
+
+    sched = RolloutSchedule(
+        PROMPTS[:2],
+        draw,
+        length_reward(),
+        Tokenizer(tok),
+        4,  # 8 completions, minibatches of 4: π_old is not the update's own forward
+        algorithm="rloo",
+        params=PolicyGradientParams(beta=0.0),
+        score_fn=score,
+        ref_fn=lambda b: None,
+        group_size=4,
+        prompts_per_rollout=2,
+        seed=1,
+    )
+    assert not sched.on_policy
+    sched.next_batch()
+    assert bool(calls) is not with_pass_logprobs  # the policy was scored only when the samples had no log-probs
+    tensors = sched.data.tensors
+    calls.clear()
+    rescored = sched._score(sched.data.examples)["old_logprobs"]
+    mask = tensors["mask"].bool()
+    assert calls and mask.sum() > 8
+    torch.testing.assert_close(tensors["old_logprobs"][mask], rescored[mask], atol=2e-5, rtol=0)

@@ -10,7 +10,9 @@ Rollout t (t = 0, 1, …):
    compares every pair of a prompt's completions (``reward: win_rate``: the fraction of the others it beats, as
    SPO). A non-finite reward or a wrong count is a one-line :class:`~preflab.errors.DataError` raised before any
    weights change; ReMax also decodes and scores one greedy completion per prompt;
-3. one no-grad scoring pass (eval mode) gives per-token log π_old, log π_ref and (PPO) the critic's values; the
+3. one no-grad scoring pass (eval mode) gives per-token log π_old, log π_ref and (PPO) the critic's values (log
+   π_old comes with the samples instead where the rollout engine decoded with the policy's own weights: the
+   same quantity from the decoding pass, so the policy is not run twice; a critic still needs its pass); the
    algorithm's estimator (:func:`preflab.objectives.policy_gradient.estimate_advantages`) turns them and the
    (optionally normalised) scores into per-token advantages, with the KL coefficient of the run's KL controller;
 4. ``epochs`` seeded shuffled passes over the rollout's completions feed the loop, ``train.batch_size``
@@ -278,6 +280,28 @@ class RolloutSchedule(Schedule):
         kl_reward = self.params.kl_in_reward and (self.params.beta > 0 or self.params.kl_target is not None)
         return self.steps_per_rollout == 1 and self.value_head is None and not kl_reward
 
+    def _pass_logprobs_usable(self, samples: list[list[Any]], examples: list[TokenizedExample]) -> bool:
+        """Whether every completion brought its per-token log π_old from the sampling pass (the sampler returns
+        them where they are the policy's own: the rollout engine decoding with the model's own weights) for
+        exactly the tokens trained on (no empty completion, nothing cut), and no critic needs a forward pass."""
+        if self.value_head is not None:
+            return False
+        comps = [c for s in samples for c in s]
+        if not all(c.token_ids and c.token_logprobs is not None for c in comps):
+            return False
+        if any(len(c.token_logprobs) != len(c.token_ids) for c in comps):
+            return False
+        return all(ex.prompt_cut == 0 and ex.completion_cut == 0 for ex in examples)
+
+    @staticmethod
+    def _pass_logprobs(samples: list[list[Any]], width: int) -> Tensor:
+        """(N, width) per-token log-probs of the sampling pass, zero-padded like the scoring pass's."""
+        comps = [c for s in samples for c in s]
+        out = torch.zeros((len(comps), width), dtype=torch.float32)
+        for k, c in enumerate(comps):
+            out[k, : len(c.token_logprobs)] = torch.tensor(c.token_logprobs, dtype=torch.float32)
+        return out
+
     def _score(self, examples: list[TokenizedExample], policy: bool = True) -> dict[str, Tensor]:
         """Per-token log π_old, log π_ref, mask and critic values (N, T) of ``examples``, no grad; without
         ``policy`` π_old is not scored (NaN). With several processes each scores its share and all get all."""
@@ -343,7 +367,10 @@ class RolloutSchedule(Schedule):
                 cut.append(comp.finish_reason != "stop")
         truncated = torch.tensor(cut)
         self.params.beta = self.kl_ctl.value  # β of this rollout, in the reward and in the loss
-        tensors = self._score(examples, policy=not self.on_policy)
+        from_pass = not self.on_policy and self._pass_logprobs_usable(samples, examples)
+        tensors = self._score(examples, policy=not self.on_policy and not from_pass)
+        if from_pass:  # π_old is the sampling policy itself: its per-token log-probs came with the samples
+            tensors["old_logprobs"] = self._pass_logprobs(samples, tensors["mask"].shape[1])
         scores = rewards.clone()
         if self.truncated == "penalize":
             scores = scores - self.truncated_penalty * truncated.to(scores.dtype)
@@ -633,7 +660,9 @@ def make_rollout_schedule(
     with it in eval mode, per-token reference log-probs from ``reference()`` (built after the schedule). The gold
     reward is logged beside the proxy one when the judge is the gold one, or (``from_config``) when the prompts are
     the task suite's."""
-    from ..generation.sampler import SamplingParams, sample
+    from dataclasses import replace
+
+    from ..generation.sampler import SamplingParams, decodes_own_weights, pick_engine, sample
     from .schedule import gather_objects
 
     online, r = cfg.online, cfg.rollout
@@ -656,7 +685,9 @@ def make_rollout_schedule(
                 bf16=bf16,
                 batch_size=max(32, n * len(batch_prompts)),
             )
-            return sample(model, tok, batch_prompts, sp)
+            # log π_old from the decoding pass where it is the model's own (the rollout skips scoring the policy)
+            own = not greedy and pick_engine(model, sp.engine) == "rollout" and decodes_own_weights(model, bf16)
+            return sample(model, tok, batch_prompts, replace(sp, return_token_logprobs=own))
         finally:
             model.train(was_training)
 
