@@ -14,13 +14,9 @@ from preflab.models import tiny_model, tiny_tokenizer
 PROMPTS = ["hi", "tell me a story about a cat", "2+2?", "a much longer prompt with many more words in it"]
 
 
-def _tiny(kind: str):
-    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
-
-    if kind == "llama":
-        return tiny_model(seed=3)
-    tok = tiny_tokenizer()
-    common = dict(
+def _sizes(tok) -> dict:
+    """A two-layer decoder's config arguments (grouped-query attention: 4 heads over 2 KV heads)."""
+    return dict(
         vocab_size=len(tok),
         hidden_size=64,
         intermediate_size=96,
@@ -32,6 +28,15 @@ def _tiny(kind: str):
         pad_token_id=tok.pad_token_id,
         tie_word_embeddings=False,
     )
+
+
+def _tiny(kind: str):
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    if kind == "llama":
+        return tiny_model(seed=3)
+    tok = tiny_tokenizer()
+    common = _sizes(tok)
     with torch.random.fork_rng():
         torch.manual_seed(4)
         if kind == "qwen2":
@@ -104,15 +109,5 @@ def test_models_the_lean_step_does_not_reproduce_decode_through_their_forward():
     model, tok = tiny_model(seed=1)
     model.config.hidden_act = "gelu"  # another activation
     assert lean_decoder(model) is None
-    qwen3 = Qwen3ForCausalLM(
-        Qwen3Config(
-            vocab_size=len(tok),
-            hidden_size=64,
-            intermediate_size=96,
-            num_hidden_layers=1,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-        )
-    )
+    qwen3 = Qwen3ForCausalLM(Qwen3Config(**_sizes(tok), head_dim=16))
     assert lean_decoder(qwen3) is None  # q/k norms: not in the lean step
