@@ -20,7 +20,7 @@ from preflab.models import tiny_model
 from preflab.models.logprobs import SequenceScorer
 from preflab.models.policy import NoReference
 from preflab.objectives import REGISTRY
-from preflab.training import build, loop, read_metrics, train
+from preflab.training import loop, read_metrics, references, train
 from test_training_resume import Killed, kill_at
 from test_training_utils import LengthJudge, make_cfg, max_abs_diff, state
 
@@ -165,8 +165,8 @@ def test_online_simpo_loads_no_reference_and_its_loss_is_the_simpo_loss(tmp_path
     def no_reference(*args, **kwargs):
         raise AssertionError("online SimPO built a reference model")
 
-    monkeypatch.setattr(build, "FrozenCopyReference", no_reference)  # full fine-tuning's π_ref
-    monkeypatch.setattr(build, "AdapterDisabledReference", no_reference)  # LoRA's π_ref
+    monkeypatch.setattr(references, "FrozenCopyReference", no_reference)  # full fine-tuning's π_ref
+    monkeypatch.setattr(references, "AdapterDisabledReference", no_reference)  # LoRA's π_ref
     spec = REGISTRY["simpo"]
     inputs_seen = []
     original = spec.fn

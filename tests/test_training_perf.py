@@ -81,12 +81,12 @@ def test_cached_reference_gives_exactly_log2_at_step_one_in_bf16(tmp_path, layou
 @pytest.mark.parametrize("lora_dropout", [0.0, 0.1])
 def test_cached_lora_reference_is_scored_through_the_policys_own_kernels(tmp_path, monkeypatch, lora_dropout):
     # fresh adapters (B = 0) add nothing: the cache is scored with them on, i.e. by the first step's kernels
-    import preflab.training.build as build
+    import preflab.training.references as refs
 
     used = []
     for name in ("FrozenCopyReference", "AdapterDisabledReference"):
-        cls = getattr(build, name)
-        monkeypatch.setattr(build, name, lambda *a, _cls=cls, **k: used.append(_cls.__name__) or _cls(*a, **k))
+        cls = getattr(refs, name)
+        monkeypatch.setattr(refs, name, lambda *a, _cls=cls, **k: used.append(_cls.__name__) or _cls(*a, **k))
     model, tok = tiny_model()
     cfg = make_cfg(
         tmp_path,
@@ -146,19 +146,19 @@ def test_compiled_lora_run_scores_its_cache_with_the_graphs_training_runs(tmp_pa
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    import preflab.training.build as build
+    import preflab.training.references as refs
 
     torch._dynamo.reset()
     counters.clear()
     graphs_after_cache = []
-    real = build.build_reference_table
+    real = refs.build_reference_table
 
     def counted(*args, **kwargs):
         table = real(*args, **kwargs)
         graphs_after_cache.append(counters["stats"]["unique_graphs"])
         return table
 
-    monkeypatch.setattr(build, "build_reference_table", counted)
+    monkeypatch.setattr(refs, "build_reference_table", counted)
     model, tok = tiny_model()
     cfg = make_cfg(
         tmp_path,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,30 +18,20 @@ from .. import algorithms as table
 from ..algorithms import REWARD
 from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizeOptions, Tokenizer, TokenizeStats, tokenize_records
-from ..errors import CheckpointError, ConfigError, DataError
-from ..files import widen_modes
+from ..errors import ConfigError, DataError
 from ..models.casts import FrozenCasts
-from ..models.compile import compile_blocks, is_compiled
+from ..models.compile import compile_blocks
 from ..models.logprobs import SequenceScorer
-from ..models.policy import (
-    AdapterDisabledReference,
-    CachedReference,
-    FrozenCopyReference,
-    NoReference,
-    Reference,
-    adapters_are_identity,
-    build_reference_table,
-    examples_fingerprint,
-    has_active_dropout,
-    is_peft,
-)
+from ..models.policy import Reference
 from ..models.reward import RewardScorer
 from ..objectives import ObjectiveSpec
 from .iterative import AnchoredReference, IterativeSchedule, PreviousIterateReference
 from .lm_algorithms import SAMPLED, lm_schedule, reward_head
 from .online import OnlineSchedule, prompts_of
+from .references import policy_now, reference_for_mode
 from .resolve import DATA_KIND_OF_INPUTS, check_trackers, resolve_objective, run_reference, use_bf16
 from .rundir import RunStart, start_run
+from .samplers import mixture_sampler, policy_sampler
 from .schedule import OfflineSchedule, Schedule, eval_batches, gather_objects
 from .selfplay import SelfPlaySchedule, Snapshots
 from .step import BATCH_KIND_OF_INPUTS
@@ -339,126 +328,6 @@ def destroy_gloo_group_at_exit(timeout_s: float = 60.0) -> None:
     atexit.register(_destroy)
 
 
-def _reference(
-    mode: str,
-    cfg: Any,
-    acc: Any,
-    scorer: SequenceScorer,
-    policy: torch.nn.Module,
-    passes: list[list[Any]],
-    batches: Callable[[list[Any]], Iterator[ExampleBatch]],
-) -> Reference:
-    """The reference policy of ``mode``. ``passes`` (train and eval examples) are what a cache must cover."""
-    train = cfg.train
-    if mode == "none":
-        return NoReference()
-    if mode == "adapters_disabled":
-        return AdapterDisabledReference(scorer, acc.autocast)
-    if mode == "frozen_copy":
-        ref = FrozenCopyReference(policy, scorer.chunked_head, train.logprob_chunk_size, acc.autocast)
-        ref.scorer.to(acc.device)
-        return ref
-    return _cached_reference(cfg, acc, scorer, policy, passes, batches)
-
-
-def _initial_policy(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Module) -> Reference:
-    """What scores the reference cache: the policy as it is before its first update (for LoRA whose adapters
-    still add nothing, with adapters on: the same kernels as the first training step, so its loss is exactly
-    the one at π = π_ref), else the base model (adapters off). A compiled policy without dropout is scored
-    through its training graph (one compilation, not a second one for inference)."""
-    if is_peft(policy) and not adapters_are_identity(policy):
-        return AdapterDisabledReference(scorer, acc.autocast)
-    training_graph = is_compiled(policy) and not has_active_dropout(policy)
-    return FrozenCopyReference(
-        policy,
-        scorer.chunked_head,
-        cfg.train.logprob_chunk_size,
-        acc.autocast,
-        copy=False,
-        training_graph=training_graph,
-    )
-
-
-def _cached_reference(
-    cfg: Any,
-    acc: Any,
-    scorer: SequenceScorer,
-    policy: torch.nn.Module,
-    passes: list[list[Any]],
-    batches: Callable[[list[Any]], Iterator[ExampleBatch]],
-) -> CachedReference:
-    """Score every (row, completion slot) once with the initial policy — before any update or checkpoint
-    load — and keep the table in ``output_dir/reference_logprobs.safetensors`` (reused when the data match)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    everything = [ex for part in passes for ex in part]
-    fingerprint = examples_fingerprint(everything, extra=f"{cfg.model.name_or_path}|{cfg.objective.name}")
-    path = Path(cfg.output_dir) / "reference_logprobs.safetensors"
-    if path.is_file():
-        with safe_open(str(path), "pt") as f:
-            stored = (f.metadata() or {}).get("fingerprint")
-        if stored == fingerprint:
-            return CachedReference(load_file(str(path))["table"])
-    if cfg.train.resume and not is_peft(policy) and any((Path(cfg.output_dir) / "checkpoints").glob("step-*")):
-        raise CheckpointError(
-            "resuming full fine-tuning with a cached reference needs the run's own reference "
-            "log-probs (the initial weights are gone)",
-            file=str(path),
-        )
-    source = _initial_policy(cfg, acc, scorer, policy)
-    rows = max(ex.index for ex in everything) + 1
-    table = build_reference_table(source, (b.to(acc.device) for part in passes for b in batches(part)), rows)
-    table = _merge_tables(acc, table)
-    if acc.is_main_process:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"table": table}, str(tmp), metadata={"fingerprint": fingerprint})
-        widen_modes(tmp)
-        tmp.replace(path)
-    return CachedReference(table)
-
-
-def _merge_tables(acc: Any, table: torch.Tensor) -> torch.Tensor:
-    """Each process scored its share of the rows (NaN elsewhere): every process gets the whole table."""
-    filled = (~torch.isnan(table)).double()
-    if acc.num_processes > 1:
-        table = acc.reduce(torch.nan_to_num(table.double()).to(acc.device), "sum").cpu()
-        filled = acc.reduce(filled.to(acc.device), "sum").cpu()
-    return torch.where(filled > 0, table.double() / filled.clamp_min(1), torch.nan).float()
-
-
-def _policy_now(
-    cfg: Any,
-    acc: Any,
-    scorer: SequenceScorer,
-    policy: torch.nn.Module,
-    batches: Callable[[list[Any]], Iterator[ExampleBatch]],
-) -> Callable[[list[Any]], torch.Tensor]:
-    """Scores a round's pairs with the policy as it is now (eval mode, adapters on, no grad): the round's
-    previous-iterate reference π_t, exact because π_t does not change during the round."""
-    training_graph = is_compiled(policy) and not has_active_dropout(policy)
-    source = FrozenCopyReference(
-        policy,
-        scorer.chunked_head,
-        cfg.train.logprob_chunk_size,
-        acc.autocast,
-        copy=False,
-        training_graph=training_graph,
-    )
-
-    def score(examples: list[Any]) -> torch.Tensor:
-        table = build_reference_table(source, (b.to(acc.device) for b in batches(examples)), len(examples))
-        return _merge_tables(acc, table)
-
-    def sequences(batch: ExampleBatch) -> torch.Tensor:  # one batch's sequences (Nash-MP's log π^k), on the CPU
-        with source.autocast():
-            return source.logprobs(batch.to(acc.device)).float().cpu()
-
-    score.sequences = sequences  # type: ignore[attr-defined]
-    return score
-
-
 def annotator_ids(
     records: list[Any], examples: list[Any], eval_records: list[Any] | None, eval_examples: list[Any], data: Any
 ) -> tuple[list[Any], list[Any]]:
@@ -608,7 +477,7 @@ def build_parts(
         xpo = spec.inputs == "xpo_pair"
         schedule: Schedule = OnlineSchedule(
             prompts_of(records),
-            _sampler(cfg, acc, scorer, tok),
+            policy_sampler(cfg, acc, scorer, tok),
             judge,
             tk,
             train.batch_size,
@@ -620,16 +489,16 @@ def build_parts(
             samples_per_prompt=2 if xpo else cfg.online.samples_per_prompt,
             pairs=cfg.online.pairs,
             gold=_suite_gold(cfg, records),
-            explore_fn=_mixture_sampler(cfg, acc, scorer, tok, ref_holder, 1.0) if xpo else None,
+            explore_fn=mixture_sampler(cfg, acc, scorer, tok, ref_holder, 1.0) if xpo else None,
         )
     elif schedule_name == "self_play":
         it = cfg.iterative
         game = {table.GEOMETRIC_MIXTURE: "nash_md", table.PROX_SNAPSHOTS: "nash_mp", table.NONE: "spo"}[algo.reference]
         snapshots = Snapshots(policy) if game == "nash_mp" else None
-        score = _policy_now(cfg, acc, base_scorer, policy, batches) if game == "nash_mp" else None
+        score = policy_now(cfg, acc, base_scorer, policy, batches) if game == "nash_mp" else None
         schedule = SelfPlaySchedule(
             prompts_of(records),
-            _sampler(cfg, acc, scorer, tok),
+            policy_sampler(cfg, acc, scorer, tok),
             judge,
             tk,
             train.batch_size,
@@ -640,7 +509,7 @@ def build_parts(
             prompts_per_round=it.prompts_per_round,
             steps_per_round=it.steps_per_round,
             opponent_fn=(
-                _mixture_sampler(cfg, acc, scorer, tok, ref_holder, it.mixture_coef) if game == "nash_md" else None
+                mixture_sampler(cfg, acc, scorer, tok, ref_holder, it.mixture_coef) if game == "nash_md" else None
             ),
             snapshots=snapshots,
             score_fn=(lambda batch: score.sequences(batch)) if score is not None else None,
@@ -653,7 +522,7 @@ def build_parts(
         it = cfg.iterative
         schedule = IterativeSchedule(
             prompts_of(records),
-            _sampler(cfg, acc, scorer, tok),
+            policy_sampler(cfg, acc, scorer, tok),
             judge,
             tk,
             train.batch_size,
@@ -665,7 +534,7 @@ def build_parts(
             pairs=it.pairs,
             soft_labels=cfg.online.soft_labels,
             reference=round_reference,
-            score_fn=_policy_now(cfg, acc, base_scorer, policy, batches) if previous_iterate else None,
+            score_fn=policy_now(cfg, acc, base_scorer, policy, batches) if previous_iterate else None,
             seed=cfg.seed,
             layout=train.layout,
             world_size=acc.num_processes,
@@ -719,9 +588,9 @@ def build_parts(
     # a frozen copy is deep-copied from the policy first, so the policy's casts come after it.
     bf16 = acc.mixed_precision == "bf16"
     casts = [FrozenCasts(policy)] if bf16 and mode != "frozen_copy" else []
-    reference = round_reference or _reference(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
+    reference = round_reference or reference_for_mode(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
     if anchored:
-        initial = _reference(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
+        initial = reference_for_mode(mode, cfg, acc, base_scorer, policy, passes, reference_batches)
         reference = AnchoredReference(initial, round_reference)
     if schedule_name == "rollout":
         built.append(reference)
@@ -748,75 +617,3 @@ def build_parts(
         casts=casts,
         start=start,
     )
-
-
-def _mixture_sampler(
-    cfg: Any, acc: Any, scorer: Any, tok: Any, holder: dict[str, Reference], mix: float
-) -> Callable[[list[Any], int], list[Any]]:
-    """One completion per prompt from the per-token geometric mixture π^{1−m} π_ref^{m} of the policy now and
-    the run's π_ref (:mod:`preflab.generation.mixture`): Nash-MD's opponents, and with m = 1 XPO's π_ref
-    samples. π_ref is the LoRA policy with its adapters off, or the frozen copy."""
-    from ..generation.mixture import sample_mixture
-    from ..generation.sampler import SamplingParams
-
-    online = cfg.online
-
-    def draw(prompts: list[Any], seed: int) -> list[Any]:
-        model = acc.unwrap_model(scorer).model
-        ref = holder["ref"]
-        if isinstance(ref, AdapterDisabledReference):
-            reference, context = model, model.disable_adapter
-        elif isinstance(ref, FrozenCopyReference):
-            reference, context = ref.scorer.model, None
-        else:  # pragma: no cover - the table gives these algorithms a reference
-            raise ConfigError(
-                "sampling from π_ref needs reference.mode adapters_disabled or frozen_copy", field="reference.mode"
-            )
-        was_training = model.training
-        model.eval()
-        try:
-            params = SamplingParams(
-                max_new_tokens=online.max_new_tokens,
-                temperature=online.temperature,
-                top_p=online.top_p,
-                seed=seed,
-                n=1,
-                bf16=acc.mixed_precision == "bf16",
-            )
-            return [
-                c[0]
-                for c in sample_mixture(
-                    model, tok, prompts, params, mix=mix, reference=reference, reference_context=context
-                )
-            ]
-        finally:
-            model.train(was_training)
-
-    return draw
-
-
-def _sampler(cfg: Any, acc: Any, scorer: Any, tok: Any) -> Callable[..., list[list[Any]]]:
-    """``n`` (default two) completions per prompt from the current policy (eval mode, no grad) for the online
-    and iterative schedules."""
-    from ..generation.sampler import SamplingParams, sample
-
-    online = cfg.online
-
-    def draw(prompts: list[Any], seed: int, n: int = 2) -> list[list[Any]]:
-        model = acc.unwrap_model(scorer).model
-        was_training = model.training
-        model.eval()
-        try:
-            params = SamplingParams(
-                max_new_tokens=online.max_new_tokens,
-                temperature=online.temperature,
-                top_p=online.top_p,
-                seed=seed,
-                n=n,
-                bf16=acc.mixed_precision == "bf16",
-            )
-            return sample(model, tok, prompts, params)
-        finally:
-            model.train(was_training)
-
-    return draw
