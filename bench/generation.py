@@ -7,10 +7,14 @@
     .venv/bin/python bench/generation.py --engines rollout,rollout-hf,generate   # the lean decoding step's share
 
 Settings: the quickstart's (``--n 8``, 64 new tokens, temperature 0.8, top-p 1) and the same at n = 1, each
-with fp32 weights and with bf16 weights (``SamplingParams.bf16``: the fp32 weights are cast for the call where
-the CPU has bf16 matmuls). ``rollout-hf`` is the rollout engine decoding through the model's own forward
-instead of :mod:`preflab.generation.lean`'s step (``SamplingParams(lean=False)``). Every engine samples the same ``--prompts`` prompts of the default task suite with the
-same ``--batch-size`` (sequences decoded at once; ``generate`` gets ``batch_size // n`` prompts per call). Engines
+with fp32 weights and with bf16 weights (``SamplingParams(bf16=True)``: the fp32 weights are cast for the call
+wherever the CPU runs bf16 matmuls). ``rollout-hf`` is the rollout engine decoding through the model's own forward
+instead of :mod:`preflab.generation.lean`'s step (``SamplingParams(lean=False)``). ``llama.cpp`` (where
+``llama-cpp-python`` is installed; it builds from source) samples with llama-cpp-python's completion API on the
+GGUF file the embedded model comes from, computing with its own Q4_1 weights (the ``gguf`` rows), one sequence at
+a time, every other setting equal; its token counts exclude the stop token. Every engine samples the same
+``--prompts`` prompts of the default task suite with the same ``--batch-size`` (sequences decoded at once;
+``generate`` gets ``batch_size // n`` prompts per call). Engines
 run one after the other within each setting, each after an untimed warm-up call, so that a change in the
 machine's load hits all of them alike; ``--repeats`` > 1 alternates them again and keeps each engine's best.
 The process re-executes itself once under the memory allocator ``--malloc`` picks (default ``auto``: TCMalloc or
@@ -59,6 +63,51 @@ class RssPeak:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, current_rss_mb())
+
+
+class _Counted:
+    """A completion as llama-cpp-python reports it: a token count."""
+
+    def __init__(self, num_tokens: int) -> None:
+        self.num_tokens = num_tokens
+
+
+def llama_cpp_model(model_name: str, threads: int):
+    """llama-cpp-python on the embedded model's own GGUF file (the file preflab dequantises to fp32), or None where
+    ``llama_cpp`` is not installed (it has no binary wheel on PyPI: ``pip install llama-cpp-python`` builds it)."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    from preflab.models.loading import EMBEDDED, embedded_gguf_path
+
+    if model_name not in EMBEDDED:
+        raise SystemExit(f"the llama.cpp row reads an embedded model's GGUF file; '{model_name}' is not one")
+    path = embedded_gguf_path(EMBEDDED[model_name])
+    return Llama(model_path=str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
+
+
+def llama_cpp_sample(llm, texts: list[str], n: int, max_new_tokens: int, temperature: float, seed: int):
+    """``n`` completions of each chat-rendered prompt, one sequence at a time (llama-cpp-python's completion API;
+    a prompt's samples reuse its evaluated prefix), sampling with the same settings as the other engines: no
+    top-k, top-p or min-p truncation, no repetition penalty."""
+    rows = []
+    for i, text in enumerate(texts):
+        row = []
+        for j in range(n):
+            out = llm.create_completion(
+                text,
+                max_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=1.0,
+                top_k=0,
+                min_p=0.0,
+                repeat_penalty=1.0,
+                seed=seed + 1_000 * i + j,
+            )
+            row.append(_Counted(int(out["usage"]["completion_tokens"])))
+        rows.append(row)
+    return rows
 
 
 def useful_flops(model, prompt_lens: list[int], completions) -> float:
@@ -116,6 +165,30 @@ def main() -> None:
     prompts = [t.prompt for t in get_suite("default").tasks(args.prompts + 1, seed=args.seed)]
     warm, prompts = prompts[:1], prompts[1:]
     prompt_lens = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in render_prompts(tok, prompts)]
+    rendered = render_prompts(tok, prompts)
+    engines_needing_llm = "llama.cpp" in engines
+    llm = llama_cpp_model(args.model, torch.get_num_threads()) if engines_needing_llm else None
+    if engines_needing_llm and llm is None:
+        print("# llama.cpp: llama_cpp is not installed (pip install llama-cpp-python builds it): no row")
+
+    def add_row(best: dict, n: int, dt: str, eng: str, out, dt_s: float, rss_peak: float) -> None:
+        tokens = sum(c.num_tokens for row in out for c in row)
+        row = dict(
+            setting=f"n={n}",
+            dtype=dt,
+            engine=eng,
+            seconds=dt_s,
+            tokens=tokens,
+            tok_s=tokens / dt_s,
+            compl_s=len(prompts) * n / dt_s,
+            rss=rss_peak,
+            mfu=useful_flops(model, prompt_lens, out) / dt_s / peaks[dt] if dt in peaks else float("nan"),
+            load=load_average()[0],
+        )
+        if eng not in best or row["tok_s"] > best[eng]["tok_s"]:
+            best[eng] = row
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+
     rows = []
     for n in dict.fromkeys([args.n, 1]):
         for dt in dtypes:
@@ -130,6 +203,16 @@ def main() -> None:
             best: dict[str, dict] = {}
             for _ in range(args.repeats):
                 for eng in engines:
+                    if eng == "llama.cpp":
+                        if dt != dtypes[0] or llm is None:
+                            continue  # one row per setting: the GGUF file's own (Q4_1) weights
+                        llama_cpp_sample(llm, render_prompts(tok, warm), 1, 4, args.temperature, args.seed)
+                        with RssPeak() as rss:
+                            t0 = time.perf_counter()
+                            out = llama_cpp_sample(llm, rendered, n, args.max_new_tokens, args.temperature, args.seed)
+                            dt_s = time.perf_counter() - t0
+                        add_row(best, n, "gguf", eng, out, dt_s, rss.peak)
+                        continue
                     kind = dict(engine="rollout", lean=False) if eng == "rollout-hf" else dict(engine=eng)
                     params = SamplingParams(**base, **kind)
                     sample(model, tok, warm, SamplingParams(**{**base, "max_new_tokens": 4}, **kind))
@@ -137,24 +220,7 @@ def main() -> None:
                         t0 = time.perf_counter()
                         out = sample(model, tok, prompts, params)
                         dt_s = time.perf_counter() - t0
-                    tokens = sum(c.num_tokens for row in out for c in row)
-                    row = dict(
-                        setting=f"n={n}",
-                        dtype=dt,
-                        engine=eng,
-                        seconds=dt_s,
-                        tokens=tokens,
-                        tok_s=tokens / dt_s,
-                        compl_s=len(prompts) * n / dt_s,
-                        rss=rss.peak,
-                        mfu=useful_flops(model, prompt_lens, out) / dt_s / peaks[dt],
-                        load=load_average()[0],
-                    )
-                    if eng not in best or row["tok_s"] > best[eng]["tok_s"]:
-                        best[eng] = row
-                    print(
-                        json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True
-                    )
+                    add_row(best, n, dt, eng, out, dt_s, rss.peak)
             ref = best.get("generate")
             for row in best.values():
                 row["speedup"] = row["tok_s"] / ref["tok_s"] if ref else float("nan")
@@ -168,7 +234,7 @@ def main() -> None:
             )
             ref = sample(model, tok, gp, SamplingParams(**params, engine="generate"))
             for eng in engines:
-                if eng == "generate":
+                if eng in ("generate", "llama.cpp"):  # llama.cpp computes with the file's 4-bit weights
                     continue
                 kind = dict(engine="rollout", lean=False) if eng == "rollout-hf" else dict(engine=eng)
                 got = sample(model, tok, gp, SamplingParams(**params, **kind))
