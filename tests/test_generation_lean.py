@@ -111,3 +111,12 @@ def test_models_the_lean_step_does_not_reproduce_decode_through_their_forward():
     assert lean_decoder(model) is None
     qwen3 = Qwen3ForCausalLM(Qwen3Config(**_sizes(tok), head_dim=16))
     assert lean_decoder(qwen3) is None  # q/k norms: not in the lean step
+
+
+@pytest.mark.parametrize("extra", [dict(use_dora=True), dict(lora_bias=True)])
+def test_adapters_that_are_not_a_weight_delta_decode_through_the_forward(extra):
+    from peft import LoraConfig, get_peft_model
+
+    base, _ = tiny_model(seed=6)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], **extra)).eval()
+    assert lean_decoder(model) is None

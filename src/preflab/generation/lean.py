@@ -66,7 +66,9 @@ def _effective_linear(module):
     for name in module.active_adapters:
         if name not in module.lora_A:
             continue
-        if getattr(module, "use_dora", {}).get(name, False) or type(module.lora_A[name]) is not torch.nn.Linear:
+        if getattr(module, "use_dora", {}).get(name, False) or getattr(module, "lora_bias", {}).get(name, False):
+            return None  # DoRA's magnitude, lora_B's bias: not a weight delta
+        if type(module.lora_A[name]) is not torch.nn.Linear:
             return None
         dropout = module.lora_dropout[name]
         if module.training and not (isinstance(dropout, torch.nn.Identity) or getattr(dropout, "p", 1.0) == 0):
