@@ -226,7 +226,7 @@ def main() -> None:
                 row["speedup"] = row["tok_s"] / ref["tok_s"] if ref else float("nan")
                 rows.append(row)
     greedy = []
-    if "generate" in engines:
+    if "generate" in engines and args.greedy_prompts > 0:
         gp = prompts[: args.greedy_prompts]
         for dt in dtypes:
             params = dict(
