@@ -58,6 +58,12 @@ def initial_policy(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.
     through its training graph (one compilation, not a second one for inference)."""
     if is_peft(policy) and not adapters_are_identity(policy):
         return AdapterDisabledReference(scorer, acc.autocast)
+    return policy_itself(cfg, acc, scorer, policy)
+
+
+def policy_itself(cfg: Any, acc: Any, scorer: SequenceScorer, policy: torch.nn.Module) -> FrozenCopyReference:
+    """The policy as it is when scored (no copy: eval mode, no grad, adapters on); a compiled policy without dropout
+    through its training graph (one compilation, not a second one for inference)."""
     training_graph = is_compiled(policy) and not has_active_dropout(policy)
     return FrozenCopyReference(
         policy,
@@ -127,15 +133,7 @@ def policy_now(
 ) -> Callable[[list[Any]], torch.Tensor]:
     """Scores a round's pairs with the policy as it is now (eval mode, adapters on, no grad): the round's
     previous-iterate reference π_t, exact because π_t does not change during the round."""
-    training_graph = is_compiled(policy) and not has_active_dropout(policy)
-    source = FrozenCopyReference(
-        policy,
-        scorer.chunked_head,
-        cfg.train.logprob_chunk_size,
-        acc.autocast,
-        copy=False,
-        training_graph=training_graph,
-    )
+    source = policy_itself(cfg, acc, scorer, policy)
 
     def score(examples: list[Any]) -> torch.Tensor:
         table = build_reference_table(source, (b.to(acc.device) for b in batches(examples)), len(examples))

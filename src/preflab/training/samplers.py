@@ -3,11 +3,38 @@ no grad), or of the geometric mixture of the policy and the reference (Nash-MD, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import ConfigError
 from ..models.policy import AdapterDisabledReference, FrozenCopyReference, Reference
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[Any]:
+    """The model in eval mode inside the block (no dropout while sampling), its own mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _params(cfg: Any, acc: Any, seed: int, n: int) -> Any:
+    """The run's ``online:`` sampling settings for one call: ``n`` samples per prompt, bf16 when training is."""
+    from ..generation.sampler import SamplingParams
+
+    online = cfg.online
+    return SamplingParams(
+        max_new_tokens=online.max_new_tokens,
+        temperature=online.temperature,
+        top_p=online.top_p,
+        seed=seed,
+        n=n,
+        bf16=acc.mixed_precision == "bf16",
+    )
 
 
 def mixture_sampler(
@@ -17,9 +44,6 @@ def mixture_sampler(
     the run's π_ref (:mod:`preflab.generation.mixture`): Nash-MD's opponents, and with m = 1 XPO's π_ref
     samples. π_ref is the LoRA policy with its adapters off, or the frozen copy."""
     from ..generation.mixture import sample_mixture
-    from ..generation.sampler import SamplingParams
-
-    online = cfg.online
 
     def draw(prompts: list[Any], seed: int) -> list[Any]:
         model = acc.unwrap_model(scorer).model
@@ -32,25 +56,14 @@ def mixture_sampler(
             raise ConfigError(
                 "sampling from π_ref needs reference.mode adapters_disabled or frozen_copy", field="reference.mode"
             )
-        was_training = model.training
-        model.eval()
-        try:
-            params = SamplingParams(
-                max_new_tokens=online.max_new_tokens,
-                temperature=online.temperature,
-                top_p=online.top_p,
-                seed=seed,
-                n=1,
-                bf16=acc.mixed_precision == "bf16",
-            )
+        with eval_mode(model):
+            params = _params(cfg, acc, seed, 1)
             return [
                 c[0]
                 for c in sample_mixture(
                     model, tok, prompts, params, mix=mix, reference=reference, reference_context=context
                 )
             ]
-        finally:
-            model.train(was_training)
 
     return draw
 
@@ -58,25 +71,11 @@ def mixture_sampler(
 def policy_sampler(cfg: Any, acc: Any, scorer: Any, tok: Any) -> Callable[..., list[list[Any]]]:
     """``n`` (default two) completions per prompt from the current policy (eval mode, no grad) for the online
     and iterative schedules."""
-    from ..generation.sampler import SamplingParams, sample
-
-    online = cfg.online
+    from ..generation.sampler import sample
 
     def draw(prompts: list[Any], seed: int, n: int = 2) -> list[list[Any]]:
         model = acc.unwrap_model(scorer).model
-        was_training = model.training
-        model.eval()
-        try:
-            params = SamplingParams(
-                max_new_tokens=online.max_new_tokens,
-                temperature=online.temperature,
-                top_p=online.top_p,
-                seed=seed,
-                n=n,
-                bf16=acc.mixed_precision == "bf16",
-            )
-            return sample(model, tok, prompts, params)
-        finally:
-            model.train(was_training)
+        with eval_mode(model):
+            return sample(model, tok, prompts, _params(cfg, acc, seed, n))
 
     return draw
