@@ -165,6 +165,9 @@ class LeanDecoder:
         self.head_dim = attn.head_dim
         self.scaling = attn.scaling
         self.intermediate = config.intermediate_size
+        from .engine import _decode_attention
+
+        self._attend = _decode_attention
 
     @staticmethod
     def _linear(x, packed, bias):
@@ -194,8 +197,6 @@ class LeanDecoder:
         import torch
         import torch.nn.functional as F
 
-        from .engine import _decode_attention
-
         body = self.base.model
         rows = tokens.shape[0]
         h, hkv, d = self.heads, self.kv_heads, self.head_dim
@@ -211,7 +212,7 @@ class LeanDecoder:
             q = q * cos + torch.cat((-q[..., half:], q[..., :half]), dim=-1) * sin
             k = k * cos + torch.cat((-k[..., half:], k[..., :half]), dim=-1) * sin
             keys, values = cache.update(k, v, i)
-            out, _ = _decode_attention(None, q, keys, values, mask, scaling=self.scaling)
+            out, _ = self._attend(None, q, keys, values, mask, scaling=self.scaling)
             x = x + self._linear(out.reshape(rows, h * d), layer.o, layer.o_bias)
             gu = self._linear(self._norm(x, layer.norm_post), layer.gate_up, layer.gate_up_bias)
             x = x + self._linear(

@@ -158,7 +158,6 @@ def bf16_autocast_ok(model, enabled: bool | None = True) -> bool:
     """Whether to run a forward pass under bf16 autocast: ``enabled`` True = where it pays (bf16 GPUs; CPUs
     whose bf16 matmuls beat fp32, :func:`preflab.models.bf16.cpu_bf16_pays`); None = only on GPUs; False =
     never. (Decoding uses :func:`bf16_weights` on CPU instead.)"""
-
     if enabled is False:
         return False
     if enabled is None and model.device.type == "cpu":

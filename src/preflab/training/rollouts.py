@@ -660,9 +660,8 @@ def make_rollout_schedule(
     with it in eval mode, per-token reference log-probs from ``reference()`` (built after the schedule). The gold
     reward is logged beside the proxy one when the judge is the gold one, or (``from_config``) when the prompts are
     the task suite's."""
-    from dataclasses import replace
-
     from ..generation.sampler import SamplingParams, decodes_own_weights, pick_engine, sample
+    from .samplers import eval_mode
     from .schedule import gather_objects
 
     online, r = cfg.online, cfg.rollout
@@ -673,9 +672,9 @@ def make_rollout_schedule(
 
     def draw(batch_prompts: list[Any], seed: int, n: int, greedy: bool = False) -> list[list[Any]]:
         model = model_of().model
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
+            # log π_old from the decoding pass where it is the model's own (the rollout skips scoring the policy)
+            own = not greedy and pick_engine(model) == "rollout" and decodes_own_weights(model, bf16)
             sp = SamplingParams(
                 max_new_tokens=online.max_new_tokens,
                 temperature=0.0 if greedy else online.temperature,
@@ -684,25 +683,17 @@ def make_rollout_schedule(
                 n=n,
                 bf16=bf16,
                 batch_size=max(32, n * len(batch_prompts)),
+                return_token_logprobs=own,
             )
-            # log π_old from the decoding pass where it is the model's own (the rollout skips scoring the policy)
-            own = not greedy and pick_engine(model, sp.engine) == "rollout" and decodes_own_weights(model, bf16)
-            return sample(model, tok, batch_prompts, replace(sp, return_token_logprobs=own))
-        finally:
-            model.train(was_training)
+            return sample(model, tok, batch_prompts, sp)
 
     def score(batch: ExampleBatch) -> tuple[Tensor, Tensor | None]:
         unwrapped = model_of()
-        was_training = unwrapped.training
-        unwrapped.eval()
-        try:
-            with torch.no_grad(), acc.autocast():
-                tok_lp, values = unwrapped(batch.to(acc.device).sequences, per_token=True)
+        with eval_mode(unwrapped), torch.no_grad(), acc.autocast():
+            tok_lp, values = unwrapped(batch.to(acc.device).sequences, per_token=True)
             if values is not None:
                 values = unwrapped.value_head.decode(values.float())
             return tok_lp.float(), values
-        finally:
-            unwrapped.train(was_training)
 
     from ..feedback.judges.gold import GoldJudge
 
