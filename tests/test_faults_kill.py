@@ -1,6 +1,14 @@
 """``kill -9`` at 10 random moments of a tiny run (mid metrics append, mid checkpoint file, between a
 checkpoint's state.json and its rename, after the rename, and at random times), each followed by a resume:
-the final weights equal an uninterrupted run's exactly (issue 23). Slow: about 20 process starts."""
+the final weights equal an uninterrupted run's (issue 23). Slow: about 20 process starts.
+
+"Equal" is within :data:`NOISE`, not bitwise: two *uninterrupted* runs of this child in fresh processes differ now
+and then (measured 2026-12-07 on a 2-core Xeon: about 1 process in 30–100 lands at a max abs weight difference of
+4.27e-6 after 8 steps, the same value CI hit). The difference is already in step 1's reference log-probs (one
+rejected row off by 1.9e-6, the policy's log-probs bitwise equal), so it comes from an fp32 CPU kernel, not from
+checkpointing; repeats inside one process never show it. A resume error moves the weights far more: the smallest
+optimizer step of this schedule (the last, cosine-decayed) is 2.0e-4, and a resume that skips restoring the scheduler
+ends 1.3e-3 to 4.9e-3 away (mutation, measured the same day)."""
 
 from __future__ import annotations
 
@@ -66,6 +74,7 @@ save_file(state, os.path.join(out, "weights.safetensors"))
 
 STEPS = 8
 KILLS = 10
+NOISE = 2e-5  # 5x the fresh-process difference measured above; 10x below this run's smallest optimizer step
 
 
 def killed_pid(proc: subprocess.CompletedProcess) -> int:
@@ -104,7 +113,6 @@ def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(tmp_path):
         *[("time", round(rng.uniform(0.05, 1.0) * train_seconds, 3)) for _ in range(KILLS - 6)],
     ]
     out = tmp_path / "run"
-    exact = 0
     for mode, n in moments:
         killed = _child(script, out, mode, n)
         assert killed.returncode == -9, f"{mode} {n}: not killed ({killed.returncode}): {killed.stderr[-2000:]}"
@@ -116,8 +124,6 @@ def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(tmp_path):
         got = load_file(str(out / "weights.safetensors"))
         assert got.keys() == expected.keys()
         diff = max((got[k].float() - expected[k].float()).abs().max().item() for k in got)
-        assert diff == 0.0, f"{mode} {n}: max abs diff {diff}"
-        exact += 1
+        assert diff <= NOISE, f"{mode} {n}: max abs diff {diff}"
         for p in [out / "checkpoints", out / "metrics.jsonl", out / "weights.safetensors"]:  # next moment: afresh
             subprocess.run(["rm", "-rf", str(p)], check=True)
-    assert exact == KILLS
