@@ -16,7 +16,8 @@ from preflab.generation.sampler import Completion
 from preflab.models import tiny_model, tiny_tokenizer
 from preflab.objectives.policy_gradient import PolicyGradientParams
 from preflab.training import read_metrics, train
-from preflab.training.rollouts import RolloutSchedule, to_padded
+from preflab.training.rollout_batches import to_padded
+from preflab.training.rollouts import RolloutSchedule
 from test_training_resume import Killed, kill_at
 from test_training_utils import LengthJudge, make_cfg, state
 
@@ -148,7 +149,7 @@ def test_a_rollout_is_judged_once_and_its_advantages_are_the_estimators(tmp_path
 
 def test_prefix_shared_rollouts_encode_each_prompt_once_with_the_same_log_probs(tmp_path):
     from preflab.models.logprobs import SequenceScorer
-    from preflab.training.rollouts import rollout_batch
+    from preflab.training.rollout_batches import rollout_batch
 
     model, tok = tiny_model()
     tk = Tokenizer(tok)

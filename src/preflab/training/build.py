@@ -542,7 +542,7 @@ def build_parts(
             gather=gather_objects(acc),
         )
     elif schedule_name == "rollout":
-        from .rollouts import make_rollout_schedule
+        from .rollout_setup import make_rollout_schedule
 
         built: list[Reference] = []  # the reference is built below; the schedule's first rollout comes later
         schedule = make_rollout_schedule(

@@ -294,7 +294,7 @@ def resolve_algorithm(cfg: Any) -> Algorithm:
     check_data(algo, cfg.data)
     check_iterative(algo, cfg)
     if LM_SCHEDULES.get(algo.data) == "rollout":
-        from .rollouts import check_rollout
+        from .rollout_rewards import check_rollout
 
         r = cfg.rollout
         check_rollout(

@@ -25,6 +25,10 @@ minibatch (``batch_size × grad_accum × processes`` completions) is split betwe
 The loop never sees a rollout boundary. A checkpoint holds the rollout's ids and per-token tensors, the KL
 controller, the running reward statistics and the critic (``state_dict()["tensors"]``), so a run resumed
 mid-rollout trains on exactly what an uninterrupted run would have.
+
+The batches and the loss live in :mod:`preflab.training.rollout_batches`, the rewards and the shape checks in
+:mod:`preflab.training.rollout_rewards`, the schedule's assembly from a run config in
+:mod:`preflab.training.rollout_setup`.
 """
 
 from __future__ import annotations
@@ -32,116 +36,24 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..data.collate import ExampleBatch, collate_sequences
+from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizedExample, Tokenizer
 from ..errors import ConfigError, DataError
 from ..objectives.advantages import AdaptiveKLController, FixedKLController, kl_estimate
-from ..objectives.policy_gradient import RolloutInputs, RolloutScores, estimate_advantages
+from ..objectives.policy_gradient import RolloutScores, estimate_advantages
+from .rollout_batches import RolloutData, pack_rollout, rollout_batch, to_padded, unpack_rollout
+from .rollout_rewards import RunningMoments, check_rollout, judge_rewards
 from .schedule import SEED_STRIDE, GatherFn, Schedule, ShuffledStream, each_process
 
 SampleFn = Callable[..., list[list[Any]]]  # (prompts, seed, n, greedy=False) -> n completions per prompt
 ScoreFn = Callable[[ExampleBatch], tuple[Tensor, Tensor | None]]  # -> per-token log π (N,), values (N,) | None
 RefFn = Callable[[ExampleBatch], Tensor | None]  # -> per-token log π_ref (N,)
-
-GROUP_BASELINES = ("rloo", "grpo")
-
-
-def to_padded(flat: Tensor, batch: Any) -> Tensor:
-    """Per-token values in plan order (N, …) → (S, T, …) right-padded by completion length."""
-    seqs = batch.sequences if isinstance(batch, ExampleBatch) else batch
-    lengths = seqs.completion_lengths.to(flat.device)
-    starts = torch.cumsum(lengths, 0) - lengths
-    index = seqs.sequence_index.to(flat.device)
-    pos = torch.arange(flat.shape[0], device=flat.device) - starts[index]
-    out = flat.new_zeros((seqs.num_sequences, int(lengths.max()) if lengths.numel() else 0, *flat.shape[1:]))
-    out[index, pos] = flat
-    return out
-
-
-def rollout_batch(examples: Sequence[TokenizedExample], layout: str, pad_id: int) -> tuple[ExampleBatch, list[int]]:
-    """Completions (one per example) as an :class:`ExampleBatch` of batch kind ``rollout``, and the order of
-    ``examples`` its sequences follow. With ``prefix_shared``, completions of one prompt share its row when every
-    prompt of the batch has the same number of them (a whole rollout, or whole groups): the prompt is encoded
-    once for its G completions; otherwise each completion has its own row."""
-    order = list(range(len(examples)))
-    groups: list[tuple[list[int], list[list[int]]]] = [(ex.prompt_ids, [ex.completions[0]]) for ex in examples]
-    if layout == "prefix_shared":
-        by_prompt: dict[tuple[int, ...], list[int]] = {}
-        for i, ex in enumerate(examples):
-            by_prompt.setdefault(tuple(ex.prompt_ids), []).append(i)
-        members = list(by_prompt.values())
-        if len({len(m) for m in members}) == 1 and len(members[0]) > 1:
-            k = len(members[0])
-            groups = [(examples[m[0]].prompt_ids, [examples[i].completions[0] for i in m]) for m in members]
-            order = [m[c] for c in range(k) for m in members]  # sequence c·R + g = completion c of prompt g
-    chosen = [examples[i] for i in order]
-    batch = ExampleBatch(
-        batch_kind="rollout",
-        sequences=collate_sequences(groups, layout, pad_id),
-        num_examples=len(examples),
-        index=torch.tensor([ex.index for ex in chosen], dtype=torch.long),
-        weight=torch.tensor([ex.weight for ex in chosen], dtype=torch.float32),
-    )
-    return batch, order
-
-
-def rollout_loss(spec: Any, params: Any, scorer: Any, reference: Any, batch: ExampleBatch) -> tuple[Tensor, dict]:
-    """The objective on a minibatch of a rollout: per-token log π (with grad) and critic values from one forward."""
-    tok, values = scorer(batch.sequences, per_token=True)
-    data = {k: v.to(tok.device) for k, v in batch.meta["rollout"].items()}
-    logp = to_padded(tok.float(), batch)
-    width = logp.shape[1]
-    data = {k: v[:, :width] for k, v in data.items()}
-    padded_values = None if values is None else to_padded(values.float(), batch)
-    hl = padded_values is not None and padded_values.dim() == 3
-    inputs = RolloutInputs(
-        logprobs=logp,
-        old_logprobs=data["old_logprobs"],
-        advantages=data["advantages"],
-        mask=data["mask"].bool(),
-        ref_logprobs=data.get("ref_logprobs"),
-        values=None if hl else padded_values,
-        value_logits=padded_values if hl else None,
-        old_values=data.get("old_values"),
-        returns=data.get("returns"),
-    )
-    if bool(torch.isnan(inputs.old_logprobs[inputs.mask]).any()):  # on-policy: π_old is this forward's policy
-        inputs.old_logprobs = logp.detach()
-    loss, metrics = spec.fn(inputs, params)
-    m = inputs.mask.float()
-    metrics["entropy"] = (-logp.detach() * m).sum() / m.sum().clamp_min(1)  # per-token estimate, E[−log π(y_t)]
-    return loss, metrics
-
-
-@dataclass
-class RolloutData:
-    """One rollout: its completions (one per example, ``index`` = position in the rollout), their per-token
-    tensors (N, T) and the rollout's metrics."""
-
-    examples: list[TokenizedExample]
-    tensors: dict[str, Tensor]
-    metrics: dict[str, float]
-
-
-class RunningMoments:
-    """Running mean and variance of rewards across rollouts (Chan et al.'s parallel update)."""
-
-    def __init__(self) -> None:
-        self.count, self.mean, self.var = 0.0, 0.0, 1.0
-
-    def update(self, x: Tensor) -> None:
-        n, m, v = float(x.numel()), float(x.mean()), float(x.var(unbiased=False)) if x.numel() > 1 else 0.0
-        total = self.count + n
-        delta = m - self.mean
-        self.var = (self.count * self.var + n * v + delta**2 * self.count * n / total) / total
-        self.mean += delta * n / total
-        self.count = total
 
 
 class RolloutSchedule(Schedule):
@@ -235,42 +147,8 @@ class RolloutSchedule(Schedule):
 
     # ------------------------------------------------------------------ one rollout
     def _rewards(self, prompts: list[Any], texts: list[list[str]]) -> Tensor:
-        """(P·G,) rewards in prompt-major order, checked (count, finiteness) before anything trains on them."""
-        flat_prompts = [p for p, ts in zip(prompts, texts, strict=True) for _ in ts]
-        flat = [t for ts in texts for t in ts]
-        name = getattr(self.judge, "name", type(self.judge).__name__)
-        if self.reward == "score":
-            scores = list(self.judge.score_batch(flat_prompts, flat))
-            if len(scores) != len(flat):
-                raise DataError(
-                    f"judge '{name}' returned {len(scores)} rewards for {len(flat)} completions", field=self.judge_field
-                )
-        else:
-            scores = []
-            for p, ts in zip(prompts, texts, strict=True):
-                pairs = [(i, j) for i in range(len(ts)) for j in range(i + 1, len(ts))]
-                probs = list(
-                    self.judge.compare_batch([p] * len(pairs), [ts[i] for i, _ in pairs], [ts[j] for _, j in pairs])
-                )
-                if len(probs) != len(pairs):
-                    raise DataError(
-                        f"judge '{name}' returned {len(probs)} verdicts for {len(pairs)} pairs", field=self.judge_field
-                    )
-                wins = [0.0] * len(ts)
-                for (i, j), prob in zip(pairs, probs, strict=True):
-                    wins[i] += float(prob)
-                    wins[j] += 1.0 - float(prob)
-                scores += [w / (len(ts) - 1) for w in wins]
-        per_prompt = len(texts[0]) if texts else 1
-        for k, value in enumerate(scores):
-            if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-                raise DataError(
-                    f"judge '{name}' returned a non-finite reward ({value}) for completion "
-                    f"{k % per_prompt + 1} of prompt {str(flat_prompts[k])[:60]!r}",
-                    row=k // per_prompt,
-                    field=self.judge_field,
-                )
-        return torch.tensor([float(s) for s in scores], dtype=torch.float64)
+        """(P·G,) rewards in prompt-major order, checked before anything trains on them (:func:`judge_rewards`)."""
+        return judge_rewards(self.judge, self.reward, prompts, texts, self.judge_field)
 
     @property
     def on_policy(self) -> bool:
@@ -525,7 +403,7 @@ class RolloutSchedule(Schedule):
         tensors: dict[str, Tensor] = {}
         if self.data is not None:
             state["metrics"] = dict(self.data.metrics)
-            tensors.update(_pack(self.data))
+            tensors.update(pack_rollout(self.data))
         if self.value_head is not None:
             tensors.update({f"value_head.{k}": v.detach().cpu() for k, v in self.value_head.state_dict().items()})
         if tensors:
@@ -558,178 +436,6 @@ class RolloutSchedule(Schedule):
         if int(state.get("rollout", -1)) < 0 or "ids" not in tensors:
             self.rollout, self.data = -1, None
             return
-        data = _unpack(tensors)
+        data = unpack_rollout(tensors)
         data.metrics.update(state.get("metrics", {}))
         self.rollout, self.data = int(state["rollout"]), data
-
-
-def _pack(data: RolloutData) -> dict[str, Tensor]:
-    seqs = [s for ex in data.examples for s in (ex.prompt_ids, ex.completions[0])]
-    out = {
-        "ids": torch.tensor([tok for s in seqs for tok in s], dtype=torch.long),
-        "lengths": torch.tensor([len(s) for s in seqs], dtype=torch.long).reshape(-1, 2),
-    }
-    out.update({f"t.{k}": v for k, v in data.tensors.items()})
-    return out
-
-
-def _unpack(tensors: dict[str, Tensor]) -> RolloutData:
-    ids = tensors["ids"].tolist()
-    examples, at = [], 0
-    for row, (lp, lc) in enumerate(tensors["lengths"].tolist()):
-        examples.append(TokenizedExample(row, ids[at : at + lp], (ids[at + lp : at + lp + lc],)))
-        at += lp + lc
-    data = {k[2:]: v for k, v in tensors.items() if k.startswith("t.")}
-    if "mask" in data:
-        data["mask"] = data["mask"].bool()
-    return RolloutData(examples, data, {})
-
-
-def check_rollout(
-    algorithm: str,
-    group_size: int,
-    prompts_per_rollout: int,
-    batch_size: int,
-    grad_accum: int,
-    judge: Any = None,
-    reward: str = "score",
-    judge_field: str = "online.judge",
-) -> None:
-    """The rollout's shape suits the algorithm and the judge can give what ``reward`` asks (one-line errors)."""
-    if algorithm in GROUP_BASELINES and group_size < 2:
-        raise ConfigError(
-            f"algorithm '{algorithm}' takes its baseline from the other samples of the same prompt; "
-            f"it needs rollout.group_size ≥ 2 (got {group_size})",
-            field="rollout.group_size",
-        )
-    if judge is not None and reward == "score" and not getattr(judge, "can_score", False):
-        name = getattr(judge, "name", type(judge).__name__)
-        raise ConfigError(
-            f"judge '{name}' only compares pairs and cannot score single completions; use a judge "
-            "that scores (gold, reward_model) or set rollout.reward: win_rate",
-            field=judge_field,
-        )
-    if reward == "win_rate" and group_size < 2:
-        raise ConfigError(
-            "rollout.reward: win_rate compares a prompt's samples with each other; it needs rollout.group_size ≥ 2",
-            field="rollout.group_size",
-        )
-
-
-# ---------------------------------------------------------------------------------------------- assembly
-def reference_token_logprobs(reference: Any, batch: ExampleBatch) -> Tensor | None:
-    """Per-token log π_ref (N,) of ``batch`` from the run's reference (a frozen copy, or the LoRA base with the
-    adapters off), no grad, eval mode; None without a reference. A cached reference holds sequence sums only."""
-    from ..models.policy import AdapterDisabledReference, FrozenCopyReference, NoReference
-
-    if isinstance(reference, NoReference) or reference is None:
-        return None
-    if not isinstance(reference, (FrozenCopyReference, AdapterDisabledReference)):
-        raise ConfigError(
-            f"the rollout schedule needs per-token reference log-probs; reference.mode "
-            f"'{reference.mode}' has none (use frozen_copy or adapters_disabled)",
-            field="reference.mode",
-        )
-    scorer = reference.scorer
-    was_training = scorer.training
-    scorer.eval()
-    try:
-        with torch.no_grad(), reference.autocast():
-            if isinstance(reference, AdapterDisabledReference):
-                with scorer.model.disable_adapter():
-                    return scorer(batch.sequences, per_token=True)[0].float()
-            return scorer(batch.sequences, per_token=True)[0].float()
-    finally:
-        scorer.train(was_training)
-
-
-def make_rollout_schedule(
-    cfg: Any,
-    acc: Any,
-    scorer: Any,
-    reference: Callable[[], Any],
-    tok: Any,
-    tk: Tokenizer,
-    judge: Any,
-    prompts: list[Any],
-    algorithm: str,
-    params: Any,
-    from_config: bool = False,
-) -> RolloutSchedule:
-    """The run's :class:`RolloutSchedule`: sampling from the prepared ``scorer``'s model (``online:``), scoring
-    with it in eval mode, per-token reference log-probs from ``reference()`` (built after the schedule). The gold
-    reward is logged beside the proxy one when the judge is the gold one, or (``from_config``) when the prompts are
-    the task suite's."""
-    from ..generation.sampler import SamplingParams, decodes_own_weights, pick_engine, sample
-    from .samplers import eval_mode
-    from .schedule import gather_objects
-
-    online, r = cfg.online, cfg.rollout
-    bf16 = acc.mixed_precision == "bf16"
-
-    def model_of() -> Any:
-        return acc.unwrap_model(scorer)
-
-    def draw(batch_prompts: list[Any], seed: int, n: int, greedy: bool = False) -> list[list[Any]]:
-        model = model_of().model
-        with eval_mode(model):
-            # log π_old from the decoding pass where it is the model's own (the rollout skips scoring the policy)
-            own = not greedy and pick_engine(model) == "rollout" and decodes_own_weights(model, bf16)
-            sp = SamplingParams(
-                max_new_tokens=online.max_new_tokens,
-                temperature=0.0 if greedy else online.temperature,
-                top_p=online.top_p,
-                seed=seed,
-                n=n,
-                bf16=bf16,
-                batch_size=max(32, n * len(batch_prompts)),
-                return_token_logprobs=own,
-            )
-            return sample(model, tok, batch_prompts, sp)
-
-    def score(batch: ExampleBatch) -> tuple[Tensor, Tensor | None]:
-        unwrapped = model_of()
-        with eval_mode(unwrapped), torch.no_grad(), acc.autocast():
-            tok_lp, values = unwrapped(batch.to(acc.device).sequences, per_token=True)
-            if values is not None:
-                values = unwrapped.value_head.decode(values.float())
-            return tok_lp.float(), values
-
-    from ..feedback.judges.gold import GoldJudge
-
-    gold = None
-    if r.gold and isinstance(judge, GoldJudge):
-        gold = judge
-    elif r.gold and from_config:  # the proxy judge scores the suite's prompts: their gold scorers are known
-        from ..feedback import make_judge
-        from ..feedback.tasks import get_suite
-
-        tasks = get_suite(online.tasks).tasks(online.num_prompts, seed=cfg.seed)
-        if {repr(t.prompt) for t in tasks} >= {repr(p) for p in prompts}:
-            gold = make_judge("gold", tasks=tasks)
-    return RolloutSchedule(
-        prompts,
-        draw,
-        judge,
-        tk,
-        cfg.train.batch_size,
-        algorithm=algorithm,
-        params=params,
-        score_fn=score,
-        ref_fn=lambda batch: reference_token_logprobs(reference(), batch.to(acc.device)),
-        group_size=r.group_size,
-        prompts_per_rollout=r.prompts_per_rollout,
-        epochs=r.epochs,
-        grad_accum=cfg.train.grad_accum,
-        reward=r.reward,
-        reward_norm=r.reward_norm,
-        truncated=r.truncated,
-        truncated_penalty=r.truncated_penalty,
-        gold=gold,
-        value_head=getattr(model_of(), "value_head", None),
-        seed=cfg.seed,
-        layout=cfg.train.layout,
-        world_size=acc.num_processes,
-        rank=acc.process_index,
-        gather=gather_objects(acc),
-    )

@@ -212,7 +212,7 @@ def objective_loss(
 ) -> tuple[Tensor, dict[str, Any]]:
     """Run policy (with grad) and reference (without) on ``batch`` and apply the objective."""
     if spec.inputs == "rollout":  # per-token inputs: the rollout carries π_old, π_ref and the advantages
-        from .rollouts import rollout_loss
+        from .rollout_batches import rollout_loss
 
         return rollout_loss(spec, params, scorer, reference, batch)
     if spec.inputs not in INPUT_BUILDERS:
