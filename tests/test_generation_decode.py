@@ -100,14 +100,14 @@ def test_bf16_weights_by_default_only_where_bf16_pays(tiny, monkeypatch, pays):
     """None (the default) casts only where the timed probe finds bf16 matmuls faster; True casts wherever the
     CPU supports bf16; False never."""
     import preflab.models.bf16 as probe
-    from preflab.generation import sampler
+    from preflab.generation import precision
 
     model, _ = tiny
-    monkeypatch.setattr(sampler, "cpu_bf16_supported", lambda: True)
+    monkeypatch.setattr(precision, "cpu_bf16_supported", lambda: True)
     monkeypatch.setattr(probe, "cpu_bf16_pays", lambda: pays)
-    assert sampler.casts_weights(model, None) is pays
-    assert sampler.casts_weights(model, True) is True
-    assert sampler.casts_weights(model, False) is False
+    assert precision.casts_weights(model, None) is pays
+    assert precision.casts_weights(model, True) is True
+    assert precision.casts_weights(model, False) is False
     with bf16_weights(model, None):
         dtypes = {p.dtype for p in model.parameters()}
     assert dtypes == {torch.bfloat16 if pays else torch.float32}

@@ -15,7 +15,7 @@ def completion_logprobs(
     ``sequences`` = left-padded prompt ids followed by generated ids (as ``generate`` returns them);
     ``prompt_mask`` (B, P) is the prompt's attention mask; ``completion_mask`` (B, T) marks the real
     completion tokens (1 up to and including EOS). Positions count the real tokens, as in ``generate``, so the
-    scores match what was sampled from (up to bf16 rounding; ``bf16`` follows :func:`.sampler.bf16_autocast_ok`:
+    scores match what was sampled from (up to bf16 rounding; ``bf16`` follows :func:`.precision.bf16_autocast_ok`:
     True = under bf16 autocast where supported, None = on GPUs only, False = in the model's dtype).
     """
     import torch

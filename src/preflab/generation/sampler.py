@@ -12,6 +12,8 @@ state is untouched). The same prompts, parameters and model give the same comple
 completions may change with the *other* prompts in its batch, and with ``batch_size`` (sampling draws one
 random tensor per step for the whole batch, and the rollout engine's rows depend on which sequences share
 them), as in every batched sampler.
+
+The prompts' rendering and checks live in :mod:`.prompts`, the decoding dtype in :mod:`.precision`.
 """
 
 from __future__ import annotations
@@ -25,8 +27,29 @@ from .decode import decode, supports_decode
 from .engine import engine_attention, rollout, supports_engine
 from .lean import lean_decoder
 from .packed import packed_linears
+from .precision import bf16_autocast_ok, bf16_weights, casts_weights, cpu_bf16_supported, decodes_own_weights
+from .prompts import chat_messages, check_context, context_length, eos_ids, render_prompts
 
 ENGINES = ("auto", "rollout", "loop", "generate")
+__all__ = [  # the prompt and precision helpers are imported from here by callers
+    "ENGINES",
+    "Completion",
+    "SamplingParams",
+    "bf16_autocast_ok",
+    "bf16_weights",
+    "casts_weights",
+    "chat_messages",
+    "check_context",
+    "context_length",
+    "cpu_bf16_supported",
+    "decodes_own_weights",
+    "eos_ids",
+    "generate_chat",
+    "pass_logprobs_exact",
+    "pick_engine",
+    "render_prompts",
+    "sample",
+]
 
 
 @dataclass
@@ -100,118 +123,6 @@ class Completion:
         return len(self.token_ids)
 
 
-def chat_messages(prompt) -> list[dict[str, str]]:
-    """A prompt as chat messages: a plain string becomes one user turn (an HH transcript, its turns), as in
-    training (:func:`preflab.data.tokenize.as_messages`)."""
-    from ..data.tokenize import as_messages
-
-    return as_messages(prompt, "user")
-
-
-def render_prompts(tokenizer, prompts: list) -> list[str]:
-    """Chat-template each prompt, ending with the assistant's generation prompt."""
-    if not getattr(tokenizer, "chat_template", None):
-        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
-        raise ConfigError(
-            f"the tokenizer '{name}' has no chat template: set tokenizer.chat_template (or load an "
-            "instruct model) before sampling chat prompts",
-            field="model.name_or_path",
-        )
-    return [
-        tokenizer.apply_chat_template(chat_messages(p), add_generation_prompt=True, tokenize=False) for p in prompts
-    ]
-
-
-def context_length(model) -> int | None:
-    """The model's maximum number of positions (``max_position_embeddings``), None when it declares none."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    value = getattr(getattr(base, "config", None), "max_position_embeddings", None)
-    return int(value) if isinstance(value, int) else None
-
-
-def check_context(model, prompt_ids: list[list[int]], max_new_tokens: int) -> None:
-    """One-line error, before any decoding, when a prompt plus ``max_new_tokens`` exceeds the context."""
-    limit = context_length(model)
-    if limit is None:
-        return
-    for i, ids in enumerate(prompt_ids):
-        if len(ids) + max_new_tokens > limit:
-            raise ConfigError(
-                f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it needs "
-                f"{len(ids) + max_new_tokens} positions but the model's context is {limit}",
-                field="sampling.max_new_tokens",
-            )
-
-
-def eos_ids(model, tokenizer, extra: tuple[int, ...] = ()) -> list[int]:
-    """Every token id that ends a completion: tokenizer EOS, generation-config EOS(s), ``extra``."""
-    ids: list[int] = []
-    candidates = [tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None), *extra]
-    for c in candidates:
-        for i in c if isinstance(c, list | tuple) else [c]:
-            if i is not None and int(i) not in ids:
-                ids.append(int(i))
-    return ids
-
-
-def bf16_autocast_ok(model, enabled: bool | None = True) -> bool:
-    """Whether to run a forward pass under bf16 autocast: ``enabled`` True = where it pays (bf16 GPUs; CPUs
-    whose bf16 matmuls beat fp32, :func:`preflab.models.bf16.cpu_bf16_pays`); None = only on GPUs; False =
-    never. (Decoding uses :func:`bf16_weights` on CPU instead.)"""
-    if enabled is False:
-        return False
-    if enabled is None and model.device.type == "cpu":
-        return False
-    from ..models.bf16 import bf16_pays
-
-    return bf16_pays(model.device)
-
-
-def cpu_bf16_supported() -> bool:
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-@contextlib.contextmanager
-def bf16_weights(model, enabled: bool | None = True):
-    """Where :func:`casts_weights` says so, the model's fp32 parameters become bf16 inside the block and are
-    restored (the very same tensors) after; buffers (e.g. rotary frequencies) stay as they are."""
-    import torch
-
-    if not casts_weights(model, enabled):
-        yield model
-        return
-    saved = []
-    try:
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.dtype == torch.float32:
-                    saved.append((p, p.data))
-                    p.data = p.data.to(torch.bfloat16)
-        yield model
-    finally:
-        for p, data in saved:
-            p.data = data
-
-
-def casts_weights(model, enabled: bool | None) -> bool:
-    """Whether :func:`bf16_weights` casts this model's weights: fp32 parameters on a CPU with bf16 support, and
-    for ``enabled`` None one where bf16 matmuls pay (:func:`preflab.models.bf16.cpu_bf16_pays`)."""
-    import torch
-
-    if enabled is False or model.device.type != "cpu" or not cpu_bf16_supported():
-        return False
-    if not any(p.dtype == torch.float32 for p in model.parameters()):
-        return False
-    from ..models.bf16 import cpu_bf16_pays
-
-    return enabled is True or cpu_bf16_pays()
-
-
 def pick_engine(model, engine: str = "auto") -> str:
     """The decoding loop :func:`sample` runs: the requested one, or for ``"auto"`` the first the model supports
     of rollout engine, own loop, ``generate``."""
@@ -230,12 +141,6 @@ def pick_engine(model, engine: str = "auto") -> str:
     if supports_engine(model):
         return "rollout"
     return "loop" if supports_decode(model) else "generate"
-
-
-def decodes_own_weights(model, bf16: bool | None) -> bool:
-    """Whether :func:`sample` decodes with the model's own weights and dtype (no bf16 cast of the weights on a
-    CPU, no autocast on a GPU): then the rollout engine's per-token log-probs are the model's own."""
-    return not casts_weights(model, bf16) and not (model.device.type == "cuda" and bf16_autocast_ok(model, bf16))
 
 
 def pass_logprobs_exact(model, params: SamplingParams) -> bool:
