@@ -18,7 +18,7 @@ from preflab.errors import ConfigError
 from preflab.models import tiny_model
 from preflab.models.policy import NoReference
 from preflab.objectives import REGISTRY
-from preflab.training import build, read_metrics, references, train
+from preflab.training import build, read_metrics, references, schedule_setup, train
 from test_training_online_objectives import _hand_ipo, _hand_simpo, _record_steps, _score
 from test_training_resume import Killed, kill_at
 from test_training_utils import LengthJudge, make_cfg, max_abs_diff, state
@@ -112,8 +112,8 @@ def test_iterative_simpo_builds_no_reference_and_its_loss_is_the_simpo_loss(tmp_
 
     for name in ("FrozenCopyReference", "AdapterDisabledReference"):  # π_ref under full fine-tuning / LoRA
         monkeypatch.setattr(references, name, no_reference)
-    for name in ("PreviousIterateReference", "policy_now"):  # π_t and its scorer
-        monkeypatch.setattr(build, name, no_reference)
+    monkeypatch.setattr(build, "PreviousIterateReference", no_reference)  # π_t
+    monkeypatch.setattr(schedule_setup, "policy_now", no_reference)  # and its scorer
     seen = []
     original = REGISTRY[objective].fn
 

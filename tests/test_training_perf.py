@@ -11,7 +11,7 @@ import torch
 from preflab.data import PreferencePair
 from preflab.models import tiny_model
 from preflab.training import read_metrics, train
-from preflab.training.build import build_optimizer, fused_adamw_supported
+from preflab.training.optim import build_optimizer, fused_adamw_supported
 from preflab.training.schedule import OfflineSchedule
 from test_training_utils import make_cfg
 

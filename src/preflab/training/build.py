@@ -2,7 +2,9 @@
 reference, optimizer and learning-rate schedule, gathered in :class:`Parts` by :func:`build_parts`.
 
 What the config means (the objective, precision, the reference mode, the data kind) is decided in
-:mod:`preflab.training.resolve`; the loop (:mod:`preflab.training.loop`) only wires the parts together.
+:mod:`preflab.training.resolve`; the loop (:mod:`preflab.training.loop`) only wires the parts together. The records
+come from :mod:`.run_data`, the schedule from :mod:`.schedule_setup`, the reference from :mod:`.references`, the
+optimizer and learning-rate schedule from :mod:`.optim`.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from typing import Any
 
 import torch
 
-from .. import algorithms as table
 from ..algorithms import REWARD
 from ..data.collate import ExampleBatch
 from ..data.tokenize import TokenizeOptions, Tokenizer, TokenizeStats, tokenize_records
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..models.casts import FrozenCasts
 from ..models.compile import compile_blocks
 from ..models.logprobs import SequenceScorer
@@ -27,13 +28,14 @@ from ..models.reward import RewardScorer
 from ..objectives import ObjectiveSpec
 from .iterative import AnchoredReference, IterativeSchedule, PreviousIterateReference
 from .lm_algorithms import SAMPLED, lm_schedule, reward_head
-from .online import OnlineSchedule, prompts_of
-from .references import policy_now, reference_for_mode
-from .resolve import DATA_KIND_OF_INPUTS, check_trackers, resolve_objective, run_reference, use_bf16
+from .optim import build_optimizer, build_scheduler
+from .references import reference_for_mode
+from .resolve import check_trackers, resolve_objective, run_reference, use_bf16
+from .run_data import annotator_ids, load_records
 from .rundir import RunStart, start_run
-from .samplers import mixture_sampler, policy_sampler
-from .schedule import OfflineSchedule, Schedule, eval_batches, gather_objects
-from .selfplay import SelfPlaySchedule, Snapshots
+from .schedule import OfflineSchedule, Schedule, eval_batches
+from .schedule_setup import ScheduleInputs, build_schedule
+from .selfplay import SelfPlaySchedule
 from .step import BATCH_KIND_OF_INPUTS
 
 
@@ -194,109 +196,6 @@ def mark_reward_model(model: Any, tokenizer: Any, train: Any, head: Any = None) 
     )
 
 
-def load_records(
-    cfg: Any, spec: ObjectiveSpec, records: Any = None, eval_records: Any = None, schedule: str = "offline"
-) -> tuple[list[Any], list[Any] | None]:
-    """Training (and eval) records in the shape the objective consumes.
-
-    ``records`` given in Python (a list of records or a :class:`preflab.data.LoadResult`) win over
-    ``data.path``. Offline objectives over pairs take pairs (rankings are turned into pairs by
-    ``data.rule``); unpaired objectives take unpaired records (pairs are split, as TRL does). The online
-    schedule only needs prompts.
-    """
-    from ..data import convert, load_data
-
-    if records is None:
-        if cfg.data.path is None:
-            raise DataError("no training data: set data.path (or pass records=...)", field="data.path")
-        train_res, eval_res = load_data(cfg.data, seed=cfg.seed, output_dir=cfg.output_dir)
-        records = train_res.records
-        if eval_records is None and eval_res is not None:
-            eval_records = eval_res.records
-    records = list(getattr(records, "records", records))
-    eval_records = list(getattr(eval_records, "records", eval_records)) if eval_records is not None else None
-    check_weights(records, "training data", cfg.data.path, all_zero=schedule not in SAMPLED)
-    if eval_records is not None:
-        check_weights(eval_records, "eval data", cfg.data.eval_path or cfg.data.path, all_zero=False)
-    target = DATA_KIND_OF_INPUTS[spec.inputs]
-
-    def as_target(rows: list[Any], what: str) -> list[Any]:
-        try:
-            return convert(rows, target, rule=cfg.data.rule, seed=cfg.seed)
-        except TypeError as exc:  # not a preference record at all
-            raise DataError(f"{what}: {exc}; objective '{spec.name}' trains on {target}") from None
-        except DataError as exc:  # e.g. unpaired labels for a pair objective (a reward model included)
-            if exc.field is not None:
-                raise
-            source = cfg.data.path if what == "training data" else (cfg.data.eval_path or cfg.data.path)
-            raise DataError(
-                f"{what}: {exc.message}; algorithm '{cfg.algorithm}' trains on {target}",
-                file=source,
-                field="data.path" if source else "records",
-            ) from None
-
-    if schedule not in SAMPLED:  # online and iterative training data are only prompts
-        records = as_target(records, "training data")
-    if eval_records is not None:
-        eval_records = as_target(eval_records, "eval data")
-    return records, eval_records
-
-
-def check_weights(records: list[Any], what: str, source: str | None, *, all_zero: bool = True) -> None:
-    """Every row's ``weight`` is finite and in [0, 1e6] (rows given in Python skip the loader's checks), and
-    (``all_zero``) not every weight is 0: such a dataset would train as a silent no-op."""
-    from ..data.fields import BadRow, check_weight
-
-    weights = []
-    for i, record in enumerate(records):
-        w = getattr(record, "weight", None)
-        if w is None:
-            continue
-        try:
-            weights.append(check_weight(float(w)))
-        except (BadRow, TypeError, ValueError) as bad:
-            raise DataError(f"{what}: {getattr(bad, 'message', bad)}", file=source, row=i, field="weight") from None
-    if all_zero and weights and not any(weights):
-        raise DataError(
-            f"{what}: every row has weight 0, so training would not change the model", file=source, field="weight"
-        )
-
-
-def build_optimizer(model: torch.nn.Module, train: Any) -> torch.optim.AdamW:
-    """AdamW (Loshchilov & Hutter 2019) over the trainable parameters; no weight decay on biases and norms
-    (parameters with fewer than two dimensions), as Hugging Face's Trainer does."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    if not decay and not no_decay:
-        raise ConfigError("the model has no trainable parameters")
-    groups = [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
-    kwargs = {"lr": train.lr, "betas": tuple(train.adam_betas), "eps": train.adam_eps}
-    if fused_adamw_supported(decay + no_decay):
-        # One kernel per parameter tensor instead of ~10 elementwise passes: the same update (to float
-        # rounding), ~4x faster on CPU for a 135M-parameter model (bench/dpo_throughput.py).
-        return torch.optim.AdamW(groups, fused=True, **kwargs)
-    return torch.optim.AdamW(groups, **kwargs)
-
-
-def fused_adamw_supported(params: list[torch.nn.Parameter]) -> bool:
-    """torch's fused AdamW handles floating-point parameters on CPU, CUDA, XPU and MPS, all on one device type."""
-    devices = {p.device.type for p in params}
-    return len(devices) == 1 and devices <= {"cpu", "cuda", "xpu", "mps"} and all(p.is_floating_point() for p in params)
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, train: Any, total_steps: int) -> Any:
-    """Linear warm-up then ``train.scheduler`` (transformers' schedules), stepped once per optimizer step."""
-    from transformers import get_scheduler
-
-    warmup = train.warmup_steps if train.warmup_steps is not None else round(train.warmup_ratio * total_steps)
-    return get_scheduler(
-        train.scheduler, optimizer, num_warmup_steps=min(warmup, total_steps), num_training_steps=total_steps
-    )
-
-
 _EXIT_HOOK: list[bool] = []
 
 
@@ -326,55 +225,6 @@ def destroy_gloo_group_at_exit(timeout_s: float = 60.0) -> None:
         dist.destroy_process_group()
 
     atexit.register(_destroy)
-
-
-def annotator_ids(
-    records: list[Any], examples: list[Any], eval_records: list[Any] | None, eval_examples: list[Any], data: Any
-) -> tuple[list[Any], list[Any]]:
-    """Each example with its annotator's index among the training data's sorted annotator names; a pair without
-    an annotator (or an eval pair whose annotator never labelled training data) is a one-line DataError."""
-    from ..errors import DataError
-
-    def name(record: Any, row: int, what: str, source: str | None) -> str:
-        who = getattr(record, "annotator", None)
-        if not who:
-            raise DataError(
-                f"{what}: a mixture reward model (maxmin_em) needs the annotator of every pair",
-                file=source,
-                row=row,
-                field="annotator",
-            )
-        return str(who)
-
-    ids = {a: i for i, a in enumerate(sorted({name(r, i, "training data", data.path) for i, r in enumerate(records)}))}
-    train = [replace(ex, annotator=ids[records[ex.index].annotator]) for ex in examples]
-    held: list[Any] = []
-    offset = len(records)
-    for ex in eval_examples:
-        row = ex.index - offset
-        who = name(eval_records[row], row, "eval data", data.eval_path or data.path)  # type: ignore[index]
-        if who not in ids:
-            raise DataError(
-                f"eval data: annotator '{who}' labelled no training pair, so no group is known for it",
-                file=data.eval_path or data.path,
-                row=row,
-                field="annotator",
-            )
-        held.append(replace(ex, annotator=ids[who]))
-    return train, held
-
-
-def _suite_gold(cfg: Any, records: Any) -> Any:
-    """The task suite's gold scorer when every online prompt is one of ``online.tasks``' prompts (None otherwise):
-    the online schedule logs the gold reward of its samples with it."""
-    from ..feedback.judges import GoldJudge
-    from ..feedback.tasks import get_suite
-
-    tasks = get_suite(cfg.online.tasks).tasks(cfg.online.num_prompts, seed=cfg.seed)
-    known = {repr(t.prompt) for t in tasks}
-    if not records or any(repr(getattr(r, "prompt", r)) not in known for r in records):
-        return None
-    return GoldJudge(tasks).score_batch
 
 
 def build_parts(
@@ -473,103 +323,33 @@ def build_parts(
 
     round_reference = PreviousIterateReference() if previous_iterate else None
     ref_holder: dict[str, Reference] = {}  # the run's π_ref, for samplers built before it (Nash-MD, XPO)
-    if schedule_name == "online":
-        xpo = spec.inputs == "xpo_pair"
-        schedule: Schedule = OnlineSchedule(
-            prompts_of(records),
-            policy_sampler(cfg, acc, scorer, tok),
-            judge,
-            tk,
-            train.batch_size,
-            seed=cfg.seed,
-            layout=train.layout,
-            world_size=acc.num_processes,
-            rank=acc.process_index,
-            soft_labels=cfg.online.soft_labels,
-            samples_per_prompt=2 if xpo else cfg.online.samples_per_prompt,
-            pairs=cfg.online.pairs,
-            gold=_suite_gold(cfg, records),
-            explore_fn=mixture_sampler(cfg, acc, scorer, tok, ref_holder, 1.0) if xpo else None,
-        )
-    elif schedule_name == "self_play":
-        it = cfg.iterative
-        game = {table.GEOMETRIC_MIXTURE: "nash_md", table.PROX_SNAPSHOTS: "nash_mp", table.NONE: "spo"}[algo.reference]
-        snapshots = Snapshots(policy) if game == "nash_mp" else None
-        score = policy_now(cfg, acc, base_scorer, policy, batches) if game == "nash_mp" else None
-        schedule = SelfPlaySchedule(
-            prompts_of(records),
-            policy_sampler(cfg, acc, scorer, tok),
-            judge,
-            tk,
-            train.batch_size,
-            game=game,
-            rounds=it.rounds,
-            samples_per_prompt=it.samples_per_prompt,
-            grad_accum=train.grad_accum,
-            prompts_per_round=it.prompts_per_round,
-            steps_per_round=it.steps_per_round,
-            opponent_fn=(
-                mixture_sampler(cfg, acc, scorer, tok, ref_holder, it.mixture_coef) if game == "nash_md" else None
-            ),
-            snapshots=snapshots,
-            score_fn=(lambda batch: score.sequences(batch)) if score is not None else None,
-            seed=cfg.seed,
-            layout=train.layout,
-            world_size=acc.num_processes,
-            rank=acc.process_index,
-        )
-    elif schedule_name == "iterative":
-        it = cfg.iterative
-        schedule = IterativeSchedule(
-            prompts_of(records),
-            policy_sampler(cfg, acc, scorer, tok),
-            judge,
-            tk,
-            train.batch_size,
-            rounds=it.rounds,
-            samples_per_prompt=it.samples_per_prompt,
-            grad_accum=train.grad_accum,
-            prompts_per_round=it.prompts_per_round,
-            steps_per_round=it.steps_per_round,
-            pairs=it.pairs,
-            soft_labels=cfg.online.soft_labels,
-            reference=round_reference,
-            score_fn=policy_now(cfg, acc, base_scorer, policy, batches) if previous_iterate else None,
-            seed=cfg.seed,
-            layout=train.layout,
-            world_size=acc.num_processes,
-            rank=acc.process_index,
-            gather=gather_objects(acc),
-        )
-    elif schedule_name == "rollout":
-        from .rollout_setup import make_rollout_schedule
-
-        built: list[Reference] = []  # the reference is built below; the schedule's first rollout comes later
-        schedule = make_rollout_schedule(
-            cfg,
-            acc,
-            scorer,
-            lambda: built[0],
-            tok,
-            tk,
-            judge,
-            prompts_of(records),
-            algo.name,
-            params,
-            from_config=judge_from_cfg,
-        )
-    else:
-        schedule = OfflineSchedule(
-            examples,
-            batch_kind,
-            train.batch_size,
-            seed=cfg.seed,
-            layout=train.layout,
-            pad_id=tok.pad_token_id,
-            world_size=acc.num_processes,
-            rank=acc.process_index,
+    built: list[Reference] = []  # the reference is built below; a rollout schedule's first rollout comes later
+    schedule = build_schedule(
+        ScheduleInputs(
+            name=schedule_name,
+            cfg=cfg,
+            acc=acc,
+            algo=algo,
+            spec=spec,
+            params=params,
+            batch_kind=batch_kind,
             with_kl=with_kl,
+            judge_from_cfg=judge_from_cfg,
+            scorer=scorer,
+            base_scorer=base_scorer,
+            policy=policy,
+            tok=tok,
+            tk=tk,
+            judge=judge,
+            records=records,
+            examples=examples,
+            batches=batches,
+            round_reference=round_reference,
+            ref_holder=ref_holder,
+            reference=lambda: built[0],
+            previous_iterate=previous_iterate,
         )
+    )
     if isinstance(schedule, IterativeSchedule | SelfPlaySchedule):
         total = schedule.total_steps
     else:
