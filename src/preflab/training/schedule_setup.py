@@ -63,15 +63,17 @@ def _processes(x: ScheduleInputs) -> dict[str, Any]:
     return {"world_size": x.acc.num_processes, "rank": x.acc.process_index}
 
 
+def _sampled(x: ScheduleInputs) -> tuple[Any, ...]:
+    """The leading arguments of every sampled schedule: prompts, the policy's sampler, judge, tokenizer, batch size."""
+    sampler = policy_sampler(x.cfg, x.acc, x.scorer, x.tok)
+    return prompts_of(x.records), sampler, x.judge, x.tk, x.cfg.train.batch_size
+
+
 def _online(x: ScheduleInputs) -> Schedule:
     cfg, acc, scorer, tok = x.cfg, x.acc, x.scorer, x.tok
     xpo = x.spec.inputs == "xpo_pair"
     return OnlineSchedule(
-        prompts_of(x.records),
-        policy_sampler(cfg, acc, scorer, tok),
-        x.judge,
-        x.tk,
-        cfg.train.batch_size,
+        *_sampled(x),
         seed=cfg.seed,
         layout=cfg.train.layout,
         **_processes(x),
@@ -89,11 +91,7 @@ def _self_play(x: ScheduleInputs) -> Schedule:
     snapshots = Snapshots(x.policy) if game == "nash_mp" else None
     score = policy_now(cfg, acc, x.base_scorer, x.policy, x.batches) if game == "nash_mp" else None
     return SelfPlaySchedule(
-        prompts_of(x.records),
-        policy_sampler(cfg, acc, scorer, tok),
-        x.judge,
-        x.tk,
-        cfg.train.batch_size,
+        *_sampled(x),
         game=game,
         rounds=it.rounds,
         samples_per_prompt=it.samples_per_prompt,
@@ -114,11 +112,7 @@ def _self_play(x: ScheduleInputs) -> Schedule:
 def _iterative(x: ScheduleInputs) -> Schedule:
     cfg, acc, it = x.cfg, x.acc, x.cfg.iterative
     return IterativeSchedule(
-        prompts_of(x.records),
-        policy_sampler(cfg, acc, x.scorer, x.tok),
-        x.judge,
-        x.tk,
-        cfg.train.batch_size,
+        *_sampled(x),
         rounds=it.rounds,
         samples_per_prompt=it.samples_per_prompt,
         grad_accum=cfg.train.grad_accum,
