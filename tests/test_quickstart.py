@@ -113,7 +113,7 @@ def test_two_rounds_sample_the_second_half_from_the_first_rounds_policy(tmp_path
     from preflab.generation.sampler import SamplingParams, sample
     from preflab.models import load_model, load_tokenizer
     from preflab.pipelines import run_quickstart
-    from preflab.pipelines.quickstart import _read_tasks
+    from preflab.pipelines.tasks import read_tasks
 
     run = tmp_path / "run"
     sets = [
@@ -131,7 +131,7 @@ def test_two_rounds_sample_the_second_half_from_the_first_rounds_policy(tmp_path
         "train.progress=false",
     ]
     result = run_quickstart(quickstart_defaults(sets))
-    train, _ = _read_tasks(run / "prompts.jsonl")
+    train, _ = read_tasks(run / "prompts.jsonl")
     first, second = read_samples(run / "samples.jsonl"), read_samples(run / "rounds" / "r2" / "samples.jsonl")
     assert [s.prompt for s in first] == [t.prompt for t in train[0::2]]
     assert [s.prompt for s in second] == [t.prompt for t in train[1::2]]
