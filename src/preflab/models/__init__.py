@@ -12,6 +12,9 @@ from .loading import (
 )
 from .reward import RewardScorer, load_reward_model
 from .tiny import save_tiny_model, tiny_model, tiny_tokenizer
+from .vml import warm_vml
+
+warm_vml()  # before any multi-threaded elementwise call: MKL's vector math sets itself up racily (models/vml.py)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -27,4 +30,5 @@ __all__ = [
     "save_tiny_model",
     "tiny_model",
     "tiny_tokenizer",
+    "warm_vml",
 ]
