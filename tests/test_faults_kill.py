@@ -117,9 +117,14 @@ def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(tmp_path):
     for mode, n in moments:
         killed = _child(script, out, mode, n)
         assert killed.returncode == -9, f"{mode} {n}: not killed ({killed.returncode}): {killed.stderr[-2000:]}"
+        lock = out / ".lock"  # the killed run's holder record; emptied only by a run that ended cleanly
+        held = lock.exists() and lock.read_text().strip() != ""
+        # a timed kill can land after a run faster than the reference has finished and released the lock
+        assert held or mode == "time", f"{mode} {n}: the killed run left no lock holder"
         resumed = _child(script, out, "none", 0)
         assert resumed.returncode == 0, f"{mode} {n}: resume failed: {resumed.stderr[-2000:]}"
-        assert f"stale lock of pid {killed_pid(killed)}" in resumed.stderr  # the killed run's lock, reported
+        if held:  # the killed run's lock, reported
+            assert f"stale lock of pid {killed_pid(killed)}" in resumed.stderr, resumed.stderr[-2000:]
         if mode == "append":  # the half row was dropped, and said so
             assert "dropped a partial last metrics row" in resumed.stderr, resumed.stderr[-2000:]
         got = load_file(str(out / "weights.safetensors"))
