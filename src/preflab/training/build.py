@@ -347,7 +347,6 @@ def build_parts(
             round_reference=round_reference,
             ref_holder=ref_holder,
             reference=lambda: built[0],
-            previous_iterate=previous_iterate,
         )
     )
     if isinstance(schedule, IterativeSchedule | SelfPlaySchedule):

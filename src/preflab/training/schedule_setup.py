@@ -42,10 +42,9 @@ class ScheduleInputs:
     records: list[Any]
     examples: list[Any]
     batches: Callable[[list[Any]], Iterator[ExampleBatch]]
-    round_reference: PreviousIterateReference | None
+    round_reference: PreviousIterateReference | None  # π_t of iterative rounds (INPO, DNO), scored by policy_now
     ref_holder: dict[str, Reference]  # the run's π_ref once built, for samplers made before it (Nash-MD, XPO)
     reference: Callable[[], Reference]  # the run's π_ref, built after the schedule
-    previous_iterate: bool
 
 
 def build_schedule(x: ScheduleInputs) -> Schedule:
@@ -121,7 +120,7 @@ def _iterative(x: ScheduleInputs) -> Schedule:
         pairs=it.pairs,
         soft_labels=cfg.online.soft_labels,
         reference=x.round_reference,
-        score_fn=policy_now(cfg, acc, x.base_scorer, x.policy, x.batches) if x.previous_iterate else None,
+        score_fn=policy_now(cfg, acc, x.base_scorer, x.policy, x.batches) if x.round_reference is not None else None,
         seed=cfg.seed,
         layout=cfg.train.layout,
         **_processes(x),
