@@ -79,7 +79,7 @@ def llama_cpp_model(model_name: str, threads: int):
         from llama_cpp import Llama
     except ImportError:
         return None
-    from preflab.models.loading import EMBEDDED, embedded_gguf_path
+    from preflab.models.embedded import EMBEDDED, embedded_gguf_path
 
     if model_name not in EMBEDDED:
         raise SystemExit(f"the llama.cpp row reads an embedded model's GGUF file; '{model_name}' is not one")

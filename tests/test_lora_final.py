@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 from preflab.config import ModelConfig
 from preflab.models import load_model, load_tokenizer, tiny_model
-from preflab.models.loading import EMBEDDED, EmbeddedModel, adapter_base
+from preflab.models.embedded import EMBEDDED, EmbeddedModel
+from preflab.models.loading import adapter_base
 from preflab.models.policy import apply_lora, save_model_dir
 from preflab.training import train
 from test_training_utils import make_cfg, synthetic_pairs
@@ -133,7 +134,7 @@ def test_an_adapter_whose_base_is_gone_is_a_one_line_error(tmp_path, tiny_dir):
 def test_an_adapter_of_a_gguf_base_names_the_gguf_file(tmp_path, tiny_dir, monkeypatch):
     import shutil
 
-    from preflab.models.loading import _gguf_cache_key
+    from preflab.models.embedded import _gguf_cache_key
 
     monkeypatch.setenv("PREFLAB_CACHE", str(tmp_path / "cache"))
     gguf = tmp_path / "base.gguf"

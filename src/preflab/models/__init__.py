@@ -1,10 +1,7 @@
 """Model loading (embedded default, GGUF, HF dirs and ids) and tiny test models."""
 
+from .embedded import DEFAULT_MODEL, EMBEDDED, cache_dir, list_models
 from .loading import (
-    DEFAULT_MODEL,
-    EMBEDDED,
-    cache_dir,
-    list_models,
     load_model,
     load_model_and_tokenizer,
     load_tokenizer,

@@ -290,7 +290,8 @@ def _name_adapter_base(model: nn.Module, model_cfg: Any) -> None:
     the config does, so the adapter loads on another machine. A model given in Python keeps what peft read."""
     from pathlib import Path
 
-    from .loading import converted_location, portable_base_name
+    from .embedded import converted_location
+    from .loading import portable_base_name
 
     name = model_cfg.name_or_path
     # where load_model read the configured model from (no conversion, no network: it was loaded already)

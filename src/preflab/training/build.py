@@ -267,7 +267,7 @@ def build_parts(
     reward = algo.model == REWARD  # a reward model: the same loop, a scorer that reads rewards instead of log-probs
     policy, tok = load_policy(cfg, model, tokenizer, reward=reward, head=reward_head(algo, cfg))
     if train.compile:  # before any forward: the cached reference must be scored by the same kernels
-        from ..models.loading import cache_dir
+        from ..models.embedded import cache_dir
 
         # compiled kernels persist with preflab's other caches (not /tmp): a later run's compile is ~3x shorter
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
