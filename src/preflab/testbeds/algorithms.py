@@ -19,7 +19,7 @@ import numpy as np
 from .. import algorithms as table
 from ..algorithms import Algorithm, get_algorithm, with_objective
 from ..errors import ConfigError
-from . import schedules
+from . import pg_schedules, schedules
 from .games import PreferenceGame
 from .rollouts import rollouts
 from .schedules import GameTrainConfig, Trajectory
@@ -41,10 +41,10 @@ RUNNERS: dict[tuple[str, str], Runner] = {
     (table.ONLINE_PAIRS, table.NONE): schedules.online_pairs,  # online SimPO / ORPO (online_dpo's objective choice)
     (table.ITERATIVE, table.PREVIOUS_ITERATE): schedules.iterative,
     (table.ITERATIVE, table.NONE): schedules.iterative,  # iterative SimPO / ORPO (iterative_dpo's objective choice)
-    (table.POLICY_GRADIENT, table.GEOMETRIC_MIXTURE): schedules.online_pg,
-    (table.POLICY_GRADIENT, table.NONE): schedules.online_pg,
-    (table.POLICY_GRADIENT, table.PROX_SNAPSHOTS): schedules.mirror_prox,
-    (table.GROUP_DUAL, table.FIXED): schedules.maxmin_dual,
+    (table.POLICY_GRADIENT, table.GEOMETRIC_MIXTURE): pg_schedules.online_pg,
+    (table.POLICY_GRADIENT, table.NONE): pg_schedules.online_pg,
+    (table.POLICY_GRADIENT, table.PROX_SNAPSHOTS): pg_schedules.mirror_prox,
+    (table.GROUP_DUAL, table.FIXED): pg_schedules.maxmin_dual,
     (table.ROLLOUTS, table.FIXED): rollouts,
 }
 
