@@ -15,7 +15,6 @@ import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ import torch
 from ..config import RunConfig, dump_config
 from ..data.tokenize import TokenizeStats
 from ..durable import atomic_write_text, disk_full_as_error, storage_error
-from ..errors import CheckpointError, PreflabWarning, StorageError, TrainingError
+from ..errors import StorageError, TrainingError
 from ..files import widen_modes
 from ..models.compile import uncompile
 from ..runlock import run_lock
@@ -35,7 +34,7 @@ from . import checkpoint as ckpt
 from .build import Parts, build_parts
 from .observe import MetricsWriter, ProgressBar, flat_config
 from .provenance import write_provenance
-from .rundir import fork_weights
+from .resume import restore_run
 from .step import MetricMeans, evaluate, objective_loss
 
 StepCallback = Callable[[int, dict[str, float]], None]
@@ -140,73 +139,10 @@ class _Loop:
 
     # ------------------------------------------------------------------ resume / checkpoints
     def _resume(self) -> None:
-        start = self.p.start
-        if start is not None and start.fork_from is not None:
-            self._load_weights(start.fork_from, fork_weights(start.fork_from))
-            self.acc.print(f"forked from {start.fork_from}: its weights, a fresh optimizer and schedule, step 0")
-            return
-        if not self.cfg.train.resume:
-            if ckpt.step_dirs(self.ckpt_root):
-                raise TrainingError(
-                    f"{self.ckpt_root} already holds checkpoints; set train.resume: true to "
-                    "continue that run, or choose another output_dir"
-                )
-            return
-        if not ckpt.step_dirs(self.ckpt_root):
-            if self.cfg.train.resume is True:
-                self.acc.print(f"resume: no checkpoint in {self.ckpt_root}; starting from step 0")
-            return
-        latest, failed = ckpt.find_intact(self.ckpt_root)
-        if latest is None:
-            reasons = "; ".join(f"{path.name}: {why}" for path, why in failed)
-            raise CheckpointError(
-                f"no intact checkpoint to resume from ({reasons}); the metrics log is kept: "
-                "restore a checkpoint, or remove this directory to start over",
-                file=str(self.ckpt_root),
-            )
-        model_state, state = ckpt.load_checkpoint(
-            latest,
-            optimizer=self.p.optimizer.optimizer,
-            verify=False,
-            scheduler=self.p.lr_scheduler,
-            rank=self.acc.process_index,
-        )
-        if state.get("objective") != self.cfg.objective.name:
-            raise TrainingError(
-                f"checkpoint {latest} was trained with objective '{state.get('objective')}', "
-                f"not '{self.cfg.objective.name}'"
-            )
-        self._load_weights(latest, model_state)
-        self.p.schedule.load_state_dict(state["schedule"])
-        self.step, self.tokens = int(state["step"]), int(state.get("tokens", 0))
-        self.resumed_from, self.last_ckpt = self.step, latest
-        self._set_aside(failed, latest)
-        self.acc.print(f"resumed from {latest} (step {self.step})")
-
-    def _load_weights(self, source: Path, model_state: dict[str, torch.Tensor]) -> None:
-        from ..models.policy import load_trainable_state_dict
-
-        try:
-            load_trainable_state_dict(self.p.policy, {k: v.to(self.acc.device) for k, v in model_state.items()})
-        except KeyError as exc:
-            raise TrainingError(f"checkpoint {source}: {exc.args[0]}") from None
-
-    def _set_aside(self, failed: list[tuple[Path, str]], used: Path) -> None:
-        """Rename the damaged checkpoints newer than ``used`` (so pruning never keeps them over intact ones)."""
-        self.acc.wait_for_everyone()  # every process has chosen `used` before the names change
-        if not self.acc.is_main_process:
-            return
-        for path, why in failed:
-            try:
-                moved = f"was set aside as {ckpt.set_aside(path).name}"
-            except OSError as exc:
-                moved = f"could not be set aside ({exc.strerror})"
-            warnings.warn(
-                f"checkpoint {path} is unusable: {why}; it {moved}, and the run falls back to the "
-                f"previous intact checkpoint {used.name}",
-                PreflabWarning,
-                stacklevel=2,
-            )
+        resumed = restore_run(self.cfg, self.p, self.ckpt_root)
+        if resumed is not None:
+            self.step, self.tokens = resumed.step, resumed.tokens
+            self.resumed_from, self.last_ckpt = resumed.step, resumed.checkpoint
 
     def _save(self) -> None:
         from ..models.policy import trainable_state_dict
