@@ -1,11 +1,13 @@
 """A rollout's completions as training batches: per-token tensors padded by completion length, the batch of
-completions (a prompt's G completions share its row under ``prefix_shared``), the objective on a minibatch, the
-reference's per-token log-probs, and a rollout packed into flat tensors for a checkpoint. Used by
-:mod:`preflab.training.rollouts` (the schedule) and :mod:`preflab.training.step` (the loss)."""
+completions (a prompt's G completions share its row under ``prefix_shared``), the no-grad scoring pass that gives
+a rollout its per-token log π_old, log π_ref and critic values (or log π_old from the sampling pass itself), the
+objective on a minibatch, the reference's per-token log-probs, and a rollout packed into flat tensors for a
+checkpoint. Used by :mod:`preflab.training.rollouts` (the schedule) and :mod:`preflab.training.step` (the loss)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,9 @@ from ..data.collate import ExampleBatch, collate_sequences
 from ..data.tokenize import TokenizedExample
 from ..errors import ConfigError
 from ..objectives.policy_gradient import RolloutInputs
+
+ScoreFn = Callable[[ExampleBatch], tuple[Tensor, Tensor | None]]  # -> per-token log π (N,), values (N,) | None
+RefFn = Callable[[ExampleBatch], Tensor | None]  # -> per-token log π_ref (N,)
 
 
 def to_padded(flat: Tensor, batch: Any) -> Tensor:
@@ -55,6 +60,68 @@ def rollout_batch(examples: Sequence[TokenizedExample], layout: str, pad_id: int
         weight=torch.tensor([ex.weight for ex in chosen], dtype=torch.float32),
     )
     return batch, order
+
+
+def score_rows(
+    examples: list[TokenizedExample],
+    width: int,
+    score_fn: ScoreFn | None,
+    ref_fn: RefFn,
+    batch_size: int,
+    layout: str,
+    pad_id: int,
+) -> list[dict[str, Tensor]]:
+    """Per-token log π_old (``score_fn``; NaN without one), log π_ref (``ref_fn``), mask and critic values of
+    ``examples``, no grad, ``batch_size`` completions per pass: one dict of (T,) tensors per example, zero-padded
+    to ``width``."""
+    parts: dict[str, list[Tensor]] = {}
+    step = max(batch_size, 1)
+    for start in range(0, len(examples), step):
+        part = examples[start : start + step]
+        batch, order = rollout_batch(part, layout, pad_id)
+        back = torch.argsort(torch.tensor(order))  # sequence order → the order of ``part``
+        with torch.no_grad():
+            if score_fn is not None:
+                tok, values = score_fn(batch)
+            else:
+                tok, values = torch.full((int(batch.sequences.completion_lengths.sum()),), math.nan), None
+            ref = ref_fn(batch)
+        got = {
+            "old_logprobs": tok,
+            "ref_logprobs": ref,
+            "old_values": values,
+            "mask": torch.ones_like(tok, dtype=torch.bool),
+        }
+        for key, flat in got.items():
+            if flat is None:
+                continue
+            padded = to_padded(flat.detach().float().cpu(), batch)[back]
+            padded = torch.nn.functional.pad(padded, (0, width - padded.shape[1]))
+            parts.setdefault(key, []).append(padded)
+    table = {k: torch.cat(v) for k, v in parts.items()}
+    return [{k: v[i] for k, v in table.items()} for i in range(len(examples))]
+
+
+def pass_logprobs_usable(samples: list[list[Any]], examples: list[TokenizedExample]) -> bool:
+    """Whether every completion brought its per-token log π_old from the sampling pass (the sampler returns
+    them where they are the policy's own: the rollout engine decoding with the model's own weights) for
+    exactly the tokens trained on (no empty completion, nothing cut). A critic still needs a forward pass: the
+    schedule checks that."""
+    comps = [c for s in samples for c in s]
+    if not all(c.token_ids and c.token_logprobs is not None for c in comps):
+        return False
+    if any(len(c.token_logprobs) != len(c.token_ids) for c in comps):
+        return False
+    return all(ex.prompt_cut == 0 and ex.completion_cut == 0 for ex in examples)
+
+
+def pass_logprobs(samples: list[list[Any]], width: int) -> Tensor:
+    """(N, width) per-token log-probs of the sampling pass, zero-padded like the scoring pass's."""
+    comps = [c for s in samples for c in s]
+    out = torch.zeros((len(comps), width), dtype=torch.float32)
+    for k, c in enumerate(comps):
+        out[k, : len(c.token_logprobs)] = torch.tensor(c.token_logprobs, dtype=torch.float32)
+    return out
 
 
 def rollout_loss(spec: Any, params: Any, scorer: Any, reference: Any, batch: ExampleBatch) -> tuple[Tensor, dict]:

@@ -1,6 +1,7 @@
 """A rollout's rewards: the judge's scores or within-prompt win rates, checked before anything trains on them;
-running reward statistics across rollouts; and the checks of a rollout's shape against its algorithm and judge
-(one-line errors before any work)."""
+running reward statistics across rollouts; the metrics a rollout logs (its rewards, lengths, advantages, KL and
+gold reward); and the checks of a rollout's shape against its algorithm and judge (one-line errors before any
+work)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,54 @@ class RunningMoments:
         self.var = (self.count * self.var + n * v + delta**2 * self.count * n / total) / total
         self.mean += delta * n / total
         self.count = total
+
+
+def reward_shift_scale(scores: Tensor, reward_norm: str, moments: RunningMoments) -> tuple[float, float]:
+    """(shift, scale) of ``reward_norm``: none (0, 1), the rollout batch's mean and std, or running ones
+    (``moments`` updated with ``scores`` first)."""
+    if reward_norm == "batch":
+        return float(scores.mean()), float(scores.std(unbiased=False)) + 1e-8
+    if reward_norm == "running":
+        moments.update(scores)
+        return moments.mean, math.sqrt(moments.var) + 1e-8
+    return 0.0, 1.0
+
+
+def rollout_metrics(
+    rewards: Tensor,
+    tensors: dict[str, Tensor],
+    truncated: Tensor,
+    prompts: list[Any],
+    samples: list[list[Any]],
+    *,
+    kl_coef: float,
+    on_policy: bool,
+    gold: Any = None,
+) -> dict[str, float]:
+    """The ``rollout/…`` metrics of one rollout: the judge's rewards, the completions' lengths and truncation, the
+    KL coefficient, the advantages' spread, the KL to π_ref and entropy of π_old (not for an ``on_policy``
+    rollout, which measures its KL in the update), and ``gold``'s mean reward when a gold judge is given."""
+    mask = tensors["mask"].float()
+    lengths = torch.tensor([float(len(c.token_ids)) for s in samples for c in s])
+    out = {
+        "rollout/reward": float(rewards.mean()),
+        "rollout/reward_std": float(rewards.std(unbiased=False)),
+        "rollout/response_length": float(lengths.mean()),
+        "rollout/truncated": float(truncated.float().mean()),
+        "rollout/kl_coef": float(kl_coef),
+        "rollout/advantage_std": float(tensors["advantages"][mask.bool()].std(unbiased=False)) if mask.any() else 0.0,
+        # mean per-token advantage: far from 0 when a baseline sits above or below the samples (ReMax's greedy)
+        "rollout/advantage_mean": float(tensors["advantages"][mask.bool()].mean()) if mask.any() else 0.0,
+    }
+    ref = tensors.get("ref_logprobs")
+    if ref is not None and not on_policy:  # on-policy rollouts measure the KL in the update ("kl")
+        out["rollout/kl"] = float(((tensors["old_logprobs"] - ref) * mask).sum(1).mean())
+        out["rollout/entropy"] = float((-tensors["old_logprobs"] * mask).sum() / mask.sum().clamp_min(1))
+    if gold is not None:
+        flat_prompts = [p for p, s in zip(prompts, samples, strict=True) for _ in s]
+        scores = gold.score_batch(flat_prompts, [c.text for s in samples for c in s])
+        out["rollout/gold_reward"] = sum(float(g) for g in scores) / len(scores)
+    return out
 
 
 def check_rollout(

@@ -26,14 +26,13 @@ The loop never sees a rollout boundary. A checkpoint holds the rollout's ids and
 controller, the running reward statistics and the critic (``state_dict()["tensors"]``), so a run resumed
 mid-rollout trains on exactly what an uninterrupted run would have.
 
-The batches and the loss live in :mod:`preflab.training.rollout_batches`, the rewards and the shape checks in
-:mod:`preflab.training.rollout_rewards`, the schedule's assembly from a run config in
-:mod:`preflab.training.rollout_setup`.
+The batches, the scoring pass and the loss live in :mod:`preflab.training.rollout_batches`, the rewards, their
+normalisation, the rollout's metrics and the shape checks in :mod:`preflab.training.rollout_rewards`, the
+schedule's assembly from a run config in :mod:`preflab.training.rollout_setup`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -47,13 +46,21 @@ from ..data.tokenize import TokenizedExample, Tokenizer
 from ..errors import ConfigError, DataError
 from ..objectives.advantages import AdaptiveKLController, FixedKLController, kl_estimate
 from ..objectives.policy_gradient import RolloutScores, estimate_advantages
-from .rollout_batches import RolloutData, pack_rollout, rollout_batch, to_padded, unpack_rollout
-from .rollout_rewards import RunningMoments, check_rollout, judge_rewards
+from .rollout_batches import (
+    RefFn,
+    RolloutData,
+    ScoreFn,
+    pack_rollout,
+    pass_logprobs,
+    pass_logprobs_usable,
+    rollout_batch,
+    score_rows,
+    unpack_rollout,
+)
+from .rollout_rewards import RunningMoments, check_rollout, judge_rewards, reward_shift_scale, rollout_metrics
 from .schedule import SEED_STRIDE, GatherFn, Schedule, ShuffledStream, each_process
 
 SampleFn = Callable[..., list[list[Any]]]  # (prompts, seed, n, greedy=False) -> n completions per prompt
-ScoreFn = Callable[[ExampleBatch], tuple[Tensor, Tensor | None]]  # -> per-token log π (N,), values (N,) | None
-RefFn = Callable[[ExampleBatch], Tensor | None]  # -> per-token log π_ref (N,)
 
 
 class RolloutSchedule(Schedule):
@@ -158,65 +165,19 @@ class RolloutSchedule(Schedule):
         kl_reward = self.params.kl_in_reward and (self.params.beta > 0 or self.params.kl_target is not None)
         return self.steps_per_rollout == 1 and self.value_head is None and not kl_reward
 
-    def _pass_logprobs_usable(self, samples: list[list[Any]], examples: list[TokenizedExample]) -> bool:
-        """Whether every completion brought its per-token log π_old from the sampling pass (the sampler returns
-        them where they are the policy's own: the rollout engine decoding with the model's own weights) for
-        exactly the tokens trained on (no empty completion, nothing cut), and no critic needs a forward pass."""
-        if self.value_head is not None:
-            return False
-        comps = [c for s in samples for c in s]
-        if not all(c.token_ids and c.token_logprobs is not None for c in comps):
-            return False
-        if any(len(c.token_logprobs) != len(c.token_ids) for c in comps):
-            return False
-        return all(ex.prompt_cut == 0 and ex.completion_cut == 0 for ex in examples)
-
-    @staticmethod
-    def _pass_logprobs(samples: list[list[Any]], width: int) -> Tensor:
-        """(N, width) per-token log-probs of the sampling pass, zero-padded like the scoring pass's."""
-        comps = [c for s in samples for c in s]
-        out = torch.zeros((len(comps), width), dtype=torch.float32)
-        for k, c in enumerate(comps):
-            out[k, : len(c.token_logprobs)] = torch.tensor(c.token_logprobs, dtype=torch.float32)
-        return out
-
     def _score(self, examples: list[TokenizedExample], policy: bool = True) -> dict[str, Tensor]:
         """Per-token log π_old, log π_ref, mask and critic values (N, T) of ``examples``, no grad; without
         ``policy`` π_old is not scored (NaN). With several processes each scores its share and all get all."""
         width = max(len(ex.completions[0]) for ex in examples)
+        score = self.score_fn if policy else None
         rows = each_process(
-            lambda part: self._score_rows(part, width, policy), examples, self.rank, self.world_size, self.gather
+            lambda part: score_rows(part, width, score, self.ref_fn, self.batch_size, self.layout, self.pad_id),
+            examples,
+            self.rank,
+            self.world_size,
+            self.gather,
         )
         return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
-
-    def _score_rows(self, examples: list[TokenizedExample], width: int, policy: bool) -> list[dict[str, Tensor]]:
-        """:meth:`_score` of this process's rows, one dict of (T,) tensors per example."""
-        parts: dict[str, list[Tensor]] = {}
-        step = max(self.batch_size, 1)
-        for start in range(0, len(examples), step):
-            part = examples[start : start + step]
-            batch, order = rollout_batch(part, self.layout, self.pad_id)
-            back = torch.argsort(torch.tensor(order))  # sequence order → the order of ``part``
-            with torch.no_grad():
-                if policy:
-                    tok, values = self.score_fn(batch)
-                else:
-                    tok, values = torch.full((int(batch.sequences.completion_lengths.sum()),), math.nan), None
-                ref = self.ref_fn(batch)
-            got = {
-                "old_logprobs": tok,
-                "ref_logprobs": ref,
-                "old_values": values,
-                "mask": torch.ones_like(tok, dtype=torch.bool),
-            }
-            for key, flat in got.items():
-                if flat is None:
-                    continue
-                padded = to_padded(flat.detach().float().cpu(), batch)[back]
-                padded = torch.nn.functional.pad(padded, (0, width - padded.shape[1]))
-                parts.setdefault(key, []).append(padded)
-        table = {k: torch.cat(v) for k, v in parts.items()}
-        return [{k: v[i] for k, v in table.items()} for i in range(len(examples))]
 
     def start_rollout(self, t: int) -> None:
         """Sample, judge and score rollout t with the policy as it is now, and estimate its advantages."""
@@ -245,14 +206,14 @@ class RolloutSchedule(Schedule):
                 cut.append(comp.finish_reason != "stop")
         truncated = torch.tensor(cut)
         self.params.beta = self.kl_ctl.value  # β of this rollout, in the reward and in the loss
-        from_pass = not self.on_policy and self._pass_logprobs_usable(samples, examples)
+        from_pass = not self.on_policy and self.value_head is None and pass_logprobs_usable(samples, examples)
         tensors = self._score(examples, policy=not self.on_policy and not from_pass)
         if from_pass:  # π_old is the sampling policy itself: its per-token log-probs came with the samples
-            tensors["old_logprobs"] = self._pass_logprobs(samples, tensors["mask"].shape[1])
+            tensors["old_logprobs"] = pass_logprobs(samples, tensors["mask"].shape[1])
         scores = rewards.clone()
         if self.truncated == "penalize":
             scores = scores - self.truncated_penalty * truncated.to(scores.dtype)
-        shift, scale = self._moments(scores)
+        shift, scale = reward_shift_scale(scores, self.reward_norm, self.moments)
         scores = (scores - shift) / scale
         group = torch.arange(len(prompts)).repeat_interleave(self.g)
         baseline, greedy_reward = (
@@ -275,22 +236,22 @@ class RolloutSchedule(Schedule):
         tensors["advantages"] = adv.float()
         if returns is not None:
             tensors["returns"] = returns.float()
-        metrics = self._metrics(rewards, tensors, truncated, prompts, samples)
+        metrics = rollout_metrics(
+            rewards,
+            tensors,
+            truncated,
+            prompts,
+            samples,
+            kl_coef=self.kl_ctl.value,
+            on_policy=self.on_policy,
+            gold=self.gold,
+        )
         if greedy_reward is not None:  # ReMax: the judge's mean reward of the greedy completions
             metrics["rollout/greedy_reward"] = greedy_reward
         metrics["time/rollout"] = time.perf_counter() - t0
         self.kl_ctl.update(metrics.get("rollout/kl", 0.0), self.rollout_size)  # the next rollout's β
         self._set_rollout(t, RolloutData(examples, tensors, metrics))
         self._fresh_until = self.position + self.grad_accum
-
-    def _moments(self, scores: Tensor) -> tuple[float, float]:
-        """(shift, scale) of ``reward_norm``: none (0, 1), the rollout batch's mean and std, or running ones."""
-        if self.reward_norm == "batch":
-            return float(scores.mean()), float(scores.std(unbiased=False)) + 1e-8
-        if self.reward_norm == "running":
-            self.moments.update(scores)
-            return self.moments.mean, math.sqrt(self.moments.var) + 1e-8
-        return 0.0, 1.0
 
     def _greedy_baseline(self, prompts: list[Any], shift: float, scale: float) -> tuple[Tensor, float]:
         """ReMax: the total reward of each prompt's greedy completion (normalised like the sampled ones, with its
@@ -318,38 +279,6 @@ class RolloutSchedule(Schedule):
             kl = kl_estimate(tens["old_logprobs"], ref, self.params.kl_estimator) * tens["mask"]
             total = total - self.params.beta * kl.sum(1)
         return total.repeat_interleave(self.g), sum(r for _, r in drawn) / len(drawn)
-
-    def _metrics(
-        self,
-        rewards: Tensor,
-        tensors: dict[str, Tensor],
-        truncated: Tensor,
-        prompts: list[Any],
-        samples: list[list[Any]],
-    ) -> dict[str, float]:
-        mask = tensors["mask"].float()
-        lengths = torch.tensor([float(len(c.token_ids)) for s in samples for c in s])
-        out = {
-            "rollout/reward": float(rewards.mean()),
-            "rollout/reward_std": float(rewards.std(unbiased=False)),
-            "rollout/response_length": float(lengths.mean()),
-            "rollout/truncated": float(truncated.float().mean()),
-            "rollout/kl_coef": float(self.kl_ctl.value),
-            "rollout/advantage_std": float(tensors["advantages"][mask.bool()].std(unbiased=False))
-            if mask.any()
-            else 0.0,
-            # mean per-token advantage: far from 0 when a baseline sits above or below the samples (ReMax's greedy)
-            "rollout/advantage_mean": float(tensors["advantages"][mask.bool()].mean()) if mask.any() else 0.0,
-        }
-        ref = tensors.get("ref_logprobs")
-        if ref is not None and not self.on_policy:  # on-policy rollouts measure the KL in the update ("kl")
-            out["rollout/kl"] = float(((tensors["old_logprobs"] - ref) * mask).sum(1).mean())
-            out["rollout/entropy"] = float((-tensors["old_logprobs"] * mask).sum() / mask.sum().clamp_min(1))
-        if self.gold is not None:
-            flat_prompts = [p for p, s in zip(prompts, samples, strict=True) for _ in s]
-            gold = self.gold.score_batch(flat_prompts, [c.text for s in samples for c in s])
-            out["rollout/gold_reward"] = sum(float(g) for g in gold) / len(gold)
-        return out
 
     def _set_rollout(self, t: int, data: RolloutData) -> None:
         self.rollout, self.data = t, data
