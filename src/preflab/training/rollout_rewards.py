@@ -94,15 +94,16 @@ def rollout_metrics(
     rollout, which measures its KL in the update), and ``gold``'s mean reward when a gold judge is given."""
     mask = tensors["mask"].float()
     lengths = torch.tensor([float(len(c.token_ids)) for s in samples for c in s])
+    adv = tensors["advantages"][tensors["mask"].bool()]  # the completions' tokens
     out = {
         "rollout/reward": float(rewards.mean()),
         "rollout/reward_std": float(rewards.std(unbiased=False)),
         "rollout/response_length": float(lengths.mean()),
         "rollout/truncated": float(truncated.float().mean()),
         "rollout/kl_coef": float(kl_coef),
-        "rollout/advantage_std": float(tensors["advantages"][mask.bool()].std(unbiased=False)) if mask.any() else 0.0,
+        "rollout/advantage_std": float(adv.std(unbiased=False)) if adv.numel() else 0.0,
         # mean per-token advantage: far from 0 when a baseline sits above or below the samples (ReMax's greedy)
-        "rollout/advantage_mean": float(tensors["advantages"][mask.bool()].mean()) if mask.any() else 0.0,
+        "rollout/advantage_mean": float(adv.mean()) if adv.numel() else 0.0,
     }
     ref = tensors.get("ref_logprobs")
     if ref is not None and not on_policy:  # on-policy rollouts measure the KL in the update ("kl")
