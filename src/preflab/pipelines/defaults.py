@@ -16,7 +16,7 @@ QUICKSTART_DEFAULTS: dict[str, Any] = {
         "max_new_tokens": 64,
         "sample_batch_size": 256,
         "temperature": 0.8,
-        "rounds": 2,
+        "rounds": 4,
         "pool": "noisy",
         "pair_strategy": "best-vs-worst",
     },
