@@ -59,3 +59,33 @@ def test_the_command_reexecutes_under_the_installed_allocator():
     assert _version("system").stdout.strip().endswith("(malloc: system)")
     bad = _version("nonsense")
     assert bad.returncode == 2 and bad.stderr.startswith("error: PREFLAB_MALLOC='nonsense'")
+
+
+_RELEASE = """
+import numpy as np
+from preflab.launch import _rss_bytes, active_allocator, release_free_memory
+blocks = [np.ones(1 << 15) for _ in range(1 << 12)]  # 1 GiB in 256 KiB blocks (TCMalloc keeps them)
+del blocks
+before = _rss_bytes()
+released = release_free_memory()
+print(active_allocator(), before, released, _rss_bytes())
+"""
+
+
+@pytest.mark.parametrize("name", ["tcmalloc", "jemalloc", "system"])
+def test_release_free_memory_hands_a_freed_gigabyte_back(name):
+    path = find_allocator(name) if name != "system" else None
+    if name != "system" and path is None:
+        pytest.skip(f"{name} is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if path:
+        env["LD_PRELOAD"] = path
+    out = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    allocator, before, released, after = out.stdout.split()
+    assert allocator == name
+    before, released, after = int(before), int(released), int(after)
+    assert after < 256 << 20, (before, released, after)  # the freed GiB is no longer resident
+    assert abs(released - max(0, before - after)) < 16 << 20
+    if name == "tcmalloc":  # it had kept the GiB: the call is what gave it back
+        assert released > 512 << 20, (before, released, after)

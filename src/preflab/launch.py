@@ -109,6 +109,43 @@ def active_allocator() -> str:
     return "system"
 
 
+def release_free_memory() -> int:
+    """Hand the pages the allocator keeps for reuse back to the kernel; returns the bytes of resident memory
+    that went (0 where nothing could be released).
+
+    A caching allocator keeps what a finished stage freed (a sampling call's KV cache, a training run's
+    activations) and reuses it only for blocks of the same sizes, so a pipeline whose stages allocate
+    differently grows stage after stage (the four-round quickstart: 3.2 GB in round 1, 6.4 GB in round 4 under
+    TCMalloc on one CPU). Called between stages it keeps the peak at that of the largest stage. TCMalloc:
+    ``MallocExtension_ReleaseFreeMemory``; jemalloc: purge every arena; glibc: ``malloc_trim(0)``."""
+    import gc
+
+    gc.collect()  # models in reference cycles (modules point at their parents' hooks) go first
+    before = _rss_bytes()
+    lib = ctypes.CDLL(None)
+    name = active_allocator()
+    try:
+        if name == "tcmalloc":
+            lib.MallocExtension_ReleaseFreeMemory()
+        elif name == "jemalloc":
+            arenas_all = 4096  # MALLCTL_ARENAS_ALL
+            lib.mallctl(f"arena.{arenas_all}.purge".encode(), None, None, None, ctypes.c_size_t(0))
+        else:
+            lib.malloc_trim(ctypes.c_size_t(0))
+    except AttributeError:  # not glibc (musl), or a build without the entry point: nothing to release
+        return 0
+    return max(0, before - _rss_bytes())
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size (0 where /proc is missing)."""
+    try:
+        fields = Path("/proc/self/statm").read_text().split()
+    except OSError:
+        return 0
+    return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def reexec(env: Mapping[str, str] | None) -> None:
     """Re-execute this process's command line under ``env`` (from :func:`allocator_env`); None: return."""
     if env is not None:

@@ -3,7 +3,9 @@
 A rerun with the same config reuses every finished stage whose fingerprint (the stage's own config
 plus its upstream fingerprints) is unchanged; a changed config redoes that stage and everything after.
 The manifest is written atomically, after the stage's artefacts, so Ctrl-C never marks a half-written
-stage as done.
+stage as done. After each stage the allocator hands what the stage freed back to the kernel
+(:func:`preflab.launch.release_free_memory`), so the run's peak memory is its largest stage's, not the sum of
+what every stage left cached.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_text
+from ..launch import release_free_memory
 
 __all__ = ["MANIFEST", "Stages", "atomic_write_text", "fingerprint"]
 
@@ -51,6 +54,7 @@ class Stages:
         t0 = time.perf_counter()
         info = fn() or {}
         seconds = time.perf_counter() - t0
+        release_free_memory()
         self.timings[name] = seconds
         self.state[name] = {
             "fingerprint": fp,
