@@ -119,6 +119,30 @@ def test_same_seed_same_samples_and_slots_change_nothing_greedy(tiny):
     assert [[c.token_ids for c in row] for row in a] == [[c.token_ids for c in row] for row in b]
 
 
+@pytest.mark.parametrize("temperature,n", [(0.0, 3), (1.0, 2)])
+def test_kv_slots_never_exceed_the_sequences_and_change_no_sample(tiny, monkeypatch, temperature, n):
+    """A batch larger than the sequences to decode allocates one K/V slot per sequence (greedy: one per prompt),
+    and draws the very samples a batch that fits them exactly draws."""
+    from preflab.generation import engine
+
+    model, tok = tiny
+    sizes = []
+    original = engine.SlotCache.__init__
+
+    def spy(self, slots, capacity):
+        sizes.append(slots)
+        original(self, slots, capacity)
+
+    monkeypatch.setattr(engine.SlotCache, "__init__", spy)
+    rows = len(PROMPTS) * (1 if temperature == 0 else n)
+    out = {}
+    for batch in (rows, 64):
+        params = SamplingParams(max_new_tokens=6, temperature=temperature, n=n, batch_size=batch, seed=3, bf16=False)
+        out[batch] = [[c.token_ids for c in row] for row in sample(model, tok, PROMPTS, params)]
+    assert sizes == [rows, rows]
+    assert out[64] == out[rows]
+
+
 def test_weights_synced_in_place_after_an_optimizer_step():
     model, tok = tiny_model(seed=3)
     params = SamplingParams(max_new_tokens=8, temperature=0.0, bf16=None)  # bf16 weights where the CPU has them

@@ -228,6 +228,9 @@ def rollout(
     tokens: list[list[list[int]]] = [[[] for _ in range(reps)] for _ in range(num)]
     lps: list[list[list[float]]] | None = [[[] for _ in range(reps)] for _ in range(num)] if token_logprobs else None
     capacity = max(len(p) for p in prompt_ids) + max_new_tokens
+    # no more slots than sequences: 200 greedy prompts at a 256-row batch need 200 rows of K/V, not 256
+    # (every row fits either way, so the prefills and decoding steps are the same)
+    slots = max(1, min(slots, num * reps))
     cache = SlotCache(slots, capacity)
     cache_kw = cache_argument(model)
     stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=dev)
