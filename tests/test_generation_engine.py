@@ -143,6 +143,38 @@ def test_kv_slots_never_exceed_the_sequences_and_change_no_sample(tiny, monkeypa
     assert out[64] == out[rows]
 
 
+def test_a_bf16_model_keeps_bf16_keys_and_samples_as_a_float32_cache_does(tiny, monkeypatch):
+    """bf16 keys and values are stored as computed (half a float32 cache's memory) and read back as float32, which is
+    exact: tokens and log-probs equal those of a cache that stores float32 copies."""
+    from preflab.generation import engine
+
+    model, tok = tiny
+    model = copy.deepcopy(model).to(torch.bfloat16)
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, n=3, batch_size=6, seed=4, return_logprobs=True)
+    dtypes = []
+    original = engine.SlotCache.allocate_like
+
+    def run():
+        out = sample(model, tok, PROMPTS, params)
+        return [[(c.token_ids, c.token_logprobs, c.logprob) for c in row] for row in out]
+
+    def spy(self, keys, values):
+        original(self, keys, values)
+        dtypes.append(self.keys[0].dtype)
+
+    monkeypatch.setattr(engine.SlotCache, "allocate_like", spy)
+    stored_bf16 = run()
+
+    def as_float32(self, keys, values):
+        original(self, [k.float() for k in keys], [v.float() for v in values])
+        dtypes.append(self.keys[0].dtype)
+
+    monkeypatch.setattr(engine.SlotCache, "allocate_like", as_float32)
+    assert run() == stored_bf16
+    assert dtypes == [torch.bfloat16, torch.float32]
+    assert all(lp is not None and lp < 0 for row in stored_bf16 for _, _, lp in row)
+
+
 def test_weights_synced_in_place_after_an_optimizer_step():
     model, tok = tiny_model(seed=3)
     params = SamplingParams(max_new_tokens=8, temperature=0.0, bf16=None)  # bf16 weights where the CPU has them

@@ -62,7 +62,9 @@ def _decode_attention(module, query, key, value, attention_mask, scaling=None, d
 
     b, h, _, d = query.shape
     hkv = key.shape[1]
-    q = query.reshape(b, hkv, h // hkv, d).to(key.dtype)  # the slot cache holds float32 keys and values
+    if key.dtype in (torch.bfloat16, torch.float16):  # the slot cache keeps them as computed: float32 is exact
+        key, value = key.float(), value.float()
+    q = query.reshape(b, hkv, h // hkv, d).to(key.dtype)
     scores = torch.matmul(q, key.transpose(-1, -2)) * (scaling if scaling is not None else d**-0.5)
     if attention_mask is not None:
         scores = scores + attention_mask
@@ -112,8 +114,9 @@ def engine_attention(model):
 
 
 class SlotCache:
-    """Per-layer K/V buffers ``[slots, kv_heads, capacity, head_dim]`` (float32 when the model computes in bf16 or
-    fp16: the stored values are exact, and decoding attention accumulates in float32 as fused kernels do). Before
+    """Per-layer K/V buffers ``[slots, kv_heads, capacity, head_dim]`` in the dtype the model computes them in (bf16
+    keys take half the memory of float32 ones; decoding attention reads them as float32, which is exact, and
+    accumulates in float32 as fused kernels do). Before
     each decoding forward the engine
     sets ``write_cols`` (each row's next column) and ``width`` (columns the attention reads); ``update``
     writes the step's keys/values in place and returns the first ``rows`` rows up to ``width``."""
@@ -132,12 +135,11 @@ class SlotCache:
         import torch
 
         for k, v in zip(layer_keys, layer_values, strict=True):
-            dtype = torch.float32 if k.dtype in (torch.bfloat16, torch.float16) else k.dtype
             self.keys.append(
-                torch.zeros((self.slots, k.shape[1], self.capacity, k.shape[3]), dtype=dtype, device=k.device)
+                torch.zeros((self.slots, k.shape[1], self.capacity, k.shape[3]), dtype=k.dtype, device=k.device)
             )
             self.values.append(
-                torch.zeros((self.slots, v.shape[1], self.capacity, v.shape[3]), dtype=dtype, device=v.device)
+                torch.zeros((self.slots, v.shape[1], self.capacity, v.shape[3]), dtype=v.dtype, device=v.device)
             )
 
     def insert(self, rows, layer_keys: list, layer_values: list, src_row: int) -> None:
