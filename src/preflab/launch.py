@@ -115,16 +115,16 @@ def release_free_memory() -> int:
 
     A caching allocator keeps what a finished stage freed (a sampling call's KV cache, a training run's
     activations) and reuses it only for blocks of the same sizes, so a pipeline whose stages allocate
-    differently grows stage after stage (the four-round quickstart: 3.2 GB in round 1, 6.4 GB in round 4 under
-    TCMalloc on one CPU). Called between stages it keeps the peak at that of the largest stage. TCMalloc:
+    differently grows stage after stage (the four-round quickstart's sampling: 3.2 GB in round 1, 6.4 GB in round 4
+    under TCMalloc on one CPU). Called between stages, it keeps a stage from starting on the last one's cache. TCMalloc:
     ``MallocExtension_ReleaseFreeMemory``; jemalloc: purge every arena; glibc: ``malloc_trim(0)``."""
     import gc
 
     gc.collect()  # models in reference cycles (modules point at their parents' hooks) go first
     before = _rss_bytes()
-    lib = ctypes.CDLL(None)
     name = active_allocator()
     try:
+        lib = ctypes.CDLL(None)  # the symbols already loaded into this process
         if name == "tcmalloc":
             lib.MallocExtension_ReleaseFreeMemory()
         elif name == "jemalloc":
@@ -132,7 +132,7 @@ def release_free_memory() -> int:
             lib.mallctl(f"arena.{arenas_all}.purge".encode(), None, None, None, ctypes.c_size_t(0))
         else:
             lib.malloc_trim(ctypes.c_size_t(0))
-    except AttributeError:  # not glibc (musl), or a build without the entry point: nothing to release
+    except (AttributeError, OSError, TypeError):  # not glibc (musl, macOS, Windows) or no such entry point
         return 0
     return max(0, before - _rss_bytes())
 

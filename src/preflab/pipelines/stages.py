@@ -4,8 +4,8 @@ A rerun with the same config reuses every finished stage whose fingerprint (the 
 plus its upstream fingerprints) is unchanged; a changed config redoes that stage and everything after.
 The manifest is written atomically, after the stage's artefacts, so Ctrl-C never marks a half-written
 stage as done. After each stage the allocator hands what the stage freed back to the kernel
-(:func:`preflab.launch.release_free_memory`), so the run's peak memory is its largest stage's, not the sum of
-what every stage left cached.
+(:func:`preflab.launch.release_free_memory`), so a stage does not start on what the stages before it left
+cached.
 """
 
 from __future__ import annotations
