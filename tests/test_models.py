@@ -108,3 +108,40 @@ def test_loaded_models_never_use_hub_kernels(tiny_dir):
     model = load_model(str(tiny_dir), device="cpu")
     assert getattr(model, "use_kernels", False) is False
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_gguf_conversion_builds_each_reader_and_name_map_once_and_restores_gguf(monkeypatch, tmp_path):
+    # transformers builds a GGUFReader for the tokenizer, the config and the weights, and a TensorNameMap for each
+    # submodule; inside the conversion the same file's reader and the same architecture's map are built once
+    import gguf
+
+    from preflab.models.embedded import _gguf_parsed_once
+
+    built = []
+
+    def fake_reader(path, mode="r"):
+        built.append(("reader", str(path), mode))
+        return object()
+
+    def fake_map(arch, n_blocks):
+        built.append(("map", arch, n_blocks))
+        return object()
+
+    monkeypatch.setattr(gguf, "GGUFReader", fake_reader)
+    monkeypatch.setattr(gguf, "get_tensor_name_map", fake_map)
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    with _gguf_parsed_once():
+        first = gguf.GGUFReader(a)
+        assert gguf.GGUFReader(str(a)) is first  # a str and a Path of one file: one reader
+        assert gguf.GGUFReader(b) is not first
+        assert gguf.GGUFReader(a, "r+") is not first  # another mode is another reader
+        m = gguf.get_tensor_name_map("llama", 30)
+        assert gguf.get_tensor_name_map("llama", 30) is m and gguf.get_tensor_name_map("llama", 2) is not m
+    assert built == [
+        ("reader", str(a), "r"),
+        ("reader", str(b), "r"),
+        ("reader", str(a), "r+"),
+        ("map", "llama", 30),
+        ("map", "llama", 2),
+    ]
+    assert gguf.GGUFReader is fake_reader and gguf.get_tensor_name_map is fake_map  # restored after the block

@@ -10,6 +10,7 @@ other kind of name and loads the model.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -73,6 +74,38 @@ def _gguf_cache_key(path: Path) -> str:
     return f"{path.stem}-{digest}"
 
 
+@contextlib.contextmanager
+def _gguf_parsed_once():
+    """Inside the block, gguf-py's reader and tensor-name map are built once per file and per architecture.
+
+    transformers (5.x) builds a new ``GGUFReader`` for the tokenizer, the config and the weights, each parsing the
+    file's metadata in Python (3.3 s for SmolLM2's 49k-entry vocabulary on a 2-core EPYC), and a new
+    ``TensorNameMap`` for every submodule it walks to name the weights (397 of them, 5 s): it imports both from
+    ``gguf`` on every call, so replacing them there for the conversion shares them. They are only read from, so the
+    checkpoint is byte-identical; a transformers that imports them otherwise just builds them again."""
+    import gguf
+
+    originals = {"GGUFReader": gguf.GGUFReader, "get_tensor_name_map": gguf.get_tensor_name_map}
+    built: dict = {}
+
+    def once(name):
+        def make(*args, **kwargs):
+            key = (name, *(os.fspath(a) if isinstance(a, os.PathLike) else a for a in args), *sorted(kwargs.items()))
+            if key not in built:
+                built[key] = originals[name](*args, **kwargs)
+            return built[key]
+
+        return make
+
+    for name in originals:
+        setattr(gguf, name, once(name))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(gguf, name, original)
+
+
 def convert_gguf(gguf_path: Path, target: Path) -> Path:
     """Dequantise a GGUF file into a float safetensors HF checkpoint at ``target`` (atomic)."""
     import torch
@@ -82,8 +115,9 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         folder, fname = str(gguf_path.parent), gguf_path.name
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+        with _gguf_parsed_once():
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
         # The weights are plain float tensors now; drop the quantizer flags, or Trainer-style code
         # (and transformers itself, on reload) treats the checkpoint as quantized and refuses training.
         if hasattr(model.config, "quantization_config"):
