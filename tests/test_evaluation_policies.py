@@ -90,6 +90,45 @@ def test_evaluate_policies_numbers_are_consistent_with_their_samples():
     assert not res.null_check.reliable and res.null_check.worst.name == "empty"
 
 
+def test_loaders_give_the_same_result_and_the_policy_is_gone_before_the_reference_loads():
+    # models given as loaders: the policy does all its work first and is let go before the reference is loaded
+    # (the quickstart's peak memory), with the same answers, win rate and KL as models given directly
+    import gc
+    import weakref
+
+    from preflab.models import tiny_model
+
+    def policy_model():
+        base, _ = tiny_model(seed=0)
+        return _lora(base, init=False)
+
+    tok = tiny_model(seed=0)[1]
+    args = (tok, PROMPTS, ShorterIsBetter(), EvalSampling(max_new_tokens=6, temperature=0.0, seed=0))
+    kw = dict(bf16=False, n_bootstrap=50, lc_bootstrap=0, null_check=False)
+    direct = evaluate_policies(policy_model(), tiny_model(seed=0)[0], *args, **kw)
+    alive: list = []
+    order: list = []
+
+    def load_policy():
+        order.append("policy")
+        model = policy_model()
+        alive.append(weakref.ref(model))
+        return model
+
+    def load_reference():
+        gc.collect()
+        order.append("reference")
+        assert alive and alive[0]() is None, "the policy is still in memory when the reference loads"
+        return tiny_model(seed=0)[0]
+
+    lazy = evaluate_policies(load_policy, load_reference, *args, **kw)
+    assert order == ["policy", "reference"]
+    assert [(s["a"], s["b"]) for s in lazy.samples] == [(s["a"], s["b"]) for s in direct.samples]
+    assert any(s["a"] != s["b"] for s in lazy.samples)  # two different policies
+    assert lazy.win_rate.win_rate == direct.win_rate.win_rate
+    assert lazy.kl.kl == pytest.approx(direct.kl.kl, rel=1e-6) and lazy.kl.kl != 0.0
+
+
 def test_kl_uses_exact_token_ids_of_the_policy_samples(tiny):
     from preflab.evaluation.lm import sample_completions
 

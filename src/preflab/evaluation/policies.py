@@ -225,6 +225,13 @@ def _as_reference(policy, reference):
         raise DataError("no reference model given, and the policy has no adapters to disable")
 
 
+def _loaded(model):
+    """A model as given, or the model a zero-argument loader returns."""
+    import torch
+
+    return model if model is None or isinstance(model, torch.nn.Module) or not callable(model) else model()
+
+
 def evaluate_policies(
     policy,
     reference,
@@ -242,13 +249,16 @@ def evaluate_policies(
 ) -> EvalResult:
     """Sample answers from ``policy`` (A) and ``reference`` (B), judge them, estimate KL(π‖π_ref).
 
-    ``reference=None`` uses a PEFT policy with its adapters disabled. ``answers_b`` reuses the
-    reference's answers (e.g. cached from an earlier evaluation). Remaining keyword arguments go to
-    :func:`evaluate_answers` (gold, families, group_judges, both_orders, n_bootstrap, name, ...).
+    Each of ``policy`` and ``reference`` is a model or a zero-argument callable that loads one. Everything the
+    policy does (its answers, its KL samples and their log-probs) comes first; a policy given as a loader is then
+    let go before the reference is loaded, so the two models never sit in memory side by side. ``reference=None``
+    uses a PEFT policy with its adapters disabled. ``answers_b`` reuses the reference's answers (e.g. cached from
+    an earlier evaluation). Remaining keyword arguments go to :func:`evaluate_answers` (gold, families,
+    group_judges, both_orders, n_bootstrap, name, ...).
     """
     sampling = sampling or EvalSampling()
     texts = [prompt_text(p) for p in prompts]
-    with Work("eval", 2 + (answers_b is None) + kl, unit="stages", every_s=0) as work:
+    with Work("eval", 2 + (answers_b is None) + 2 * kl, unit="stages", every_s=0) as work:
         return _evaluate(
             policy,
             reference,
@@ -284,30 +294,27 @@ def _evaluate(
     answers_b: Sequence[str] | None,
     **kwargs: Any,
 ) -> EvalResult:
-    t0 = time.perf_counter()
+    seconds = {"sampling": 0.0, "judging": 0.0, "kl": 0.0}
+    t = time.perf_counter()
+
+    def lap(key: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        seconds[key] += now - t
+        t = now
+
     work.update(0, f"policy answers to {len(texts)} prompts")
-    a = _sample(policy, tokenizer, texts, sampling, bf16)
-    if answers_b is None:
-        work.advance(1, "reference answers")
-        with _as_reference(policy, reference) as ref:
-            b = _sample(ref, tokenizer, texts, sampling, bf16)
-        b_texts, b_lens = b.texts, [len(c) for c in b.completion_ids]
-    else:
-        b_texts = list(answers_b)
-        b_lens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in b_texts]
-    t_sample = time.perf_counter() - t0
-    work.advance(1, "judging and statistics")
-    lengths = ([len(c) for c in a.completion_ids], b_lens) if length_unit == "tokens" else None
-    result = evaluate_answers(prompts, a.texts, b_texts, judge, lengths=lengths, **kwargs)
-    t_judge = time.perf_counter() - t0 - t_sample
+    model = _loaded(policy)
+    a = _sample(model, tokenizer, texts, sampling, bf16)
+    lap("sampling")
     if kl:
-        work.advance(1, "KL(policy || reference)")
+        work.advance(1, "policy samples and log-probs for KL")
         reuse = sampling.temperature == 1.0 and sampling.top_p == 1.0 and kl_samples_per_prompt == 1
         kl_samples = (
             a
             if reuse
             else sample_completions(
-                policy,
+                model,
                 tokenizer,
                 texts,
                 n_per_prompt=kl_samples_per_prompt,
@@ -321,15 +328,38 @@ def _evaluate(
             )
         )
         bs = min(sampling.batch_size, 16)  # sequences per scoring forward
-        lp = policy_logprobs(policy, kl_samples, batch_size=bs, bf16=bf16)
-        with _as_reference(policy, reference) as ref:  # after the policy: PEFT disables adapters in place
-            lr = sequence_logprobs(
-                ref,
-                kl_samples.prompt_ids,
-                kl_samples.completion_ids,
-                batch_size=bs,
-                bf16=reference_bf16(kl_samples, bf16),
-            )
+        lp = policy_logprobs(model, kl_samples, batch_size=bs, bf16=bf16)
+        lap("kl")
+    if reference is not None and model is not policy:  # loaded here: let it go before the reference comes
+        from ..launch import release_free_memory
+
+        model = None
+        release_free_memory()
+    if answers_b is None or kl:
+        with _as_reference(model, _loaded(reference)) as ref:  # after the policy: PEFT disables adapters in place
+            if answers_b is None:
+                work.advance(1, "reference answers")
+                b = _sample(ref, tokenizer, texts, sampling, bf16)
+                b_texts, b_lens = b.texts, [len(c) for c in b.completion_ids]
+                lap("sampling")
+            if kl:
+                work.advance(1, "reference log-probs for KL")
+                lr = sequence_logprobs(
+                    ref,
+                    kl_samples.prompt_ids,
+                    kl_samples.completion_ids,
+                    batch_size=bs,
+                    bf16=reference_bf16(kl_samples, bf16),
+                )
+                lap("kl")
+    if answers_b is not None:
+        b_texts = list(answers_b)
+        b_lens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in b_texts]
+    work.advance(1, "judging and statistics")
+    lengths = ([len(c) for c in a.completion_ids], b_lens) if length_unit == "tokens" else None
+    result = evaluate_answers(prompts, a.texts, b_texts, judge, lengths=lengths, **kwargs)
+    lap("judging")
+    if kl:
         result.kl = estimate_kl(
             lp,
             lr,
@@ -341,11 +371,7 @@ def _evaluate(
             "sampling": vars(sampling).copy(),
             "length_unit": length_unit,
             "n_prompts": len(prompts),
-            "seconds": {
-                "sampling": round(t_sample, 2),
-                "judging": round(t_judge, 2),
-                "kl": round(time.perf_counter() - t0 - t_sample - t_judge, 2),
-            },
+            "seconds": {k: round(v, 2) for k, v in seconds.items()},
         }
     )
     work.advance(1, "done")

@@ -231,17 +231,15 @@ class Quickstart:
 
         q = self.q
         _, held = read_tasks(self.dir / "prompts.jsonl")
-        policy = self.trained(q.rounds)
-        reference = self.base_model()
         sampling = EvalSampling(
             max_new_tokens=q.max_new_tokens,
             temperature=q.eval_temperature,
             seed=self.cfg.seed + 7,
             batch_size=q.sample_batch_size,
         )
-        result = evaluate_policies(
-            policy,
-            reference,
+        result = evaluate_policies(  # loaders: the trained policy is let go before the initial model is loaded
+            lambda: self.trained(q.rounds),
+            self.base_model,
             self.tokenizer(),
             held,
             GoldJudge(held),
