@@ -145,3 +145,29 @@ def test_an_adapter_of_a_gguf_base_names_the_gguf_file(tmp_path, tiny_dir, monke
     save_model_dir(peft, tmp_path / "a", merge=False, model_cfg=ModelConfig(name_or_path=str(gguf)))
     assert adapter_base(tmp_path / "a")[0] == str(gguf.resolve())
     assert (logprobs(load_model(str(tmp_path / "a"))) - want).abs().max().item() <= 1e-5
+
+
+def test_a_merged_final_equals_the_adapter_merged_at_load_bit_for_bit(tmp_path, tiny_dir):
+    # the quickstart's rounds before the last save their policy merged and the next round loads that instead of
+    # loading and merging every adapter before it: the weights must be the very ones the adapter's load gives
+    res_a, _ = _train(tmp_path / "adapter", tiny_dir)
+    res_m, _ = _train(tmp_path / "merged", tiny_dir, "train.merge_lora=true")
+    assert (res_a.final_model_dir / "adapter_config.json").is_file()
+    assert (res_m.final_model_dir / "model.safetensors").is_file()
+    from_adapter = load_model(str(res_a.final_model_dir)).state_dict()
+    from_merged = load_model(str(res_m.final_model_dir)).state_dict()
+    assert from_adapter.keys() == from_merged.keys()
+    assert all(torch.equal(from_adapter[k], from_merged[k]) for k in from_adapter)
+    base = load_model(str(tiny_dir)).state_dict()
+    assert any(not torch.equal(from_merged[k], base[k]) for k in base)  # training moved it: the check means something
+
+
+def test_loading_an_adapter_leaves_the_random_state_alone(tmp_path, tiny_dir):
+    # peft draws the adapter layers' initial values before it reads them: the load must not move the caller's
+    # random state, or a LoRA trained on an adapter-loaded model starts from another init than on a merged one
+    res, _ = _train(tmp_path / "run", tiny_dir)
+    torch.manual_seed(7)
+    want = torch.rand(4)
+    torch.manual_seed(7)
+    load_model(str(res.final_model_dir))
+    assert torch.equal(torch.rand(4), want)

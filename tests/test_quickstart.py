@@ -150,7 +150,9 @@ def test_two_rounds_sample_the_second_half_from_the_first_rounds_policy(tmp_path
     assert [[c.text for c in group] for group in pi1] == [s.completions for s in second]
     pi0 = sample(load_model(str(tiny_dir)), tok, prompts, params)
     assert [[c.text for c in group] for group in pi0] != [s.completions for s in second]
-    # round 2 trains a new adapter on round 1's policy (its reference too); the evaluation reads that adapter
+    # round 2 trains a new adapter on round 1's policy (its reference too); the evaluation reads that adapter.
+    # Round 1, not the last, wrote its policy merged (a full model), so that round 2 loads no adapter chain.
+    assert (run / "final" / "model.safetensors").is_file() and not (run / "final" / "adapter_config.json").exists()
     adapter = json.loads((run / "rounds" / "r2" / "final" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == str((run / "final").resolve())
     steps = stages["train"]["info"]["steps"] + stages["train.r2"]["info"]["steps"]
