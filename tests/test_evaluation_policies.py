@@ -163,6 +163,33 @@ def test_run_eval_from_a_config(tmp_path, tiny_dir):
     assert loaded.meta["eval_config"]["n_prompts"] == 4
 
 
+def test_run_eval_names_a_missing_reference_before_the_policy_samples(tmp_path, tiny_dir, monkeypatch):
+    # the models are loaded lazily (the policy is let go before the reference loads), but a reference that is not
+    # there is still an error before any work
+    import preflab.evaluation.policies as policies
+    from preflab.errors import ModelNotFoundError
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    cfg = load_config(
+        None,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"model.name_or_path={tiny_dir}",
+            f"eval.prompts={prompts}",
+            f"eval.reference={tmp_path / 'gone'}",
+        ],
+    )
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before the reference was checked")
+
+    monkeypatch.setattr(policies, "_sample", no_sampling)
+    with pytest.raises(ModelNotFoundError) as err:
+        run_eval(cfg, judge=ShorterIsBetter())
+    assert "gone" in str(err.value)
+
+
 def test_load_prompts_formats_and_errors(tmp_path):
     from preflab.errors import DataError
 

@@ -8,6 +8,7 @@ lab), then calls :func:`evaluate_policies` and, when ``eval.pairs`` is set, rank
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ def run_eval(
 ) -> tuple[EvalResult, Path]:
     """Evaluate ``cfg.eval``'s policy against its reference; save and return the result and its path."""
     from ..models import load_model, load_tokenizer
+    from ..models.loading import resolve_model
 
     ev = cfg.eval
     if prompts is None:
@@ -136,8 +138,15 @@ def run_eval(
         tokenizer = load_tokenizer(policy_path, trust_remote_code=mc.trust_remote_code)
     except ModelNotFoundError:
         tokenizer = load_tokenizer(mc.name_or_path, trust_remote_code=mc.trust_remote_code)
-    policy = load_model(policy_path, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code, device=mc.device)
-    reference = load_model(reference_path, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code, device=mc.device)
+
+    def load(path: str):
+        return load_model(path, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code, device=mc.device)
+
+    resolve_model(reference_path)  # a reference that is not there fails now, not after the policy has sampled
+    if ev.pairs:  # the pair ranking accuracy scores with both models after the evaluation
+        policy, reference = load(policy_path), load(reference_path)
+    else:  # loaders: the policy is let go before the reference is loaded (evaluate_policies)
+        policy, reference = partial(load, policy_path), partial(load, reference_path)
     sampling = EvalSampling(ev.max_new_tokens, ev.temperature, ev.top_p, cfg.seed, ev.batch_size)
     result = evaluate_policies(
         policy,
