@@ -129,6 +129,40 @@ def test_loaders_give_the_same_result_and_the_policy_is_gone_before_the_referenc
     assert lazy.kl.kl == pytest.approx(direct.kl.kl, rel=1e-6) and lazy.kl.kl != 0.0
 
 
+def test_pair_ranking_accuracy_with_loaders_scores_the_policy_first_and_lets_it_go(tmp_path):
+    import gc
+    import weakref
+
+    from preflab.data import PreferencePair
+    from preflab.evaluation.policies import pair_ranking_accuracy
+    from preflab.models import tiny_model
+
+    def policy_model():
+        base, _ = tiny_model(seed=0)
+        return _lora(base, init=False)
+
+    tok = tiny_model(seed=0)[1]
+    pairs = [PreferencePair(p, "yes " + p, "no") for p in PROMPTS]
+    direct = pair_ranking_accuracy(policy_model(), tiny_model(seed=0)[0], tok, pairs, beta=0.5)
+    alive: list = []
+
+    def load_policy():
+        model = policy_model()
+        alive.append(weakref.ref(model))
+        return model
+
+    def load_reference():
+        gc.collect()
+        assert alive and alive[0]() is None, "the policy is still in memory when the reference loads"
+        return tiny_model(seed=0)[0]
+
+    lazy = pair_ranking_accuracy(load_policy, load_reference, tok, pairs, beta=0.5)
+    assert lazy.per_pair.keys() == direct.per_pair.keys() and lazy.per_pair
+    for key, values in direct.per_pair.items():
+        assert lazy.per_pair[key] == pytest.approx(values, abs=1e-6), key
+    assert lazy.implicit_reward.value == pytest.approx(direct.implicit_reward.value)
+
+
 def test_kl_uses_exact_token_ids_of_the_policy_samples(tiny):
     from preflab.evaluation.lm import sample_completions
 

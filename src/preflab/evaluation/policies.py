@@ -232,6 +232,19 @@ def _loaded(model):
     return model if model is None or isinstance(model, torch.nn.Module) or not callable(model) else model()
 
 
+def _loaded_here(model, policy, reference) -> bool:
+    """Whether ``model`` came from the loader ``policy`` and a reference of its own comes next: then the caller lets
+    it go (and hands its memory back) before loading the reference. A PEFT policy without a reference is its own
+    reference, with the adapters off."""
+    return reference is not None and model is not policy
+
+
+def _release() -> None:
+    from ..launch import release_free_memory
+
+    release_free_memory()
+
+
 def evaluate_policies(
     policy,
     reference,
@@ -330,11 +343,9 @@ def _evaluate(
         bs = min(sampling.batch_size, 16)  # sequences per scoring forward
         lp = policy_logprobs(model, kl_samples, batch_size=bs, bf16=bf16)
         lap("kl")
-    if reference is not None and model is not policy:  # loaded here: let it go before the reference comes
-        from ..launch import release_free_memory
-
+    if _loaded_here(model, policy, reference):  # let it go before the reference comes
         model = None
-        release_free_memory()
+        _release()
     if answers_b is None or kl:
         with _as_reference(model, _loaded(reference)) as ref:  # after the policy: PEFT disables adapters in place
             if answers_b is None:
@@ -392,7 +403,9 @@ def pair_ranking_accuracy(
     """Ranking accuracy of ``policy`` (and its implicit reward against ``reference``) on preference pairs.
 
     ``pairs`` are :class:`preflab.data.PreferencePair` records; a pair's ``preference_prob`` (when set)
-    is taken as the true probability that ``chosen`` is preferred, enabling the idealised rows.
+    is taken as the true probability that ``chosen`` is preferred, enabling the idealised rows. Models may be
+    zero-argument loaders, as in :func:`evaluate_policies`: the policy scores first and, loaded here, is let go
+    before the reference is loaded.
     """
     from .lm import completion_ids
     from .ranking import ranking_accuracy
@@ -403,8 +416,12 @@ def pair_ranking_accuracy(
     chosen = [completion_ids(tokenizer, _response_text(p.chosen)) for p in pairs]
     rejected = [completion_ids(tokenizer, _response_text(p.rejected)) for p in pairs]
     kw = dict(batch_size=batch_size, bf16=bf16)
-    pc, pr = (sequence_logprobs(policy, prompt_ids, c, **kw) for c in (chosen, rejected))
-    with _as_reference(policy, reference) as ref:
+    model = _loaded(policy)
+    pc, pr = (sequence_logprobs(model, prompt_ids, c, **kw) for c in (chosen, rejected))
+    if _loaded_here(model, policy, reference):
+        model = None
+        _release()
+    with _as_reference(model, _loaded(reference)) as ref:
         rc, rr = (sequence_logprobs(ref, prompt_ids, c, **kw) for c in (chosen, rejected))
     probs = [p.preference_prob for p in pairs]
     true_prob = probs if all(q is not None for q in probs) else None

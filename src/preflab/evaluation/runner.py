@@ -143,10 +143,8 @@ def run_eval(
         return load_model(path, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code, device=mc.device)
 
     resolve_model(reference_path)  # a reference that is not there fails now, not after the policy has sampled
-    if ev.pairs:  # the pair ranking accuracy scores with both models after the evaluation
-        policy, reference = load(policy_path), load(reference_path)
-    else:  # loaders: the policy is let go before the reference is loaded (evaluate_policies)
-        policy, reference = partial(load, policy_path), partial(load, reference_path)
+    # loaders: the policy is let go before the reference is loaded (and again for eval.pairs' ranking accuracy)
+    policy, reference = partial(load, policy_path), partial(load, reference_path)
     sampling = EvalSampling(ev.max_new_tokens, ev.temperature, ev.top_p, cfg.seed, ev.batch_size)
     result = evaluate_policies(
         policy,
