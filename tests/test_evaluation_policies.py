@@ -197,6 +197,33 @@ def test_run_eval_from_a_config(tmp_path, tiny_dir):
     assert loaded.meta["eval_config"]["n_prompts"] == 4
 
 
+def test_run_eval_with_pairs_reports_their_ranking_accuracy(tmp_path, tiny_dir):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": p, "chosen": "yes " + p, "rejected": "no"}) + "\n" for p in PROMPTS))
+    cfg = load_config(
+        None,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"model.name_or_path={tiny_dir}",
+            f"eval.prompts={prompts}",
+            f"eval.pairs={pairs}",
+            "eval.max_new_tokens=3",
+            "eval.n_bootstrap=50",
+            "eval.lc_bootstrap=0",
+            "eval.null_check=false",
+            "eval.bf16=false",
+        ],
+    )
+    result, path = run_eval(cfg, judge=ShorterIsBetter())
+    ranking = EvalResult.load(path).ranking
+    assert ranking is not None and ranking.n == len(PROMPTS)
+    # policy and reference are the same checkpoint: every implicit reward is 0 (a tie, counted ½)
+    assert result.ranking.implicit_reward.value == pytest.approx(0.5)
+    assert result.ranking.reference_logprob.value == result.ranking.policy_logprob.value
+
+
 def test_run_eval_names_a_missing_reference_before_the_policy_samples(tmp_path, tiny_dir, monkeypatch):
     # the models are loaded lazily (the policy is let go before the reference loads), but a reference that is not
     # there is still an error before any work
