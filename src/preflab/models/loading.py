@@ -210,16 +210,9 @@ def load_model(
     return model
 
 
-def _own_random_state():
-    """torch's CPU random state, restored when the block ends (CUDA's too where models load onto a GPU)."""
-    import torch
-
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    return torch.random.fork_rng(devices=devices)
-
-
 def _load_adapter(path: str, cls, *, dtype: str, trust_remote_code: bool):
     """Base model + the adapter in ``path``, merged."""
+    import torch
     from peft import PeftModel
 
     base_name, revision = adapter_base(path)
@@ -234,7 +227,8 @@ def _load_adapter(path: str, cls, *, dtype: str, trust_remote_code: bool):
         # peft initialises the adapter's layers at random before it reads their weights: without its own copy of
         # the random state, a load would move the caller's (a LoRA trained on this model would start elsewhere
         # than one trained on the same weights read from a merged checkpoint)
-        with warnings.catch_warnings(), _own_random_state():
+        rng_devices = [base.device] if base.device.type == "cuda" else []  # as the sampler forks it
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=rng_devices):
             # peft reads a transformers attribute that is deprecated (v5 -> v6)
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             model = PeftModel.from_pretrained(base, path).merge_and_unload()
