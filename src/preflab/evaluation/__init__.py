@@ -52,7 +52,7 @@ __all__ = [
 
 _LAZY = {
     "build_report": ".report",
-    "evaluate_answers": ".policies",
+    "evaluate_answers": ".answers",
     "evaluate_policies": ".policies",
     "pair_ranking_accuracy": ".policies",
     "run_eval": ".runner",

@@ -14,7 +14,8 @@ from typing import Any
 
 from ..config import RunConfig
 from ..errors import ConfigError, DataError, ModelNotFoundError
-from .policies import EvalSampling, LabeledPrompt, evaluate_policies, pair_ranking_accuracy
+from .answers import LabeledPrompt
+from .policies import EvalSampling, evaluate_policies, pair_ranking_accuracy
 from .result import EvalResult
 
 FINAL_MODEL_DIRS = ("final", "final_model")
@@ -36,7 +37,7 @@ def load_prompts(path: str | Path, limit: int | None = None) -> list[Any]:
 
     A JSONL row with a known task ``family`` and its ``params`` (as the feedback lab's samples files
     hold them) becomes a task, so gold judges can score it; a row with only a ``family`` and/or ``group``
-    label is a :class:`~preflab.evaluation.policies.LabeledPrompt` (results per family / per group).
+    label is a :class:`~preflab.evaluation.answers.LabeledPrompt` (results per family / per group).
     """
     path = Path(path)
     if not path.is_file():
