@@ -142,3 +142,34 @@ def test_two_level_inversion_equals_one_cdf_over_the_vocabulary(vocab):
     flat[0, : min(vocab, 5)] = 1.0  # the mass ends in the first block, then empty blocks (and padding)
     flat[1, -1] = 1.0
     assert invert(flat, edge[:2]).tolist() == [min(vocab, 5) - 1, vocab - 1]
+
+
+def test_last_position_logits_are_one_product_with_a_frozen_head():
+    """A prefill's last-position logits equal the full forward's, and with weights that do not require grad (a
+    model loaded for inference) the head is one matrix product: asked for as ``logits_to_keep=1``, torch's matmul
+    broadcast the head's weight to ``[batch, hidden, vocab]``, copied it and ran a batched product (bmm)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from transformers import DynamicCache
+
+    from preflab.generation.decode import _forward, cache_argument
+    from preflab.models import tiny_model
+
+    model, tok = tiny_model()
+    model.requires_grad_(False)
+    enc = _encode_left(tok, render_prompts(tok, PROMPTS), model.device)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+
+    class Ops(TorchDispatchMode):
+        seen: set = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), Ops() as ops:
+        last = _forward(model, ids, mask, pos, DynamicCache(), cache_argument(model), True)
+    assert "bmm" not in ops.seen and "mm" in ops.seen
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
+    torch.testing.assert_close(last, full)

@@ -111,11 +111,19 @@ def cache_argument(model) -> str:
 
 
 def _forward(model, ids, mask, pos, cache, cache_kw: str, last_only: bool):
-    """Last-position logits; ``cache`` (a transformers ``Cache``) is updated in place."""
+    """Last-position logits; ``cache`` (a transformers ``Cache``) is updated in place.
+
+    The last position is asked for by index (a tensor), not as ``logits_to_keep=1``: the model then gathers a
+    contiguous ``[batch, 1, hidden]`` copy, which torch's matmul folds into one product with the output head. The
+    int keeps a strided view of the prompt's hidden states, and where the head's weight does not require grad (a
+    model loaded for inference, a frozen base) matmul broadcasts that weight to ``[batch, hidden, vocab]`` and
+    copies it: 0.9 GB per prefill of 16 prompts for SmolLM2 in bf16, 2.7x the prefill's own time."""
+    import torch
+
     kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
     kwargs[cache_kw] = cache
     if last_only:
-        kwargs["logits_to_keep"] = 1
+        kwargs["logits_to_keep"] = torch.tensor([ids.shape[1] - 1], device=ids.device)
     try:
         out = model(**kwargs)
     except TypeError:  # a forward without logits_to_keep

@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from .decode import cache_argument, draw
+from .decode import _forward, cache_argument, draw
 from .sampler import Completion, SamplingParams, eos_ids, render_prompts
 
 __all__ = ["mixture_decode", "mixture_logits", "sample_mixture"]
@@ -40,14 +40,6 @@ def mixture_logits(policy_logits: Any, reference_logits: Any, mix: float) -> Any
     if mix == 1.0:
         return lr
     return (1.0 - mix) * lp + mix * lr
-
-
-def _step(model: Any, ids: Any, mask: Any, pos: Any, cache: Any, cache_kw: str) -> Any:
-    kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True, cache_kw: cache}
-    try:
-        return model(**kwargs, logits_to_keep=1).logits[:, -1]
-    except TypeError:  # a forward without logits_to_keep
-        return model(**kwargs).logits[:, -1]
 
 
 def mixture_decode(
@@ -89,11 +81,11 @@ def mixture_decode(
     kws = (cache_argument(policy), cache_argument(reference))
 
     def logits_of(ids: Any, m: Any, p: Any) -> Any:
-        lp = _step(policy, ids, m, p, caches[0], kws[0]) if mix < 1.0 else None
+        lp = _forward(policy, ids, m, p, caches[0], kws[0], True) if mix < 1.0 else None
         lr = None
         if mix > 0.0:
             with ref_ctx():
-                lr = _step(reference, ids, m, p, caches[1], kws[1])
+                lr = _forward(reference, ids, m, p, caches[1], kws[1], True)
         if lp is None:
             return mixture_logits(lr, lr, 1.0)
         return mixture_logits(lp, lr if lr is not None else lp, mix)
