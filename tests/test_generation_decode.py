@@ -151,7 +151,7 @@ def test_last_position_logits_are_one_product_with_a_frozen_head():
     from torch.utils._python_dispatch import TorchDispatchMode
     from transformers import DynamicCache
 
-    from preflab.generation.decode import _forward, cache_argument
+    from preflab.generation.decode import _forward, cache_argument, last_logits
     from preflab.models import tiny_model
 
     model, tok = tiny_model()
@@ -167,9 +167,13 @@ def test_last_position_logits_are_one_product_with_a_frozen_head():
             self.seen.add(func.overloadpacket.__name__)
             return func(*args, **(kwargs or {}))
 
-    with torch.no_grad(), Ops() as ops:
-        last = _forward(model, ids, mask, pos, DynamicCache(), cache_argument(model), True)
-    assert "bmm" not in ops.seen and "mm" in ops.seen
     with torch.no_grad():
         full = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
-    torch.testing.assert_close(last, full)
+    for run in (  # a prefill into a cache (the samplers), a plain forward (the LLM judge)
+        lambda: _forward(model, ids, mask, pos, DynamicCache(), cache_argument(model)),
+        lambda: last_logits(model, ids, attention_mask=mask, position_ids=pos),
+    ):
+        with torch.no_grad(), Ops() as ops:
+            last = run()
+        assert "bmm" not in ops.seen and "mm" in ops.seen
+        torch.testing.assert_close(last, full)

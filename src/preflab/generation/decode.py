@@ -110,26 +110,28 @@ def cache_argument(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _forward(model, ids, mask, pos, cache, cache_kw: str, last_only: bool):
-    """Last-position logits; ``cache`` (a transformers ``Cache``) is updated in place.
+def last_logits(model, input_ids, **kwargs):
+    """The last position's logits ``[batch, vocab]`` of ``model(input_ids=..., **kwargs)``, without the others'.
 
     The last position is asked for by index (a tensor), not as ``logits_to_keep=1``: the model then gathers a
     contiguous ``[batch, 1, hidden]`` copy, which torch's matmul folds into one product with the output head. The
-    int keeps a strided view of the prompt's hidden states, and where the head's weight does not require grad (a
-    model loaded for inference, a frozen base) matmul broadcasts that weight to ``[batch, hidden, vocab]`` and
-    copies it: 0.9 GB per prefill of 16 prompts for SmolLM2 in bf16, 2.7x the prefill's own time."""
+    int keeps a strided view of the hidden states, and where the head's weight does not require grad (a model
+    loaded for inference, a frozen base) matmul broadcasts that weight to ``[batch, hidden, vocab]`` and copies
+    it: 0.9 GB per prefill of 16 prompts for SmolLM2 in bf16, 2.7x the prefill's own time. A forward without
+    ``logits_to_keep`` computes every position's logits."""
     import torch
 
-    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-    kwargs[cache_kw] = cache
-    if last_only:
-        kwargs["logits_to_keep"] = torch.tensor([ids.shape[1] - 1], device=ids.device)
+    index = torch.tensor([input_ids.shape[1] - 1], device=input_ids.device)
     try:
-        out = model(**kwargs)
+        out = model(input_ids=input_ids, logits_to_keep=index, **kwargs)
     except TypeError:  # a forward without logits_to_keep
-        kwargs.pop("logits_to_keep", None)
-        out = model(**kwargs)
+        out = model(input_ids=input_ids, **kwargs)
     return out.logits[:, -1]
+
+
+def _forward(model, ids, mask, pos, cache, cache_kw: str):
+    """Last-position logits (:func:`last_logits`); ``cache`` (a transformers ``Cache``) is updated in place."""
+    return last_logits(model, ids, attention_mask=mask, position_ids=pos, use_cache=True, **{cache_kw: cache})
 
 
 def decode(
@@ -159,7 +161,7 @@ def decode(
     mask = attention_mask.long()
     pos = (mask.cumsum(-1) - 1).clamp_(min=0)
     cache, cache_kw = DynamicCache(), cache_argument(model)  # the signature is read once, not per token
-    logits = _forward(model, input_ids, mask, pos, cache, cache_kw, True)
+    logits = _forward(model, input_ids, mask, pos, cache, cache_kw)
     next_pos = pos[:, -1] + 1
     done = torch.zeros(batch, dtype=torch.bool, device=dev)
     for t in range(max_new_tokens):
@@ -175,6 +177,6 @@ def decode(
             cache.batch_select_indices(keep)
             alive, tok, mask, next_pos, done = alive[keep], tok[keep], mask[keep], next_pos[keep], done[keep]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-        logits = _forward(model, tok[:, None], mask, next_pos[:, None], cache, cache_kw, True)
+        logits = _forward(model, tok[:, None], mask, next_pos[:, None], cache, cache_kw)
         next_pos = next_pos + 1
     return out

@@ -271,7 +271,7 @@ def rollout(
             mask[r, width - len(prompt_ids[i]) :] = 1
         pos = (mask.cumsum(-1) - 1).clamp_(min=0)
         dyn = DynamicCache()
-        logits = _forward(model, ids, mask, pos, dyn, cache_kw, True)
+        logits = _forward(model, ids, mask, pos, dyn, cache_kw)
         keys = [layer.keys for layer in dyn.layers]
         values = [layer.values for layer in dyn.layers]
         if not cache.keys:
@@ -334,7 +334,7 @@ def rollout(
             if lean is not None:
                 logits = lean.step(fed, positions, cache, mask)
             else:
-                logits = _forward(model, fed[:, None], mask, positions[:, None], cache, cache_kw, True)
+                logits = _forward(model, fed[:, None], mask, positions[:, None], cache, cache_kw)
             end = end + decoding.long()
             stats["decode_steps"] += 1
             stats["decode_rows"] += int(decoding.sum())

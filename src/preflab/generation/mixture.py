@@ -81,11 +81,11 @@ def mixture_decode(
     kws = (cache_argument(policy), cache_argument(reference))
 
     def logits_of(ids: Any, m: Any, p: Any) -> Any:
-        lp = _forward(policy, ids, m, p, caches[0], kws[0], True) if mix < 1.0 else None
+        lp = _forward(policy, ids, m, p, caches[0], kws[0]) if mix < 1.0 else None
         lr = None
         if mix > 0.0:
             with ref_ctx():
-                lr = _forward(reference, ids, m, p, caches[1], kws[1], True)
+                lr = _forward(reference, ids, m, p, caches[1], kws[1])
         if lp is None:
             return mixture_logits(lr, lr, 1.0)
         return mixture_logits(lp, lr if lr is not None else lp, mix)

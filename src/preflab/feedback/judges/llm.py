@@ -78,6 +78,7 @@ class LLMJudge(Judge):
         """z_A − z_B for each query (a positive gap prefers the response shown first)."""
         import torch
 
+        from ...generation.decode import last_logits
         from ...generation.sampler import bf16_autocast_ok
 
         texts = [
@@ -103,7 +104,8 @@ class LLMJudge(Judge):
                 torch.no_grad(),
                 torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=bf16_autocast_ok(self.model)),
             ):
-                last = self.model(**enc, position_ids=pos).logits[:, -1].float()
+                last = last_logits(self.model, enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=pos)
+                last = last.float()
             gaps.extend((last[:, a_id] - last[:, b_id]).tolist())
         return gaps
 
