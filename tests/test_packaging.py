@@ -65,3 +65,29 @@ def test_build_step_puts_recipes_and_py_typed_into_the_package(tmp_path):
 def test_license_and_changelog_are_there():
     assert "Apache License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert "## [Unreleased]" in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_setup_hands_pips_find_links_to_uv(tmp_path):
+    """uv does not read pip's configuration, so `make setup` passes pip's find-links on (where a machine keeps the CPU
+    torch wheel): from PIP_FIND_LINKS, else from pip's config files; the main install compiles bytecode."""
+    import os
+
+    def uv_lines(env):
+        out = subprocess.run(
+            ["make", "-n", "-B", "-C", str(ROOT), "setup", f"PYTHON={sys.executable}"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return [line for line in out.splitlines() if "uv pip install" in line]
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    lines = uv_lines({**env, "PIP_FIND_LINKS": "/x/wheels"})
+    assert len(lines) == 2 and all("--find-links /x/wheels" in line for line in lines)
+    assert '--compile-bytecode "torch==2.13.0"' in lines[0] and "--no-deps" in lines[1]
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nfind-links = /y/wheels\n", encoding="utf-8")
+    lines = uv_lines({**env, "PIP_CONFIG_FILE": str(conf)})
+    assert all("--find-links /y/wheels" in line for line in lines)
