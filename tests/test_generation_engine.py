@@ -286,3 +286,38 @@ def test_on_prompt_done_reports_every_prompt_once_with_its_final_completions(tin
     assert out == sample(model, tok, prompts, params)  # the callback changes nothing
     if engine == "rollout":  # reported as each prompt ends, inside the decoding loop
         assert all(during)
+
+
+def test_a_prefill_store_prefills_each_prompt_once_and_changes_no_sample(tiny, monkeypatch):
+    """Greedy answers, then temperature-1 samples of the same prompts sharing a PrefillStore (the evaluation's
+    policy): the second call runs no prefill and returns exactly what it returns on its own; a store entry made
+    with other weights' dtype is not reused."""
+    from preflab.generation.engine import PrefillStore
+
+    model, tok = tiny
+    stats = []
+    original = sampler_mod.rollout
+
+    def spy(*args, **kwargs):
+        res = original(*args, **kwargs)
+        stats.append(dict(res.stats))
+        return res
+
+    monkeypatch.setattr(sampler_mod, "rollout", spy)
+    greedy = SamplingParams(max_new_tokens=6, temperature=0.0, batch_size=64, seed=1, bf16=False)
+    sampled = SamplingParams(max_new_tokens=6, temperature=1.0, n=2, batch_size=64, seed=2, bf16=False)
+    sampled.return_token_logprobs = True
+    store = PrefillStore()
+    sample(model, tok, PROMPTS, greedy, prefills=store)
+    assert len(store) == len(PROMPTS) and stats[-1]["prefill_calls"] > 0
+
+    def rows(out):
+        return [[(c.token_ids, c.token_logprobs) for c in row] for row in out]
+
+    again = rows(sample(model, tok, PROMPTS, sampled, prefills=store))
+    assert stats[-1]["prefill_calls"] == 0 and stats[-1]["prefills_reused"] == len(PROMPTS)
+    assert again == rows(sample(model, tok, PROMPTS, sampled))
+    assert stats[-1]["prefill_calls"] > 0 and stats[-1]["prefills_reused"] == 0
+    other = copy.deepcopy(model).to(torch.float64)
+    sample(other, tok, PROMPTS, sampled, prefills=store)
+    assert stats[-1]["prefills_reused"] == 0 and len(store) == 2 * len(PROMPTS)

@@ -83,6 +83,7 @@ def sample_completions(
     batch_size: int = 8,
     bf16: bool = False,
     logprobs: bool = False,
+    prefills=None,
 ) -> Samples:
     """Sample ``n_per_prompt`` completions per prompt, keeping the exact token ids drawn.
 
@@ -91,7 +92,8 @@ def sample_completions(
     :func:`preflab.generation.sample` (``bf16`` True = its bf16 decoding where supported: bf16 weights
     on a bf16-capable CPU, autocast on a GPU). With ``logprobs``, :attr:`Samples.logprobs` holds each
     completion's log π(y|x) summed from the sampling pass when that is exact (the rollout engine in the model's
-    own weights at temperature 1, no truncation), and stays None otherwise (score them instead).
+    own weights at temperature 1, no truncation), and stays None otherwise (score them instead). ``prefills``:
+    :func:`preflab.generation.sample`'s store of prompts already prefilled by this model.
     """
     from ..generation import SamplingParams, sample
     from ..generation.sampler import pass_logprobs_exact
@@ -109,7 +111,7 @@ def sample_completions(
     )
     exact = logprobs and pass_logprobs_exact(model, params)
     params.return_token_logprobs = exact
-    rows = sample(model, tokenizer, list(prompts), params)
+    rows = sample(model, tokenizer, list(prompts), params, prefills=prefills)
     p_ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
     flat = [(i, c) for i, row in enumerate(rows) for c in row]
     return Samples(

@@ -55,7 +55,7 @@ class EvalSampling:
     batch_size: int = 16
 
 
-def _sample(model, tokenizer, prompts: list, params: EvalSampling, bf16: bool) -> Samples:
+def _sample(model, tokenizer, prompts: list, params: EvalSampling, bf16: bool, prefills=None) -> Samples:
     """Sample one answer per prompt, with token ids: the feedback lab's sampler when present."""
     try:
         from ..generation import SamplingParams, sample
@@ -80,7 +80,7 @@ def _sample(model, tokenizer, prompts: list, params: EvalSampling, bf16: bool) -
         seed=params.seed,
         batch_size=params.batch_size,
     )
-    comps = [c[0] for c in sample(model, tokenizer, prompts, sp)]
+    comps = [c[0] for c in sample(model, tokenizer, prompts, sp, prefills=prefills)]
     return Samples(
         [chat_prompt_ids(tokenizer, p) for p in prompts],
         [list(c.token_ids) for c in comps],
@@ -177,6 +177,8 @@ def _evaluate(
     answers_b: Sequence[str] | None,
     **kwargs: Any,
 ) -> EvalResult:
+    from ..generation.engine import PrefillStore
+
     seconds = {"sampling": 0.0, "judging": 0.0, "kl": 0.0}
     t = time.perf_counter()
 
@@ -188,7 +190,8 @@ def _evaluate(
 
     work.update(0, f"policy answers to {len(texts)} prompts")
     model = _loaded(policy)
-    a = _sample(model, tokenizer, texts, sampling, bf16)
+    prefills = PrefillStore()  # the KL samples reuse the answers' prefill of each prompt
+    a = _sample(model, tokenizer, texts, sampling, bf16, prefills)
     lap("sampling")
     if kl:
         work.advance(1, "policy samples and log-probs for KL")
@@ -208,11 +211,13 @@ def _evaluate(
                 batch_size=sampling.batch_size,
                 bf16=bf16,
                 logprobs=True,  # exact ones from the sampling pass where it can: then only the reference is scored
+                prefills=prefills,
             )
         )
         bs = min(sampling.batch_size, 16)  # sequences per scoring forward
         lp = policy_logprobs(model, kl_samples, batch_size=bs, bf16=bf16)
         lap("kl")
+    del prefills
     if _loaded_here(model, policy, reference):  # let it go before the reference comes
         model = None
         release_free_memory()

@@ -31,7 +31,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from .slots import PrefillStore, SlotCache, _Prefilled
+
+__all__ = [
+    "ENGINE_MODEL_TYPES",
+    "PrefillStore",
+    "RolloutResult",
+    "SlotCache",
+    "engine_attention",
+    "rollout",
+    "supports_engine",
+]
 
 ENGINE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "granite", "olmo", "olmo2", "phi3"})
 """Architectures whose attention layers write their keys and values through ``cache.update`` and attend over
@@ -113,79 +125,6 @@ def engine_attention(model):
         config._attn_implementation = original
 
 
-class SlotCache:
-    """Per-layer K/V buffers ``[slots, kv_heads, capacity, head_dim]`` in the dtype the model computes them in (bf16
-    keys take half the memory of float32 ones; decoding attention reads them as float32, which is exact, and
-    accumulates in float32 as fused kernels do). Before
-    each decoding forward the engine
-    sets ``write_cols`` (each row's next column) and ``width`` (columns the attention reads); ``update``
-    writes the step's keys/values in place and returns the first ``rows`` rows up to ``width``."""
-
-    is_compileable = False
-
-    def __init__(self, slots: int, capacity: int) -> None:
-        self.slots, self.capacity = slots, capacity
-        self.keys: list = []
-        self.values: list = []
-        self.rows = 0
-        self.write_cols = None
-        self.width = 0
-
-    def allocate_like(self, layer_keys: list, layer_values: list) -> None:
-        import torch
-
-        for k, v in zip(layer_keys, layer_values, strict=True):
-            self.keys.append(
-                torch.zeros((self.slots, k.shape[1], self.capacity, k.shape[3]), dtype=k.dtype, device=k.device)
-            )
-            self.values.append(
-                torch.zeros((self.slots, v.shape[1], self.capacity, v.shape[3]), dtype=v.dtype, device=v.device)
-            )
-
-    def insert(self, rows, layer_keys: list, layer_values: list, src_row: int) -> None:
-        """Rows ``rows`` (an index tensor) get source row ``src_row``'s columns ``0 .. L-1`` (a prefill's KV)."""
-        for buf_k, buf_v, k, v in zip(self.keys, self.values, layer_keys, layer_values, strict=True):
-            width = k.shape[2]
-            buf_k[rows, :, :width] = k[src_row].to(buf_k.dtype)
-            buf_v[rows, :, :width] = v[src_row].to(buf_v.dtype)
-
-    def keep(self, index, width: int) -> None:
-        """Compact: rows ``index`` (ascending) move to the front, in order."""
-        n = index.numel()
-        for buf in (*self.keys, *self.values):
-            buf[:n, :, :width] = buf[index, :, :width]
-
-    def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
-        import torch
-
-        rows = torch.arange(key_states.shape[0], device=key_states.device)
-        k, v = self.keys[layer_idx], self.values[layer_idx]
-        k[rows, :, self.write_cols] = key_states[:, :, 0].to(k.dtype)
-        v[rows, :, self.write_cols] = value_states[:, :, 0].to(v.dtype)
-        n = key_states.shape[0]
-        return k[:n, :, : self.width], v[:n, :, : self.width]
-
-    # what a model's forward may ask of a cache before attention runs
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.width
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-
-@dataclass
-class _Prefilled:
-    prompt: int
-    remaining: int
-    next_sample: int
-    src_row: int
-    keys: list
-    values: list
-    logits: object  # [vocab] first-token logits
-    start: int  # first real column
-    width: int  # prefill columns
-
-
 @dataclass
 class RolloutResult:
     """Per prompt, per sample: generated token ids (up to and including the stop token) and, on request,
@@ -212,13 +151,15 @@ def rollout(
     max_prefill_prompts: int = 16,
     lean=None,
     on_prompt_done: Callable[[int, list[list[int]], list[list[float]] | None], None] | None = None,
+    prefills: PrefillStore | None = None,
 ) -> RolloutResult:
     """Sample ``n`` completions of every prompt (token id lists, no padding). ``slots`` = sequences decoded at
     once. Greedy decoding (``temperature == 0``) decodes each prompt once and repeats the result ``n`` times.
     ``on_prompt_done(i, tokens, token_logprobs)`` is called as soon as all of prompt i's samples have ended
     (progress, partial results), with the lists this call returns for it. ``lean``: a
     :class:`~preflab.generation.lean.LeanDecoder` of ``model`` that computes the decoding steps (the prefill
-    stays the model's forward)."""
+    stays the model's forward). ``prefills``: a :class:`PrefillStore` whose prompts are not prefilled again, and
+    which keeps this call's prefills for the next."""
     import torch
     from transformers import DynamicCache
 
@@ -257,12 +198,29 @@ def rollout(
                 got, got_lps = _n_times(got, n), None if got_lps is None else _n_times(got_lps, n)
             on_prompt_done(prompt, got, got_lps)
 
-    stats = {"prefill_calls": 0, "prefill_tokens": 0, "decode_steps": 0, "decode_rows": 0, "compactions": 0}
+    stats = {"prefill_calls": 0, "prefill_tokens": 0, "prefills_reused": 0}
+    stats.update(decode_steps=0, decode_rows=0, compactions=0)
+    dtype = next(model.parameters()).dtype  # inside the sampler's bf16 cast, the dtype the prefill ran in
+
+    def stored(i: int) -> _Prefilled | None:
+        hit = prefills.get((dtype, tuple(prompt_ids[i]))) if prefills is not None else None
+        return None if hit is None else replace(hit, prompt=i, remaining=reps, next_sample=0)
 
     def prefill(k: int) -> None:
         nonlocal queue_pos
-        idx = order[queue_pos : queue_pos + k]
-        queue_pos += len(idx)
+        picked = order[queue_pos : queue_pos + k]
+        queue_pos += len(picked)
+        entries = {i: e for i in picked if (e := stored(i)) is not None}
+        stats["prefills_reused"] += len(entries)
+        idx = [i for i in picked if i not in entries]
+        if idx:
+            entries.update(_prefill_batch(idx))
+        if not cache.keys:
+            first = entries[picked[0]]
+            cache.allocate_like(first.keys, first.values)
+        ready.extend(entries[i] for i in picked)  # in queue order, reused or not: rows (and draws) as without reuse
+
+    def _prefill_batch(idx: list[int]) -> dict[int, _Prefilled]:
         width = max(len(prompt_ids[i]) for i in idx)
         ids = torch.full((len(idx), width), pad_id, dtype=torch.long, device=dev)
         mask = torch.zeros((len(idx), width), dtype=torch.long, device=dev)
@@ -274,12 +232,14 @@ def rollout(
         logits = _forward(model, ids, mask, pos, dyn, cache_kw)
         keys = [layer.keys for layer in dyn.layers]
         values = [layer.values for layer in dyn.layers]
-        if not cache.keys:
-            cache.allocate_like(keys, values)
         stats["prefill_calls"] += 1
         stats["prefill_tokens"] += int(mask.sum())
+        out = {}
         for r, i in enumerate(idx):
-            ready.append(_Prefilled(i, reps, 0, r, keys, values, logits[r], width - len(prompt_ids[i]), width))
+            out[i] = _Prefilled(i, reps, 0, r, keys, values, logits[r], width - len(prompt_ids[i]), width)
+            if prefills is not None:
+                prefills.put((dtype, tuple(prompt_ids[i])), replace(out[i]))
+        return out
 
     while True:
         # refill: holes first (in place, no cache copy), then new rows up to ``slots``

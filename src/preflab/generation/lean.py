@@ -192,7 +192,7 @@ class LeanDecoder:
 
     def step(self, tokens, positions, cache, mask):
         """Logits ``[rows, vocab]`` for one token per row (``tokens``, ``positions``: ``[rows]``); each layer's new
-        key and value are written into ``cache`` (a :class:`~preflab.generation.engine.SlotCache` whose
+        key and value are written into ``cache`` (a :class:`~preflab.generation.slots.SlotCache` whose
         ``write_cols`` and ``width`` the engine has set), ``mask`` is the ``[rows, 1, 1, width]`` additive mask."""
         import torch
         import torch.nn.functional as F

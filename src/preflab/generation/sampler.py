@@ -158,13 +158,16 @@ def sample(
     params: SamplingParams | None = None,
     *,
     on_prompt_done: Callable[[int, list[Completion]], None] | None = None,
+    prefills=None,
 ) -> list[list[Completion]]:
     """Sample ``params.n`` completions for every prompt; result ``[i][j]`` is prompt i's j-th completion.
 
     ``on_prompt_done(i, completions)`` is called once per prompt with its completions as soon as they are all
     done (the rollout engine finishes prompts out of order; the batch paths batch by batch): progress displays
     and partial results. When sequence log-probs must be rescored (``return_logprobs`` with cast weights) the
-    calls come after the rescoring, at the end.
+    calls come after the rescoring, at the end. ``prefills``: a
+    :class:`~preflab.generation.engine.PrefillStore` shared by calls that sample the same prompts from the same
+    model (the rollout engine prefills each prompt once across them; other engines ignore it).
 
     Checks the whole request first (chat template, every prompt's length against the model's context) and
     raises a one-line :class:`~preflab.errors.ConfigError` before any decoding."""
@@ -243,6 +246,7 @@ def sample(
                 token_logprobs=want_token_lps,
                 lean=lean,
                 on_prompt_done=None if rescore else finished,
+                prefills=prefills,
             )
     if rescore:
         seq_lps = _rescore(model, prompt_ids, res.tokens, params)
