@@ -190,12 +190,13 @@ def _evaluate(
 
     work.update(0, f"policy answers to {len(texts)} prompts")
     model = _loaded(policy)
-    prefills = PrefillStore()  # the KL samples reuse the answers' prefill of each prompt
+    reuse = sampling.temperature == 1.0 and sampling.top_p == 1.0 and kl_samples_per_prompt == 1
+    # the KL samples, when drawn apart from the answers, reuse the answers' prefill of each prompt
+    prefills = PrefillStore() if kl and not reuse else None
     a = _sample(model, tokenizer, texts, sampling, bf16, prefills)
     lap("sampling")
     if kl:
         work.advance(1, "policy samples and log-probs for KL")
-        reuse = sampling.temperature == 1.0 and sampling.top_p == 1.0 and kl_samples_per_prompt == 1
         kl_samples = (
             a
             if reuse

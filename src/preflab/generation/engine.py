@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .slots import PrefillStore, SlotCache, _Prefilled
 
@@ -198,13 +198,13 @@ def rollout(
                 got, got_lps = _n_times(got, n), None if got_lps is None else _n_times(got_lps, n)
             on_prompt_done(prompt, got, got_lps)
 
-    stats = {"prefill_calls": 0, "prefill_tokens": 0, "prefills_reused": 0}
-    stats.update(decode_steps=0, decode_rows=0, compactions=0)
+    stats = dict.fromkeys(
+        ("prefill_calls", "prefill_tokens", "prefills_reused", "decode_steps", "decode_rows", "compactions"), 0
+    )
     dtype = next(model.parameters()).dtype  # inside the sampler's bf16 cast, the dtype the prefill ran in
 
     def stored(i: int) -> _Prefilled | None:
-        hit = prefills.get((dtype, tuple(prompt_ids[i]))) if prefills is not None else None
-        return None if hit is None else replace(hit, prompt=i, remaining=reps, next_sample=0)
+        return prefills.take(dtype, prompt_ids[i], i, reps) if prefills is not None else None
 
     def prefill(k: int) -> None:
         nonlocal queue_pos
@@ -214,13 +214,13 @@ def rollout(
         stats["prefills_reused"] += len(entries)
         idx = [i for i in picked if i not in entries]
         if idx:
-            entries.update(_prefill_batch(idx))
+            entries.update(prefill_batch(idx))
         if not cache.keys:
             first = entries[picked[0]]
             cache.allocate_like(first.keys, first.values)
         ready.extend(entries[i] for i in picked)  # in queue order, reused or not: rows (and draws) as without reuse
 
-    def _prefill_batch(idx: list[int]) -> dict[int, _Prefilled]:
+    def prefill_batch(idx: list[int]) -> dict[int, _Prefilled]:
         width = max(len(prompt_ids[i]) for i in idx)
         ids = torch.full((len(idx), width), pad_id, dtype=torch.long, device=dev)
         mask = torch.zeros((len(idx), width), dtype=torch.long, device=dev)
@@ -238,7 +238,7 @@ def rollout(
         for r, i in enumerate(idx):
             out[i] = _Prefilled(i, reps, 0, r, keys, values, logits[r], width - len(prompt_ids[i]), width)
             if prefills is not None:
-                prefills.put((dtype, tuple(prompt_ids[i])), replace(out[i]))
+                prefills.put(dtype, prompt_ids[i], out[i])
         return out
 
     while True:

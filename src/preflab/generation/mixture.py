@@ -128,6 +128,8 @@ def sample_mixture(
     decoding runs in the models' own dtype (with bf16 autocast on a bf16 GPU when ``params.bf16`` allows)."""
     import torch
 
+    from ..models.loading import forked_rng
+
     if not prompts:
         return []
     reference = policy if reference is None else reference
@@ -138,7 +140,7 @@ def sample_mixture(
     results: list[list[Completion]] = [[] for _ in texts]
     dev = policy.device
     gpu_autocast = dev.type == "cuda" and params.bf16 is not False and torch.cuda.is_bf16_supported()
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+    with forked_rng(dev):
         torch.manual_seed(params.seed)
         for start in range(0, len(texts), per_call):
             idx = list(range(start, min(start + per_call, len(texts))))

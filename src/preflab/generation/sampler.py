@@ -173,6 +173,8 @@ def sample(
     raises a one-line :class:`~preflab.errors.ConfigError` before any decoding."""
     import torch
 
+    from ..models.loading import forked_rng
+
     params = params or SamplingParams()
     if not prompts:
         return []
@@ -220,7 +222,7 @@ def sample(
         if on_prompt_done is not None:
             on_prompt_done(i, results[i])
 
-    with torch.random.fork_rng(devices=_rng_devices(model)):
+    with forked_rng(model.device):
         torch.manual_seed(params.seed)
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
@@ -290,6 +292,7 @@ def _sample_batches(
     """The batch-at-a-time paths: the plain decoding loop (:func:`.decode.decode`) or ``generate``."""
     import torch
 
+    from ..models.loading import forked_rng
     from .logprobs import completion_logprobs
 
     per_call = max(1, params.batch_size // params.n)
@@ -298,7 +301,7 @@ def _sample_batches(
     order = sorted(range(len(texts)), key=lambda i: (-lengths[i], i))
     results: list[list[Completion] | None] = [None] * len(texts)
     kwargs = _generate_kwargs(params, stop, pad_id)
-    with torch.random.fork_rng(devices=_rng_devices(model)):
+    with forked_rng(model.device):
         torch.manual_seed(params.seed)
         for start in range(0, len(order), per_call):
             idx = order[start : start + per_call]
@@ -394,7 +397,3 @@ def _completion_mask(new, stop: list[int]):
     # tokens strictly after the first stop token are padding
     after = (is_stop.long().cumsum(dim=1) - is_stop.long()) > 0
     return (~after).long()
-
-
-def _rng_devices(model) -> list:
-    return [model.device] if model.device.type == "cuda" else []

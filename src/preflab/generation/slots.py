@@ -3,7 +3,7 @@ and the store that keeps prefills from one :func:`~preflab.generation.engine.rol
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class SlotCache:
@@ -90,11 +90,13 @@ class PrefillStore:
     def __init__(self) -> None:
         self._entries: dict = {}
 
-    def get(self, key) -> _Prefilled | None:
-        return self._entries.get(key)
+    def take(self, dtype, prompt_ids: list[int], prompt: int, samples: int) -> _Prefilled | None:
+        """The stored prefill of these prompt ids, as prompt ``prompt`` of a call with ``samples`` samples each."""
+        hit = self._entries.get((dtype, tuple(prompt_ids)))
+        return None if hit is None else replace(hit, prompt=prompt, remaining=samples, next_sample=0)
 
-    def put(self, key, entry: _Prefilled) -> None:
-        self._entries[key] = entry
+    def put(self, dtype, prompt_ids: list[int], entry: _Prefilled) -> None:
+        self._entries[(dtype, tuple(prompt_ids))] = entry  # take() copies it: the rollout's counters stay its own
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -150,6 +150,14 @@ def inference_device(name: str = "auto"):
     return device
 
 
+def forked_rng(device):
+    """``torch.random.fork_rng`` for work on ``device`` (the CPU generator and, on a GPU, that device's own): after
+    the block the caller's random state is what it was before it."""
+    import torch
+
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def load_tokenizer(name_or_path: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, revision: str | None = None):
     """Load the tokenizer; a pad token is set (to EOS) when the model has none. An adapter directory without a
     tokenizer of its own gives its base model's."""
@@ -212,7 +220,6 @@ def load_model(
 
 def _load_adapter(path: str, cls, *, dtype: str, trust_remote_code: bool):
     """Base model + the adapter in ``path``, merged."""
-    import torch
     from peft import PeftModel
 
     base_name, revision = adapter_base(path)
@@ -227,8 +234,7 @@ def _load_adapter(path: str, cls, *, dtype: str, trust_remote_code: bool):
         # peft initialises the adapter's layers at random before it reads their weights: without its own copy of
         # the random state, a load would move the caller's (a LoRA trained on this model would start elsewhere
         # than one trained on the same weights read from a merged checkpoint)
-        rng_devices = [base.device] if base.device.type == "cuda" else []  # as the sampler forks it
-        with warnings.catch_warnings(), torch.random.fork_rng(devices=rng_devices):
+        with warnings.catch_warnings(), forked_rng(base.device):
             # peft reads a transformers attribute that is deprecated (v5 -> v6)
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             model = PeftModel.from_pretrained(base, path).merge_and_unload()
