@@ -143,9 +143,9 @@ def test_kv_slots_never_exceed_the_sequences_and_change_no_sample(tiny, monkeypa
     assert out[64] == out[rows]
 
 
-def test_a_bf16_model_keeps_bf16_keys_and_samples_as_a_float32_cache_does(tiny, monkeypatch):
-    """bf16 keys and values are stored as computed (half a float32 cache's memory) and read back as float32, which is
-    exact: tokens and log-probs equal those of a cache that stores float32 copies."""
+def test_a_bf16_model_keeps_bf16_keys_and_samples_as_float32_keys_do(tiny, monkeypatch):
+    """bf16 keys are stored as computed (half a float32 cache's memory) and read back as float32, which is exact:
+    tokens and log-probs equal those of a cache that stores the keys as float32 copies."""
     from preflab.generation import engine
 
     model, tok = tiny
@@ -160,19 +160,79 @@ def test_a_bf16_model_keeps_bf16_keys_and_samples_as_a_float32_cache_does(tiny, 
 
     def spy(self, keys, values):
         original(self, keys, values)
-        dtypes.append(self.keys[0].dtype)
+        dtypes.append((self.keys[0].dtype, self.values[0].dtype))
 
     monkeypatch.setattr(engine.SlotCache, "allocate_like", spy)
     stored_bf16 = run()
 
-    def as_float32(self, keys, values):
-        original(self, [k.float() for k in keys], [v.float() for v in values])
-        dtypes.append(self.keys[0].dtype)
+    def float32_keys(self, keys, values):
+        original(self, [k.float() for k in keys], values)
+        dtypes.append((self.keys[0].dtype, self.values[0].dtype))
 
-    monkeypatch.setattr(engine.SlotCache, "allocate_like", as_float32)
+    monkeypatch.setattr(engine.SlotCache, "allocate_like", float32_keys)
     assert run() == stored_bf16
-    assert dtypes == [torch.bfloat16, torch.float32]
+    assert dtypes == [(torch.bfloat16, torch.bfloat16), (torch.float32, torch.bfloat16)]
     assert all(lp is not None and lp < 0 for row in stored_bf16 for _, _, lp in row)
+
+
+def _attention_inputs(dtype, rows=6, heads=6, kv_heads=2, width=23, dim=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(rows, heads, 1, dim, generator=g).to(dtype)
+    k = (2 * torch.randn(rows, kv_heads, width, dim, generator=g)).to(dtype)
+    v = torch.randn(rows, kv_heads, width, dim, generator=g).to(dtype)
+    start = torch.randint(0, width // 2, (rows,), generator=g)
+    valid = torch.arange(width)[None, :] >= start[:, None]
+    mask = torch.zeros(rows, 1, 1, width).masked_fill_(~valid[:, None, None, :], float("-inf"))
+    return q, k, v, mask
+
+
+def _exact_attention(q, k, v, mask, scale):
+    """float64 softmax attention, each query head on its KV head (heads grouped in order)."""
+    groups = q.shape[1] // k.shape[1]
+    k64, v64 = (x.double().repeat_interleave(groups, 1) for x in (k, v))
+    scores = q.double() @ k64.transpose(-1, -2) * scale + mask.double()
+    return (scores.softmax(-1) @ v64).transpose(1, 2)  # [rows, 1, heads, dim]
+
+
+def test_decoding_attention_is_exact_in_float32_and_rounds_as_the_fused_kernel_in_bf16():
+    """float32: the exact attention up to float32 rounding. bf16: float32 scores and softmax, the probabilities
+    rounded to bf16 for the product with bf16 values (float32 accumulation, output rounded once), which is how
+    PyTorch's fused CPU kernel computes it; its error against the exact attention is within a bf16 rounding of
+    the output, as the fused kernel's is."""
+    from preflab.generation.engine import _decode_attention
+
+    scale = 16**-0.5
+    q, k, v, mask = _attention_inputs(torch.float32)
+    out, _ = _decode_attention(None, q, k, v, mask, scaling=scale)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out.double(), _exact_attention(q, k, v, mask, scale), atol=1e-6, rtol=0)
+
+    q, k, v, mask = _attention_inputs(torch.bfloat16, seed=1)
+    out, _ = _decode_attention(None, q, k, v, mask, scaling=scale)
+    assert out.dtype == torch.bfloat16
+    groups = q.shape[1] // k.shape[1]
+    probs = ((q.double() @ k.double().repeat_interleave(groups, 1).transpose(-1, -2)) * scale + mask).softmax(-1)
+    by_rule = (probs.bfloat16().double() @ v.double().repeat_interleave(groups, 1)).transpose(1, 2).bfloat16()
+    ulp = out.double().abs().clamp(min=2**-30) * 2**-8  # one bf16 ulp of the output (at most)
+    assert bool(((out.double() - by_rule.double()).abs() <= ulp).all())  # the rule above, to one rounding
+    exact = _exact_attention(q, k, v, mask, scale)
+    fused = torch.nn.functional.scaled_dot_product_attention(
+        q.view(q.shape[0], k.shape[1], groups, -1), k, v, attn_mask=mask, scale=scale
+    ).reshape(exact.shape)  # the query heads of a KV head as that head's queries: PyTorch's fused kernel
+    assert (out.double() - exact).abs().max() <= 2 * (fused.double() - exact).abs().max()
+
+
+def test_decoding_attention_gives_value_columns_past_the_keys_probability_zero():
+    """The slot cache hands over whole rows of values (no copy) while the keys stop at the width in use: the
+    extra columns (stale or never written) change nothing."""
+    from preflab.generation.engine import _decode_attention
+
+    for dtype in (torch.float32, torch.bfloat16):
+        q, k, v, mask = _attention_inputs(dtype, seed=2)
+        narrow, _ = _decode_attention(None, q, k, v, mask, scaling=0.25)
+        wide_v = torch.cat([v, torch.full((*v.shape[:2], 9, v.shape[3]), 1e4, dtype=dtype)], 2)
+        wide, _ = _decode_attention(None, q, k, wide_v, mask, scaling=0.25)
+        assert torch.equal(wide, narrow)
 
 
 def test_weights_synced_in_place_after_an_optimizer_step():

@@ -68,19 +68,30 @@ def supports_engine(model) -> bool:
 
 
 def _decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """One query per row: softmax(q·Kᵀ·scale + mask)·V with the query heads grouped over their KV head, in float32
-    (scores, softmax and the weighted sum, as the fused kernels accumulate), rounded to the query's dtype once."""
+    """One query per row: softmax(q·Kᵀ·scale + mask)·V with the query heads grouped over their KV head.
+
+    The scores and the softmax are float32 (bf16 or fp16 keys are read as float32, which is exact). With bf16
+    values the probabilities are rounded to bf16 for the second product, which accumulates in float32 and rounds
+    the output to bf16, as PyTorch's fused CPU attention kernel (what ``sdpa`` runs for ``generate``) computes
+    it; converting the values to float32 at every layer and step cost more than the product itself. Other value
+    dtypes: float32 throughout. ``value`` may be wider than ``key`` (the slot cache's whole rows, which need no
+    copy): its columns past the key's get probability 0."""
     import torch
 
     b, h, _, d = query.shape
     hkv = key.shape[1]
-    if key.dtype in (torch.bfloat16, torch.float16):  # the slot cache keeps them as computed: float32 is exact
-        key, value = key.float(), value.float()
-    q = query.reshape(b, hkv, h // hkv, d).to(key.dtype)
+    if key.dtype != torch.float32:
+        key = key.float()
+    if value.dtype != torch.bfloat16 and value.dtype != torch.float32:
+        value = value.float()
+    q = query.reshape(b, hkv, h // hkv, d).float()
     scores = torch.matmul(q, key.transpose(-1, -2)) * (scaling if scaling is not None else d**-0.5)
     if attention_mask is not None:
         scores = scores + attention_mask
-    out = torch.matmul(scores.softmax(-1), value)  # [b, hkv, groups, d]
+    probs = scores.softmax(-1).to(value.dtype)
+    if value.shape[2] > probs.shape[-1]:
+        probs = torch.nn.functional.pad(probs, (0, value.shape[2] - probs.shape[-1]))
+    out = torch.matmul(probs, value)  # [b, hkv, groups, d]
     return out.reshape(b, 1, h, d).to(query.dtype), None
 
 
