@@ -8,11 +8,10 @@ from dataclasses import dataclass, replace
 
 class SlotCache:
     """Per-layer K/V buffers ``[slots, kv_heads, capacity, head_dim]`` in the dtype the model computes them in (bf16
-    keys and values take half the memory of float32 ones; decoding attention reads bf16 keys as float32, which
-    is exact, and multiplies bf16 values as PyTorch's fused kernel does). Before each decoding forward the engine
-    sets ``write_cols`` (each row's next column) and ``width`` (columns the attention reads); ``update``
-    writes the step's keys/values in place and returns the first ``rows`` rows: keys up to ``width``, values up
-    to ``width`` or whole (see there)."""
+    keys and values take half the memory of float32 ones, and decoding attention multiplies them in bf16). Before
+    each decoding forward the engine sets ``write_cols`` (each row's next column) and ``width`` (columns the
+    attention reads); ``update`` writes the step's keys/values in place and returns the first ``rows`` rows, up to
+    ``width`` or whole (see there)."""
 
     is_compileable = False
 
@@ -56,9 +55,11 @@ class SlotCache:
         k[rows, :, self.write_cols] = key_states[:, :, 0].to(k.dtype)
         v[rows, :, self.write_cols] = value_states[:, :, 0].to(v.dtype)
         n = key_states.shape[0]
-        # values: whole rows when the width is at least half the capacity (a view a matmul reads without a
-        # copy; decoding attention gives the extra columns probability 0), else the first ``width`` columns
-        return k[:n, :, : self.width], v[:n] if 2 * self.width >= self.capacity else v[:n, :, : self.width]
+        # whole rows when the width is at least half the capacity (views a matmul reads without a copy; decoding
+        # attention reads the first ``width`` columns, the mask's), else the first ``width`` columns
+        if 2 * self.width >= self.capacity:
+            return k[:n], v[:n]
+        return k[:n, :, : self.width], v[:n, :, : self.width]
 
     # what a model's forward may ask of a cache before attention runs
     def get_seq_length(self, layer_idx: int = 0) -> int:
