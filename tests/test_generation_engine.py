@@ -143,12 +143,43 @@ def test_kv_slots_never_exceed_the_sequences_and_change_no_sample(tiny, monkeypa
     assert out[64] == out[rows]
 
 
-def test_bf16_decoding_is_as_close_to_the_float32_model_as_transformers_bf16_forward(tiny):
-    """The engine keeps bf16 keys and values as computed and multiplies them in bf16: the sampled tokens'
-    log-probs are as far from the float32 model's as those of transformers' own bf16 forward."""
+def _tiny_qwen3(tok):
+    """A two-layer Qwen3 (q/k norms): the engine decodes it through the model's own forward, not the lean step."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        model = Qwen3ForCausalLM(config).eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0, 0.3)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_bf16_decoding_is_as_close_to_the_float32_model_as_transformers_bf16_forward(tiny, arch):
+    """The engine keeps bf16 keys and values as computed and multiplies them in bf16, in the lean step (Llama) and
+    through the model's forward (Qwen3): the sampled tokens' log-probs are as far from the float32 model's as
+    those of transformers' own bf16 forward."""
     from preflab.generation.engine import SlotCache
 
     model, tok = tiny
+    if arch == "qwen3":
+        model = _tiny_qwen3(tok)
     low = copy.deepcopy(model).to(torch.bfloat16)
     params = SamplingParams(max_new_tokens=12, temperature=1.0, n=3, batch_size=6, seed=4, return_token_logprobs=True)
     dtypes = []
