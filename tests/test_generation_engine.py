@@ -147,21 +147,11 @@ def _tiny_qwen3(tok):
     """A two-layer Qwen3 (q/k norms): the engine decodes it through the model's own forward, not the lean step."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    config = Qwen3Config(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=256,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    from test_generation_lean import _sizes
+
     with torch.random.fork_rng():
         torch.manual_seed(5)
-        model = Qwen3ForCausalLM(config).eval()
+        model = Qwen3ForCausalLM(Qwen3Config(**_sizes(tok), head_dim=16)).eval()
         with torch.no_grad():
             for p in model.parameters():
                 p.normal_(0, 0.3)
