@@ -84,13 +84,13 @@ def _decode_attention(module, query, key, value, attention_mask, scaling=None, d
     b, h, _, d = query.shape
     hkv = key.shape[1]
     width = attention_mask.shape[-1] if attention_mask is not None else key.shape[2]
+    q = query.reshape(b, hkv, h // hkv, d)
     if key.dtype == torch.bfloat16 and value.dtype == torch.bfloat16:
-        q = query.reshape(b, hkv, h // hkv, d).to(torch.bfloat16)
         # K·qᵀ, not q·Kᵀ: the product reads the cache's rows in place (a transposed strided slice is copied first)
-        scores = torch.matmul(key, q.transpose(-1, -2)).transpose(-1, -2)[..., :width].float()
+        scores = torch.matmul(key, q.to(key.dtype).transpose(-1, -2)).transpose(-1, -2)[..., :width].float()
     else:
         key, value = key[:, :, :width].float(), value.float()
-        scores = torch.matmul(query.reshape(b, hkv, h // hkv, d).float(), key.transpose(-1, -2))
+        scores = torch.matmul(q.float(), key.transpose(-1, -2))
     scores = scores * (scaling if scaling is not None else d**-0.5)
     if attention_mask is not None:
         scores = scores + attention_mask

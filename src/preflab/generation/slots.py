@@ -19,7 +19,6 @@ class SlotCache:
         self.slots, self.capacity = slots, capacity
         self.keys: list = []
         self.values: list = []
-        self.rows = 0
         self.write_cols = None
         self.width = 0
 
