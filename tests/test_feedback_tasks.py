@@ -210,3 +210,54 @@ def test_echo_and_topic_guards():
     assert s("sentiment", pos, "I love it, it is wonderful!") == 0.0  # never names the laptop
     assert s("sentiment", {**pos, "target": "negative"}, "This laptop is wonderful, I love it!") == 0.0
     assert s("sentiment", pos, "This laptop is wonderful, I love it!") > 0.8
+
+
+def test_bare_repeated_and_empty_answers_earn_little():
+    """The rules new tasks carry against answers trained policies found: the bare topic word for word_limit, the
+    phrase alone for ending_phrase, one item listed k times, keys with empty values, one word looped to a length."""
+    wl = {"max_words": 10, "topic_words": ["ocean", "sea"], "min_words": 4}
+    assert s("word_limit", wl, "ocean") == pytest.approx(0.25)
+    assert s("word_limit", wl, "Oceans: deep, salty.") == pytest.approx(0.75)  # 3 distinct words
+    assert s("word_limit", wl, "The ocean is deep.") == 1.0
+    assert s("word_limit", wl, "Ocean sea ocean sea ocean sea ocean sea") == pytest.approx(0.5)
+    assert s("word_limit", wl, " ".join(["sea"] * 20)) == pytest.approx(0.25 * 10 / 20)
+    end = {"phrase": "The end.", "topic_words": ["ocean"], "min_words": 3}
+    assert s("ending_phrase", end, "The end.") == 0.0
+    assert s("ending_phrase", end, "The ocean is deep. The end.") == 1.0
+    assert s("ending_phrase", end, "Oceans! The end!") == pytest.approx(1 / 3)
+    assert s("ending_phrase", end, "Computers are fast. The end.") == 0.0  # off topic
+    assert s("ending_phrase", end, "The end of the ocean is far.") == pytest.approx(0.5 * 1.0)  # 4 own words
+    bl = {"count": 3, "distinct_items": True}
+    assert s("bullet_list", bl, "- a\n- b\n- c") == 1.0
+    assert s("bullet_list", bl, "- Bird\n- bird!\n- BIRD") == pytest.approx(1 / 3 * (0.5 + 0.5 / 3))
+    assert s("bullet_list", bl, "- ***\n- [-]\n1. a") == pytest.approx(0.4 / 3 * (0.5 + 0.5 / 3))
+    assert s("bullet_list", bl, "- Dog\n- Fish\n- Bird\n- Fish") == pytest.approx(3 / 4)
+    assert s("bullet_list", {"count": 3}, "- Bird\n- Bird\n- Bird") == 1.0  # tasks written before the rule
+    js = {"keys": ["name", "age", "city"], "filled_values": True}
+    assert s("json_object", js, '{"name": "", "age": null, "city": "  "}') == pytest.approx(0.4)
+    assert s("json_object", js, '{"name": "Al", "age": 0, "city": []}') == pytest.approx(0.4 + 0.6 * 2 / 3)
+    inc = {"keywords": ["blue", "quiet", "window"], "min_words": 8}
+    looped = "blue quiet window blue quiet window blue quiet"
+    assert s("include_keywords", {**inc, "distinct_words": True}, looped) == pytest.approx(3 / 8)
+    assert s("include_keywords", inc, looped) == 1.0  # tasks written before the rule re-score as they did
+    exc = {"forbidden": "ocean", "topic_words": ["sea"], "distinct_words": True}
+    assert s("exclude_keyword", exc, "sea " * 8) == pytest.approx(1 / 8)
+
+
+def _topic_word(task) -> str:
+    return (task.params.get("topic_words") or ["ok"])[0]
+
+
+SHORT_OR_LOOPED = {
+    "topic word": _topic_word,
+    "topic word looped": lambda t: " ".join([_topic_word(t)] * 12),
+    "phrase alone": lambda t: t.params.get("phrase", "ok"),
+    "one item k times": lambda t: "\n".join([f"- {_topic_word(t)}"] * int(t.params.get("count", 3))),
+}
+
+
+@pytest.mark.parametrize("family", SUITES["default"].families)
+def test_default_families_give_bare_or_looped_answers_at_most_a_quarter(family):
+    tasks = get_suite(family).tasks(100, seed=0)
+    for name, answer in SHORT_OR_LOOPED.items():
+        assert max(t.score(answer(t)) for t in tasks) <= 0.25, name

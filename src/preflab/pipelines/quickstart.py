@@ -268,6 +268,8 @@ class Quickstart:
 
     # ------------------------------------------------------------------ driver
     def run(self) -> QuickstartResult:
+        from ..feedback.tasks import TASKS_VERSION
+
         c, q = self.cfg, self.q
         if q.rounds > q.train_prompts:
             raise ConfigError(
@@ -275,7 +277,7 @@ class Quickstart:
                 field="quickstart.rounds",
             )
         model_fp = c.model.model_dump()
-        fp_prompts = fingerprint("prompts", c.seed, q.suite, q.train_prompts, q.eval_prompts)
+        fp_prompts = fingerprint("prompts", c.seed, q.suite, q.train_prompts, q.eval_prompts, TASKS_VERSION)
         sampling = (q.samples_per_prompt, q.max_new_tokens, q.temperature, q.top_p, q.sample_batch_size)
         training = (
             c.train.model_dump(exclude={"resume", "progress"}),

@@ -2,12 +2,13 @@
 
 from . import arithmetic, ending, formatting, keywords, length, sentiment  # noqa: F401  (register families)
 from .base import FAMILIES, Task, TaskFamily, get_family, register_family, score_task, task_from_dict
-from .suites import DEFAULT_SUITE, SUITES, TaskSuite, get_suite, register_suite
+from .suites import DEFAULT_SUITE, SUITES, TASKS_VERSION, TaskSuite, get_suite, register_suite
 
 __all__ = [
     "DEFAULT_SUITE",
     "FAMILIES",
     "SUITES",
+    "TASKS_VERSION",
     "Task",
     "TaskFamily",
     "TaskSuite",

@@ -6,7 +6,8 @@ import random
 from typing import Any
 
 from .base import TaskFamily, register_family
-from .text import normalise, words
+from .length import topic_words
+from .text import mentions, normalise, words
 from .vocab import ENDINGS, INSTRUCTIONS, TOPICS
 
 
@@ -18,11 +19,15 @@ class EndingPhrase(TaskFamily):
     apostrophes straightened, so case, punctuation and markdown do not matter: "I hope this helps!"
     ends with "I hope this helps."): 1 if the answer's last words are P's words; 0.5 if P's words occur
     together elsewhere in it; otherwise 0.4 × the fraction of P's words found among the answer's last
-    |P| + 3 words (credit for getting close); 0 if empty.
+    |P| + 3 words (credit for getting close); 0 if empty. New tasks also ask for an answer: with
+    ``topic_words`` (as in ``word_limit``) an answer naming none of the topic's words scores 0, and with
+    ``min_words`` (m = 3) the score is scaled by min(1, d / m), d the answer's distinct words that are not
+    P's, so the phrase alone ("The end.") earns 0.
     """
 
     name = "ending_phrase"
     description = "end with an exact phrase; 1 at the end, 0.5 elsewhere, partial for its words"
+    min_words = 3
 
     def build(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
         topic = rng.choice(sorted(TOPICS))
@@ -31,13 +36,24 @@ class EndingPhrase(TaskFamily):
             f"{rng.choice(INSTRUCTIONS).format(topic=topic)} Answer in one sentence. "
             f'End your answer with the exact phrase "{phrase}"'
         )
-        return prompt, {"phrase": phrase}
+        return prompt, {"phrase": phrase, "topic_words": topic_words(topic), "min_words": self.min_words}
 
     def score(self, params: dict[str, Any], response: str) -> float:
         text = [w.casefold() for w in words(normalise(response))]
         target = [w.casefold() for w in words(normalise(params["phrase"]))]
         if not text or not target:
             return 0.0
+        if params.get("topic_words") and not mentions(response, params["topic_words"]):
+            return 0.0
+        return self._ending(text, target) * self._substance(text, target, params.get("min_words"))
+
+    @staticmethod
+    def _substance(text: list[str], target: list[str], m: int | None) -> float:
+        """min(1, d / m) with d the distinct words of the answer outside the phrase (1 without ``min_words``)."""
+        return min(1.0, len(set(text) - set(target)) / int(m)) if m else 1.0
+
+    @staticmethod
+    def _ending(text: list[str], target: list[str]) -> float:
         n = len(target)
         if text[-n:] == target:
             return 1.0

@@ -8,11 +8,12 @@ import re
 from typing import Any
 
 from .base import TaskFamily, register_family
-from .text import cased_letters
+from .text import cased_letters, words
 from .vocab import BULLET_TEMPLATES, CATEGORIES, ENTITIES, JSON_TEMPLATES, QUESTIONS
 
 _BULLET = re.compile(r"^\s*[-*•]\s+\S")
 _NUMBERED = re.compile(r"^\s*\d+[.)]\s+\S")
+_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
@@ -24,7 +25,9 @@ class BulletList(TaskFamily):
     a numbered item (``1.`` / ``1)``: a list, but not the requested format), 0 otherwise; f = the mean
     credit. With m = bullets + numbered items, the count match is c = max(0, 1 − |m − k| / k).
     Gold score = f · (½ + ½ c); 0 if empty. So "- a\n- b\n- c" for k = 3 earns 1, the same list numbered
-    0.4, an intro line before three bullets 0.75.
+    0.4, an intro line before three bullets 0.75. New tasks set ``distinct_items``: an item without a word or
+    repeating an earlier item (same words, casefolded) is neither credited nor counted, so "- Bird" three
+    times for k = 3 earns 1/3 · (½ + ½ · 1/3) ≈ 0.22.
     """
 
     name = "bullet_list"
@@ -35,18 +38,36 @@ class BulletList(TaskFamily):
         k = rng.randint(3, 6)
         what = rng.choice(CATEGORIES)
         prompt = rng.choice(BULLET_TEMPLATES).format(k=k, what=what)
-        return prompt, {"count": k}
+        return prompt, {"count": k, "distinct_items": True}
 
     def score(self, params: dict[str, Any], response: str) -> float:
         lines = [ln for ln in response.splitlines() if ln.strip()]
         if not lines:
             return 0.0
         k = int(params["count"])
-        bullets = sum(1 for ln in lines if _BULLET.match(ln))
-        numbered = sum(1 for ln in lines if _NUMBERED.match(ln))
+        if params.get("distinct_items"):
+            lines = _first_items(lines)
+        bullets = sum(1 for ln in lines if ln is not None and _BULLET.match(ln))
+        numbered = sum(1 for ln in lines if ln is not None and _NUMBERED.match(ln))
         fmt = (bullets + self.numbered_credit * numbered) / len(lines)
         count = max(0.0, 1.0 - abs(bullets + numbered - k) / k)
         return fmt * (0.5 + 0.5 * count)
+
+
+def _first_items(lines: list[str]) -> list[str | None]:
+    """``lines`` with every list item that has no word, or repeats an earlier item's words, replaced by None
+    (a line that earns nothing but still counts as a line)."""
+    seen: set[tuple[str, ...]] = set()
+    out: list[str | None] = []
+    for ln in lines:
+        if _BULLET.match(ln) or _NUMBERED.match(ln):
+            key = tuple(w.casefold() for w in words(_MARKER.sub("", ln, count=1)))
+            if not key or key in seen:
+                out.append(None)
+                continue
+            seen.add(key)
+        out.append(ln)
+    return out
 
 
 def _parse_object(text: str) -> tuple[dict | None, bool]:
@@ -78,6 +99,13 @@ def _parse_object(text: str) -> tuple[dict | None, bool]:
     return None, False
 
 
+def _filled(value: Any) -> bool:
+    """A JSON value that says something: not null, not an empty or blank string, not ``[]`` or ``{}``."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return value is not None and value != [] and value != {}
+
+
 @register_family
 class JsonObject(TaskFamily):
     """ "Give a JSON object describing <entity> with the keys a, b, c. Reply with JSON only." (three of the
@@ -85,7 +113,9 @@ class JsonObject(TaskFamily):
 
     Gold score: if a JSON object parses, 0.2 (found inside other text) or 0.4 (the whole answer, code
     fences allowed) plus 0.6 × the fraction of required keys in it; if nothing parses, 0.2 × the fraction
-    of required keys written as quoted strings (an attempt that is not valid JSON). 0 if empty.
+    of required keys written as quoted strings (an attempt that is not valid JSON). 0 if empty. New tasks set
+    ``filled_values``: a key counts only with a value (not null, an empty or blank string, ``[]`` or ``{}``),
+    so the keys with empty values earn the format credit alone.
     """
 
     name = "json_object"
@@ -96,7 +126,7 @@ class JsonObject(TaskFamily):
         keys = rng.sample(ENTITIES[entity], 3)
         listed = ", ".join(f'"{k}"' for k in keys)
         prompt = rng.choice(JSON_TEMPLATES).format(entity=entity, keys=listed)
-        return prompt, {"keys": keys}
+        return prompt, {"keys": keys, "filled_values": True}
 
     def score(self, params: dict[str, Any], response: str) -> float:
         keys = list(params["keys"])
@@ -104,7 +134,8 @@ class JsonObject(TaskFamily):
         if obj is None:
             quoted = sum(1 for k in keys if f'"{k}"' in response)
             return 0.2 * quoted / max(1, len(keys))
-        present = sum(1 for k in keys if k in obj)
+        filled = params.get("filled_values")
+        present = sum(1 for k in keys if k in obj and (not filled or _filled(obj[k])))
         return (0.4 if whole else 0.2) + 0.6 * present / max(1, len(keys))
 
 

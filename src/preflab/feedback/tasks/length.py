@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from .base import TaskFamily, register_family
-from .text import mentions, word_count
+from .text import distinct_words, mentions, word_count
 from .vocab import ASSOCIATED, INSTRUCTIONS, TOPICS
 
 _STOP = {"the", "a", "an", "at", "of", "in"}
@@ -27,18 +27,21 @@ class WordLimit(TaskFamily):
     0 if w = 0; 1 if w ≤ k; k / w otherwise (twice the limit earns 0.5, four times 0.25). The answer must be
     on topic: when the task lists ``topic_words`` (the topic's own words and
     :data:`~preflab.feedback.tasks.vocab.ASSOCIATED` ones), an answer using none of them scores 0, so "ok"
-    or any short generic sentence earns nothing.
+    or any short generic sentence earns nothing. And it must say something: when the task sets ``min_words``
+    (m = 4 for new tasks), the score is scaled by min(1, d / m) with d the answer's distinct words, so the
+    bare topic word ("ocean") earns 0.25 and a loop of two words 0.5, however short.
     """
 
     name = "word_limit"
     description = "answer within a word limit; score min(1, k / words)"
     limits = (8, 10, 12, 15, 20)
+    min_words = 4
 
     def build(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
         topic = rng.choice(sorted(TOPICS))
         k = rng.choice(self.limits)
         prompt = f"{rng.choice(INSTRUCTIONS).format(topic=topic)} Answer in at most {k} words."
-        return prompt, {"max_words": k, "topic_words": topic_words(topic)}
+        return prompt, {"max_words": k, "topic_words": topic_words(topic), "min_words": self.min_words}
 
     def score(self, params: dict[str, Any], response: str) -> float:
         k, w = int(params["max_words"]), word_count(response)
@@ -46,7 +49,8 @@ class WordLimit(TaskFamily):
             return 0.0
         if params.get("topic_words") and not mentions(response, params["topic_words"]):
             return 0.0
-        return 1.0 if w <= k else k / w
+        substance = min(1.0, distinct_words(response) / int(params["min_words"])) if params.get("min_words") else 1.0
+        return substance * (1.0 if w <= k else k / w)
 
 
 @register_family

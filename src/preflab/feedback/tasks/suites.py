@@ -71,6 +71,12 @@ def get_suite(name: str) -> TaskSuite:
 
 DEFAULT_SUITE = "default"
 
+#: The version of the tasks' parameters (what their scorers check), part of the quickstart's prompts stage
+#: fingerprint, so a run directory whose tasks lack newer checks draws its tasks again instead of reusing them.
+#: 2: ``distinct_words``, word_limit's and ending_phrase's ``min_words``, ending_phrase's ``topic_words``,
+#: bullet_list's ``distinct_items``, json_object's ``filled_values``.
+TASKS_VERSION = 2
+
 register_suite(
     TaskSuite(
         name=DEFAULT_SUITE,

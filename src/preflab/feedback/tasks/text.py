@@ -19,6 +19,18 @@ def word_count(text: str) -> int:
     return len(words(text))
 
 
+def distinct_words(text: str) -> int:
+    """How many different words ``text`` uses (casefolded): a word repeated twenty times counts once, so a
+    loop of one word cannot pass for a long answer."""
+    return len({w.casefold() for w in words(text)})
+
+
+def words_for(text: str, params: dict) -> int:
+    """The word count a family's minimum length compares with: distinct words when the task sets
+    ``distinct_words`` (every new task), plain :func:`word_count` for tasks written before that rule."""
+    return distinct_words(text) if params.get("distinct_words") else word_count(text)
+
+
 def contains_word(text: str, word: str) -> int:
     """How often ``word`` (or its plural with -s/-es) occurs as a whole word, case-insensitively."""
     target = word.casefold()
