@@ -17,7 +17,7 @@ def quickstart(
     ),
     set_: list[str] = typer.Option([], "--set", help="Override a key: a.b=value (repeatable)."),
 ) -> None:
-    """Sample, annotate (noisy simulated annotators), train DPO, evaluate against gold, write the report."""
+    """Sample, annotate (noisy simulated annotators), train (RPO by default), evaluate against gold, report."""
     from ..config import load_config
     from ..pipelines import run_quickstart
     from ..pipelines.defaults import quickstart_defaults

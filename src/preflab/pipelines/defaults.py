@@ -20,8 +20,8 @@ QUICKSTART_DEFAULTS: dict[str, Any] = {
         "pool": "noisy",
         "pair_strategy": "best-vs-worst",
     },
-    "algorithm": "dpo",
-    "objective": {"params": {"beta": 0.5}},
+    "algorithm": "rpo",
+    "objective": {"params": {"beta": 0.5, "alpha": 1.0}},
     "lora": {"enabled": True, "r": 16, "alpha": 32.0, "dropout": 0.0},
     "reference": {"mode": "cached"},
     "train": {

@@ -5,7 +5,7 @@ Stages (each resumable, see :mod:`preflab.pipelines.stages`):
 1. ``prompts``  — training and held-out tasks from a gold-scored task suite, disjoint by construction;
 2. ``samples``  — several completions per training prompt from the initial policy (gold-scored);
 3. ``pairs``    — a simulated annotator pool *with label noise* labels pairs of completions;
-4. ``train``    — DPO (or any offline pair algorithm in ``algorithm:``) on the pairs, checkpointed;
+4. ``train``    — RPO by default (DPO + NLL; any offline pair algorithm in ``algorithm:``) on the pairs, checkpointed;
 5. ``eval``     — trained vs initial policy on the held-out prompts under the gold judge: win rate with a
                   bootstrap CI, length-controlled win rate, gold score per family, KL to the initial policy;
 6. ``report``   — the self-contained HTML report.
