@@ -20,7 +20,9 @@ from preflab.feedback.tasks import get_suite
 
 TASK = get_suite("word_limit").tasks(1, seed=0)[0]
 TOPIC = TASK.params["topic_words"][0]  # word_limit answers must be on topic
-AB, CDE, W40, W20 = f"{TOPIC} b", f"c d {TOPIC}", " ".join([TOPIC] * 40), " ".join([TOPIC] * 20)
+# AB and CDE: four distinct words within the limit (1.0); W40 and W20: the topic word looped (a quarter of k / words)
+AB, CDE = f"{TOPIC} is a joy", f"c d e {TOPIC}"
+W40, W20 = " ".join([TOPIC] * 40), " ".join([TOPIC] * 20)
 
 
 def make_samples() -> list[PromptSamples]:

@@ -45,11 +45,11 @@ def test_gold_judge():
     t = tasks[0]
     k = t.params["max_words"]
     topic = t.params["topic_words"][0]  # word_limit answers must be on topic
-    short, long = f"one {topic}", " ".join([topic] * (2 * k))
+    short, long = f"one {topic} two three", " ".join([topic, *(f"w{i}" for i in range(2 * k - 1))])
     assert judge.score(t.prompt, long) == 0.5 and judge.score(t, short) == 1.0
     assert judge.compare(t.prompt, short, long) == 1.0
     assert judge.compare(t.prompt, long, short) == 0.0
-    assert judge.compare(t.prompt, short, f"three {topic}") == 0.5
+    assert judge.compare(t.prompt, short, f"three {topic} four five") == 0.5
     assert GoldJudge(tasks, temperature=0.25).compare(t, short, long) == pytest.approx(sigmoid(0.5 / 0.25))
     with pytest.raises(DataError, match="no task"):
         judge.score("unknown prompt", "x")
@@ -163,9 +163,10 @@ def test_make_judge(tiny_rm, tmp_path):
     tasks = get_suite("word_limit").tasks(2, seed=0)
     topic = tasks[0].params["topic_words"][0]  # word_limit answers must be on topic
     gold = make_judge("gold", tasks=tasks, temperature=0.0)
-    assert gold.compare(tasks[0], topic, " ".join([topic] * 50)) == 1.0
+    answer = f"{topic} is a joy"  # four distinct words: 1.0; the topic word looped 50 times: 0.25 * k / 50
+    assert gold.compare(tasks[0], answer, " ".join([topic] * 50)) == 1.0
     ann = make_judge("annotators", tasks=tasks, pool="noisy", seed=0)
-    assert ann.compare(tasks[0].prompt, topic, " ".join([topic] * 50)) == pytest.approx(0.8, abs=1e-3)
+    assert ann.compare(tasks[0].prompt, answer, " ".join([topic] * 50)) == pytest.approx(0.8, abs=1e-3)
     rm, tok = tiny_rm
     rm.save_pretrained(tmp_path / "rm")
     tok.save_pretrained(tmp_path / "rm")

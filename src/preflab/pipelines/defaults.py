@@ -21,7 +21,7 @@ QUICKSTART_DEFAULTS: dict[str, Any] = {
         "pair_strategy": "best-vs-worst",
     },
     "algorithm": "rpo",
-    "objective": {"params": {"beta": 0.5, "alpha": 1.0}},
+    "objective": {"params": {"beta": 0.5}},
     "lora": {"enabled": True, "r": 16, "alpha": 32.0, "dropout": 0.0},
     "reference": {"mode": "cached"},
     "train": {
