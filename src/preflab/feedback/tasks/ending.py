@@ -7,7 +7,7 @@ from typing import Any
 
 from .base import TaskFamily, register_family
 from .length import topic_words
-from .text import mentions, normalise, words
+from .text import normalise, off_topic, words
 from .vocab import ENDINGS, INSTRUCTIONS, TOPICS
 
 
@@ -43,7 +43,7 @@ class EndingPhrase(TaskFamily):
         target = [w.casefold() for w in words(normalise(params["phrase"]))]
         if not text or not target:
             return 0.0
-        if params.get("topic_words") and not mentions(response, params["topic_words"]):
+        if off_topic(response, params):
             return 0.0
         return self._ending(text, target) * self._substance(text, target, params.get("min_words"))
 

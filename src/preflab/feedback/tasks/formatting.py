@@ -45,29 +45,26 @@ class BulletList(TaskFamily):
         if not lines:
             return 0.0
         k = int(params["count"])
-        if params.get("distinct_items"):
-            lines = _first_items(lines)
-        bullets = sum(1 for ln in lines if ln is not None and _BULLET.match(ln))
-        numbered = sum(1 for ln in lines if ln is not None and _NUMBERED.match(ln))
+        kinds = _item_kinds(lines, distinct=bool(params.get("distinct_items")))
+        bullets, numbered = kinds.count("bullet"), kinds.count("numbered")
         fmt = (bullets + self.numbered_credit * numbered) / len(lines)
         count = max(0.0, 1.0 - abs(bullets + numbered - k) / k)
         return fmt * (0.5 + 0.5 * count)
 
 
-def _first_items(lines: list[str]) -> list[str | None]:
-    """``lines`` with every list item that has no word, or repeats an earlier item's words, replaced by None
-    (a line that earns nothing but still counts as a line)."""
+def _item_kinds(lines: list[str], *, distinct: bool) -> list[str | None]:
+    """Each line's kind: "bullet", "numbered" or None (prose). With ``distinct``, an item without a word or
+    repeating an earlier item's words (casefolded) is None too: it earns nothing but still counts as a line."""
     seen: set[tuple[str, ...]] = set()
-    out: list[str | None] = []
+    kinds: list[str | None] = []
     for ln in lines:
-        if _BULLET.match(ln) or _NUMBERED.match(ln):
+        kind = "bullet" if _BULLET.match(ln) else "numbered" if _NUMBERED.match(ln) else None
+        if kind and distinct:
             key = tuple(w.casefold() for w in words(_MARKER.sub("", ln, count=1)))
-            if not key or key in seen:
-                out.append(None)
-                continue
+            kind = None if not key or key in seen else kind
             seen.add(key)
-        out.append(ln)
-    return out
+        kinds.append(kind)
+    return kinds
 
 
 def _parse_object(text: str) -> tuple[dict | None, bool]:

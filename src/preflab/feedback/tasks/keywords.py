@@ -7,7 +7,7 @@ from typing import Any
 
 from .base import TaskFamily, register_family
 from .length import topic_words
-from .text import contains_word, mentions, words_for
+from .text import contains_word, off_topic, words_for
 from .vocab import EXCLUDE_TEMPLATES, KEYWORDS, TOPICS
 
 
@@ -63,7 +63,7 @@ class ExcludeKeyword(TaskFamily):
         return prompt, {"forbidden": word, "topic_words": topic_words(topic, exclude=word), "distinct_words": True}
 
     def score(self, params: dict[str, Any], response: str) -> float:
-        if params.get("topic_words") and not mentions(response, params["topic_words"]):
+        if off_topic(response, params):
             return 0.0
         uses = contains_word(response, params["forbidden"])
         return (1.0 / (1 + uses)) * min(1.0, words_for(response, params) / self.min_words)

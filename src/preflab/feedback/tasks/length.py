@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from .base import TaskFamily, register_family
-from .text import distinct_words, mentions, word_count
+from .text import distinct_words, off_topic, word_count
 from .vocab import ASSOCIATED, INSTRUCTIONS, TOPICS
 
 _STOP = {"the", "a", "an", "at", "of", "in"}
@@ -47,7 +47,7 @@ class WordLimit(TaskFamily):
         k, w = int(params["max_words"]), word_count(response)
         if w == 0:
             return 0.0
-        if params.get("topic_words") and not mentions(response, params["topic_words"]):
+        if off_topic(response, params):
             return 0.0
         substance = min(1.0, distinct_words(response) / int(params["min_words"])) if params.get("min_words") else 1.0
         return substance * (1.0 if w <= k else k / w)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from .base import TaskFamily, register_family
-from .text import mentions, words
+from .text import off_topic, words
 from .vocab import PRODUCTS, REVIEW_TEMPLATES
 
 _NOT_PRODUCT = {"a", "an", "pair", "of", "new"}
@@ -55,7 +55,7 @@ class Sentiment(TaskFamily):
         if not words(response):
             return 0.0
         sign = 1.0 if params["target"] == "positive" else -1.0
-        if params.get("product_words") and not mentions(response, params["product_words"]):
+        if off_topic(response, params, key="product_words"):
             return 0.0
         if params.get("credit") == "signed":
             return max(0.0, sign * compound(response))

@@ -71,6 +71,11 @@ def mentions(text: str, targets) -> int:
     return sum(1 for t in targets if any(matches_word(w, t.casefold()) for w in found))
 
 
+def off_topic(response: str, params: dict, key: str = "topic_words") -> bool:
+    """The task lists words its answers must name (``params[key]``) and ``response`` names none of them."""
+    return bool(params.get(key)) and not mentions(response, params[key])
+
+
 def echoes(response: str, prompt: str) -> bool:
     """The response mostly repeats the prompt: half or more of its word trigrams (casefolded) occur in the
     prompt. Answers under three words have no trigram and never echo (``42`` may well be in the prompt)."""
