@@ -73,20 +73,79 @@ def test_row_packing_round_trips_and_its_gradients_are_indexings():
     torch.autograd.gradcheck(lambda t: packing.to_packed(t), (y,))
 
 
+def test_a_shared_start_is_one_packed_token_whose_gradient_sums_the_rows():
+    from preflab.data.collate import collate_prefix_shared
+
+    batch = collate_prefix_shared(_rollout_groups(start=3), pad_id=0)
+    packing = attention.RowPacking.of(batch.attention_mask, batch.input_ids, batch.position_ids)
+    n = packing.tokens.numel()
+    assert packing.shared == 3 and n == batch.num_tokens - 3
+    assert torch.equal(packing.slots[1, :3], packing.slots[0, :3])
+    x = torch.randn(1, 2, n, 4, dtype=torch.float64, requires_grad=True)
+    rows = packing.to_rows(x)
+    assert torch.equal(rows[1, :, :3], rows[0, :, :3])  # every row reads the one copy
+    assert torch.equal(packing.to_packed(rows), x.transpose(1, 2))
+    (grad,) = torch.autograd.grad(rows.sum(), x)
+    assert torch.equal(grad[0, :, :3], torch.full((2, 3, 4), 2.0, dtype=torch.float64))  # both rows' slots
+    assert torch.equal(grad[0, :, 3:], torch.ones(2, n - 3, 4, dtype=torch.float64))
+    torch.autograd.gradcheck(lambda t: packing.to_rows(t), (x,))
+    y = torch.randn(rows.shape, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t: packing.to_packed(t), (y,))
+    (grad,) = torch.autograd.grad(packing.to_packed(y).sum(), y)
+    assert grad[0, :, :3].eq(1).all() and grad[1, :, :3].eq(0).all()  # a shared token is read from row 0 only
+
+
 def test_packing_waits_for_an_attention_without_dropout(tiny):
     model, tok = tiny
     batch = _batch(tok, "prefix_shared")
     scorer = SequenceScorer(model)
-    assert scorer._packable(batch)
+    assert scorer._packing(batch) is not None
     model.config.attention_dropout = 0.1
     try:
         model.train()
-        assert not scorer._packable(batch)
+        assert scorer._packing(batch) is None
         model.eval()
-        assert scorer._packable(batch)
+        assert scorer._packing(batch) is not None
     finally:
         model.config.attention_dropout = 0.0
-    assert not scorer._packable(_batch(tok, "padded"))
+    assert scorer._packing(_batch(tok, "padded")) is None
+
+
+def test_rows_share_a_prompt_start_only_without_dropout(tiny):
+    model, tok = tiny
+    batch = _batch(tok, "prefix_shared")  # both prompts open with the chat template's system turn
+    scorer = SequenceScorer(model)
+    shared = scorer._packing(batch).shared
+    ids = batch.input_ids
+    assert shared > 0 and torch.equal(ids[0, :shared], ids[1, :shared]) and ids[0, shared] != ids[1, shared]
+    model.train()
+    try:
+        assert scorer._packing(batch).shared == shared  # the tiny model drops nothing
+        model.model.layers[0].mlp.act_fn = torch.nn.Sequential(model.model.layers[0].mlp.act_fn, torch.nn.Dropout(0.1))
+        assert scorer._packing(batch).shared == 0  # one dropout mask would stand for every row's copy
+    finally:
+        model.model.layers[0].mlp.act_fn = model.model.layers[0].mlp.act_fn[0]
+        model.eval()
+
+
+def test_shared_prefix_is_the_run_every_row_computes_alike():
+    from preflab.data.collate import collate_prefix_shared
+    from preflab.models.packing import shared_prefix
+
+    start = [7, 8, 9, 10]
+    groups = [(start + [11, 12], [[3, 4], [5]]), (start[:3] + [20, 21, 22], [[6], [2, 2]])]
+    batch = collate_prefix_shared(groups, pad_id=0)
+    assert shared_prefix(batch.attention_mask, batch.input_ids, batch.position_ids) == 3
+    single = collate_prefix_shared(groups[:1], pad_id=0)
+    assert shared_prefix(single.attention_mask, single.input_ids, single.position_ids) == 0
+    moved = batch.position_ids.clone()
+    moved[1, 1:] += 1  # row 1 counts its positions differently from slot 1 on
+    assert shared_prefix(batch.attention_mask, batch.input_ids, moved) == 1
+    blind = batch.attention_mask.clone()
+    blind[1, 0, 2, 0] = False  # row 1's slot 2 does not see slot 0
+    assert shared_prefix(blind, batch.input_ids, batch.position_ids) == 2
+    whole = collate_prefix_shared([(start, [[1], [2, 3]]), (start, [[4, 5], [6]])], pad_id=0)
+    assert shared_prefix(whole.attention_mask, whole.input_ids, whole.position_ids) == 4  # the whole prompt
 
 
 def _mask(rows, length, prompt):
@@ -191,25 +250,29 @@ def test_the_sdpa_entry_is_restored(tiny):
     assert ALL_ATTENTION_FUNCTIONS["sdpa"] is before
 
 
-def _rollout_groups(seed=0, prompts=(5, 3), completions=(9, 12, 4, 10)):
-    """Prompts of different lengths, each with completions of different lengths (a GRPO rollout's shape)."""
+def _rollout_groups(seed=0, prompts=(5, 3), completions=(9, 12, 4, 10), start=0):
+    """Prompts of different lengths, each with completions of different lengths (a GRPO rollout's shape); with
+    ``start``, every prompt opens with the same ``start`` tokens (a chat template's system turn)."""
     gen = torch.Generator().manual_seed(seed)
 
     def ids(n):
         return torch.randint(3, 250, (n,), generator=gen).tolist()
 
-    return [(ids(p), [ids(c + i) for c in completions]) for i, p in enumerate(prompts)]
+    opening = ids(start)
+    return [(opening + ids(p), [ids(c + i) for c in completions]) for i, p in enumerate(prompts)]
 
 
-def test_segments_give_the_rows_attention_in_value_and_gradient():
+@pytest.mark.parametrize("start", [0, 2])
+def test_segments_give_the_rows_attention_in_value_and_gradient(start):
     from preflab.data.collate import collate_prefix_shared
 
-    batch = collate_prefix_shared(_rollout_groups(), pad_id=0)
-    packing = attention.RowPacking.of(batch.attention_mask)
+    batch = collate_prefix_shared(_rollout_groups(start=start), pad_id=0)
+    packing = attention.RowPacking.of(batch.attention_mask, batch.input_ids, batch.position_ids)
     seg = packing.segments
     assert seg is not None  # 2 rows of 5 + 43 / 3 + 47 tokens: 4,800 scores as rows, 1,066 as blocks
     n = packing.tokens.numel()
-    assert seg.query_index.shape == (8, 13) and seg.prompt_index.shape == (2, 5)
+    assert packing.shared == start and n == batch.num_tokens - start  # a shared start is packed once
+    assert seg.query_index.shape == (8, 13) and seg.prompt_index.shape == (2, 5 + start)
     gen = torch.Generator().manual_seed(1)
     heads, kv_heads, dim = 4, 2, 8
     q = torch.randn(1, heads, n, dim, generator=gen, requires_grad=True)
@@ -256,13 +319,20 @@ def test_segments_only_for_exact_prefix_sharing_that_is_smaller():
     assert attention.RowPacking.of(fewer).segments is not None  # 16·40 keys against the row's 340: under 2x
 
 
-def test_scorer_on_rollout_rows_equals_with_and_without_segments_and_padded(tiny, monkeypatch):
+@pytest.mark.parametrize("start", [0, 2])
+def test_scorer_on_rollout_rows_equals_with_and_without_segments_and_padded(tiny, monkeypatch, start):
+    """Block attention, row attention, a shared prompt start packed once or per row, and the padded layout: the
+    same log-probs and gradients."""
     from preflab.data.collate import collate_sequences
+    from preflab.models import packing
 
     model, _ = tiny
     params = [p for p in model.parameters() if p.requires_grad]
     scorer = SequenceScorer(model, chunk_size=16)
-    groups = _rollout_groups(seed=3)
+    groups = _rollout_groups(seed=3, start=start)
+    found = packing.shared_prefix
+    shares = []
+    monkeypatch.setattr(packing, "shared_prefix", lambda *a: shares.append(found(*a)) or shares[-1])
 
     def run(layout):
         tok, _ = scorer(collate_sequences(groups, layout, 0), per_token=True)
@@ -272,11 +342,17 @@ def test_scorer_on_rollout_rows_equals_with_and_without_segments_and_padded(tiny
     monkeypatch.setattr(attention.Segments, "attend", _counting(attention.Segments.attend, calls))
     fast, fast_grads = run("prefix_shared")
     assert len(calls) == model.config.num_hidden_layers  # every layer attended block by block
+    assert shares == [start]
+    others = []
+    monkeypatch.setattr(packing, "shared_prefix", lambda *a: 0)
+    others.append(run("prefix_shared"))  # blocks, the start computed in every row
     monkeypatch.setattr(attention.Segments, "of", classmethod(lambda cls, *a: None))
-    rows, rows_grads = run("prefix_shared")
-    assert len(calls) == model.config.num_hidden_layers
-    padded, padded_grads = run("padded")
-    for other, other_grads in ((rows, rows_grads), (padded, padded_grads)):
+    others.append(run("prefix_shared"))  # rows, unshared
+    monkeypatch.setattr(packing, "shared_prefix", lambda *a: shares.append(found(*a)) or shares[-1])
+    others.append(run("prefix_shared"))  # rows, the start shared
+    assert len(calls) == 2 * model.config.num_hidden_layers and shares == [start, start]
+    others.append(run("padded"))
+    for other, other_grads in others:
         torch.testing.assert_close(fast, other, rtol=0, atol=2e-5)
         for a, b in zip(fast_grads, other_grads, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -123,14 +123,21 @@ def test_scorer_under_bf16_autocast_is_close_to_fp32(tiny):
 
 
 @pytest.mark.parametrize("chunked_head", [True, False])
-def test_score_completions_equals_naive_per_sequence_and_per_token(tiny, chunked_head):
+@pytest.mark.parametrize("start", [0, 4])
+def test_score_completions_equals_naive_per_sequence_and_per_token(tiny, chunked_head, start, monkeypatch):
     """The scorer of token lists (evaluation's and generation's) is SequenceScorer: the naive log_softmax sums
-    and per-token values, in input order, whatever the batch size; an empty completion scores 0."""
-    from preflab.models.scoring import score_completions
+    and per-token values, in input order, whatever the batch size; an empty completion scores 0. Prompts that
+    open alike (``start`` tokens) have that start packed once per batch, to the same values."""
+    from preflab.models import packing
+    from preflab.models.scoring import packs_rows, score_completions
 
     model, _ = tiny
+    assert packs_rows(model)
+    found, shares = packing.shared_prefix, []
+    monkeypatch.setattr(packing, "shared_prefix", lambda *a: shares.append(found(*a)) or shares[-1])
     gen = torch.Generator().manual_seed(3)
-    prompts = [torch.randint(5, 200, (n,), generator=gen).tolist() for n in (3, 9, 1, 6, 4)]
+    opening = torch.randint(5, 200, (start,), generator=gen).tolist()
+    prompts = [opening + torch.randint(5, 200, (n,), generator=gen).tolist() for n in (3, 9, 1, 6, 4)]
     comps = [torch.randint(5, 200, (n,), generator=gen).tolist() for n in (5, 1, 7, 0, 2)]
     want, want_tok = [], []
     for p, c in zip(prompts, comps, strict=True):
@@ -146,3 +153,4 @@ def test_score_completions_equals_naive_per_sequence_and_per_token(tiny, chunked
     assert [len(t) for t in per_token] == [len(c) for c in comps]
     for got_t, want_t in zip(per_token, want_tok, strict=True):
         assert got_t == pytest.approx(want_t, abs=1e-4)
+    assert max(shares) == start  # batches of two or more rows shared their start

@@ -26,18 +26,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .casts import compute_dtype
+from .packing import RowPacking, Segments
+
+__all__ = ["FlashAttention", "RowPacking", "Segments", "row_packing", "scoring_attention", "scoring_sdpa"]
 
 # fp32 scores, probabilities, dP and dS of one layer live at once in the backward: 16 bytes per score.
 BACKWARD_BYTES_PER_SCORE = 16
 BUDGET_BYTES = 1 << 28
-KEY_COPIES = 2  # prompt/completion blocks may hold at most this many times the rows' keys and values
 
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
@@ -102,187 +103,6 @@ class FlashAttention(torch.autograd.Function):
         grad_q = torch.matmul(grad_s, k)
         grad_k = torch.matmul(grad_s.transpose(-1, -2), q)
         return grad_q, grad_k, grad_v, None, None, None
-
-
-@dataclass
-class RowPacking:
-    """A prefix-shared batch's real tokens packed into one row of N, and the (R, T) rows their attention runs on.
-
-    The decoder's matmuls and elementwise work then skip the padding of the rows (every row is as wide as the
-    longest), while attention still runs row by row with the batch's (R, 1, T, T) mask: :func:`scoring_sdpa`
-    gathers each layer's q, k, v into the rows (a zero token in every padding slot, which sees only itself) and
-    scatters the output back.
-    """
-
-    slots: Tensor  # (R, T): the packed index of each row slot, N for padding
-    tokens: Tensor  # (N,): the flat (R·T) slot of each packed token, in order
-    mask: Tensor  # (R, 1, T, T) bool, True = attend
-    segments: Segments | None = None  # the same attention as prompt and completion blocks, where that is smaller
-    checked: tuple[Tensor, bool] | None = None  # the last layer mask compared with ``mask`` (_row_mask_is)
-
-    @classmethod
-    def of(cls, mask: Tensor) -> RowPacking:
-        """From a prefix-shared mask: a slot is real when it sees its row's first token (padding sees only itself)."""
-        rows, _, width, _ = mask.shape
-        real = mask[:, 0, :, 0].clone()
-        real[:, 0] = True
-        tokens = real.reshape(-1).nonzero().squeeze(-1)
-        slots = torch.full((rows * width,), tokens.numel(), dtype=torch.long, device=mask.device)
-        slots[tokens] = torch.arange(tokens.numel(), device=mask.device)
-        slots = slots.view(rows, width)
-        return cls(slots=slots, tokens=tokens, mask=mask, segments=Segments.of(mask, slots, tokens.numel()))
-
-    def to_rows(self, x: Tensor) -> Tensor:
-        """(1, H, N, D) packed → (R, H, T, D) rows, zeros in the padding slots."""
-        _, heads, n, dim = x.shape
-        rows, width = self.slots.shape
-        flat = x.transpose(1, 2).reshape(n, heads * dim)
-        out = _RowGather.apply(flat, self.slots.reshape(-1), self.tokens)
-        return out.view(rows, width, heads, dim).transpose(1, 2)
-
-    def to_packed(self, x: Tensor) -> Tensor:
-        """(R, H, T, D) rows → (1, N, H, D), the layout attention functions return."""
-        rows, heads, width, dim = x.shape
-        flat = x.transpose(1, 2).reshape(rows * width, heads * dim)
-        return _RowGather.apply(flat, self.tokens, self.slots.reshape(-1)).view(1, -1, heads, dim)
-
-
-@dataclass
-class Segments:
-    """A prefix-shared batch's attention split into its blocks: each row's prompt attends causally to itself
-    (R blocks of the longest prompt, P), each completion to its row's whole prompt and causally to itself (S
-    blocks of the longest completion, C, over P + C keys). A row ``[prompt, c_1, …, c_K]`` of width T costs
-    R·T² scores; its blocks R·P² + S·C·(P + C): a GRPO rollout row (a 50-token prompt, G = 8 completions of
-    ~50 tokens) needs 5× fewer. The softmax of every query runs over exactly the keys its row mask shows it, so
-    the outputs equal the rows' up to the order of float sums.
-
-    Index tensors point into the packed (N) token axis; N is a zero token (padding, which sees only itself)."""
-
-    prompt_index: Tensor  # (R, P) packed index of each prompt token, N for padding
-    prompt_mask: Tensor  # (R, 1, P, P) bool
-    query_index: Tensor  # (S, C) packed index of each completion token, N for padding
-    key_index: Tensor  # (S, P + C) its prompt's tokens, then its own
-    completion_mask: Tensor  # (S, 1, C, P + C) bool
-    back: Tensor  # (N,) where each packed token's output sits in [prompt blocks; completion blocks] flattened
-    slot_token: Tensor  # (R·P + S·C,) the packed token of each block slot, N for padding
-
-    @classmethod
-    def of(cls, mask: Tensor, slots: Tensor, n: int) -> Segments | None:
-        """The blocks of a prefix-shared ``(R, 1, T, T)`` mask whose real tokens are ``slots`` (``RowPacking``);
-        None when the mask is not exactly one causal prompt and causal completions that each see that prompt,
-        when the blocks would not have fewer scores than the rows, or when their keys (each completion's block
-        holds a copy of its prompt's, saved for backward) would be more than :data:`KEY_COPIES` times the rows'."""
-        rows, _, width, _ = mask.shape
-        dev = mask.device
-        prompts: list[list[int]] = []
-        comps: list[tuple[int, list[int]]] = []
-        for r in range(rows):
-            m = mask[r, 0]
-            real = int((slots[r] < n).sum())
-            if not bool((slots[r, :real] < n).all()):
-                return None  # real tokens must come first
-            sub = m[:real, :real]
-            below = torch.ones(real, real, dtype=torch.bool, device=dev).tril()
-            seen_by_all = (sub | ~below).all(0)  # column t: every later token sees it
-            p = real if bool(seen_by_all.all()) else int((~seen_by_all).int().argmax())
-            follows = sub.diagonal(-1).tolist()  # follows[t - 1]: token t sees token t - 1
-            starts = [t for t in range(p, real) if t == p or not follows[t - 1]]
-            ends = [*starts[1:], real] if starts else []
-            expected = below.clone()
-            expected[p:, p:] = False
-            for a, b in zip(starts, ends, strict=True):
-                expected[a:b, a:b] = below[: b - a, : b - a]
-            if not torch.equal(sub, expected):
-                return None
-            prompts.append(slots[r, :p].tolist())
-            comps += [(r, slots[r, a:b].tolist()) for a, b in zip(starts, ends, strict=True)]
-        p_len = max(len(x) for x in prompts)
-        c_len = max((len(c) for _, c in comps), default=0)
-        if not comps or rows * p_len * p_len + len(comps) * c_len * (p_len + c_len) >= rows * width * width:
-            return None
-        if rows * p_len + len(comps) * (p_len + c_len) > KEY_COPIES * rows * width:
-            return None  # each completion's block holds its prompt's keys: a long prompt, many completions
-
-        def padded(lists: list[list[int]], length: int) -> Tensor:
-            out = torch.full((len(lists), length), n, dtype=torch.long)
-            for i, x in enumerate(lists):
-                out[i, : len(x)] = torch.tensor(x, dtype=torch.long)
-            return out.to(dev)
-
-        prompt_index = padded(prompts, p_len)
-        query_index = padded([c for _, c in comps], c_len)
-        owner = torch.tensor([r for r, _ in comps], dtype=torch.long, device=dev)
-        key_index = torch.cat([prompt_index[owner], query_index], 1)
-        pos_p = torch.arange(p_len, device=dev)
-        pos_c = torch.arange(c_len, device=dev)
-        p_real = prompt_index < n
-        c_real = query_index < n
-        eye_p = pos_p[:, None] == pos_p[None, :]
-        prompt_mask = (pos_p[None, None, :] <= pos_p[None, :, None]) & p_real[:, None, :] & p_real[:, :, None]
-        prompt_mask = prompt_mask | eye_p  # a padding query sees its own (zero) key: no all-masked row
-        sees_prompt = p_real[owner][:, None, :] & c_real[:, :, None]  # (S, C, P)
-        causal = (pos_c[None, None, :] <= pos_c[None, :, None]) & c_real[:, None, :] & c_real[:, :, None]
-        own = causal | (pos_c[:, None] == pos_c[None, :])
-        completion_mask = torch.cat([sees_prompt, own], 2)
-        slot_token = torch.cat([prompt_index.reshape(-1), query_index.reshape(-1)])
-        back = torch.full((n + 1,), -1, dtype=torch.long, device=dev)
-        back[slot_token] = torch.arange(slot_token.numel(), device=dev)
-        if bool((back[:n] < 0).any()):
-            return None  # a real token in no block: not the structure verified above
-        return cls(
-            prompt_index=prompt_index,
-            prompt_mask=prompt_mask.unsqueeze(1),
-            query_index=query_index,
-            key_index=key_index,
-            completion_mask=completion_mask.unsqueeze(1),
-            back=back[:n],
-            slot_token=slot_token,
-        )
-
-    def attend(self, query: Tensor, key: Tensor, value: Tensor, groups: int, scale: float) -> Tensor:
-        """(1, H|Hkv, N, D) packed q, k, v → (1, N, H, D) attention output, block by block."""
-        from transformers.integrations.sdpa_attention import repeat_kv
-
-        def flat(x: Tensor) -> Tensor:  # (1, H, N, D) -> (N + 1, H·D), a zero token last
-            _, heads, n, dim = x.shape
-            f = x.transpose(1, 2).reshape(n, heads * dim)
-            return torch.cat([f, f.new_zeros(1, heads * dim)])
-
-        def blocks(f: Tensor, index: Tensor, heads: int) -> Tensor:  # -> (B, heads, L, D)
-            b, length = index.shape
-            return f.index_select(0, index.reshape(-1)).view(b, length, heads, -1).transpose(1, 2)
-
-        hq, hkv = query.shape[1], key.shape[1]
-        q, k, v = flat(query), flat(key), flat(value)
-        outs = []
-        for q_index, k_index, mask in (
-            (self.prompt_index, self.prompt_index, self.prompt_mask),
-            (self.query_index, self.key_index, self.completion_mask),
-        ):
-            kb, vb = blocks(k, k_index, hkv), blocks(v, k_index, hkv)
-            if groups > 1:
-                kb, vb = repeat_kv(kb, groups), repeat_kv(vb, groups)
-            out = FlashAttention.apply(blocks(q, q_index, hq), kb, vb, mask, scale, False)
-            outs.append(out.transpose(1, 2).reshape(-1, out.shape[1] * out.shape[3]))
-        slots = torch.cat(outs)
-        # each packed token's output sits in exactly one slot; padding slots (index N) get no gradient
-        packed = _RowGather.apply(slots, self.back, self.slot_token)
-        return packed.view(1, -1, hq, query.shape[-1])
-
-
-class _RowGather(torch.autograd.Function):
-    """``[x; 0][take]`` with the backward ``[g; 0][give]``: a gather both ways, for index maps where every row of
-    ``x`` lands in exactly one output row, at ``give`` (no scatter-add: indexing's backward is an index_put)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, take: Tensor, give: Tensor) -> Tensor:
-        ctx.save_for_backward(give)
-        return torch.cat([x, x.new_zeros(1, x.shape[1])]).index_select(0, take)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor):
-        (give,) = ctx.saved_tensors
-        return torch.cat([grad, grad.new_zeros(1, grad.shape[1])]).index_select(0, give), None, None
 
 
 _PACKING: list[RowPacking] = []  # the packing of the scoring forward now running (innermost last)

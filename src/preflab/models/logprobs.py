@@ -286,19 +286,28 @@ class SequenceScorer(nn.Module):
         checkpointing = decoder is None or bool(getattr(decoder, "gradient_checkpointing", False))
         config = None if checkpointing else getattr(self.model, "config", None)
         with scoring_attention(config, batch.input_ids) as fast:
-            if fast and self._packable(batch):
-                packing = RowPacking.of(batch.attention_mask)
+            packing = self._packing(batch) if fast else None
+            if packing is not None:
                 with row_packing(packing):
                     return self._forward(batch, packing, per_token)
             return self._forward(batch, None, per_token)
 
-    def _packable(self, batch: Any) -> bool:
-        """Prefix-shared rows with padding, scored through :func:`scoring_sdpa` (no attention dropout)."""
+    def _packing(self, batch: Any) -> RowPacking | None:
+        """Prefix-shared rows scored through :func:`scoring_sdpa` (no attention dropout) as one packed row, when
+        that skips padding or a prompt start the rows share (computed once: under no dropout at all, which would
+        draw one mask for every row's copy)."""
+        from .policy import has_active_dropout  # (policy.py builds on this module)
+
         mask = batch.attention_mask
         if batch.layout != "prefix_shared" or mask is None or mask.dim() != 4 or mask.dtype != torch.bool:
-            return False
+            return None
+        dropping = self.model.training and has_active_dropout(self.model)
         dropout = float(getattr(self.model.config, "attention_dropout", 0.0) or 0.0)
-        return batch.num_tokens < batch.input_ids.numel() and (dropout == 0.0 or not self.model.training)
+        if dropout and self.model.training:
+            return None
+        ids = None if dropping else batch.input_ids
+        packing = RowPacking.of(mask, ids, batch.position_ids)
+        return packing if packing.shared or batch.num_tokens < batch.input_ids.numel() else None
 
     def _forward(self, batch: Any, packing: RowPacking | None = None, per_token: bool = False) -> Any:
         inputs = {

@@ -1,10 +1,12 @@
 """``log π(y | x)`` of given (prompt, completion) token lists: the one scorer outside a training batch.
 
 Evaluation (KL estimates, ranking accuracy) and generation (log-probs of sampled completions) score token lists
-rather than a :class:`~preflab.data.collate.ExampleBatch`; :func:`score_completions` collates them into the
-padded layout and runs :class:`~preflab.models.logprobs.SequenceScorer`, the module training scores with, so the
-three callers share one implementation (gather the target logit, subtract a chunked logsumexp; the chunked
-lm-head where the model allows it).
+rather than a :class:`~preflab.data.collate.ExampleBatch`; :func:`score_completions` collates them and runs
+:class:`~preflab.models.logprobs.SequenceScorer`, the module training scores with, so the three callers share one
+implementation (gather the target logit, subtract a chunked logsumexp; the chunked lm-head where the model allows
+it). On CPU with ``sdpa`` attention the rows are collated ``prefix_shared`` (one completion each), which the scorer
+packs: no padding, and the prompt start the rows share (a chat template's system turn) computed once per batch;
+elsewhere (GPU kernels, other attention implementations) padded.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def score_completions(
     """
     import torch
 
-    from ..data.collate import collate_padded
+    from ..data.collate import collate_sequences
     from ..generation.sampler import bf16_autocast_ok
     from .logprobs import SequenceScorer
 
@@ -42,6 +44,7 @@ def score_completions(
     sums = np.zeros(len(prompt_ids), dtype=np.float64)
     tokens: list[list[float]] = [[] for _ in prompt_ids]
     scorer = SequenceScorer(model, chunked_head=chunked_head)
+    layout = "prefix_shared" if packs_rows(model) else "padded"
     pad_id = getattr(model.config, "pad_token_id", None)
     pad_id = 0 if pad_id is None else int(pad_id)
     todo = [i for i, c in enumerate(completion_ids) if len(c)]
@@ -53,7 +56,7 @@ def score_completions(
         for start in range(0, len(todo), step):
             idx = todo[start : start + step]
             groups = [(list(prompt_ids[i]), [list(completion_ids[i])]) for i in idx]
-            batch = collate_padded(groups, pad_id).to(model.device)
+            batch = collate_sequences(groups, layout, pad_id).to(model.device)
             if per_token:
                 flat = scorer(batch, per_token=True)[0].double().cpu()
                 for seq, part in zip(idx, flat.split(batch.completion_lengths.tolist()), strict=True):
@@ -61,3 +64,10 @@ def score_completions(
             else:
                 sums[idx] = scorer(batch).double().cpu().numpy()
     return tokens if per_token else sums
+
+
+def packs_rows(model) -> bool:
+    """Whether :class:`~preflab.models.logprobs.SequenceScorer` packs ``model``'s prefix-shared rows: a CPU model
+    with ``sdpa`` attention (:mod:`preflab.models.attention`)."""
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or "sdpa"
+    return impl == "sdpa" and next(model.parameters()).device.type == "cpu"
