@@ -67,7 +67,21 @@ def test_first_token_distribution_matches_generate(tiny, temperature, top_p):
     assert p_value > 0.001, (chi2, p_value)
 
 
-def test_greedy_equals_generate_with_refills_and_early_stops(tiny):
+@pytest.fixture(params=[False, True], ids=["own-prefills", "shared-start"])
+def share(request, monkeypatch):
+    """Prefill each prompt on its own, or the start the prompts share (the chat template's) once for a batch."""
+    from preflab.generation import prefill
+
+    monkeypatch.setattr(prefill, "MIN_SAVED_TOKENS", 1 if request.param else 10**9)
+    shared = []
+    found = prefill.shared_start
+    monkeypatch.setattr(prefill, "shared_start", lambda p: shared.append(found(p)) or shared[-1])
+    yield shared if request.param else None
+    if request.param:
+        assert max(shared) > 0  # some prefill batch shared its start
+
+
+def test_greedy_equals_generate_with_refills_and_early_stops(tiny, share):
     model, tok = tiny
     base = dict(max_new_tokens=10, temperature=0.0, bf16=False)
     plain = sample(model, tok, PROMPTS, SamplingParams(**base, engine="generate"))
@@ -81,7 +95,7 @@ def test_greedy_equals_generate_with_refills_and_early_stops(tiny):
         assert [row[0].finish_reason for row in ours] == [row[0].finish_reason for row in ref]
 
 
-def test_continuous_batching_returns_every_completion_with_its_own_logprobs(tiny):
+def test_continuous_batching_returns_every_completion_with_its_own_logprobs(tiny, share):
     model, tok = tiny
     stops = tuple(range(40, 70))  # frequent stop tokens: sequences end at different steps, rows are refilled
     params = SamplingParams(
@@ -397,3 +411,12 @@ def test_a_prefill_store_prefills_each_prompt_once_and_changes_no_sample(tiny, m
     other = copy.deepcopy(model).to(torch.float64)
     sample(other, tok, PROMPTS, sampled, prefills=store)
     assert stats[-1]["prefills_reused"] == 0 and len(store) == 2 * len(PROMPTS)
+
+
+def test_shared_start_leaves_every_prompt_a_token_of_its_own():
+    from preflab.generation.prefill import shared_start
+
+    assert shared_start([[1, 2, 3], [1, 2, 4, 5]]) == 2
+    assert shared_start([[1, 2], [1, 2, 3]]) == 1  # the shorter prompt keeps its last token for its logits
+    assert shared_start([[1, 2, 3], [1, 2, 3]]) == 2
+    assert shared_start([[4, 2], [1, 2]]) == 0

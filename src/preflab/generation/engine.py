@@ -4,9 +4,10 @@
 :data:`ENGINE_MODEL_TYPES` (it falls back to :mod:`.decode`'s loop, and that to Hugging Face ``generate``,
 for the others). Compared with ``generate(num_return_sequences=n)`` it
 
-* **prefills each prompt once** (a left-padded batch of prompts, Hugging Face's own attention) and copies the
-  prompt's keys and values into the KV rows of each of its ``n`` samples, instead of encoding the prompt
-  ``n`` times;
+* **prefills each prompt once** (a left-padded batch of prompts, Hugging Face's own attention; the start the
+  batch's prompts share, such as a chat template's system turn, once for all of them: :mod:`.prefill`) and
+  copies the prompt's keys and values into the KV rows of each of its ``n`` samples, instead of encoding the
+  prompt ``n`` times;
 * keeps a **slot KV cache**: per layer one preallocated ``[slots, kv_heads, capacity, head_dim]`` buffer; each
   row holds one sequence between its own start and end column, so sequences of different prompts and ages
   share a batch, and a decoding step writes every row's new key in place (no ``torch.cat`` of the cache);
@@ -178,9 +179,9 @@ def rollout(
     stays the model's forward). ``prefills``: a :class:`PrefillStore` whose prompts are not prefilled again, and
     which keeps this call's prefills for the next."""
     import torch
-    from transformers import DynamicCache
 
     from .decode import _forward, cache_argument, draw
+    from .prefill import prefill_prompts
 
     reps = 1 if temperature == 0 else n
     dev = model.device
@@ -238,19 +239,10 @@ def rollout(
         ready.extend(entries[i] for i in picked)  # in queue order, reused or not: rows (and draws) as without reuse
 
     def prefill_batch(idx: list[int]) -> dict[int, _Prefilled]:
-        width = max(len(prompt_ids[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long, device=dev)
-        mask = torch.zeros((len(idx), width), dtype=torch.long, device=dev)
-        for r, i in enumerate(idx):
-            ids[r, width - len(prompt_ids[i]) :] = torch.tensor(prompt_ids[i], device=dev)
-            mask[r, width - len(prompt_ids[i]) :] = 1
-        pos = (mask.cumsum(-1) - 1).clamp_(min=0)
-        dyn = DynamicCache()
-        logits = _forward(model, ids, mask, pos, dyn, cache_kw)
-        keys = [layer.keys for layer in dyn.layers]
-        values = [layer.values for layer in dyn.layers]
+        pre = prefill_prompts(model, [prompt_ids[i] for i in idx], pad_id, cache_kw)
+        keys, values, logits, width = pre.keys, pre.values, pre.logits, pre.width
         stats["prefill_calls"] += 1
-        stats["prefill_tokens"] += int(mask.sum())
+        stats["prefill_tokens"] += pre.computed_tokens
         out = {}
         for r, i in enumerate(idx):
             out[i] = _Prefilled(i, reps, 0, r, keys, values, logits[r], width - len(prompt_ids[i]), width)

@@ -76,6 +76,7 @@ class Quickstart:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stages = Stages(self.dir)
         self._tok = None
+        self._sampled: tuple[int, Any] | None = None  # (round, the policy its samples stage loaded)
 
     # ------------------------------------------------------------------ helpers
     def tokenizer(self):
@@ -140,6 +141,7 @@ class Quickstart:
 
         q = self.q
         train = self.round_tasks(r)
+        self._sampled = None  # an earlier round's model, if its train stage did not run: let it go first
         model, tok = self.policy(r), self.tokenizer()
         params = SamplingParams(
             max_new_tokens=q.max_new_tokens,
@@ -171,6 +173,8 @@ class Quickstart:
 
             # one call over every prompt: continuous batching refills the rows until the last prompt is drawn
             sample(model, tok, [t.prompt for t in train], params, on_prompt_done=done)
+        # sampling leaves the weights as loaded: the round's train stage trains this model rather than load it again
+        self._sampled = (r, model)
         out = self.round_dir(r)
         out.mkdir(parents=True, exist_ok=True)
         write_samples(rows, out / "samples.jsonl")
@@ -221,7 +225,10 @@ class Quickstart:
         # train.lr, new pairs) are moved to history/ and training starts afresh (see preflab.training.rundir).
         cfg.train.resume = "auto"
         records = load_preferences(out / "pairs.jsonl").records
-        result = train(cfg, records=records)
+        model = None
+        if self._sampled is not None and self._sampled[0] == r:  # the policy as load_model gave it to the sampler
+            model, self._sampled = self._sampled[1], None
+        result = train(cfg, records=records, model=model)
         return {
             "steps": result.steps,
             "tokens": result.tokens,
