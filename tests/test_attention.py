@@ -356,3 +356,40 @@ def test_scorer_on_rollout_rows_equals_with_and_without_segments_and_padded(tiny
         torch.testing.assert_close(fast, other, rtol=0, atol=2e-5)
         for a, b in zip(fast_grads, other_grads, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_shared_run_into_a_rows_first_completion_is_read_back_once(tiny):
+    """Row 1's prompt is the start of row 0's and its first completion goes on as row 0's prompt does: the run the
+    rows compute alike reaches into that completion, whose query gradients must still count once."""
+    from preflab.data.collate import collate_sequences
+    from preflab.models import packing
+
+    model, _ = tiny
+    params = [p for p in model.parameters() if p.requires_grad]
+    scorer = SequenceScorer(model, chunk_size=16)
+    gen = torch.Generator().manual_seed(7)
+
+    def ids(n):
+        return torch.randint(3, 250, (n,), generator=gen).tolist()
+
+    opening, more = ids(2), ids(3)
+    groups = [
+        (opening + more, [ids(9), ids(10), ids(8), ids(10)]),
+        (opening + more[:1], [more[1:] + ids(8), ids(10), ids(9), ids(7)]),
+    ]
+    batch = collate_sequences(groups, "prefix_shared", 0)
+    assert packing.shared_prefix(batch.attention_mask, batch.input_ids, batch.position_ids) == 5
+
+    def run(layout):
+        tok, _ = scorer(collate_sequences(groups, layout, 0), per_token=True)
+        return tok, torch.autograd.grad((tok * torch.linspace(-1, 1, tok.numel())).sum(), params)
+
+    fast, fast_grads = run("prefix_shared")
+    padded, padded_grads = run("padded")
+    torch.testing.assert_close(fast, padded, rtol=0, atol=2e-5)
+    for a, b in zip(fast_grads, padded_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    seg = packing.RowPacking.of(batch.attention_mask, batch.input_ids, batch.position_ids).segments
+    assert seg is not None  # block attention: every packed token read back from exactly one block slot
+    owned = seg.slot_token[seg.slot_token < seg.back.numel()]
+    assert owned.numel() == seg.back.numel() == owned.unique().numel()

@@ -137,8 +137,9 @@ class Segments:
         dev = mask.device
         owned = slots if owned is None else owned
         prompts: list[list[int]] = []
-        owners: list[list[int]] = []
+        owners: list[list[int]] = []  # each prompt's slots as read back (``owned``)
         comps: list[tuple[int, list[int]]] = []
+        comp_owners: list[list[int]] = []  # (a shared run may reach into a row's first completion)
         for r in range(rows):
             m = mask[r, 0]
             real = int((slots[r] < n).sum())
@@ -160,6 +161,7 @@ class Segments:
             prompts.append(slots[r, :p].tolist())
             owners.append(owned[r, :p].tolist())
             comps += [(r, slots[r, a:b].tolist()) for a, b in zip(starts, ends, strict=True)]
+            comp_owners += [owned[r, a:b].tolist() for a, b in zip(starts, ends, strict=True)]
         p_len = max(len(x) for x in prompts)
         c_len = max((len(c) for _, c in comps), default=0)
         if not comps or rows * p_len * p_len + len(comps) * c_len * (p_len + c_len) >= rows * width * width:
@@ -188,7 +190,7 @@ class Segments:
         causal = (pos_c[None, None, :] <= pos_c[None, :, None]) & c_real[:, None, :] & c_real[:, :, None]
         own = causal | (pos_c[:, None] == pos_c[None, :])
         completion_mask = torch.cat([sees_prompt, own], 2)
-        slot_token = torch.cat([padded(owners, p_len).reshape(-1), query_index.reshape(-1)])
+        slot_token = torch.cat([padded(owners, p_len).reshape(-1), padded(comp_owners, c_len).reshape(-1)])
         back = torch.full((n + 1,), -1, dtype=torch.long, device=dev)
         back[slot_token] = torch.arange(slot_token.numel(), device=dev)
         if bool((back[:n] < 0).any()):
