@@ -12,7 +12,7 @@ QUICKSTART_DEFAULTS: dict[str, Any] = {
         "suite": "default",
         "train_prompts": 288,
         "eval_prompts": 200,
-        "samples_per_prompt": 8,
+        "samples_per_prompt": 10,
         "max_new_tokens": 64,
         "sample_batch_size": 256,
         "temperature": 0.8,
