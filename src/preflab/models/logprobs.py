@@ -301,11 +301,9 @@ class SequenceScorer(nn.Module):
         mask = batch.attention_mask
         if batch.layout != "prefix_shared" or mask is None or mask.dim() != 4 or mask.dtype != torch.bool:
             return None
-        dropping = self.model.training and has_active_dropout(self.model)
-        dropout = float(getattr(self.model.config, "attention_dropout", 0.0) or 0.0)
-        if dropout and self.model.training:
+        if self.model.training and float(getattr(self.model.config, "attention_dropout", 0.0) or 0.0):
             return None
-        ids = None if dropping else batch.input_ids
+        ids = None if self.model.training and has_active_dropout(self.model) else batch.input_ids
         packing = RowPacking.of(mask, ids, batch.position_ids)
         return packing if packing.shared or batch.num_tokens < batch.input_ids.numel() else None
 
